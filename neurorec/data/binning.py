@@ -1,0 +1,158 @@
+"""Spike times → counts per trial (trial × time × unit), conditions and train/test splits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from neurorec.data.recording import BinnedTrials, Recording
+from neurorec.data.validation import SPLIT_VALUES
+from neurorec.errors import DataError
+
+_EPS = 1e-9  # tolerance, in bins, for trial durations that are whole numbers of bins
+
+
+def _condition_index(
+    trials: pd.DataFrame, columns: Sequence[str], source: str
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Index of each trial's condition (n_trials,) and the sorted table of unique conditions."""
+    cols = list(columns)
+    missing = [c for c in cols if c not in trials.columns]
+    if missing:
+        raise DataError(
+            f"{source}: conditions: column(s) {missing} not in the trials table; "
+            f"have {list(trials.columns)}"
+        )
+    if not cols:
+        raise DataError(f"{source}: conditions: no condition columns given")
+    sub = trials[cols].reset_index(drop=True)
+    if sub.isna().to_numpy().any():
+        bad = [c for c in cols if sub[c].isna().any()]
+        raise DataError(f"{source}: conditions: missing values in column(s) {bad}")
+    table = sub.drop_duplicates().sort_values(cols, kind="stable").reset_index(drop=True)
+    keyed = table.assign(_condition=np.arange(len(table)))
+    merged = sub.merge(keyed, on=cols, how="left", sort=False)
+    return merged["_condition"].to_numpy(np.int64), table
+
+
+def split_trials(
+    trials: pd.DataFrame,
+    condition: np.ndarray,
+    test_fraction: float,
+    seed: int,
+    *,
+    source: str = "trials",
+) -> np.ndarray:
+    """Which trials are held out for testing.
+
+    Args:
+        trials: the trials table; when it has a ``split`` column (``"train"``/``"test"``),
+            that column decides and ``test_fraction``/``seed`` are ignored.
+        condition: (n_trials,) condition index of each trial.
+        test_fraction: share of each condition's trials held out, in [0, 1).
+        seed: seed of the ``numpy.random.Generator`` that picks test trials.
+        source: where the trials come from, for error messages.
+
+    Returns:
+        (n_trials,) bool, True for test trials. Stratified: within each condition (in
+        increasing index order) ``floor(test_fraction * n_c + 0.5)`` trials are drawn without
+        replacement, at least 1 and at most ``n_c - 1`` when the condition has >= 2 trials
+        and ``test_fraction > 0``; a condition with a single trial keeps it for training
+        unless rounding asks for it. The same inputs and seed give the same split.
+    """
+    condition = np.asarray(condition)
+    if condition.shape != (len(trials),):
+        raise DataError(
+            f"{source}: condition: expected shape ({len(trials)},), got {condition.shape}"
+        )
+    if "split" in trials.columns:
+        values = trials["split"].astype(str).to_numpy()
+        bad = sorted(set(values) - set(SPLIT_VALUES))
+        if bad:
+            raise DataError(f"{source}: split: values must be 'train' or 'test', got {bad}")
+        return values == "test"
+    if not 0.0 <= float(test_fraction) < 1.0:
+        raise DataError(f"{source}: test_fraction: must be in [0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(trials), dtype=bool)
+    for c in np.unique(condition):
+        idx = np.flatnonzero(condition == c)
+        n_c = idx.size
+        k = int(np.floor(test_fraction * n_c + 0.5))
+        if test_fraction > 0 and n_c >= 2:
+            k = min(max(k, 1), n_c - 1)
+        if k:
+            is_test[rng.permutation(idx)[:k]] = True
+    return is_test
+
+
+def bin_trials(
+    rec: Recording,
+    bin_size: float,
+    conditions: Sequence[str] | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    window: tuple[float, float] | None = None,
+) -> BinnedTrials:
+    """Count spikes in bins aligned to each trial's ``start_time``.
+
+    Args:
+        rec: the recording (spike times sorted per unit, as ``validate_recording`` ensures).
+        bin_size: bin width in seconds.
+        conditions: trials columns whose unique combinations are the conditions; default
+            ``rec.stimulus_columns``.
+        test_fraction, seed: passed to :func:`split_trials` (a ``split`` column wins).
+        window: ``(t0, t1)`` seconds relative to ``start_time``; default ``(0, shortest
+            trial duration)``. ``n_bins = floor((t1 - t0) / bin_size + 1e-9)``.
+
+    Returns:
+        ``BinnedTrials`` with ``counts`` (n_trials, n_bins, n_units) int64, where bin ``i``
+        of trial ``j`` counts spikes ``t`` with ``e_i <= t < e_{i+1}``, ``e_i = start_j +
+        t0 + i * bin_size``; ``time`` (n_bins,) bin centres relative to ``start_time``;
+        trials keep the order of ``rec.trials``.
+    """
+    src = rec.source
+    if not np.isfinite(bin_size) or bin_size <= 0:
+        raise DataError(f"{src}: bin_size: must be a positive number of seconds, got {bin_size}")
+    trials = rec.trials
+    for col in ("start_time", "stop_time"):
+        if col not in trials.columns:
+            raise DataError(f"{src}: trials: missing column {col!r}")
+    if len(trials) == 0:
+        raise DataError(f"{src}: trials: the trials table is empty")
+    start = trials["start_time"].to_numpy(float)
+    stop = trials["stop_time"].to_numpy(float)
+    if window is None:
+        t0, t1 = 0.0, float(np.min(stop - start))
+    else:
+        t0, t1 = float(window[0]), float(window[1])
+        if not t1 > t0:
+            raise DataError(f"{src}: window: expected t0 < t1, got {window}")
+    n_bins = int(np.floor((t1 - t0) / bin_size + _EPS))
+    if n_bins < 1:
+        raise DataError(
+            f"{src}: bin_size: {bin_size} s is longer than the window of {t1 - t0:.6g} s"
+        )
+    cols = tuple(rec.stimulus_columns) if conditions is None else tuple(conditions)
+    condition, table = _condition_index(trials, cols, src)
+    is_test = split_trials(trials, condition, test_fraction, seed, source=src)
+
+    offsets = t0 + np.arange(n_bins + 1) * bin_size  # (n_bins + 1,)
+    edges = (start[:, None] + offsets[None, :]).ravel()  # (n_trials * (n_bins + 1),)
+    n_trials = len(trials)
+    counts = np.empty((n_trials, n_bins, rec.n_units), dtype=np.int64)
+    for u, t in enumerate(rec.spike_times):
+        below = np.searchsorted(np.asarray(t, dtype=float), edges, side="left")
+        counts[:, :, u] = np.diff(below.reshape(n_trials, n_bins + 1), axis=1)
+    return BinnedTrials(
+        counts=counts,
+        bin_size=float(bin_size),
+        time=t0 + (np.arange(n_bins) + 0.5) * bin_size,
+        condition=condition,
+        condition_table=table,
+        is_test=is_test,
+        unit_ids=np.asarray(rec.unit_ids),
+        source=src,
+    )

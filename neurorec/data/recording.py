@@ -1,0 +1,98 @@
+"""Containers for recorded spike trains, before and after binning.
+
+``Recording`` keeps spike times (seconds) and the trials table as recorded; ``BinnedTrials``
+is what models consume: counts ordered trial × time × unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Spike trains of simultaneously recorded units and the trials they were recorded in.
+
+    Attributes:
+        spike_times: one sorted float array per unit, seconds from the start of the recording.
+        unit_ids: (n_units,) identifiers, same order as ``spike_times``.
+        trials: one row per trial with ``start_time``, ``stop_time`` (seconds) and stimulus
+            columns (e.g. ``direction`` in degrees); an optional ``split`` column holds
+            ``"train"``/``"test"``.
+        stimulus_columns: the trials columns that describe the stimulus (conditions).
+        source: file path or dataset name, used in error messages.
+        metadata: free-form facts (subject, session date, licence, citation, units of columns).
+    """
+
+    spike_times: list[np.ndarray]
+    unit_ids: np.ndarray
+    trials: pd.DataFrame
+    stimulus_columns: tuple[str, ...]
+    source: str
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.spike_times)
+
+
+@dataclass(frozen=True)
+class BinnedTrials:
+    """Spike counts binned per trial, aligned to each trial's ``start_time``.
+
+    Attributes:
+        counts: (n_trials, n_bins, n_units) integer spike counts.
+        bin_size: bin width in seconds.
+        time: (n_bins,) bin centres in seconds relative to trial start.
+        condition: (n_trials,) index of each trial's condition into ``condition_table``.
+        condition_table: one row per condition (unique combination of the stimulus columns).
+        is_test: (n_trials,) True for held-out trials.
+        unit_ids: (n_units,) unit identifiers.
+        source: where the data came from, for messages and reports.
+    """
+
+    counts: np.ndarray
+    bin_size: float
+    time: np.ndarray
+    condition: np.ndarray
+    condition_table: pd.DataFrame
+    is_test: np.ndarray
+    unit_ids: np.ndarray
+    source: str
+
+    @property
+    def n_conditions(self) -> int:
+        return len(self.condition_table)
+
+    def subset(self, mask: np.ndarray) -> BinnedTrials:
+        """Trials where ``mask`` (n_trials,) is True; conditions keep their indices."""
+        return BinnedTrials(
+            counts=self.counts[mask],
+            bin_size=self.bin_size,
+            time=self.time,
+            condition=self.condition[mask],
+            condition_table=self.condition_table,
+            is_test=self.is_test[mask],
+            unit_ids=self.unit_ids,
+            source=self.source,
+        )
+
+
+def counts_to_spike_times(counts: np.ndarray, start_times: np.ndarray,
+                          bin_size: float) -> list[np.ndarray]:
+    """Spike times (s) that re-bin to ``counts``: ``n`` spikes at the centre of a bin holding ``n``.
+
+    Args:
+        counts: (n_trials, n_bins, n_units) non-negative integer counts.
+        start_times: (n_trials,) trial start times, seconds, increasing.
+        bin_size: bin width, seconds.
+    Returns:
+        One sorted array per unit.
+    """
+    _, n_bins, n_units = counts.shape
+    centres = (np.asarray(start_times, float)[:, None]
+               + (np.arange(n_bins) + 0.5) * bin_size).ravel()
+    return [np.repeat(centres, counts[:, :, u].ravel().astype(np.int64)) for u in range(n_units)]

@@ -1,0 +1,40 @@
+"""One error hierarchy for everything a user can get wrong.
+
+The CLI turns any :class:`NeurorecError` into one line per problem on stderr and exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class NeurorecError(Exception):
+    """A user-facing problem: bad spec, bad data, bad request.
+
+    ``lines`` holds one ``WHERE: WHAT`` message per problem.
+    """
+
+    def __init__(self, lines: str | Sequence[str]):
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+class SpecError(NeurorecError):
+    """A YAML spec (model or stimulus protocol) or an override is invalid."""
+
+
+class DataError(NeurorecError):
+    """Recorded data is missing, malformed or inconsistent."""
+
+
+class NotFittedError(NeurorecError):
+    """A model method that needs fitted parameters was called before ``fit``."""
+
+
+class DivergenceError(NeurorecError):
+    """An optimisation produced NaN or Inf."""
+
+
+class OutputError(NeurorecError):
+    """An output directory cannot be written as asked."""

@@ -1,0 +1,7 @@
+"""Model families, found by ``kind`` through :data:`MODELS`."""
+
+from neurorec.models.base import MODELS, Model, model_for, register
+from neurorec.models.glm import GLM
+from neurorec.models.rglm import RGLM
+
+__all__ = ["GLM", "MODELS", "RGLM", "Model", "model_for", "register"]

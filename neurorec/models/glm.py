@@ -1,0 +1,278 @@
+"""Poisson / Bernoulli GLM of binned spike trains (Pillow et al. 2008).
+
+For unit ``i`` in bin ``t`` of a trial of condition ``c``::
+
+    drive_i(t) = Σ_k β[i, c, k] S_k(t)                     stimulus (raised cosines over the trial)
+               + Σ_k h[i, k]    Σ_l H_k(l) y_i(t - l)      spike history
+               + Σ_j Σ_k J[i, j, k] Σ_l H_k(l) y_j(t - l)  coupling (j ≠ i)
+    y_i(t) ~ Poisson(link(drive_i(t)))   or   Bernoulli(sigmoid(drive_i(t)))
+
+There is no separate intercept while the stimulus drive is on: the per-condition basis
+spans the baseline, and a second constant would make the design rank-deficient. The history
+starts empty at every trial start. Subclasses add drive terms through ``_extra_*`` hooks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neurorec.bases import raised_cosine_linear, raised_cosine_log
+from neurorec.data.binning import split_trials
+from neurorec.data.recording import BinnedTrials
+from neurorec.errors import DataError
+from neurorec.fit.lbfgs import FitReport, fit_lbfgs
+from neurorec.models.base import Model, register
+from neurorec.observations import make_observation
+from neurorec.spec.models import GLMSpec
+
+Tensor = torch.Tensor
+_L1_SMOOTHING = 1e-6  # |w| ≈ sqrt(w² + ε²) - ε keeps the objective smooth for L-BFGS
+
+
+def history_features(y: Tensor, basis: Tensor) -> Tensor:
+    """Past spikes filtered by a lag basis.
+
+    Args:
+        y: (n_trials, n_bins, n_units) counts.
+        basis: (n_lags, n_basis); row ``l`` weighs lag ``l + 1``.
+    Returns:
+        (n_trials, n_bins, n_units, n_basis): ``out[b, t, j, k] = Σ_l basis[l, k] y[b, t-l-1, j]``
+        with zeros before the trial start.
+    """
+    n_lags = basis.shape[0]
+    n_trials, n_bins, n_units = y.shape
+    padded = torch.cat([y.new_zeros(n_trials, n_lags, n_units), y], dim=1)
+    out = y.new_zeros(n_trials, n_bins, n_units, basis.shape[1])
+    for lag in range(1, n_lags + 1):
+        past = padded[:, n_lags - lag: n_lags - lag + n_bins]
+        out += past[..., None] * basis[lag - 1]
+    return out
+
+
+@register("glm")
+class GLM(Model):
+    """GLM with stimulus drive, spike history and coupling, fitted by penalised ML (L-BFGS).
+
+    Args:
+        spec: validated model spec.
+        device: ``"cpu"`` or ``"cuda"``.
+        seed: seeds initialisation and the early-stopping split.
+
+    Learned attributes: ``params_`` (dict of numpy arrays), ``fit_report_``, ``n_bins_``,
+    ``n_units_``, ``n_conditions_``.
+    """
+
+    def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0):
+        self.spec = spec
+        self.device = torch.device(device)
+        self.seed = seed
+        self.obs = make_observation(spec.observation, spec.link)
+        self.observation_name = spec.observation
+
+    # ---------------------------------------------------------------- bases and design
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float64 if self.spec.fit.dtype == "float64" else torch.float32
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=self.dtype, device=self.device)
+
+    def stimulus_basis(self, n_bins: int) -> np.ndarray:
+        """(n_bins, n_basis) raised cosines tiling the trial."""
+        return raised_cosine_linear(n_bins, self.spec.stimulus.n_basis)
+
+    def history_basis(self, bin_size: float) -> np.ndarray:
+        """(n_lags, n_basis) log-stretched raised cosines over the history window."""
+        n_lags = max(1, round(self.spec.history.duration / bin_size))
+        return raised_cosine_log(n_lags, self.spec.history.n_basis)
+
+    def coupling_basis(self, bin_size: float) -> np.ndarray:
+        n_lags = max(1, round(self.spec.coupling.duration / bin_size))
+        return raised_cosine_log(n_lags, self.spec.coupling.n_basis)
+
+    def _design(self, data: BinnedTrials) -> dict[str, Tensor]:
+        y = self.obs.prepare(self._tensor(data.counts))
+        design = {"y": y, "condition": torch.as_tensor(data.condition, device=self.device)}
+        if self.spec.stimulus.enabled:
+            design["S"] = self._tensor(self.stimulus_basis(y.shape[1]))
+        if self.spec.history.enabled:
+            design["H"] = history_features(y, self._tensor(self.history_basis(data.bin_size)))
+        if self.spec.coupling.enabled:
+            design["C"] = history_features(y, self._tensor(self.coupling_basis(data.bin_size)))
+        return design
+
+    # ---------------------------------------------------------------- parameters
+    def _init_params(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
+        n_units, n_cond = data.counts.shape[2], data.n_conditions
+        mean = np.asarray(self.obs.prepare(torch.as_tensor(data.counts, dtype=torch.float64))
+                          .mean(dim=(0, 1)))
+        mean = np.clip(mean, 1e-3, 1 - 1e-3 if self.observation_name == "bernoulli" else None)
+        base = np.log(mean) if self.observation_name == "poisson" else np.log(mean / (1 - mean))
+        if self.spec.link == "softplus":
+            base = np.log(np.expm1(mean))
+        params: dict[str, Tensor] = {}
+        if self.spec.stimulus.enabled:
+            basis = self.stimulus_basis(data.counts.shape[1])
+            ones_coef = np.linalg.lstsq(basis, np.ones(len(basis)), rcond=None)[0]
+            beta = base[:, None, None] * ones_coef[None, None, :] * np.ones((1, n_cond, 1))
+            params["beta"] = self._tensor(beta)
+        else:
+            params["bias"] = self._tensor(base)
+        if self.spec.history.enabled:
+            params["h"] = self._tensor(np.zeros((n_units, self.spec.history.n_basis)))
+        if self.spec.coupling.enabled:
+            params["J"] = self._tensor(np.zeros((n_units, n_units, self.spec.coupling.n_basis)))
+        params.update(self._extra_init(data, gen))
+        return params
+
+    def _extra_init(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
+        return {}
+
+    def penalised_names(self) -> tuple[str, ...]:
+        """Parameters under the L1/L2 penalty: everything but the stimulus drive / bias."""
+        return ("h", "J")
+
+    # ---------------------------------------------------------------- the model
+    def _drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
+        """(n_trials, n_bins, n_units) linear predictor."""
+        y = d["y"]
+        if "beta" in p:
+            drive = torch.einsum("tk,ibk->bti", d["S"], p["beta"][:, d["condition"]])
+        else:
+            drive = p["bias"].expand_as(y)
+        if "h" in p:
+            drive = drive + torch.einsum("btik,ik->bti", d["H"], p["h"])
+        if "J" in p:
+            eye = torch.eye(y.shape[2], dtype=y.dtype, device=y.device)
+            drive = drive + torch.einsum("btjk,ijk->bti", d["C"], p["J"] * (1 - eye)[..., None])
+        return drive + self._extra_drive(p, d)
+
+    def _extra_drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor | float:
+        return 0.0
+
+    def _objective(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
+        nll = self.obs.nll(d["y"], self._drive(p, d)).mean()
+        pen = self.spec.penalty
+        for name in self.penalised_names():
+            if name in p:
+                w = p[name]
+                if name == "J":
+                    w = w * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))[..., None]
+                if pen.l2:
+                    nll = nll + pen.l2 * (w**2).sum()
+                if pen.l1:
+                    nll = nll + pen.l1 * (torch.sqrt(w**2 + _L1_SMOOTHING**2) - _L1_SMOOTHING).sum()
+        return nll
+
+    # ---------------------------------------------------------------- public API
+    def fit(self, data: BinnedTrials, progress: bool = True) -> GLM:
+        """Fit on all trials of ``data`` (pass training trials only).
+
+        With ``fit.early_stopping`` a stratified ``fit.validation_fraction`` of these trials is
+        held back and the parameters with the best held-back likelihood are kept.
+        """
+        if data.counts.ndim != 3 or data.counts.shape[0] < 2:
+            raise DataError(f"{data.source}: counts: expected ≥ 2 trials × bins × units, "
+                            f"got shape {data.counts.shape}")
+        gen = torch.Generator().manual_seed(self.seed)
+        train, val = data, None
+        if self.spec.fit.early_stopping:
+            is_val = split_trials(pd.DataFrame(index=range(len(data.condition))),
+                                  data.condition, self.spec.fit.validation_fraction, self.seed)
+            if is_val.any() and (~is_val).any():
+                train, val = data.subset(~is_val), data.subset(is_val)
+        params = {k: v.requires_grad_() for k, v in self._init_params(train, gen).items()}
+        d_train = self._design(train)
+        d_val = self._design(val) if val is not None else None
+
+        def validation_nll() -> float:
+            with torch.no_grad():
+                return float(self.obs.nll(d_val["y"], self._drive(params, d_val)).sum())
+
+        report: FitReport = fit_lbfgs(
+            params, lambda: self._objective(params, d_train), self.spec.fit,
+            validation_nll if d_val is not None else None, progress=progress,
+            desc=f"fit {self.spec.name}")
+        self.params_ = {k: v.detach().cpu().numpy() for k, v in params.items()}
+        self.fit_report_ = report
+        self.n_bins_, self.n_units_ = data.counts.shape[1], data.counts.shape[2]
+        self.n_conditions_ = data.n_conditions
+        self.bin_size_ = data.bin_size
+        return self
+
+    def _fitted_tensors(self) -> dict[str, Tensor]:
+        self._check_fitted()
+        return {k: self._tensor(v) for k, v in self.params_.items()}
+
+    def _check_shape(self, data: BinnedTrials) -> None:
+        self._check_fitted()
+        got = data.counts.shape[1:]
+        if got != (self.n_bins_, self.n_units_) or data.n_conditions != self.n_conditions_:
+            raise DataError(f"{data.source}: counts: model was fitted to {self.n_bins_} bins × "
+                            f"{self.n_units_} units × {self.n_conditions_} conditions, got "
+                            f"{got[0]} × {got[1]} × {data.n_conditions}")
+
+    def predict_rate(self, data: BinnedTrials) -> np.ndarray:
+        self._check_shape(data)
+        with torch.no_grad():
+            drive = self._drive(self._fitted_tensors(), self._design(data))
+            return self.obs.mean(drive).cpu().numpy()
+
+    def n_parameters(self) -> int:
+        self._check_fitted()
+        n = sum(v.size for v in self.params_.values())
+        if "J" in self.params_:
+            n -= self.n_units_ * self.params_["J"].shape[2]  # the unused diagonal
+        return int(n)
+
+    def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0) -> np.ndarray:
+        """Ancestral sample, bin by bin, feeding sampled spikes back through history/coupling."""
+        p = self._fitted_tensors()
+        n_bins = n_bins or self.n_bins_
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        cond = torch.as_tensor(np.asarray(condition), device=self.device)
+        y = torch.zeros(len(cond), n_bins, self.n_units_, dtype=self.dtype, device=self.device)
+        design = {"y": y, "condition": cond}
+        if "beta" in p:
+            design["S"] = self._tensor(self.stimulus_basis(n_bins))
+        bases = {"H": self.history_basis(self.bin_size_) if "h" in p else None,
+                 "C": self.coupling_basis(self.bin_size_) if "J" in p else None}
+        with torch.no_grad():
+            for t in range(n_bins):
+                # drive at t depends only on y[:, :t]; recomputing on the prefix keeps one
+                # definition of the model for fitting and sampling
+                prefix = {**design, "y": y[:, : t + 1]}
+                if "S" in design:
+                    prefix["S"] = design["S"][: t + 1]
+                for key, basis in bases.items():
+                    if basis is not None:
+                        prefix[key] = history_features(y[:, : t + 1], self._tensor(basis))
+                drive_t = self._drive(p, prefix)[:, t]
+                y[:, t] = self.obs.sample(drive_t, gen)
+        return y.cpu().numpy()
+
+    # ---------------------------------------------------------------- interpretable views
+    def stimulus_drive(self) -> np.ndarray | None:
+        """(n_units, n_conditions, n_bins) stimulus part of the drive, or None."""
+        self._check_fitted()
+        if "beta" not in self.params_:
+            return None
+        return np.einsum("ick,tk->ict", self.params_["beta"], self.stimulus_basis(self.n_bins_))
+
+    def history_filters(self) -> np.ndarray | None:
+        """(n_units, n_lags) self-history filters (log-gain per past spike), or None."""
+        self._check_fitted()
+        if "h" not in self.params_:
+            return None
+        return self.params_["h"] @ self.history_basis(self.bin_size_).T
+
+    def coupling_filters(self) -> np.ndarray | None:
+        """(n_units, n_units, n_lags) coupling filters ``[post, pre, lag]``, diagonal zero."""
+        self._check_fitted()
+        if "J" not in self.params_:
+            return None
+        filters = self.params_["J"] @ self.coupling_basis(self.bin_size_).T
+        filters[np.arange(self.n_units_), np.arange(self.n_units_)] = 0.0
+        return filters

@@ -1,0 +1,118 @@
+"""Fit a model spec to recorded data and evaluate it on held-out trials.
+
+The one path every command takes: spec → recording → binned trials → split → fit → metrics.
+Writing files is the report layer's job (:mod:`neurorec.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurorec.analysis.metrics import (
+    aic,
+    bits_per_spike,
+    log_likelihood,
+    per_neuron_bits_per_spike,
+)
+from neurorec.data.binning import bin_trials
+from neurorec.data.recording import BinnedTrials, Recording
+from neurorec.errors import DataError, NeurorecError
+from neurorec.models import Model, model_for
+from neurorec.spec.base import Spec
+
+
+def load_recording(source: str) -> Recording:
+    """A recording from an NWB file path or a bundled dataset name (``v1_gratings:3``)."""
+    from neurorec import datasets
+    from neurorec.data.nwb import read_nwb
+
+    path = Path(source)
+    if path.suffix.lower() == ".nwb" or path.exists():
+        if not path.exists():
+            raise DataError(f"{source}: file not found")
+        return read_nwb(path)
+    return datasets.load(source)
+
+
+def resolve_device(device: str) -> str:
+    """Check a ``--device`` request against what torch can do here."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NeurorecError("--device cuda: torch.cuda.is_available() is False on this machine "
+                            f"(torch {torch.__version__}); use --device cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise NeurorecError(f"--device {device}: expected cpu or cuda")
+    return device
+
+
+@dataclass
+class FitResult:
+    """A fitted model with its data split and held-out evaluation."""
+
+    spec: Spec
+    model: Model
+    data: BinnedTrials
+    train: BinnedTrials
+    test: BinnedTrials
+    test_rates: np.ndarray
+    metrics: dict
+
+
+def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
+    d = spec.data
+    return bin_trials(recording, d.bin_size, conditions=d.conditions,
+                      test_fraction=d.test_fraction, seed=seed, window=d.window)
+
+
+def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: str = "cpu",
+                     progress: bool = True) -> FitResult:
+    """Fit ``spec`` on the training trials of ``recording`` and score the test trials."""
+    torch.manual_seed(seed)
+    data = bin_for_spec(spec, recording, seed)
+    train, test = data.subset(~data.is_test), data.subset(data.is_test)
+    if len(test.counts) == 0 or len(train.counts) < 2:
+        raise DataError(f"{recording.source}: trials: need held-out and ≥ 2 training trials, "
+                        f"got {len(test.counts)} test and {len(train.counts)} training")
+    if test.counts.sum() == 0:
+        raise DataError(f"{recording.source}: units: no spikes in the held-out trials")
+    start = time.perf_counter()
+    model = model_for(spec, device=resolve_device(device), seed=seed).fit(train, progress)
+    fit_time = time.perf_counter() - start
+    rates = model.predict_rate(test)
+    obs = model.observation_name
+    train_ll = model.log_likelihood(train)
+    per_neuron = per_neuron_bits_per_spike(test.counts, rates, obs)
+    metrics = {
+        "model": spec.name,
+        "kind": spec.kind,
+        "observation": obs,
+        "data": recording.source,
+        "bits_per_spike": bits_per_spike(test.counts, rates, obs),
+        "log_likelihood": log_likelihood(test.counts, rates, obs),
+        "n_spikes": int(test.counts.sum()),
+        "n_neurons": int(test.counts.shape[2]),
+        "n_bins": int(test.counts.shape[0] * test.counts.shape[1]),
+        "n_bins_per_trial": int(test.counts.shape[1]),
+        "n_test_trials": int(test.counts.shape[0]),
+        "n_train_trials": int(train.counts.shape[0]),
+        "bin_size_s": data.bin_size,
+        "per_neuron_bits_per_spike": per_neuron,
+        "unit_ids": [str(u) for u in data.unit_ids],
+        "train_log_likelihood": train_ll,
+        "train_bits_per_spike": model.score(train),
+        "n_parameters": model.n_parameters(),
+        "aic": aic(train_ll, model.n_parameters()),
+        "fit_time_s": fit_time,
+        "seed": seed,
+        "device": device,
+        "convergence": {k: v for k, v in model.fit_report_.to_dict().items() if k != "history"},
+    }
+    if hasattr(model, "time_constants"):
+        eig, tau = model.time_constants()
+        metrics["time_constants_s"] = tau
+        metrics["eigenvalues_R"] = [[float(e.real), float(e.imag)] for e in eig]
+    return FitResult(spec, model, data, train, test, rates, metrics)

@@ -1,0 +1,134 @@
+"""Figures of a fitted model against held-out data (matplotlib, no screen needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def _condition_label(table: pd.DataFrame, c: int) -> str:
+    row = table.iloc[c]
+    return ", ".join(f"{v:g}" if isinstance(v, float | int | np.number) else str(v)
+                     for v in row.to_numpy())
+
+
+def psth_figure(counts: np.ndarray, rates: np.ndarray, condition: np.ndarray,
+                table: pd.DataFrame, time_s: np.ndarray, bin_size: float, unit_ids: np.ndarray,
+                units: np.ndarray, path: Path, max_conditions: int = 16) -> Path:
+    """Trial-averaged firing rate (Hz) of data vs model per condition, for ``units``.
+
+    Args:
+        counts, rates: (n_trials, n_bins, n_units) observed and predicted counts per bin.
+        condition: (n_trials,) condition index; ``table`` names the conditions.
+    """
+    conds = [c for c in range(len(table)) if (condition == c).any()][:max_conditions]
+    fig, axes = plt.subplots(len(units), len(conds), figsize=(1.6 * len(conds) + 1,
+                             1.4 * len(units) + 0.8), sharex=True, squeeze=False)
+    for r, u in enumerate(units):
+        top = max(counts[:, :, u].mean(0).max(), rates[:, :, u].mean(0).max()) / bin_size
+        for col, c in enumerate(conds):
+            ax = axes[r, col]
+            sel = condition == c
+            ax.plot(time_s, counts[sel, :, u].mean(0) / bin_size, color="0.6", lw=1, label="data")
+            ax.plot(time_s, rates[sel, :, u].mean(0) / bin_size, color="C3", lw=1.2, label="model")
+            ax.set_ylim(0, 1.1 * top + 1e-9)
+            ax.tick_params(labelsize=6)
+            if r == 0:
+                ax.set_title(_condition_label(table, c), fontsize=7)
+            if col == 0:
+                ax.set_ylabel(f"{unit_ids[u]}\nHz", fontsize=7)
+            else:
+                ax.set_yticklabels([])
+    axes[0, 0].legend(fontsize=6, frameon=False)
+    fig.supxlabel("time from trial start (s)", fontsize=8)
+    fig.suptitle(f"Held-out PSTH per condition ({', '.join(table.columns)}), data vs model",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def filters_figure(stimulus_drive: np.ndarray | None, history: np.ndarray | None,
+                   coupling: np.ndarray | None, bin_size: float, path: Path) -> Path:
+    """Stimulus drive (unit × condition), history gains and coupling strengths."""
+    panels = [p for p in (stimulus_drive, history, coupling) if p is not None]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.6),
+                             squeeze=False)
+    axes = list(axes[0])
+    if stimulus_drive is not None:
+        ax = axes.pop(0)
+        im = ax.imshow(stimulus_drive.mean(axis=2), aspect="auto", cmap="viridis")
+        ax.set(xlabel="condition", ylabel="unit", title="mean stimulus drive (log rate)")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    if history is not None:
+        ax = axes.pop(0)
+        lags = np.arange(1, history.shape[1] + 1) * bin_size * 1e3
+        ax.plot(lags, np.exp(history).T, lw=0.8)
+        ax.axhline(1, color="k", lw=0.5, ls=":")
+        ax.set(xlabel="lag (ms)", ylabel="gain per past spike", title="spike-history filters")
+    if coupling is not None:
+        ax = axes.pop(0)
+        strength = coupling.sum(axis=2)
+        lim = np.abs(strength).max() or 1.0
+        im = ax.imshow(strength, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set(xlabel="presynaptic unit", ylabel="postsynaptic unit",
+               title="coupling (summed over lags)")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def eigenvalue_figure(eigenvalues: np.ndarray, tau_s: np.ndarray, path: Path) -> Path:
+    """Eigenvalues of ``R`` in the complex plane and their time constants (ms)."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.6))
+    theta = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(theta), np.sin(theta), color="0.7", lw=0.8)
+    ax.scatter(eigenvalues.real, eigenvalues.imag, s=18, color="C0")
+    ax.set(aspect="equal", xlabel="Re λ", ylabel="Im λ", title="eigenvalues of R")
+    finite = np.where(np.isfinite(tau_s), tau_s * 1e3, np.nan)
+    bx.bar(np.arange(len(tau_s)), finite, color="C0")
+    bx.set(xlabel="mode (by |λ|)", ylabel="time constant (ms)", title="latent time constants")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bits_per_spike_figure(per_neuron: np.ndarray, unit_ids: np.ndarray, path: Path) -> Path:
+    """Held-out bits/spike of every unit."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.22 * len(per_neuron) + 1), 3))
+    ax.bar(np.arange(len(per_neuron)), np.nan_to_num(per_neuron), color="C2")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(np.arange(len(per_neuron)), [str(u) for u in unit_ids], rotation=90, fontsize=6)
+    ax.set(ylabel="bits/spike (held out)", title="per-unit held-out bits/spike")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curve_figure(history: list[dict], path: Path) -> Path:
+    """Objective and held-out NLL over L-BFGS iterations."""
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    it = [h["iter"] for h in history]
+    ax.plot(it, [h["objective"] for h in history], label="training objective")
+    ax.set(xlabel="L-BFGS iteration", ylabel="objective", title="convergence")
+    if history and "validation_nll" in history[0]:
+        bx = ax.twinx()
+        bx.plot(it, [h["validation_nll"] for h in history], color="C1", label="held-back NLL")
+        bx.set_ylabel("held-back NLL (nats)")
+        bx.legend(loc="upper center", fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

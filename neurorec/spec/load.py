@@ -1,0 +1,176 @@
+"""Read YAML specs, apply ``--set`` overrides and validate them against the registered schemas.
+
+Every problem becomes one line ``PATH: field.path: message`` inside a :class:`SpecError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from neurorec.errors import SpecError
+from neurorec.spec.base import MODEL_KINDS, STIMULUS_KINDS, Spec
+
+
+def _line_map(text: str) -> dict[tuple[str, ...], str]:
+    """Where every key path of a YAML document is (``"line 7"``), for messages only."""
+    lines: dict[tuple[str, ...], str] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        lines.setdefault(path, f"line {node.start_mark.line + 1}")
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                lines[sub] = f"line {key.start_mark.line + 1}"
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, str(i)))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Parse a YAML mapping; syntax errors become ``PATH: yaml: line N, column M: problem``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: cannot read: {err}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"{path}: yaml: {where}{err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: yaml: {err}") from None
+    if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise SpecError(f"{path}: (top): expected a mapping with a 'kind' key, got {got}")
+    return raw, _line_map(text)
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[list[str], Any]]:
+    """``["fit.max_iter=50"]`` -> ``[(["fit", "max_iter"], 50)]``; values are read as YAML."""
+    parsed = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise SpecError(f"--set {item}: expected field.path=value")
+        try:
+            parsed.append((key.strip().split("."), yaml.safe_load(value) if value else ""))
+        except yaml.YAMLError:
+            raise SpecError(f"--set {item}: cannot read the value as YAML") from None
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``field.path=value`` set (intermediate mappings created)."""
+    out = copy.deepcopy(raw)
+    for keys, value in parse_overrides(overrides):
+        node: Any = out
+        for depth, key in enumerate(keys[:-1]):
+            nxt = node.get(key) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = {}
+                node[key] = nxt
+            elif not isinstance(nxt, dict):
+                raise SpecError(f"--set {'.'.join(keys)}={value}: "
+                                f"{'.'.join(keys[:depth + 1])} is not a mapping")
+            node = nxt
+        node[keys[-1]] = value
+    return out
+
+
+def _reject_non_finite(raw: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """NaN/Inf never make sense in a spec; pydantic's range checks let NaN through."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return [(path, f"must be a finite number, got {raw}")]
+    if isinstance(raw, dict):
+        return [p for k, v in raw.items() for p in _reject_non_finite(v, (*path, str(k)))]
+    if isinstance(raw, list):
+        return [p for i, v in enumerate(raw) for p in _reject_non_finite(v, (*path, str(i)))]
+    return []
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required field is missing"
+    msg = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    got = error.get("input")
+    if kind not in ("value_error",) and not isinstance(got, dict | list) and got is not None:
+        msg = f"{msg} (got {got!r})"
+    return msg
+
+
+def validate_spec(raw: dict[str, Any], source: str = "<spec>",
+                  lines: dict[tuple[str, ...], str] | None = None,
+                  kinds: dict[str, type[Spec]] | None = None) -> Spec:
+    """Validate a parsed spec against the schema its ``kind`` names."""
+    lines = lines or {}
+    table = kinds if kinds is not None else {**MODEL_KINDS, **STIMULUS_KINDS}
+    kind = raw.get("kind")
+    if kind not in table:
+        known = ", ".join(sorted(table))
+        what = "required field is missing" if kind is None else f"unknown kind {kind!r}"
+        raise SpecError(f"{source}: kind: {what} (known: {known})")
+    problems = _reject_non_finite(raw)
+    try:
+        spec = table[kind].model_validate(raw)
+    except ValidationError as err:
+        seen = {loc for loc, _ in problems}
+        problems += [(loc, _message(e)) for e in err.errors()
+                     if (loc := tuple(str(p) for p in e["loc"])) not in seen]
+    else:
+        if not problems:
+            return spec
+    out = []
+    for loc, msg in problems:
+        # validators of a whole section name the field in their message: keep the section path
+        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        where = f" ({line})" if line else ""
+        out.append(f"{source}: {'.'.join(loc) or '(top)'}: {msg}{where}")
+    raise SpecError(out)
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = (),
+              kinds: dict[str, type[Spec]] | None = None) -> Spec:
+    """Read, override and validate one spec file."""
+    raw, lines = read_yaml(path)
+    raw = apply_overrides(raw, overrides)
+    for keys, _ in parse_overrides(overrides):
+        lines[tuple(keys)] = "from --set"
+    return validate_spec(raw, str(path), lines, kinds)
+
+
+def load_model_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    return load_spec(path, overrides, MODEL_KINDS)
+
+
+def load_stimulus_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    return load_spec(path, overrides, STIMULUS_KINDS)
+
+
+def dump_spec(spec: Spec) -> str:
+    """The resolved spec as YAML (defaults filled in, units in base units)."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
