@@ -20,7 +20,8 @@ def _condition_label(table: pd.DataFrame, c: int) -> str:
 
 def psth_figure(counts: np.ndarray, rates: np.ndarray, condition: np.ndarray,
                 table: pd.DataFrame, time_s: np.ndarray, bin_size: float, unit_ids: np.ndarray,
-                units: np.ndarray, path: Path, max_conditions: int = 16) -> Path:
+                units: np.ndarray, path: Path, max_conditions: int = 16,
+                smooth_s: float = 0.05) -> Path:
     """Trial-averaged firing rate (Hz) of data vs model per condition, for ``units``.
 
     Args:
@@ -28,14 +29,19 @@ def psth_figure(counts: np.ndarray, rates: np.ndarray, condition: np.ndarray,
         condition: (n_trials,) condition index; ``table`` names the conditions.
     """
     conds = [c for c in range(len(table)) if (condition == c).any()][:max_conditions]
+    # data are smoothed for display only (boxcar of ~smooth_s); the model is drawn as predicted
+    width = max(1, round(smooth_s / bin_size))
+    kernel = np.ones(width) / width
     fig, axes = plt.subplots(len(units), len(conds), figsize=(1.6 * len(conds) + 1,
                              1.4 * len(units) + 0.8), sharex=True, squeeze=False)
     for r, u in enumerate(units):
-        top = max(counts[:, :, u].mean(0).max(), rates[:, :, u].mean(0).max()) / bin_size
+        top = max(max(np.convolve(counts[condition == c, :, u].mean(0), kernel, "same").max(),
+                      rates[condition == c, :, u].mean(0).max()) for c in conds) / bin_size
         for col, c in enumerate(conds):
             ax = axes[r, col]
             sel = condition == c
-            ax.plot(time_s, counts[sel, :, u].mean(0) / bin_size, color="0.6", lw=1, label="data")
+            data_hz = np.convolve(counts[sel, :, u].mean(0) / bin_size, kernel, mode="same")
+            ax.plot(time_s, data_hz, color="0.6", lw=1, label="data")
             ax.plot(time_s, rates[sel, :, u].mean(0) / bin_size, color="C3", lw=1.2, label="model")
             ax.set_ylim(0, 1.1 * top + 1e-9)
             ax.tick_params(labelsize=6)
@@ -47,7 +53,8 @@ def psth_figure(counts: np.ndarray, rates: np.ndarray, condition: np.ndarray,
                 ax.set_yticklabels([])
     axes[0, 0].legend(fontsize=6, frameon=False)
     fig.supxlabel("time from trial start (s)", fontsize=8)
-    fig.suptitle(f"Held-out PSTH per condition ({', '.join(table.columns)}), data vs model",
+    fig.suptitle(f"Held-out PSTH per condition ({', '.join(table.columns)}): data "
+                 f"({smooth_s * 1e3:g} ms boxcar) vs model",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -66,6 +66,8 @@ class FitSpec(Spec):
                                        description="training trials held back for early stopping")
     patience: int = Field(3, ge=1, le=100, description="checks without held-out improvement")
     check_every: int = Field(10, ge=1, le=10_000, description="L-BFGS iterations between checks")
+    newton_polish: bool = Field(True, description="finish with Newton-CG steps when L-BFGS "
+                                "converged or stalled (not after early stopping)")
 
 
 @register_model("glm")
@@ -98,7 +100,8 @@ class RecurrentSpec(Spec):
 
     dim: int = Field(8, ge=1, le=2048, description="hidden-state dimension")
     init_radius: float = Field(0.5, ge=0, lt=1, description="spectral radius of R at init")
-    init_scale: float = Field(0.01, ge=0, le=10, description="std of W0 and readout at init")
+    init_scale: float = Field(0.1, ge=0, le=10, description="std of W0 and readout at init "
+                              "(too small and the penalty zeroes R before W0, B grow)")
 
 
 @register_model("rglm")

@@ -1,0 +1,32 @@
+"""Shared fixtures: real V1 sessions binned once per test session."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from neurorec.data import bin_trials
+from neurorec.data.recording import BinnedTrials
+from neurorec.datasets import load
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def v1_session0() -> BinnedTrials:
+    """V1 session 0 (38 units, 208 trials of 90 × 10 ms bins), 20 % test split, seed 0."""
+    return bin_trials(load("v1_gratings:0"), 0.01, test_fraction=0.2, seed=0)
+
+
+def select_units(data: BinnedTrials, units: np.ndarray) -> BinnedTrials:
+    """The same trials restricted to ``units``."""
+    return dataclasses.replace(data, counts=data.counts[:, :, units], unit_ids=data.unit_ids[units])
+
+
+@pytest.fixture(scope="session")
+def v1_session3() -> BinnedTrials:
+    """V1 session 3 (29 units, 672 trials of 90 × 10 ms bins), 20 % test split, seed 0."""
+    return bin_trials(load("v1_gratings:3"), 0.01, test_fraction=0.2, seed=0)
