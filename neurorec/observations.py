@@ -1,7 +1,13 @@
 """Observation models: how a linear drive becomes the distribution of one bin's count.
 
 Each is a small object with pure torch methods on broadcastable tensors; the same code runs
-on CPU and CUDA. ``drive`` is the linear predictor (any shape), ``y`` observed values.
+on CPU and CUDA. ``drive`` is the linear predictor (any shape), ``y`` observed values,
+``log_scale`` the log noise standard deviation of families that have one (Gaussian), one per
+unit, broadcast along the last axis; the others ignore it.
+
+Correlations inside a time bin are not an observation model of their own: the models add
+``Σ_{j before i} A_ij y_j(t)`` to unit ``i``'s drive, so every family here becomes its
+correlated (autoregressive-in-unit-order) variant with an exact likelihood and exact sampling.
 """
 
 from __future__ import annotations
@@ -31,14 +37,18 @@ class Poisson:
     def mean(self, drive: torch.Tensor) -> torch.Tensor:
         return torch.exp(drive) if self.link == "exp" else F.softplus(drive)
 
-    def nll(self, y: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    has_scale = False
+
+    def nll(self, y: torch.Tensor, drive: torch.Tensor,
+            log_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Elementwise negative log-likelihood including ``log y!``."""
         return self.mean(drive) - y * self.log_mean(drive) + torch.lgamma(y + 1.0)
 
     def prepare(self, y: torch.Tensor) -> torch.Tensor:
         return y
 
-    def sample(self, drive: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def sample(self, drive: torch.Tensor, generator: torch.Generator | None,
+               log_scale: torch.Tensor | None = None) -> torch.Tensor:
         return torch.poisson(self.mean(drive), generator=generator)
 
 
@@ -52,17 +62,51 @@ class Bernoulli:
     def mean(self, drive: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(drive)
 
-    def nll(self, y: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    has_scale = False
+
+    def nll(self, y: torch.Tensor, drive: torch.Tensor,
+            log_scale: torch.Tensor | None = None) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(drive, y, reduction="none")
 
     def prepare(self, y: torch.Tensor) -> torch.Tensor:
         return (y > 0).to(y.dtype)
 
-    def sample(self, drive: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def sample(self, drive: torch.Tensor, generator: torch.Generator | None,
+               log_scale: torch.Tensor | None = None) -> torch.Tensor:
         return torch.bernoulli(self.mean(drive), generator=generator)
 
 
-Observation = Poisson | Bernoulli
+@dataclass(frozen=True)
+class Gaussian:
+    """Real-valued observations ``y ~ N(drive, exp(log_scale)²)`` (identity link).
+
+    With the within-bin coupling ``A`` (strictly lower triangular) the joint of one bin is a
+    full-covariance Gaussian: ``(I - A) y ~ N(μ, D)``, i.e. ``y ~ N((I-A)⁻¹μ, (I-A)⁻¹D(I-A)⁻ᵀ)``.
+    """
+
+    link: str = "identity"
+    name: str = "gaussian"
+    has_scale = True
+
+    def mean(self, drive: torch.Tensor) -> torch.Tensor:
+        return drive
+
+    def nll(self, y: torch.Tensor, drive: torch.Tensor,
+            log_scale: torch.Tensor | None = None) -> torch.Tensor:
+        z = (y - drive) * torch.exp(-log_scale)
+        return 0.5 * z**2 + log_scale + 0.5 * math.log(2.0 * math.pi)
+
+    def prepare(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def sample(self, drive: torch.Tensor, generator: torch.Generator | None,
+               log_scale: torch.Tensor | None = None) -> torch.Tensor:
+        noise = torch.randn(drive.shape, generator=generator, dtype=drive.dtype,
+                            device=drive.device)
+        return drive + noise * torch.exp(log_scale)
+
+
+Observation = Poisson | Bernoulli | Gaussian
 
 
 def make_observation(name: str, link: str) -> Observation:
@@ -71,6 +115,8 @@ def make_observation(name: str, link: str) -> Observation:
         return Poisson(link)
     if name == "bernoulli":
         return Bernoulli()
+    if name == "gaussian":
+        return Gaussian()
     raise ValueError(f"unknown observation model {name!r}")
 
 

@@ -83,16 +83,16 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
     model = model_for(spec, device=resolve_device(device), seed=seed).fit(train, progress)
     fit_time = time.perf_counter() - start
     rates = model.predict_rate(test)
-    obs = model.observation_name
+    obs, scale = model.observation_name, model.noise_scale()
     train_ll = model.log_likelihood(train)
-    per_neuron = per_neuron_bits_per_spike(test.counts, rates, obs)
+    per_neuron = per_neuron_bits_per_spike(test.counts, rates, obs, scale)
     metrics = {
         "model": spec.name,
         "kind": spec.kind,
         "observation": obs,
         "data": recording.source,
-        "bits_per_spike": bits_per_spike(test.counts, rates, obs),
-        "log_likelihood": log_likelihood(test.counts, rates, obs),
+        "bits_per_spike": bits_per_spike(test.counts, rates, obs, scale),
+        "log_likelihood": log_likelihood(test.counts, rates, obs, scale),
         "n_spikes": int(test.counts.sum()),
         "n_neurons": int(test.counts.shape[2]),
         "n_bins": int(test.counts.shape[0] * test.counts.shape[1]),

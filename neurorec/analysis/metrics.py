@@ -26,40 +26,66 @@ def bernoulli_nll(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
 
 
+def gaussian_nll(y: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Elementwise Gaussian NLL, ``scale`` the standard deviation (broadcast on the last axis)."""
+    z = (y - mean) / scale
+    return 0.5 * z**2 + np.log(scale) + 0.5 * np.log(2.0 * np.pi)
+
+
 def _flat(counts: np.ndarray) -> np.ndarray:
     return counts.reshape(-1, counts.shape[-1]).astype(float)
 
 
-def log_likelihood(counts: np.ndarray, rates: np.ndarray, observation: str = "poisson") -> float:
-    """Total log-likelihood in nats of ``counts`` (trial × time × unit) under ``rates``."""
-    nll = poisson_nll if observation == "poisson" else bernoulli_nll
-    return float(-nll(_flat(counts), _flat(rates)).sum())
-
-
-def _null_rates(counts: np.ndarray, observation: str) -> np.ndarray:
+def _observed(counts: np.ndarray, observation: str) -> np.ndarray:
+    """(bins, units) what the observation model scores: counts, or spike / no spike."""
     y = _flat(counts)
+    return (y > 0).astype(float) if observation == "bernoulli" else y
+
+
+def _nll_tables(counts: np.ndarray, rates: np.ndarray, observation: str,
+                scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(bins, units) NLL of the model and of the null (each unit's mean over these bins)."""
+    y, r = _flat(counts), _flat(rates)
+    null = np.broadcast_to(_observed(counts, observation).mean(axis=0, keepdims=True), y.shape)
+    if observation == "poisson":
+        return poisson_nll(y, r), poisson_nll(y, null)
     if observation == "bernoulli":
-        y = (y > 0).astype(float)
-    return np.broadcast_to(y.mean(axis=0, keepdims=True), y.shape)
+        return bernoulli_nll(y, r), bernoulli_nll(y, null)
+    if observation == "gaussian":
+        if scale is None:
+            raise ValueError("gaussian scores need the model's noise scale (n_units,)")
+        null_scale = np.clip(y.std(axis=0), 1e-12, None)
+        return gaussian_nll(y, r, np.asarray(scale)), gaussian_nll(y, null, null_scale)
+    raise ValueError(f"unknown observation model {observation!r}")
+
+
+def log_likelihood(counts: np.ndarray, rates: np.ndarray, observation: str = "poisson",
+                   scale: np.ndarray | None = None) -> float:
+    """Total log-likelihood in nats of ``counts`` (trial × time × unit) under ``rates``
+    (expected counts; Gaussian: means with standard deviations ``scale``, one per unit)."""
+    return float(-_nll_tables(counts, rates, observation, scale)[0].sum())
 
 
 def per_neuron_bits_per_spike(counts: np.ndarray, rates: np.ndarray,
-                              observation: str = "poisson") -> np.ndarray:
+                              observation: str = "poisson",
+                              scale: np.ndarray | None = None) -> np.ndarray:
     """(n_units,) bits/spike of each unit; NaN for a unit without spikes in ``counts``."""
-    nll = poisson_nll if observation == "poisson" else bernoulli_nll
-    y, r = _flat(counts), _flat(rates)
-    gain = (nll(y, _null_rates(counts, observation)) - nll(y, r)).sum(axis=0)
-    spikes = y.sum(axis=0)
+    model, null = _nll_tables(counts, rates, observation, scale)
+    gain = (null - model).sum(axis=0)
+    spikes = _observed(counts, observation).sum(axis=0)  # Bernoulli: bins with a spike
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(spikes > 0, gain / (spikes * np.log(2.0)), np.nan)
 
 
-def bits_per_spike(counts: np.ndarray, rates: np.ndarray, observation: str = "poisson") -> float:
-    """Population bits/spike (NLB): summed over units and bins, divided by all spikes."""
-    nll = poisson_nll if observation == "poisson" else bernoulli_nll
-    y, r = _flat(counts), _flat(rates)
-    gain = (nll(y, _null_rates(counts, observation)) - nll(y, r)).sum()
-    return float(gain / (y.sum() * np.log(2.0)))
+def bits_per_spike(counts: np.ndarray, rates: np.ndarray, observation: str = "poisson",
+                   scale: np.ndarray | None = None) -> float:
+    """Population bits/spike (NLB): summed over units and bins, divided by all spikes.
+
+    For Bernoulli and Gaussian observations the same information gain over the family's own
+    null model (per-unit mean; Gaussian: and variance), per spike.
+    """
+    model, null = _nll_tables(counts, rates, observation, scale)
+    return float((null - model).sum() / (_observed(counts, observation).sum() * np.log(2.0)))
 
 
 def aic(train_log_likelihood: float, n_parameters: int) -> float:

@@ -182,7 +182,10 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
             reason, converged = "no further decrease (line search stalled)", grad < 1e3 * spec.tol
             break
     bar.close()
-    if spec.newton_polish and not reason.startswith("early stopping"):
+    # polish only a fit that converged or stalled: max_iter is the whole budget, and early
+    # stopping keeps the best held-back parameters on purpose
+    if spec.newton_polish and reason in ("gradient below tol",
+                                         "no further decrease (line search stalled)"):
         grad, steps = newton_polish(tensors, objective, spec.tol)
         if steps:
             history.append({"iter": n_iter, "newton_steps": steps, "max_abs_grad": grad,

@@ -61,10 +61,16 @@ class Model(ABC):
         if not hasattr(self, "params_"):
             raise NotFittedError(f"{type(self).__name__}: call fit() before using the model")
 
+    def noise_scale(self) -> np.ndarray | None:
+        """(n_units,) noise standard deviation of Gaussian observations, else None."""
+        return None
+
     def log_likelihood(self, data: BinnedTrials) -> float:
         """Total log-likelihood of ``data.counts`` in nats."""
-        return log_likelihood(data.counts, self.predict_rate(data), self.observation_name)
+        return log_likelihood(data.counts, self.predict_rate(data), self.observation_name,
+                              self.noise_scale())
 
     def score(self, data: BinnedTrials) -> float:
         """Bits per spike (NLB definition) on ``data``."""
-        return bits_per_spike(data.counts, self.predict_rate(data), self.observation_name)
+        return bits_per_spike(data.counts, self.predict_rate(data), self.observation_name,
+                              self.noise_scale())

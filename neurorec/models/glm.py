@@ -5,7 +5,12 @@ For unit ``i`` in bin ``t`` of a trial of condition ``c``::
     drive_i(t) = Σ_k β[i, c, k] S_k(t)                     stimulus (raised cosines over the trial)
                + Σ_k h[i, k]    Σ_l H_k(l) y_i(t - l)      spike history
                + Σ_j Σ_k J[i, j, k] Σ_l H_k(l) y_j(t - l)  coupling (j ≠ i)
-    y_i(t) ~ Poisson(link(drive_i(t)))   or   Bernoulli(sigmoid(drive_i(t)))
+             + Σ_{j before i} A[i, j] y_j(t)              correlations inside the bin
+    y_i(t) ~ Poisson(link(drive_i(t))), Bernoulli(sigmoid(drive_i(t))) or N(drive_i(t), σ_i²)
+
+With ``correlated.enabled`` units are predicted in sequence (``unit_order_``) and ``A`` is
+strictly lower triangular in that order: ``p(y_t) = Π_i p(y_i(t) | y_{before i}(t), past)`` is
+the exact likelihood, and sampling goes unit by unit inside each bin.
 
 There is no separate intercept while the stimulus drive is on: the per-condition basis
 spans the baseline, and a second constant would make the design rank-deficient. The history
@@ -61,7 +66,7 @@ class GLM(Model):
         seed: seeds initialisation and the early-stopping split.
 
     Learned attributes: ``params_`` (dict of numpy arrays), ``fit_report_``, ``n_bins_``,
-    ``n_units_``, ``n_conditions_``.
+    ``n_units_``, ``n_conditions_``, ``bin_size_``, ``unit_order_`` (units in prediction order).
     """
 
     def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0):
@@ -108,11 +113,16 @@ class GLM(Model):
         n_units, n_cond = data.counts.shape[2], data.n_conditions
         mean = np.asarray(self.obs.prepare(torch.as_tensor(data.counts, dtype=torch.float64))
                           .mean(dim=(0, 1)))
-        mean = np.clip(mean, 1e-3, 1 - 1e-3 if self.observation_name == "bernoulli" else None)
-        base = np.log(mean) if self.observation_name == "poisson" else np.log(mean / (1 - mean))
-        if self.spec.link == "softplus":
-            base = np.log(np.expm1(mean))
         params: dict[str, Tensor] = {}
+        if self.observation_name == "gaussian":
+            base = mean
+            std = data.counts.reshape(-1, n_units).std(axis=0)
+            params["log_sigma"] = self._tensor(np.log(np.clip(std, 1e-3, None)))
+        else:
+            mean = np.clip(mean, 1e-3, 1 - 1e-3 if self.observation_name == "bernoulli" else None)
+            base = np.log(mean) if self.observation_name == "poisson" else np.log(mean / (1 - mean))
+            if self.spec.link == "softplus":
+                base = np.log(np.expm1(mean))
         if self.spec.stimulus.enabled:
             basis = self.stimulus_basis(data.counts.shape[1])
             ones_coef = np.linalg.lstsq(basis, np.ones(len(basis)), rcond=None)[0]
@@ -124,6 +134,8 @@ class GLM(Model):
             params["h"] = self._tensor(np.zeros((n_units, self.spec.history.n_basis)))
         if self.spec.coupling.enabled:
             params["J"] = self._tensor(np.zeros((n_units, n_units, self.spec.coupling.n_basis)))
+        if self.spec.correlated.enabled:
+            params["A"] = self._tensor(np.zeros((n_units, n_units)))
         params.update(self._extra_init(data, gen))
         return params
 
@@ -145,8 +157,11 @@ class GLM(Model):
         n_bins = data.counts.shape[1]
         _, r = np.linalg.qr(self.stimulus_basis(n_bins))
         y = self.obs.prepare(torch.as_tensor(data.counts, dtype=torch.float64))
-        rate = np.clip(np.asarray(y.mean(dim=(0, 1))), 1e-3, None)
-        scale = self._tensor(np.sqrt(n_bins / rate))[:, None, None]
+        if self.observation_name == "gaussian":  # curvature 1/σ² instead of the rate
+            curvature = 1.0 / np.clip(np.asarray(y.var(dim=(0, 1))), 1e-6, None)
+        else:
+            curvature = np.clip(np.asarray(y.mean(dim=(0, 1))), 1e-3, None)
+        scale = self._tensor(np.sqrt(n_bins / curvature))[:, None, None]
         r_inv, r_t = self._tensor(np.linalg.inv(r)), self._tensor(r)
 
         def to_model(p: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -162,8 +177,8 @@ class GLM(Model):
         return to_model, to_internal
 
     def penalised_names(self) -> tuple[str, ...]:
-        """Parameters under the L1/L2 penalty: everything but the stimulus drive / bias."""
-        return ("h", "J")
+        """Parameters under the L1/L2 penalty: all weights but the stimulus drive / bias."""
+        return ("h", "J", "A")
 
     # ---------------------------------------------------------------- the model
     def _drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
@@ -178,19 +193,43 @@ class GLM(Model):
         if "J" in p:
             eye = torch.eye(y.shape[2], dtype=y.dtype, device=y.device)
             drive = drive + torch.einsum("btjk,ijk->bti", d["C"], p["J"] * (1 - eye)[..., None])
+        if "A" in p:
+            drive = drive + y @ (p["A"] * self._order_mask()).T
         return drive + self._extra_drive(p, d)
+
+    def _order_mask(self) -> Tensor:
+        """(n_units, n_units) 1 where unit j comes before unit i in ``unit_order_``."""
+        rank = np.empty(len(self.unit_order_), dtype=np.int64)
+        rank[self.unit_order_] = np.arange(len(self.unit_order_))
+        return self._tensor((rank[None, :] < rank[:, None]).astype(float))
+
+    def _choose_order(self, data: BinnedTrials) -> np.ndarray:
+        n_units = data.counts.shape[2]
+        how = self.spec.correlated.order
+        if how == "given" or not self.spec.correlated.enabled:
+            return np.arange(n_units)
+        if how == "random":
+            return np.random.default_rng(self.spec.correlated.order_seed).permutation(n_units)
+        # descending rate, ties by index: well-estimated units first condition the others
+        return np.argsort(-data.counts.mean(axis=(0, 1)), kind="stable")
+
+    def _nll(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
+        """Elementwise NLL (n_trials, n_bins, n_units) of ``d["y"]``."""
+        return self.obs.nll(d["y"], self._drive(p, d), p.get("log_sigma"))
 
     def _extra_drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor | float:
         return 0.0
 
     def _objective(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
-        nll = self.obs.nll(d["y"], self._drive(p, d)).mean()
+        nll = self._nll(p, d).mean()
         pen = self.spec.penalty
         for name in self.penalised_names():
             if name in p:
                 w = p[name]
                 if name == "J":
                     w = w * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))[..., None]
+                if name == "A":
+                    w = w * self._order_mask()
                 if pen.l2:
                     nll = nll + pen.l2 * (w**2).sum()
                 if pen.l1:
@@ -207,6 +246,10 @@ class GLM(Model):
         if data.counts.ndim != 3 or data.counts.shape[0] < 2:
             raise DataError(f"{data.source}: counts: expected ≥ 2 trials × bins × units, "
                             f"got shape {data.counts.shape}")
+        if self.spec.correlated.enabled and data.counts.shape[2] < 2:
+            raise DataError(f"{data.source}: units: correlated observations need ≥ 2 units "
+                            "(a lower-triangular coupling of one unit is empty)")
+        self.unit_order_ = self._choose_order(data)
         gen = torch.Generator().manual_seed(self.seed)
         train, val = data, None
         if self.spec.fit.early_stopping:
@@ -222,7 +265,7 @@ class GLM(Model):
 
         def validation_nll() -> float:
             with torch.no_grad():
-                return float(self.obs.nll(d_val["y"], self._drive(to_model(internal), d_val)).sum())
+                return float(self._nll(to_model(internal), d_val).sum())
 
         report: FitReport = fit_lbfgs(
             internal, lambda: self._objective(to_model(internal), d_train), self.spec.fit,
@@ -254,15 +297,22 @@ class GLM(Model):
             drive = self._drive(self._fitted_tensors(), self._design(data))
             return self.obs.mean(drive).cpu().numpy()
 
+    def noise_scale(self) -> np.ndarray | None:
+        self._check_fitted()
+        return np.exp(self.params_["log_sigma"]) if "log_sigma" in self.params_ else None
+
     def n_parameters(self) -> int:
         self._check_fitted()
         n = sum(v.size for v in self.params_.values())
         if "J" in self.params_:
             n -= self.n_units_ * self.params_["J"].shape[2]  # the unused diagonal
+        if "A" in self.params_:
+            n -= self.n_units_ * (self.n_units_ + 1) // 2  # only the strict lower triangle
         return int(n)
 
     def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0) -> np.ndarray:
-        """Ancestral sample, bin by bin, feeding sampled spikes back through history/coupling."""
+        """Exact ancestral sample: bin by bin, and unit by unit (in ``unit_order_``) inside a bin
+        when observations are correlated; sampled spikes feed back through every term."""
         p = self._fitted_tensors()
         n_bins = n_bins or self.n_bins_
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -283,8 +333,15 @@ class GLM(Model):
                 for key, basis in bases.items():
                     if basis is not None:
                         prefix[key] = history_features(y[:, : t + 1], self._tensor(basis))
+                # y[:, t] is still zero here, so this is the drive without the in-bin term
                 drive_t = self._drive(p, prefix)[:, t]
-                y[:, t] = self.obs.sample(drive_t, gen)
+                if "A" not in p:
+                    y[:, t] = self.obs.sample(drive_t, gen, p.get("log_sigma"))
+                    continue
+                A = p["A"] * self._order_mask()
+                for i in self.unit_order_:
+                    scale = p["log_sigma"][i] if "log_sigma" in p else None
+                    y[:, t, i] = self.obs.sample(drive_t[:, i] + y[:, t] @ A[i], gen, scale)
         return y.cpu().numpy()
 
     # ---------------------------------------------------------------- interpretable views

@@ -129,9 +129,11 @@ def training_curve_figure(history: list[dict], path: Path) -> Path:
     it = [h["iter"] for h in history]
     ax.plot(it, [h["objective"] for h in history], label="training objective")
     ax.set(xlabel="L-BFGS iteration", ylabel="objective", title="convergence")
-    if history and "validation_nll" in history[0]:
+    # a Newton-CG polish entry has no held-back NLL: plot the checks that have one
+    checks = [(h["iter"], h["validation_nll"]) for h in history if "validation_nll" in h]
+    if checks:
         bx = ax.twinx()
-        bx.plot(it, [h["validation_nll"] for h in history], color="C1", label="held-back NLL")
+        bx.plot(*zip(*checks, strict=True), color="C1", label="held-back NLL")
         bx.set_ylabel("held-back NLL (nats)")
         bx.legend(loc="upper center", fontsize=7, frameon=False)
     ax.legend(fontsize=7, frameon=False)

@@ -18,7 +18,7 @@ from neurorec.spec.load import dump_spec
 # Keys in metrics.json that scripts rely on (issue #2); extend, never rename.
 REQUIRED_METRICS = ("bits_per_spike", "log_likelihood", "n_spikes", "n_neurons", "n_bins",
                     "per_neuron_bits_per_spike")
-FITTED_ATTRIBUTES = ("n_bins_", "n_units_", "n_conditions_", "bin_size_")
+FITTED_ATTRIBUTES = ("n_bins_", "n_units_", "n_conditions_", "bin_size_", "unit_order_")
 
 
 def save_params(result: FitResult, path: Path) -> None:

@@ -160,6 +160,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (),
     raw = apply_overrides(raw, overrides)
     for keys, _ in parse_overrides(overrides):
         lines[tuple(keys)] = "from --set"
+        for n in range(1, len(keys)):  # mappings the override created
+            lines.setdefault(tuple(keys[:n]), "from --set")
     return validate_spec(raw, str(path), lines, kinds)
 
 

@@ -70,6 +70,17 @@ class FitSpec(Spec):
                                 "converged or stalled (not after early stopping)")
 
 
+class CorrelatedSpec(Spec):
+    """Correlations inside a time bin: units predicted in sequence, each conditioned on the
+    same-bin counts of the units before it through a strictly lower-triangular ``A``."""
+
+    enabled: bool = False
+    order: Literal["rate", "given", "random"] = Field(
+        "rate", description="rate: descending mean training rate; given: the data's unit "
+        "order; random: a permutation drawn with order_seed")
+    order_seed: int = Field(0, ge=0)
+
+
 @register_model("glm")
 class GLMSpec(Spec):
     """Poisson / Bernoulli GLM with stimulus drive, spike history and coupling."""
@@ -77,18 +88,20 @@ class GLMSpec(Spec):
     kind: Literal["glm"] = "glm"
     name: str = Field("glm", min_length=1, max_length=200)
     description: str = ""
-    observation: Literal["poisson", "bernoulli"] = "poisson"
-    link: Literal["exp", "softplus", "logistic"] = "exp"
+    observation: Literal["poisson", "bernoulli", "gaussian"] = "poisson"
+    link: Literal["exp", "softplus", "logistic", "identity"] = "exp"
     data: DataSpec = DataSpec()
     stimulus: StimulusDrive = StimulusDrive()
     history: HistorySpec = HistorySpec()
     coupling: HistorySpec = HistorySpec(enabled=False)
+    correlated: CorrelatedSpec = CorrelatedSpec()
     penalty: PenaltySpec = PenaltySpec()
     fit: FitSpec = FitSpec()
 
     @model_validator(mode="after")
     def _link_fits_observation(self) -> GLMSpec:
-        allowed = {"poisson": ("exp", "softplus"), "bernoulli": ("logistic",)}[self.observation]
+        allowed = {"poisson": ("exp", "softplus"), "bernoulli": ("logistic",),
+                   "gaussian": ("identity",)}[self.observation]
         if self.link not in allowed:
             raise ValueError(f"link: '{self.link}' does not suit observation "
                              f"'{self.observation}' (use {' or '.join(allowed)})")
