@@ -42,7 +42,7 @@ def _observed(counts: np.ndarray, observation: str) -> np.ndarray:
     return (y > 0).astype(float) if observation == "bernoulli" else y
 
 
-def _nll_tables(counts: np.ndarray, rates: np.ndarray, observation: str,
+def nll_tables(counts: np.ndarray, rates: np.ndarray, observation: str,
                 scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(bins, units) NLL of the model and of the null (each unit's mean over these bins)."""
     y, r = _flat(counts), _flat(rates)
@@ -63,14 +63,14 @@ def log_likelihood(counts: np.ndarray, rates: np.ndarray, observation: str = "po
                    scale: np.ndarray | None = None) -> float:
     """Total log-likelihood in nats of ``counts`` (trial × time × unit) under ``rates``
     (expected counts; Gaussian: means with standard deviations ``scale``, one per unit)."""
-    return float(-_nll_tables(counts, rates, observation, scale)[0].sum())
+    return float(-nll_tables(counts, rates, observation, scale)[0].sum())
 
 
 def per_neuron_bits_per_spike(counts: np.ndarray, rates: np.ndarray,
                               observation: str = "poisson",
                               scale: np.ndarray | None = None) -> np.ndarray:
     """(n_units,) bits/spike of each unit; NaN for a unit without spikes in ``counts``."""
-    model, null = _nll_tables(counts, rates, observation, scale)
+    model, null = nll_tables(counts, rates, observation, scale)
     gain = (null - model).sum(axis=0)
     spikes = _observed(counts, observation).sum(axis=0)  # Bernoulli: bins with a spike
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -84,7 +84,7 @@ def bits_per_spike(counts: np.ndarray, rates: np.ndarray, observation: str = "po
     For Bernoulli and Gaussian observations the same information gain over the family's own
     null model (per-unit mean; Gaussian: and variance), per spike.
     """
-    model, null = _nll_tables(counts, rates, observation, scale)
+    model, null = nll_tables(counts, rates, observation, scale)
     return float((null - model).sum() / (_observed(counts, observation).sum() * np.log(2.0)))
 
 
