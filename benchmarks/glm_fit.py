@@ -20,7 +20,7 @@ Units are restricted to those whose MLE is finite in the stimulus-only design: e
 Usage::
 
     python benchmarks/glm_fit.py [--session 3] [--n-basis 6] [--threads 2] [--device cpu]
-                                 [--repeats 3] [--json PATH]
+                                 [--repeats 3] [--no-full] [--json PATH]
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
     ap.add_argument("--device", default="cpu", help="neurorec device: cpu or cuda")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats of each fit")
+    ap.add_argument("--no-full", action="store_true", help="skip section 2 (full GLM)")
     ap.add_argument("--no-full-statsmodels", action="store_true",
                     help="skip statsmodels on the full (history + coupling) design")
     ap.add_argument("--json", type=Path, help="write the numbers here")
@@ -231,6 +232,9 @@ def run(args: argparse.Namespace, device: str) -> dict:
     print(f"max relative coefficient difference: {coef_diff:.2e} "
           "(max over units of max|Δβ| / max|β_statsmodels|)")
 
+    if args.no_full:
+        return finish(args, results)
+
     # ------------------------------------------------------------ 2. full GLM
     full_es = GLMSpec(stimulus={"n_basis": args.n_basis}, coupling={"enabled": True})
     full_mle = GLMSpec(stimulus={"n_basis": args.n_basis}, coupling={"enabled": True},
@@ -306,6 +310,10 @@ def run(args: argparse.Namespace, device: str) -> dict:
     print(f"held-out LL neurorec early stopping - neurorec MLE: "
           f"{s_es['heldout_ll_nats'] - s_mle['heldout_ll_nats']:+.2f} nats")
 
+    return finish(args, results)
+
+
+def finish(args: argparse.Namespace, results: dict) -> dict:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
