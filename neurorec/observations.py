@@ -18,6 +18,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# Above this drive exp() continues as its second-order Taylor polynomial: e^30 ≈ 1e13 expected
+# spikes per bin is beyond any neuron, so fitted models are unchanged, but a line-search trial
+# step far out (or a runaway recurrence) gives a large finite objective, not inf/NaN.
+EXP_DRIVE_MAX = 30.0
+
+
+def _safe_exp(drive: torch.Tensor) -> torch.Tensor:
+    over = (drive - EXP_DRIVE_MAX).clamp_min(0.0)
+    return torch.exp(drive.clamp(max=EXP_DRIVE_MAX)) * (1.0 + over + 0.5 * over**2)
+
+
+def _safe_log_exp(drive: torch.Tensor) -> torch.Tensor:
+    over = (drive - EXP_DRIVE_MAX).clamp_min(0.0)
+    return drive.clamp(max=EXP_DRIVE_MAX) + torch.log1p(over + 0.5 * over**2)
+
 
 def _log_softplus(drive: torch.Tensor) -> torch.Tensor:
     # log(softplus(d)) loses all precision once softplus underflows; there it equals d.
@@ -32,10 +47,10 @@ class Poisson:
     name: str = "poisson"
 
     def log_mean(self, drive: torch.Tensor) -> torch.Tensor:
-        return drive if self.link == "exp" else _log_softplus(drive)
+        return _safe_log_exp(drive) if self.link == "exp" else _log_softplus(drive)
 
     def mean(self, drive: torch.Tensor) -> torch.Tensor:
-        return torch.exp(drive) if self.link == "exp" else F.softplus(drive)
+        return _safe_exp(drive) if self.link == "exp" else F.softplus(drive)
 
     has_scale = False
 

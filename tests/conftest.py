@@ -12,7 +12,9 @@ from neurorec.data import bin_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.datasets import load
 
-torch.set_num_threads(2)
+# one thread: small per-step matmuls (R-GLM recurrence) slow down badly when two
+# OpenMP threads contend with anything else for two cores
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ def fitted(v1_session3):
 
 
 def test_coefficients_equal_statsmodels(fitted):
-    model, train, refs = fitted
+    model, _, refs = fitted
     assert model.fit_report_.converged, model.fit_report_.reason
     ours = model.params_["beta"].reshape(len(refs), -1)  # (unit, condition * basis)
     for i, ref in enumerate(refs):

@@ -26,13 +26,14 @@ import torch
 from neurorec.bases import raised_cosine_linear, raised_cosine_log
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
-from neurorec.errors import DataError
+from neurorec.errors import DataError, DivergenceError
 from neurorec.fit.lbfgs import FitReport, fit_lbfgs
 from neurorec.models.base import Model, register
 from neurorec.observations import make_observation
 from neurorec.spec.models import GLMSpec
 
 Tensor = torch.Tensor
+MAX_RATE_HZ = 10_000.0  # beyond any neuron: a sample this high means runaway excitation
 _L1_SMOOTHING = 1e-6  # |w| ≈ sqrt(w² + ε²) - ε keeps the objective smooth for L-BFGS
 
 
@@ -142,39 +143,75 @@ class GLM(Model):
     def _extra_init(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
         return {}
 
-    def _preconditioner(self, data: BinnedTrials):
+    def _curvature(self, y: Tensor) -> Tensor:
+        """(n_units,) second derivative of one bin's NLL in the drive, at the mean rate."""
+        if self.observation_name == "gaussian":
+            return 1.0 / y.var(dim=(0, 1)).clamp_min(1e-6)
+        mean = y.mean(dim=(0, 1)).clamp(1e-3, 1 - 1e-3 if self.observation_name == "bernoulli"
+                                        else None)
+        return mean * (1 - mean) if self.observation_name == "bernoulli" else mean
+
+    def _grams(self, d: dict[str, Tensor], n_conditions: int) -> dict[str, Tensor]:
+        """Gauss-Newton blocks of the summed NLL for the linear weights, at the mean rates.
+
+        ``beta`` (n_units, n_conditions, K, K); ``h`` (n_units, K, K); ``J`` and ``A``
+        (n_units, d, d) over the flattened presynaptic × basis weights. Weights the model does
+        not use (J's diagonal, A outside the unit order's lower triangle) get identity rows.
+        """
+        y = d["y"]
+        n_units = y.shape[2]
+        w = self._curvature(y)
+        grams: dict[str, Tensor] = {}
+        if "S" in d:
+            n_c = torch.bincount(d["condition"], minlength=n_conditions).to(y.dtype)
+            grams["beta"] = (w[:, None, None, None] * n_c[None, :, None, None]
+                             * (d["S"].T @ d["S"])[None, None])
+        if "H" in d:
+            grams["h"] = w[:, None, None] * torch.einsum("btik,btil->ikl", d["H"], d["H"])
+        blocks = []
+        if "C" in d:
+            k = d["C"].shape[3]
+            features = d["C"].reshape(-1, n_units * k)
+            used = 1 - torch.eye(n_units, dtype=y.dtype, device=y.device)
+            blocks.append(("J", features, used.repeat_interleave(k, dim=1)))
+        if self.spec.correlated.enabled:
+            blocks.append(("A", y.reshape(-1, n_units), self._order_mask()))
+        for name, features, used in blocks:  # used: (n_units, d) 1 where the weight acts
+            gram = w[:, None, None] * (features.T @ features)[None]
+            keep = used[:, :, None] * used[:, None, :]
+            eye = torch.eye(gram.shape[-1], dtype=y.dtype, device=y.device)
+            grams[name] = gram * keep + eye * (1 - used)[:, :, None]
+        return grams
+
+    def _preconditioner(self, data: BinnedTrials, d: dict[str, Tensor]):
         """Maps between model parameters and the coordinates L-BFGS works in.
 
         Overlapping raised cosines are nearly collinear and units' rates differ a hundredfold,
-        so the likelihood is badly conditioned in ``beta``. L-BFGS optimises ``z`` with
-        ``beta[i, c] = sqrt(n_bins / rate_i) · Rq⁻¹ z[i, c]``, where ``S = Q Rq`` (QR of the
-        stimulus basis): the Hessian in ``z`` is then close to a multiple of the identity.
-        The model, its optimum and the reported ``beta`` are unchanged.
+        so the likelihood is badly conditioned in the raw weights. For every block of weights
+        that enters the drive linearly (stimulus, history, coupling, in-bin coupling), L-BFGS
+        optimises ``z`` with ``w = L⁻ᵀ z``, where ``L Lᵀ`` is the block's Gauss-Newton matrix
+        at the mean rates (:meth:`_grams`): the Hessian in ``z`` is then close to the identity.
+        The model, its optimum and the reported weights are unchanged.
         """
-        identity = (lambda p: p), (lambda p: p)
-        if not self.spec.stimulus.enabled:
-            return identity
-        n_bins = data.counts.shape[1]
-        _, r = np.linalg.qr(self.stimulus_basis(n_bins))
-        y = self.obs.prepare(torch.as_tensor(data.counts, dtype=torch.float64))
-        if self.observation_name == "gaussian":  # curvature 1/σ² instead of the rate
-            curvature = 1.0 / np.clip(np.asarray(y.var(dim=(0, 1))), 1e-6, None)
-        else:
-            curvature = np.clip(np.asarray(y.mean(dim=(0, 1))), 1e-3, None)
-        scale = self._tensor(np.sqrt(n_bins / curvature))[:, None, None]
-        r_inv, r_t = self._tensor(np.linalg.inv(r)), self._tensor(r)
+        maps = {}
+        for name, gram in self._grams(d, data.n_conditions).items():
+            eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+            scale = gram.diagonal(dim1=-2, dim2=-1).mean()
+            chol = torch.linalg.cholesky(gram + (1e-6 * scale + 1e-12) * eye)
+            inv_t = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False).mT
+            maps[name] = (inv_t, chol.mT)
 
-        def to_model(p: dict[str, Tensor]) -> dict[str, Tensor]:
-            out = {k: v for k, v in p.items() if k != "beta_z"}
-            out["beta"] = torch.einsum("kl,icl->ick", r_inv, p["beta_z"]) * scale
+        def apply(p: dict[str, Tensor], which: int, src: str, dst: str) -> dict[str, Tensor]:
+            out = dict(p)
+            for name, mats in maps.items():
+                value = out.pop(name + src)
+                mat = mats[which]
+                flat = value.reshape(mat.shape[:-1])
+                out[name + dst] = torch.einsum("...dk,...k->...d", mat, flat).reshape(
+                    value.shape)
             return out
 
-        def to_internal(p: dict[str, Tensor]) -> dict[str, Tensor]:
-            out = {k: v for k, v in p.items() if k != "beta"}
-            out["beta_z"] = torch.einsum("kl,icl->ick", r_t, p["beta"] / scale)
-            return out
-
-        return to_model, to_internal
+        return (lambda p: apply(p, 0, "_z", "")), (lambda p: apply(p, 1, "", "_z"))
 
     def penalised_names(self) -> tuple[str, ...]:
         """Parameters under the L1/L2 penalty: all weights but the stimulus drive / bias."""
@@ -257,10 +294,10 @@ class GLM(Model):
                                   data.condition, self.spec.fit.validation_fraction, self.seed)
             if is_val.any() and (~is_val).any():
                 train, val = data.subset(~is_val), data.subset(is_val)
-        to_model, to_internal = self._preconditioner(train)
+        d_train = self._design(train)
+        to_model, to_internal = self._preconditioner(train, d_train)
         internal = {k: v.detach().requires_grad_()
                     for k, v in to_internal(self._init_params(train, gen)).items()}
-        d_train = self._design(train)
         d_val = self._design(val) if val is not None else None
 
         def validation_nll() -> float:
@@ -336,13 +373,38 @@ class GLM(Model):
                 # y[:, t] is still zero here, so this is the drive without the in-bin term
                 drive_t = self._drive(p, prefix)[:, t]
                 if "A" not in p:
+                    self._check_runaway(drive_t, t)
                     y[:, t] = self.obs.sample(drive_t, gen, p.get("log_sigma"))
                     continue
                 A = p["A"] * self._order_mask()
                 for i in self.unit_order_:
                     scale = p["log_sigma"][i] if "log_sigma" in p else None
-                    y[:, t, i] = self.obs.sample(drive_t[:, i] + y[:, t] @ A[i], gen, scale)
+                    drive_i = drive_t[:, i] + y[:, t] @ A[i]
+                    self._check_runaway(drive_i[:, None], t, unit=int(i))
+                    y[:, t, i] = self.obs.sample(drive_i, gen, scale)
         return y.cpu().numpy()
+
+    def _check_runaway(self, drive: Tensor, t: int, unit: int | None = None) -> None:
+        """Stop a closed-loop sample whose expected count leaves any physiological range.
+
+        One-step-ahead fits can hold positive feedback (history, coupling, recurrence) that
+        explodes in closed loop with an exponential link; failing loudly beats sampling
+        garbage (torch.poisson wraps to negative counts beyond 2^63).
+        """
+        if self.observation_name != "poisson":
+            return
+        mean = self.obs.mean(drive)
+        ceiling = MAX_RATE_HZ * self.bin_size_
+        worst = float(mean.max())
+        if not worst <= ceiling:
+            trial, col = np.unravel_index(int(torch.argmax(torch.nan_to_num(mean, nan=np.inf))),
+                                          tuple(mean.shape))
+            which = unit if unit is not None else int(col)
+            raise DivergenceError(
+                f"simulation diverged: unit {which} expected {worst:.3g} spikes in one "
+                f"{self.bin_size_ * 1e3:g} ms bin (trial {trial}, bin {t}; more than "
+                f"{MAX_RATE_HZ:g} Hz): positive feedback through history/coupling/recurrence "
+                "runs away in closed loop (try link: softplus, or a stronger penalty)")
 
     # ---------------------------------------------------------------- interpretable views
     def stimulus_drive(self) -> np.ndarray | None:
