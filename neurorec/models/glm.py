@@ -183,35 +183,64 @@ class GLM(Model):
             grams[name] = gram * keep + eye * (1 - used)[:, :, None]
         return grams
 
-    def _preconditioner(self, data: BinnedTrials, d: dict[str, Tensor]):
+    def _preconditioner(self, data: BinnedTrials, d: dict[str, Tensor],
+                        init: dict[str, Tensor]):
         """Maps between model parameters and the coordinates L-BFGS works in.
 
         Overlapping raised cosines are nearly collinear and units' rates differ a hundredfold,
-        so the likelihood is badly conditioned in the raw weights. For every block of weights
-        that enters the drive linearly (stimulus, history, coupling, in-bin coupling), L-BFGS
-        optimises ``z`` with ``w = L⁻ᵀ z``, where ``L Lᵀ`` is the block's Gauss-Newton matrix
-        at the mean rates (:meth:`_grams`): the Hessian in ``z`` is then close to the identity.
-        The model, its optimum and the reported weights are unchanged.
+        so the likelihood is badly conditioned in the raw weights. Every block of weights that
+        enters the drive linearly (stimulus, history, coupling, in-bin coupling) is optimised
+        as ``z`` with ``w = L⁻ᵀ z``, ``L Lᵀ`` the block's Gauss-Newton matrix at the mean rates
+        (:meth:`_grams`); every other tensor (R-GLM's ``W0``, ``R``, ``B``; a bias; a noise
+        scale) as ``w = z / sqrt(g)``, ``g`` its mean Gauss-Newton diagonal at the initial
+        values (a Hutchinson estimate from forward-mode products). The summed NLL's Hessian in
+        ``z`` is then close to the identity for all blocks alike, which suits L-BFGS's single
+        scalar initial Hessian. The model, its optimum and the reported weights are unchanged.
         """
-        maps = {}
+        weight = self._curvature(d["y"])  # (n_units,) per-bin curvature in the drive
+        maps: dict[str, tuple[Tensor, Tensor]] = {}
         for name, gram in self._grams(d, data.n_conditions).items():
             eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-            scale = gram.diagonal(dim1=-2, dim2=-1).mean()
-            chol = torch.linalg.cholesky(gram + (1e-6 * scale + 1e-12) * eye)
+            ridge = 1e-6 * gram.diagonal(dim1=-2, dim2=-1).mean() + 1e-12
+            chol = torch.linalg.cholesky(gram + ridge * eye)
             inv_t = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False).mT
             maps[name] = (inv_t, chol.mT)
+        scalars: dict[str, Tensor] = {}
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        base = {k: v.detach() for k, v in init.items()}
+        for name, value in base.items():
+            if name in maps or name == "log_sigma":
+                continue
+            probe = (torch.randint(0, 2, value.shape, generator=gen) * 2 - 1).to(value)
 
-        def apply(p: dict[str, Tensor], which: int, src: str, dst: str) -> dict[str, Tensor]:
-            out = dict(p)
-            for name, mats in maps.items():
-                value = out.pop(name + src)
-                mat = mats[which]
-                flat = value.reshape(mat.shape[:-1])
-                out[name + dst] = torch.einsum("...dk,...k->...d", mat, flat).reshape(
-                    value.shape)
+            def drive_of(v: Tensor, name: str = name) -> Tensor:
+                return self._drive({**base, name: v}, d)
+
+            _, tangent = torch.func.jvp(drive_of, (value,), (probe,))
+            mean_diag = float((weight * tangent**2).sum()) / value.numel()
+            if mean_diag > 0:
+                scalars[name] = torch.as_tensor(mean_diag**-0.5, dtype=value.dtype,
+                                                device=value.device)
+
+        def to_model(p: dict[str, Tensor]) -> dict[str, Tensor]:
+            out = {k.removesuffix("_z"): v for k, v in p.items()}
+            for name, (inv_t, _) in maps.items():
+                flat = out[name].reshape(inv_t.shape[:-1])
+                out[name] = torch.einsum("...dk,...k->...d", inv_t, flat).reshape(out[name].shape)
+            for name, scale in scalars.items():
+                out[name] = out[name] * scale
             return out
 
-        return (lambda p: apply(p, 0, "_z", "")), (lambda p: apply(p, 1, "", "_z"))
+        def to_internal(p: dict[str, Tensor]) -> dict[str, Tensor]:
+            out = dict(p)
+            for name, (_, chol_t) in maps.items():
+                flat = out[name].reshape(chol_t.shape[:-1])
+                out[name] = torch.einsum("...dk,...k->...d", chol_t, flat).reshape(out[name].shape)
+            for name, scale in scalars.items():
+                out[name] = out[name] / scale
+            return {(k + "_z" if k in maps or k in scalars else k): v for k, v in out.items()}
+
+        return to_model, to_internal
 
     def penalised_names(self) -> tuple[str, ...]:
         """Parameters under the L1/L2 penalty: all weights but the stimulus drive / bias."""
@@ -295,9 +324,9 @@ class GLM(Model):
             if is_val.any() and (~is_val).any():
                 train, val = data.subset(~is_val), data.subset(is_val)
         d_train = self._design(train)
-        to_model, to_internal = self._preconditioner(train, d_train)
-        internal = {k: v.detach().requires_grad_()
-                    for k, v in to_internal(self._init_params(train, gen)).items()}
+        init = self._init_params(train, gen)
+        to_model, to_internal = self._preconditioner(train, d_train, init)
+        internal = {k: v.detach().requires_grad_() for k, v in to_internal(init).items()}
         d_val = self._design(val) if val is not None else None
 
         def validation_nll() -> float:
