@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNGS = sorted((ROOT / "models" / "ladder").glob("*.yaml"))
 TALK_ORDER = ["independent", "correlated", "glm", "glm_corr", "rglm_corr"]
 LOCUST_OVERRIDES = ("data.bin_size=50 ms", "data.conditions=[odour]", "data.window=[0, 10]",
-                    "stimulus.n_basis=20", "history.duration=250 ms")
+                    "stimulus.n_basis=20", "history.duration=250 ms", "coupling.duration=250 ms")
 SAMPLE_REPEATS = 5
 
 
@@ -51,6 +51,7 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
     """Fit one rung to one dataset; held-out scores, decoding and sample statistics."""
     from neurorec.analysis.decoding import logistic_decode, map_decode
     from neurorec.analysis.statistics import structure_agreement
+    from neurorec.errors import DivergenceError
     from neurorec.pipeline import fit_and_evaluate
     from neurorec.spec import load_model_spec
 
@@ -63,8 +64,14 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
            "bits_per_spike": m["bits_per_spike"], "log_likelihood": m["log_likelihood"],
            "fit_time_s": m["fit_time_s"], "seconds": 0.0}
     condition = np.tile(test.condition, SAMPLE_REPEATS)
-    samples = result.model.sample(condition, seed=seed + 1)
-    row.update(structure_agreement(test.counts, test.condition, samples, condition))
+    try:
+        samples = result.model.sample(condition, seed=seed + 1)
+    except DivergenceError:
+        # an exp-link fit with positive feedback can run away in closed loop: say so
+        row["closed_loop_stable"] = False
+    else:
+        row["closed_loop_stable"] = True
+        row.update(structure_agreement(test.counts, test.condition, samples, condition))
     if decode:
         row["decoding_accuracy"] = float((map_decode(result.model, test) == test.condition).mean())
         row["logistic_accuracy"] = float(
@@ -112,8 +119,11 @@ def summarise(rows: list[dict]) -> list[dict]:
                 continue
             sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
             entry[group] = f"{values.mean():.4f} ± {sem:.4f} (n={len(values)})"
-            nc = [r["noise_correlation_r"] for r in members if r["model"] == model]
-            entry[f"{group} noise-corr r"] = f"{np.nanmean(nc):.2f}"
+            nc = [r.get("noise_correlation_r", np.nan) for r in members if r["model"] == model]
+            stable = sum(r["closed_loop_stable"] for r in members if r["model"] == model)
+            entry[f"{group} noise-corr r"] = (f"{np.nanmean(nc):.2f}" if np.isfinite(nc).any()
+                                              else "n/a")
+            entry[f"{group} stable samples"] = f"{stable}/{len(values)}"
             if any("decoding_accuracy" in r for r in members):
                 acc = [r["decoding_accuracy"] for r in members if r["model"] == model]
                 entry[f"{group} decoding"] = f"{np.mean(acc):.3f}"

@@ -91,12 +91,21 @@ class GLM(Model):
 
     def history_basis(self, bin_size: float) -> np.ndarray:
         """(n_lags, n_basis) log-stretched raised cosines over the history window."""
-        n_lags = max(1, round(self.spec.history.duration / bin_size))
-        return raised_cosine_log(n_lags, self.spec.history.n_basis)
+        return self._lag_basis("history", bin_size)
 
     def coupling_basis(self, bin_size: float) -> np.ndarray:
-        n_lags = max(1, round(self.spec.coupling.duration / bin_size))
-        return raised_cosine_log(n_lags, self.spec.coupling.n_basis)
+        """(n_lags, n_basis) log-stretched raised cosines over the coupling window."""
+        return self._lag_basis("coupling", bin_size)
+
+    def _lag_basis(self, which: str, bin_size: float) -> np.ndarray:
+        filt = getattr(self.spec, which)
+        n_lags = max(1, round(filt.duration / bin_size))
+        if filt.n_basis > n_lags:
+            raise DataError(f"{self.spec.name}: {which}.n_basis: {filt.n_basis} basis functions "
+                            f"need ≥ {filt.n_basis} lags, but {which}.duration "
+                            f"{filt.duration * 1e3:g} ms is {n_lags} bins of "
+                            f"{bin_size * 1e3:g} ms (lengthen it or use fewer functions)")
+        return raised_cosine_log(n_lags, filt.n_basis)
 
     def _design(self, data: BinnedTrials) -> dict[str, Tensor]:
         y = self.obs.prepare(self._tensor(data.counts))
