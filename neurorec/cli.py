@@ -114,6 +114,10 @@ def demo(session: int, out: Path, specs: Path, seed: int, device: str,
     from neurorec.spec import load_model_spec
 
     paths = [specs / name for name in DEMO_SPECS]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise SpecError([f"{p}: demo spec not found (the demo reads models/ of a checkout: "
+                         "install with `pip install -e .`, or pass --specs DIR)" for p in missing])
     loaded = [load_model_spec(p, overrides) for p in paths]
     recording = load(f"v1_gratings:{session}")
     click.echo(f"data: {recording.source}, {recording.n_units} units, "
