@@ -137,25 +137,21 @@ def figure(rows: list[dict], path: Path) -> None:
     from neurorec.report import figures  # noqa: F401  (selects the Agg backend)
 
     datasets = sorted({r["dataset"] for r in rows})
+    value = {(r["dataset"], r["model"]): r["bits_per_spike"] for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     v1 = [d for d in datasets if d.startswith("v1")]
-    base = {d: next(r["bits_per_spike"] for r in rows if r["dataset"] == d
-                    and r["model"] == "independent") for d in datasets}
-    for d in v1:
-        ys = [next(r["bits_per_spike"] for r in rows if r["dataset"] == d and r["model"] == m)
-              - base[d] for m in TALK_ORDER]
+    deltas = np.array([[value.get((d, m), np.nan) - value.get((d, "independent"), np.nan)
+                        for m in TALK_ORDER] for d in v1]).reshape(len(v1), len(TALK_ORDER))
+    for ys in deltas:
         axes[0].plot(range(len(TALK_ORDER)), ys, color="0.75", lw=0.8)
     if v1:
-        mean = [np.mean([r["bits_per_spike"] - base[r["dataset"]] for r in rows
-                         if r["model"] == m and r["dataset"] in v1]) for m in TALK_ORDER]
-        axes[0].plot(range(len(TALK_ORDER)), mean, "o-", color="C3", label="mean")
+        axes[0].plot(range(len(TALK_ORDER)), np.nanmean(deltas, axis=0), "o-", color="C3",
+                     label="mean over sessions")
         axes[0].legend(frameon=False)
     axes[0].set(title="V1 sessions", ylabel="Δ bits/spike vs independent Poisson")
-    loc = [d for d in datasets if d.startswith("locust")]
-    for d in loc:
-        ys = [next(r["bits_per_spike"] for r in rows if r["dataset"] == d and r["model"] == m)
-              for m in TALK_ORDER]
-        axes[1].bar(range(len(TALK_ORDER)), ys, color="C0")
+    for d in (d for d in datasets if d.startswith("locust")):
+        axes[1].bar(range(len(TALK_ORDER)), [value.get((d, m), np.nan) for m in TALK_ORDER],
+                    color="C0")
     axes[1].set(title="locust antennal lobe", ylabel="held-out bits/spike")
     for ax in axes:
         ax.set_xticks(range(len(TALK_ORDER)), TALK_ORDER, rotation=20, fontsize=8)
@@ -176,6 +172,7 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
+    from neurorec.errors import NeurorecError
     from neurorec.outputs import atomic_dir
     from neurorec.report import html
 
@@ -189,9 +186,19 @@ def main() -> None:
         futures = [pool.submit(run_one, *t) for t in tasks]
         futures += [pool.submit(run_order, args.order_dataset, k, args.seed)
                     for k in range(args.orders)]
+        labels = {f: t for f, t in zip(futures, tasks, strict=False)}
+        failed = []
         for fut in tqdm(as_completed(futures), total=len(futures), desc="fits"):
-            result = fut.result()
+            try:
+                result = fut.result()
+            except NeurorecError as err:  # one failed fit is reported, not fatal
+                task = labels.get(fut, ("order sweep", "", ()))
+                failed.append({"dataset": task[0], "spec": Path(task[1]).stem,
+                               "error": err.lines[0]})
+                continue
             (orders if "order_seed" in result else rows).append(result)
+        if failed:
+            _write_csv(tmp / "failed.csv", failed)
         rows.sort(key=lambda r: (r["dataset"], TALK_ORDER.index(r["model"])))
         _write_csv(tmp / "table.csv", rows)
         summary = summarise(rows)
@@ -209,6 +216,9 @@ def main() -> None:
                 [(args.order_dataset, len(bps), f"{bps.mean():.4f}", f"{bps.std(ddof=1):.4f}",
                   f"{bps.min():.4f}", f"{bps.max():.4f}")],
                 ("dataset", "random orders", "mean", "sd", "min", "max"))))
+        if failed:
+            sections.append(("Failed fits", html.table(
+                [tuple(f.values()) for f in failed], ("dataset", "spec", "error"))))
         figure(rows, tmp / "ladder.png")
         sections.append(("Ladder", html.figure("ladder.png", "held-out bits/spike per rung")))
         sections.append(("All fits", html.table([[r.get(k, "") for k in rows[0]] for r in rows],

@@ -19,10 +19,12 @@ from neurorec.models.glm import GLM
 from neurorec.spec.models import RGLMSpec
 
 Tensor = torch.Tensor
+STATE_MAX = 1e6  # |x| never comes near this in a fitted model; it keeps trial steps finite
 
 
 def linear_recurrence(u: Tensor, R: Tensor) -> Tensor:
-    """States of ``x_t = u_t + R x_{t-1}`` from ``x_{-1} = 0``.
+    """States of ``x_t = u_t + R x_{t-1}`` from ``x_{-1} = 0`` (each entry bounded by
+    ``STATE_MAX``, far beyond any fitted model's states).
 
     Args:
         u: (n_trials, n_bins, dim) inputs.
@@ -33,7 +35,8 @@ def linear_recurrence(u: Tensor, R: Tensor) -> Tensor:
     states = []
     x = torch.zeros_like(u[:, 0])
     for t in range(u.shape[1]):
-        x = u[:, t] + x @ R.T
+        # bounded only for absurd R (a far line-search trial): R^t would overflow to inf/NaN
+        x = (u[:, t] + x @ R.T).clamp(-STATE_MAX, STATE_MAX)
         states.append(x)
     return torch.stack(states, dim=1)
 
