@@ -310,24 +310,24 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
         dim = p["R"].shape[0]
         latent = b2.NeuronGroup(n_trials * dim, "x : 1\ninp : 1\nrec : 1", dt=bin_dt,
                                 name="neurorec_latent")
-        syn_in = b2.Synapses(units, latent, "w : 1 (constant)\ninp_post = w * ybin_pre : 1 "
-                             "(summed)", name="neurorec_latent_in")
-        with _target("numpy"):
-            syn_in.connect(**_block_pairs(n_trials, n_units, dim))
-        post_a, pre_u = by_pair(syn_in, n_units, dim)
-        syn_in.w = p["W0"][post_a, pre_u]
-        syn_rec = b2.Synapses(latent, latent, "w : 1 (constant)\nrec_post = w * x_pre : 1 "
-                              "(summed)", name="neurorec_latent_rec")
-        with _target("numpy"):
-            syn_rec.connect(**_block_pairs(n_trials, dim, dim))
-        post_a, pre_a = by_pair(syn_rec, dim, dim)
-        syn_rec.w = p["R"][post_a, pre_a]
-        syn_out = b2.Synapses(latent, units, "w : 1 (constant)\nlat_post = w * x_pre : 1 "
-                              "(summed)", name="neurorec_latent_out")
-        with _target("numpy"):
-            syn_out.connect(**_block_pairs(n_trials, dim, n_units))
-        post_u, pre_a = by_pair(syn_out, dim, n_units)
-        syn_out.w = p["B"][post_u, pre_a]
+
+        def linear_map(source, target, expr: str, weights: np.ndarray, n_pre: int,
+                       n_post: int, name: str) -> b2.Synapses:
+            """Synapses computing ``expr = Σ_pre weights[post, pre] · pre_var`` per trial."""
+            syn = b2.Synapses(source, target, f"w : 1 (constant)\n{expr} : 1 (summed)",
+                              name=name)
+            with _target("numpy"):
+                syn.connect(**_block_pairs(n_trials, n_pre, n_post))
+            post, pre = by_pair(syn, n_pre, n_post)
+            syn.w = weights[post, pre]
+            return syn
+
+        syn_in = linear_map(units, latent, "inp_post = w * ybin_pre", p["W0"], n_units, dim,
+                            "neurorec_latent_in")
+        syn_rec = linear_map(latent, latent, "rec_post = w * x_pre", p["R"], dim, dim,
+                             "neurorec_latent_rec")
+        syn_out = linear_map(latent, units, "lat_post = w * x_pre", p["B"], dim, n_units,
+                             "neurorec_latent_out")
         step = latent.run_regularly("x = inp + rec", when="start", order=1,
                                     name="neurorec_latent_step")
         objects += [latent, summed(syn_in, 0), summed(syn_rec, 0), step, summed(syn_out, 3)]
