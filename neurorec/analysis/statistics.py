@@ -18,14 +18,19 @@ def psth(counts: np.ndarray, condition: np.ndarray, n_conditions: int) -> np.nda
     return out
 
 
+def minus_condition_mean(x: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    """``x`` (n_trials, ...) as float with each condition's trial mean subtracted."""
+    resid = x.astype(float)  # a copy
+    for c in np.unique(condition):
+        sel = condition == c
+        resid[sel] -= x[sel].mean(axis=0)
+    return resid
+
+
 def noise_correlations(counts: np.ndarray, condition: np.ndarray) -> np.ndarray:
     """(n_units, n_units) Pearson correlation of trial spike counts after removing each
     condition's mean (noise / spike-count correlations, as in Ecker et al. 2010)."""
-    totals = counts.sum(axis=1).astype(float)  # (trials, units)
-    resid = totals.copy()
-    for c in np.unique(condition):
-        sel = condition == c
-        resid[sel] -= totals[sel].mean(axis=0)
+    resid = minus_condition_mean(counts.sum(axis=1), condition)  # (trials, units)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.corrcoef(resid, rowvar=False)
 
@@ -33,10 +38,7 @@ def noise_correlations(counts: np.ndarray, condition: np.ndarray) -> np.ndarray:
 def bin_correlations(counts: np.ndarray, condition: np.ndarray) -> np.ndarray:
     """(n_units, n_units) correlation of single-bin counts after removing the PSTH: the
     within-bin (instantaneous) correlations that the in-bin coupling ``A`` models."""
-    resid = counts.astype(float).copy()
-    for c in np.unique(condition):
-        sel = condition == c
-        resid[sel] -= counts[sel].mean(axis=0)
+    resid = minus_condition_mean(counts, condition)
     flat = resid.reshape(-1, counts.shape[2])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.corrcoef(flat, rowvar=False)
@@ -46,10 +48,7 @@ def cross_correlogram(counts: np.ndarray, condition: np.ndarray, i: int, j: int,
                       max_lag: int) -> np.ndarray:
     """(2 max_lag + 1,) shift-predictor-corrected cross-correlogram of units ``i`` and ``j``:
     mean over trials and bins of ``δy_i(t) δy_j(t + lag)``, ``δy`` = count minus PSTH."""
-    resid = counts.astype(float).copy()
-    for c in np.unique(condition):
-        sel = condition == c
-        resid[sel] -= counts[sel].mean(axis=0)
+    resid = minus_condition_mean(counts, condition)
     a, b = resid[:, :, i], resid[:, :, j]
     n_bins = counts.shape[1]
     out = np.empty(2 * max_lag + 1)
