@@ -152,7 +152,8 @@ def datasets() -> None:
     from neurorec.datasets import list_datasets
 
     for info in list_datasets():
-        choices = f"{info.name}:0..{info.sessions - 1}" if info.sessions > 1 else info.name
+        last = info.first + info.sessions - 1
+        choices = f"{info.name}:{info.first}..{last}" if info.sessions > 1 else info.name
         click.echo(f"{info.name}  ({info.size_bytes / 1e6:.1f} MB; load as {choices})\n"
                    f"  {info.description}\n  licence: {info.licence}\n"
                    f"  cite: {info.citation}\n")

@@ -33,12 +33,15 @@ def load_fitted(fit_dir: Path, device: str = "cpu") -> Model:
 
 
 def simulate_fit_dir(fit_dir: Path, seed: int = 0) -> Recording:
-    """Sample one trial per held-out trial's condition from the model fitted in ``fit_dir``."""
+    """Sample one trial per held-out trial's condition (and binned stimulus series, for a
+    model with a stimulus filter) from the model fitted in ``fit_dir``."""
     model = load_fitted(fit_dir)
     with np.load(fit_dir / "predictions.npz") as pred:
         condition, unit_ids = pred["condition"], pred["unit_ids"]
+        stimulus = pred["stimulus"] if "stimulus" in pred.files else None
     try:
-        counts = model.sample(condition, seed=seed).astype(np.int64)
+        extra = {} if stimulus is None else {"stimulus": stimulus}
+        counts = model.sample(condition, seed=seed, **extra).astype(np.int64)
     except DivergenceError as err:
         raise DataError(f"{fit_dir}: {err.lines[0]}") from None
     bin_size = float(model.bin_size_)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from neurorec.data.recording import BinnedTrials, Recording
+from neurorec.data.recording import BinnedTrials, Recording, StimulusSeries
 from neurorec.data.validation import SPLIT_VALUES
 from neurorec.errors import DataError
 
@@ -88,6 +88,32 @@ def split_trials(
     return is_test
 
 
+def bin_stimulus(series: StimulusSeries, edges: np.ndarray, source: str) -> np.ndarray:
+    """Average a sampled stimulus over bins.
+
+    Args:
+        series: the stimulus; sample ``k`` is at ``start_time + k / rate_hz`` seconds.
+        edges: (n_trials, n_bins + 1) bin edges, seconds.
+        source: for error messages.
+    Returns:
+        (n_trials, n_bins, n_channels): the mean of the samples ``e_i <= t_k < e_{i+1}``.
+    """
+    values = np.asarray(series.values, dtype=float)
+    # first sample at or after each edge; the small slack absorbs rounding of k / rate
+    index = np.ceil((edges - series.start_time) * series.rate_hz - 1e-6).astype(np.int64)
+    if index.min() < 0 or index.max() > len(values):
+        covered = (series.start_time, series.start_time + len(values) / series.rate_hz)
+        raise DataError(f"{source}: stimulus: the series covers {covered[0]:.6g}–{covered[1]:.6g}"
+                        f" s, but the binned trials span {edges.min():.6g}–{edges.max():.6g} s")
+    n_per_bin = np.diff(index, axis=1)
+    if n_per_bin.min() < 1:
+        raise DataError(f"{source}: stimulus: sampled at {series.rate_hz:g} Hz, coarser than "
+                        f"the bins (some bins hold no sample); use larger bins")
+    cumulative = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+    sums = cumulative[index[:, 1:]] - cumulative[index[:, :-1]]
+    return sums / n_per_bin[..., None]
+
+
 def bin_trials(
     rec: Recording,
     bin_size: float,
@@ -146,6 +172,9 @@ def bin_trials(
     for u, t in enumerate(rec.spike_times):
         below = np.searchsorted(np.asarray(t, dtype=float), edges, side="left")
         counts[:, :, u] = np.diff(below.reshape(n_trials, n_bins + 1), axis=1)
+    stimulus = None
+    if rec.stimulus is not None:
+        stimulus = bin_stimulus(rec.stimulus, edges.reshape(n_trials, n_bins + 1), src)
     return BinnedTrials(
         counts=counts,
         bin_size=float(bin_size),
@@ -155,4 +184,5 @@ def bin_trials(
         is_test=is_test,
         unit_ids=np.asarray(rec.unit_ids),
         source=src,
+        stimulus=stimulus,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurorec.data.recording import Recording
+from neurorec.data.recording import Recording, StimulusSeries
 from neurorec.data.validation import validate_recording
 from neurorec.errors import DataError
 
@@ -89,6 +89,7 @@ def read_nwb(path: str | os.PathLike, stimulus_columns: Sequence[str] | None = N
             else:
                 unit_ids = np.asarray([str(u) for u in units.id.data[:]])
             trials = trials_table.to_dataframe().reset_index(drop=True)
+            stimulus = _read_stimulus(nwb, p)
     except DataError:
         raise
     except Exception as exc:  # h5py / hdmf / pynwb raise many types for a bad file
@@ -117,9 +118,41 @@ def read_nwb(path: str | os.PathLike, stimulus_columns: Sequence[str] | None = N
         stimulus_columns=stim,
         source=str(p),
         metadata=metadata,
+        stimulus=stimulus,
     )
     validate_recording(rec)
     return rec
+
+
+def _read_stimulus(nwb, p: Path) -> StimulusSeries | None:
+    """The file's stimulus ``TimeSeries`` as one series (several become channels)."""
+    from pynwb.base import TimeSeries
+
+    series = [v for v in nwb.stimulus.values() if isinstance(v, TimeSeries)]
+    if not series:
+        return None
+    columns, rates, starts = [], set(), set()
+    for ts in series:
+        if ts.rate is None:
+            stamps = np.asarray(ts.timestamps[:], dtype=float)
+            steps = np.diff(stamps)
+            if stamps.size < 2 or not np.allclose(steps, steps[0], rtol=1e-6):
+                raise DataError(f"{p}: stimulus/{ts.name}: timestamps are not regular; "
+                                "neurorec needs a regularly sampled stimulus (rate)")
+            rate, start = 1.0 / steps[0], stamps[0]
+        else:
+            rate, start = float(ts.rate), float(ts.starting_time or 0.0)
+        values = np.asarray(ts.data[:], dtype=float)
+        columns.append(values.reshape(len(values), -1))
+        rates.add(round(rate, 9))
+        starts.add(round(start, 9))
+    lengths = {len(c) for c in columns}
+    if len(rates) > 1 or len(starts) > 1 or len(lengths) > 1:
+        raise DataError(f"{p}: stimulus: series {[ts.name for ts in series]} differ in rate, "
+                        "start or length; neurorec stacks them as channels of one series")
+    return StimulusSeries(values=np.concatenate(columns, axis=1), rate_hz=rates.pop(),
+                          start_time=starts.pop(), name=",".join(ts.name for ts in series),
+                          unit=str(series[0].unit))
 
 
 def _json_default(value):
@@ -195,6 +228,14 @@ def write_nwb(rec: Recording, path: str | os.PathLike) -> Path:
         name="trials",
         columns=[{"name": c, "description": str(descriptions.get(c, c))} for c in extra],
     )
+    if rec.stimulus is not None:
+        from pynwb.base import TimeSeries
+
+        st = rec.stimulus
+        nwb.add_stimulus(TimeSeries(name=st.name.replace(",", "_") or "stimulus",
+                                    data=np.asarray(st.values, dtype=float), unit=st.unit,
+                                    rate=float(st.rate_hz), starting_time=float(st.start_time),
+                                    description="stimulus time series (samples × channels)"))
     nwb.add_unit_column(UNIT_NAME_COLUMN, "unit identifier")
     for uid, t in zip(rec.unit_ids, rec.spike_times, strict=True):
         nwb.add_unit(spike_times=np.asarray(t, dtype=float), **{UNIT_NAME_COLUMN: str(uid)})

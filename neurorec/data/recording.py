@@ -13,6 +13,29 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
+class StimulusSeries:
+    """A stimulus given as a regularly sampled time series (e.g. an NWB ``TimeSeries``).
+
+    Attributes:
+        values: (n_samples, n_channels) stimulus values.
+        rate_hz: sampling rate, Hz.
+        start_time: time of sample 0, seconds on the recording's clock.
+        name: what it is, for reports.
+        unit: the values' unit.
+    """
+
+    values: np.ndarray
+    rate_hz: float
+    start_time: float = 0.0
+    name: str = "stimulus"
+    unit: str = "a.u."
+
+    @property
+    def n_channels(self) -> int:
+        return self.values.shape[1]
+
+
+@dataclass(frozen=True)
 class Recording:
     """Spike trains of simultaneously recorded units and the trials they were recorded in.
 
@@ -25,6 +48,7 @@ class Recording:
         stimulus_columns: the trials columns that describe the stimulus (conditions).
         source: file path or dataset name, used in error messages.
         metadata: free-form facts (subject, session date, licence, citation, units of columns).
+        stimulus: a stimulus time series shared by all trials, or None.
     """
 
     spike_times: list[np.ndarray]
@@ -33,6 +57,7 @@ class Recording:
     stimulus_columns: tuple[str, ...]
     source: str
     metadata: dict = field(default_factory=dict)
+    stimulus: StimulusSeries | None = None
 
     @property
     def n_units(self) -> int:
@@ -52,6 +77,8 @@ class BinnedTrials:
         is_test: (n_trials,) True for held-out trials.
         unit_ids: (n_units,) unit identifiers.
         source: where the data came from, for messages and reports.
+        stimulus: (n_trials, n_bins, n_channels) stimulus time series averaged over each bin,
+            or None when the recording has none.
     """
 
     counts: np.ndarray
@@ -62,6 +89,7 @@ class BinnedTrials:
     is_test: np.ndarray
     unit_ids: np.ndarray
     source: str
+    stimulus: np.ndarray | None = None
 
     @property
     def n_conditions(self) -> int:
@@ -78,6 +106,7 @@ class BinnedTrials:
             is_test=self.is_test[mask],
             unit_ids=self.unit_ids,
             source=self.source,
+            stimulus=None if self.stimulus is None else self.stimulus[mask],
         )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurorec.data.recording import Recording
-from neurorec.datasets import locust_al, v1_gratings
+from neurorec.datasets import grasshopper, locust_al, v1_gratings
 from neurorec.errors import DataError
 
 
@@ -20,7 +20,9 @@ class DatasetInfo:
         size_bytes: size of its files on disk.
         licence: licence of the data files.
         citation: what to cite when showing results.
-        sessions: number of separately loadable sessions (``name:0`` .. ``name:sessions-1``).
+        sessions: number of separately loadable sessions (``name:first`` ..
+            ``name:first + sessions - 1``).
+        first: number of the first session.
     """
 
     name: str
@@ -29,6 +31,7 @@ class DatasetInfo:
     licence: str
     citation: str
     sessions: int
+    first: int = 0
 
 
 def _size(folder: Path) -> int:
@@ -59,6 +62,19 @@ def list_datasets() -> list[DatasetInfo]:
             licence=locust_al.LICENCE,
             citation=locust_al.CITATION,
             sessions=1,
+        ),
+        DatasetInfo(
+            name=grasshopper.NAME,
+            description=(
+                "Grasshopper auditory receptor, one unit, 10 s of a Gaussian sound-envelope "
+                "stimulus sampled at 20 kHz with its spike train (2 recordings, from nitime); "
+                "10 trials of 1 s"
+            ),
+            size_bytes=grasshopper.size_bytes(),
+            licence=grasshopper.LICENCE,
+            citation=grasshopper.CITATION,
+            sessions=len(grasshopper.RECORDINGS),
+            first=grasshopper.RECORDINGS[0],
         ),
     ]
 
@@ -91,6 +107,10 @@ def load(spec: str) -> Recording:
         return locust_al.load_locust_al(
             [c.strip() for c in choice.split(",") if c.strip()] or [choice]
         )
+    if name == grasshopper.NAME:
+        if sep and choice not in ("1", "2"):
+            raise DataError(f"{spec}: recording: expected 1 or 2, got {choice!r}")
+        return grasshopper.load_grasshopper(int(choice) if sep else 1)
     names = [d.name for d in list_datasets()]
     raise DataError(
         f"{spec}: dataset: unknown name {name!r}; choose one of {names} "

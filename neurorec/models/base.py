@@ -52,7 +52,10 @@ class Model(ABC):
 
     @abstractmethod
     def sample(self, condition: np.ndarray, n_bins: int, seed: int) -> np.ndarray:
-        """(len(condition), n_bins, n_units) counts drawn ancestrally from the model."""
+        """(len(condition), n_bins, n_units) counts drawn ancestrally from the model.
+
+        A model driven by a stimulus time series also takes ``stimulus`` (n_trials, n_bins,
+        n_channels), binned like its training data."""
 
     @abstractmethod
     def n_parameters(self) -> int: ...

@@ -5,6 +5,7 @@ For unit ``i`` in bin ``t`` of a trial of condition ``c``::
     drive_i(t) = Σ_k β[i, c, k] S_k(t)                     stimulus (raised cosines over the trial)
                + Σ_k h[i, k]    Σ_l H_k(l) y_i(t - l)      spike history
                + Σ_j Σ_k J[i, j, k] Σ_l H_k(l) y_j(t - l)  coupling (j ≠ i)
+               + Σ_c Σ_k κ[i, c, k] Σ_l K_k(l) s_c(t - l)  stimulus filter on a time series
              + Σ_{j before i} A[i, j] y_j(t)              correlations inside the bin
     y_i(t) ~ Poisson(link(drive_i(t))), Bernoulli(sigmoid(drive_i(t))) or N(drive_i(t), σ_i²)
 
@@ -37,23 +38,27 @@ MAX_RATE_HZ = 10_000.0  # beyond any neuron: a sample this high means runaway ex
 _L1_SMOOTHING = 1e-6  # |w| ≈ sqrt(w² + ε²) - ε keeps the objective smooth for L-BFGS
 
 
-def history_features(y: Tensor, basis: Tensor) -> Tensor:
-    """Past spikes filtered by a lag basis.
+def history_features(y: Tensor, basis: Tensor, first_lag: int = 1) -> Tensor:
+    """Past values filtered by a lag basis.
 
     Args:
-        y: (n_trials, n_bins, n_units) counts.
-        basis: (n_lags, n_basis); row ``l`` weighs lag ``l + 1``.
+        y: (n_trials, n_bins, n_channels) counts (or a stimulus series).
+        basis: (n_lags, n_basis); row ``l`` weighs lag ``l + first_lag``.
+        first_lag: 1 for spike history (the current bin is what is predicted), 0 for a
+            stimulus filter (the stimulus in the current bin acts at once).
     Returns:
-        (n_trials, n_bins, n_units, n_basis): ``out[b, t, j, k] = Σ_l basis[l, k] y[b, t-l-1, j]``
-        with zeros before the trial start.
+        (n_trials, n_bins, n_channels, n_basis):
+        ``out[b, t, j, k] = Σ_l basis[l, k] y[b, t - l - first_lag, j]``, zeros before the
+        trial start.
     """
     n_lags = basis.shape[0]
     n_trials, n_bins, n_units = y.shape
     padded = torch.cat([y.new_zeros(n_trials, n_lags, n_units), y], dim=1)
     out = y.new_zeros(n_trials, n_bins, n_units, basis.shape[1])
-    for lag in range(1, n_lags + 1):
+    for row in range(n_lags):
+        lag = row + first_lag
         past = padded[:, n_lags - lag: n_lags - lag + n_bins]
-        out += past[..., None] * basis[lag - 1]
+        out += past[..., None] * basis[row]
     return out
 
 
@@ -97,6 +102,10 @@ class GLM(Model):
         """(n_lags, n_basis) log-stretched raised cosines over the coupling window."""
         return self._lag_basis("coupling", bin_size)
 
+    def stimulus_filter_basis(self, bin_size: float) -> np.ndarray:
+        """(n_lags, n_basis) log-stretched raised cosines over lags 0 .. duration."""
+        return self._lag_basis("stimulus_filter", bin_size)
+
     def _lag_basis(self, which: str, bin_size: float) -> np.ndarray:
         filt = getattr(self.spec, which)
         n_lags = max(1, round(filt.duration / bin_size))
@@ -116,7 +125,18 @@ class GLM(Model):
             design["H"] = history_features(y, self._tensor(self.history_basis(data.bin_size)))
         if self.spec.coupling.enabled:
             design["C"] = history_features(y, self._tensor(self.coupling_basis(data.bin_size)))
+        if self.spec.stimulus_filter.enabled:
+            design["X"] = self._stimulus_features(data.stimulus, data.bin_size, data.source)
         return design
+
+    def _stimulus_features(self, stimulus: np.ndarray | None, bin_size: float,
+                           source: str) -> Tensor:
+        """(n_trials, n_bins, n_channels, n_basis) stimulus series filtered by the lag basis."""
+        if stimulus is None:
+            raise DataError(f"{source}: stimulus: stimulus_filter.enabled needs a stimulus time "
+                            "series (an NWB stimulus TimeSeries); this data has none")
+        basis = self._tensor(self.stimulus_filter_basis(bin_size))
+        return history_features(self._tensor(stimulus), basis, first_lag=0)
 
     # ---------------------------------------------------------------- parameters
     def _init_params(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
@@ -144,6 +164,10 @@ class GLM(Model):
             params["h"] = self._tensor(np.zeros((n_units, self.spec.history.n_basis)))
         if self.spec.coupling.enabled:
             params["J"] = self._tensor(np.zeros((n_units, n_units, self.spec.coupling.n_basis)))
+        if self.spec.stimulus_filter.enabled:
+            n_channels = data.stimulus.shape[2]
+            params["k"] = self._tensor(np.zeros((n_units, n_channels,
+                                                 self.spec.stimulus_filter.n_basis)))
         if self.spec.correlated.enabled:
             params["A"] = self._tensor(np.zeros((n_units, n_units)))
         params.update(self._extra_init(data, gen))
@@ -163,8 +187,9 @@ class GLM(Model):
     def _grams(self, d: dict[str, Tensor], n_conditions: int) -> dict[str, Tensor]:
         """Gauss-Newton blocks of the summed NLL for the linear weights, at the mean rates.
 
-        ``beta`` (n_units, n_conditions, K, K); ``h`` (n_units, K, K); ``J`` and ``A``
-        (n_units, d, d) over the flattened presynaptic × basis weights. Weights the model does
+        ``beta`` (n_units, n_conditions, K, K); ``h`` (n_units, K, K); ``J``, ``A`` and the
+        stimulus filter ``k`` (n_units, d, d) over the flattened presynaptic (or channel) ×
+        basis weights. Weights the model does
         not use (J's diagonal, A outside the unit order's lower triangle) get identity rows.
         """
         y = d["y"]
@@ -185,6 +210,9 @@ class GLM(Model):
             blocks.append(("J", features, used.repeat_interleave(k, dim=1)))
         if self.spec.correlated.enabled:
             blocks.append(("A", y.reshape(-1, n_units), self._order_mask()))
+        if "X" in d:
+            features = d["X"].reshape(-1, d["X"].shape[2] * d["X"].shape[3])
+            blocks.append(("k", features, features.new_ones(n_units, features.shape[1])))
         for name, features, used in blocks:  # used: (n_units, d) 1 where the weight acts
             gram = w[:, None, None] * (features.T @ features)[None]
             keep = used[:, :, None] * used[:, None, :]
@@ -268,6 +296,8 @@ class GLM(Model):
         if "J" in p:
             eye = torch.eye(y.shape[2], dtype=y.dtype, device=y.device)
             drive = drive + torch.einsum("btjk,ijk->bti", d["C"], p["J"] * (1 - eye)[..., None])
+        if "k" in p:
+            drive = drive + torch.einsum("btck,ick->bti", d["X"], p["k"])
         if "A" in p:
             drive = drive + y @ (p["A"] * self._order_mask()).T
         return drive + self._extra_drive(p, d)
@@ -365,6 +395,10 @@ class GLM(Model):
             raise DataError(f"{data.source}: counts: model was fitted to {self.n_bins_} bins × "
                             f"{self.n_units_} units × {self.n_conditions_} conditions, got "
                             f"{got[0]} × {got[1]} × {data.n_conditions}")
+        channels = 0 if data.stimulus is None else data.stimulus.shape[2]
+        if "k" in self.params_ and channels != self.params_["k"].shape[1]:
+            raise DataError(f"{data.source}: stimulus: model was fitted to "
+                            f"{self.params_['k'].shape[1]} stimulus channel(s), got {channels}")
 
     def predict_rate(self, data: BinnedTrials) -> np.ndarray:
         self._check_shape(data)
@@ -385,9 +419,14 @@ class GLM(Model):
             n -= self.n_units_ * (self.n_units_ + 1) // 2  # only the strict lower triangle
         return int(n)
 
-    def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0) -> np.ndarray:
+    def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0,
+               stimulus: np.ndarray | None = None) -> np.ndarray:
         """Exact ancestral sample: bin by bin, and unit by unit (in ``unit_order_``) inside a bin
-        when observations are correlated; sampled spikes feed back through every term."""
+        when observations are correlated; sampled spikes feed back through every term.
+
+        ``stimulus`` (n_trials, n_bins, n_channels) drives a model with a stimulus filter
+        (binned like the training data's ``stimulus``); others ignore it.
+        """
         p = self._fitted_tensors()
         n_bins = n_bins or self.n_bins_
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -396,6 +435,14 @@ class GLM(Model):
         design = {"y": y, "condition": cond}
         if "beta" in p:
             design["S"] = self._tensor(self.stimulus_basis(n_bins))
+        if "k" in p:
+            got = None if stimulus is None else np.shape(stimulus)
+            if got is None or got[:2] != (len(cond), n_bins):
+                raise DataError(f"{self.spec.name}: stimulus: a model with a stimulus filter "
+                                f"samples given a stimulus of shape ({len(cond)}, {n_bins}, "
+                                f"n_channels), got {got}")
+            design["X"] = self._stimulus_features(np.asarray(stimulus), self.bin_size_,
+                                                  self.spec.name)
         bases = {"H": self.history_basis(self.bin_size_) if "h" in p else None,
                  "C": self.coupling_basis(self.bin_size_) if "J" in p else None}
         with torch.no_grad():
@@ -405,6 +452,8 @@ class GLM(Model):
                 prefix = {**design, "y": y[:, : t + 1]}
                 if "S" in design:
                     prefix["S"] = design["S"][: t + 1]
+                if "X" in design:
+                    prefix["X"] = design["X"][:, : t + 1]
                 for key, basis in bases.items():
                     if basis is not None:
                         prefix[key] = history_features(y[:, : t + 1], self._tensor(basis))
@@ -451,6 +500,14 @@ class GLM(Model):
         if "beta" not in self.params_:
             return None
         return np.einsum("ick,tk->ict", self.params_["beta"], self.stimulus_basis(self.n_bins_))
+
+    def stimulus_filters(self) -> np.ndarray | None:
+        """(n_units, n_channels, n_lags) stimulus filters (drive per stimulus unit at lags
+        0 .. duration, in bins), or None."""
+        self._check_fitted()
+        if "k" not in self.params_:
+            return None
+        return self.params_["k"] @ self.stimulus_filter_basis(self.bin_size_).T
 
     def history_filters(self) -> np.ndarray | None:
         """(n_units, n_lags) self-history filters (log-gain per past spike), or None."""

@@ -40,9 +40,10 @@ def write_fit_outputs(result: FitResult, out: str | Path, overwrite: bool = Fals
     with atomic_dir(out, overwrite=overwrite) as tmp:
         test, m = result.test, result.metrics
         write_json(tmp / "metrics.json", m)
+        extra = {} if test.stimulus is None else {"stimulus": test.stimulus}
         np.savez(tmp / "predictions.npz", rates=result.test_rates, counts=test.counts,
                  time_s=test.time, condition=test.condition, unit_ids=test.unit_ids.astype(str),
-                 trial_index=np.flatnonzero(result.data.is_test))
+                 trial_index=np.flatnonzero(result.data.is_test), **extra)
         save_params(result, tmp / "params.npz")
         (tmp / "spec.yaml").write_text(dump_spec(result.spec))
         write_json(tmp / "fit_history.json", {"history": result.model.fit_report_.history})

@@ -48,8 +48,18 @@ class HistorySpec(Spec):
     duration: Seconds = Field(0.1, gt=0, le=10, description="filter length, seconds")
 
 
+class StimulusFilterSpec(HistorySpec):
+    """A temporal filter on a stimulus time series (lags 0 .. duration), in a log-stretched
+    raised-cosine basis, one filter per unit and stimulus channel (Pillow et al. 2008).
+    Needs data that carries a stimulus series (an NWB stimulus ``TimeSeries``)."""
+
+    enabled: bool = False
+    n_basis: int = Field(8, ge=1, le=50)
+
+
 class PenaltySpec(Spec):
-    """Penalties on all weights except the stimulus drive's baseline (mean over its basis)."""
+    """Penalties on history, coupling, in-bin and latent weights; the stimulus drive and the
+    stimulus filter are not penalised."""
 
     l1: float = Field(0.0, ge=0, description="L1 weight, per bin and neuron (smoothed, see fit)")
     l2: float = Field(0.0, ge=0, description="L2 weight, per bin and neuron")
@@ -94,6 +104,7 @@ class GLMSpec(Spec):
     stimulus: StimulusDrive = StimulusDrive()
     history: HistorySpec = HistorySpec()
     coupling: HistorySpec = HistorySpec(enabled=False)
+    stimulus_filter: StimulusFilterSpec = StimulusFilterSpec()
     correlated: CorrelatedSpec = CorrelatedSpec()
     penalty: PenaltySpec = PenaltySpec()
     fit: FitSpec = FitSpec()
