@@ -189,12 +189,38 @@ def test_runaway_is_a_divergence_error():
         simulate_brian2(model, np.array([0, 1]), seed=0)
 
 
-def test_in_bin_correlations_are_not_implemented():
-    model = make_rglm("exp", "glm")
-    model.unit_order_ = np.arange(N_UNITS)
-    model.params_["A"] = np.tril(np.full((N_UNITS, N_UNITS), 0.1), k=-1)
-    with pytest.raises(NotImplementedError, match=r"in-bin correlations \(A"):
-        simulate_brian2(model, np.array([0]), seed=0)
+def in_bin_correlations(counts: np.ndarray) -> np.ndarray:
+    """Pairwise correlations (upper triangle) of same-bin counts over all trials and bins."""
+    r = np.corrcoef(counts.reshape(-1, counts.shape[2]), rowvar=False)
+    return r[np.triu_indices(counts.shape[2], k=1)]
+
+
+def test_in_bin_correlations_match_torch_sampler():
+    """Units drawn in sequence inside each bin (strictly lower-triangular A in a shuffled
+    order): same-bin correlations and PSTHs of Brian 2 and torch agree, and differ from the
+    same model without A."""
+    model = make_rglm("softplus", "glm")
+    rng = np.random.default_rng(7)
+    model.unit_order_ = rng.permutation(N_UNITS)
+    mask = model._order_mask().numpy()
+    model.params_["A"] = mask * rng.choice([-0.8, 0.8], size=(N_UNITS, N_UNITS))
+    condition = np.repeat(np.arange(N_COND), 1000)
+    torch_counts = model.sample(condition, seed=1)
+    brian_counts = simulate_brian2(model, condition, seed=2)
+    n = torch_counts.shape[0] * torch_counts.shape[1]
+    z = (np.arctanh(in_bin_correlations(brian_counts))
+         - np.arctanh(in_bin_correlations(torch_counts))) / np.sqrt(2 / (n - 3))
+    assert np.abs(in_bin_correlations(torch_counts)).max() > 0.05  # A does correlate
+    assert np.abs(z).max() < 5.0
+    assert np.abs(psth_z(brian_counts, torch_counts, condition)).max() < 5.0
+    model.params_["A"] = np.zeros_like(model.params_["A"])
+    without = model.sample(condition, seed=3)
+    z_without = (np.arctanh(in_bin_correlations(brian_counts))
+                 - np.arctanh(in_bin_correlations(without))) / np.sqrt(2 / (n - 3))
+    assert np.abs(z_without).max() > 8.0
+    with pytest.raises(DataError, match="dt_substeps"):
+        model.params_["A"] = mask * 0.5
+        simulate_brian2(model, condition[:2], seed=0, dt_substeps=2)
 
 
 def test_bad_arguments_are_data_errors():

@@ -26,9 +26,13 @@ previous bin's counts and state (order 0), ``x`` is updated (1), the ring buffer
 coupling and latent terms are summed onto the units (3), the drive and rate are formed (4),
 counts are drawn (5).
 
-In-bin correlations (``A``) need units drawn one after another inside a bin; they are not
-implemented here. Code is generated for Cython (runtime device); where Cython cannot compile,
-the numpy target is used with a warning. Compiled extensions are cached in
+In-bin correlations (``A``, correlated observations): units are drawn one after another
+inside a bin, as in the model. The clock then runs at ``Δ / n_units`` and sub-step ``r`` of a
+bin draws only the unit of rank ``r`` in ``unit_order_``, its drive raised by
+``Σ_j A[i, j] y_j(t)`` over the units already drawn in this bin (a ``Synapses`` summed
+variable of the current bin's counts, strictly lower triangular in the order, updated every
+sub-step before the draw). Code is generated for Cython (runtime device); where Cython
+cannot compile, the numpy target is used with a warning. Compiled extensions are cached in
 ``$NEUROREC_BRIAN2_CACHE`` or ``~/.cache/neurorec/brian2``. Object names are fixed so that a
 second model with the same structure (lags, basis sizes, observation) reuses the compiled code.
 """
@@ -112,13 +116,13 @@ def _seeded(seed: int):
 def _validate(model: GLM, condition: np.ndarray, n_bins: int, dt_substeps: int,
               counts: np.ndarray | None) -> np.ndarray:
     model._check_fitted()
-    p = model.params_
     where = f"simulate_brian2({type(model).__name__})"
-    if "A" in p and np.any(p["A"] * model._order_mask().cpu().numpy()):
-        raise NotImplementedError(
-            f"{where}: in-bin correlations (A, correlated.enabled) are not implemented in the "
-            "brian2 backend: units would have to be drawn in sequence inside each bin; use "
-            "model.sample(), or a model without correlated observations")
+    if _in_bin(model) and dt_substeps != 1:
+        raise DataError(f"{where}: dt_substeps: a model with in-bin correlations (A) uses one "
+                        f"clock step per unit inside each bin; expected 1, got {dt_substeps}")
+    if _in_bin(model) and counts is not None:
+        raise DataError(f"{where}: counts: the drive on given counts is defined for models "
+                        "without in-bin correlations (A)")
     condition = np.asarray(condition)
     if condition.ndim != 1 or not np.issubdtype(condition.dtype, np.integer):
         raise DataError(f"{where}: condition: expected a 1-D integer array, got "
@@ -138,6 +142,12 @@ def _validate(model: GLM, condition: np.ndarray, n_bins: int, dt_substeps: int,
         assert counts.shape == (len(condition), n_bins, model.n_units_), counts.shape
         assert dt_substeps == 1
     return condition.astype(np.int64)
+
+
+def _in_bin(model: GLM) -> bool:
+    """Whether the model couples units inside a bin (a non-zero ``A`` in its unit order)."""
+    p = model.params_
+    return "A" in p and bool(np.any(p["A"] * model._order_mask().cpu().numpy()))
 
 
 def _stimulus_table(model: GLM, n_bins: int) -> np.ndarray:
@@ -180,6 +190,9 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     condition = _validate(model, condition, n_bins, dt_substeps, counts)
     p = model.params_
     n_trials, n_units, n_sub = len(condition), model.n_units_, int(dt_substeps)
+    in_bin = _in_bin(model)
+    if in_bin:  # one sub-step per unit: rank r draws at sub-step r
+        n_sub = n_units
     n = n_trials * n_units
     if n_trials == 0:
         return np.zeros((0, n_bins, n_units)), (np.zeros((0, n_bins, n_units))
@@ -212,6 +225,8 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
         eqs.append("lat : 1")
     if obs == "gaussian":
         eqs.append("sigma : 1 (constant)")
+    if in_bin:
+        eqs += ["rank : integer (constant)", "slot : integer (shared)", "ain : 1"]
 
     stim = b2.TimedArray(_stimulus_table(model, n_bins), dt=bin_dt, name="neurorec_stim")
     namespace = {"neurorec_stim": stim}
@@ -235,6 +250,10 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
             setattr(units, f"h_{k}", np.tile(p["h"][:, k], n_trials))
     if obs == "gaussian":
         units.sigma = np.tile(np.exp(p["log_sigma"]), n_trials)
+    if in_bin:
+        rank = np.empty(n_units, dtype=np.int64)
+        rank[model.unit_order_] = np.arange(n_units)
+        units.rank = np.tile(rank, n_trials)
     objects: list = [units]
 
     # ring buffer shift (order 2): y_l ← count l bins back, then the basis features
@@ -242,6 +261,8 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     if n_lags:
         shift.append("y_1 = ybin")
     shift.append("ybin = 0")
+    if in_bin:  # Brian wants writes to shared (scalar) variables first
+        shift.insert(0, "slot = 0")
     for name, basis in bases.items():
         for k in range(basis.shape[1]):
             shift.append(f"f{name}_{k} = " + _linear(
@@ -263,7 +284,7 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
             drive_code.append("rate = exp(drive)")
         else:  # softplus, overflow-free
             drive_code.append("rate = drive * int(drive > 0) + log1p(exp(-abs(drive)))")
-        drive_code += [
+        drive_code += [] if in_bin else [  # with A the draw checks the raised rate
             "first_over = first_over + (int(t / bin_dt + 0.5) - first_over)"
             " * int(first_over < 0) * int(not (rate <= ceiling))",
             # past the ceiling the run is reported as diverged; keep the draws finite meanwhile
@@ -273,16 +294,22 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     objects.append(units.run_regularly("\n".join(drive_code), dt=bin_dt, when="start",
                                        order=4, name="neurorec_drive"))
 
-    # draws (order 5, every sub-step)
+    # draws (order 5, every sub-step; order 6 after the in-bin input of order 5)
     if counts is not None:
         draw = "ybin = neurorec_given(t, i)"
+    elif in_bin:
+        draw = _in_bin_draw(model)
     elif obs == "poisson":
         draw = "ybin = ybin + poisson(rate * inv_sub)"
     elif obs == "bernoulli":
         draw = "ybin = int(rand() < rate)"
     else:
         draw = "ybin = drive + sigma * randn()"
-    objects.append(units.run_regularly(draw, when="start", order=5, name="neurorec_draw"))
+    objects.append(units.run_regularly(draw, when="start", order=6 if in_bin else 5,
+                                       name="neurorec_draw"))
+    if in_bin:
+        objects.append(units.run_regularly("slot = slot + 1", when="end",
+                                           name="neurorec_slot"))
 
     def summed(syn: b2.Synapses, order: int) -> b2.Synapses:
         for updater in syn.summed_updaters.values():
@@ -305,6 +332,15 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
         for k in range(n_k):
             setattr(coupling, f"w_{k}", p["J"][post_u, pre_u, k])
         objects.append(summed(coupling, 3))
+
+    if in_bin:  # Σ_j A[i, j] y_j(t) over units already drawn in this bin, every sub-step
+        inbin = b2.Synapses(units, units, "w : 1 (constant)\nain_post = w * ybin_pre : 1 "
+                            "(summed)", dt=bin_dt / n_sub, name="neurorec_inbin")
+        with _target("numpy"):
+            inbin.connect(**_block_pairs(n_trials, n_units, n_units, skip_diagonal=True))
+        post_u, pre_u = by_pair(inbin, n_units, n_units)
+        inbin.w = (p["A"] * model._order_mask().cpu().numpy())[post_u, pre_u]
+        objects.append(summed(inbin, 5))
 
     if rglm:
         dim = p["R"].shape[0]
@@ -356,6 +392,27 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     return out, drive
 
 
+def _in_bin_draw(model: GLM) -> str:
+    """Draw of the unit whose rank is this sub-step's slot, its drive raised by the in-bin
+    input ``ain``; other units add 0. The runaway check sees the raised rate."""
+    mine = "int(rank == slot)"
+    obs = model.observation_name
+    if obs == "gaussian":
+        return f"ybin = ybin + {mine} * (drive + ain + sigma * randn())"
+    if obs == "bernoulli":
+        return f"ybin = ybin + {mine} * int(rand() < 1 / (1 + exp(-(drive + ain))))"
+    if model.spec.link == "exp":
+        rate = "exp(drive + ain)"
+    else:
+        rate = "(drive + ain) * int(drive + ain > 0) + log1p(exp(-abs(drive + ain)))"
+    return "\n".join([
+        f"rate = {rate}",
+        "first_over = first_over + (int(t / bin_dt + 0.5 * inv_sub) - first_over)"
+        f" * int(first_over < 0) * {mine} * int(not (rate <= ceiling))",
+        "rate = rate * int(rate <= ceiling) + ceiling * int(not (rate <= ceiling))",
+        f"ybin = ybin + {mine} * poisson(rate)"])
+
+
 def _raise_runaway(model: GLM, first_over: np.ndarray) -> None:
     over = np.where(first_over >= 0, first_over, np.iinfo(np.int64).max)
     trial, unit = np.unravel_index(int(np.argmin(over)), over.shape)
@@ -376,16 +433,17 @@ def simulate_brian2(model: GLM, condition: np.ndarray, seed: int, n_bins: int | 
 
     Args:
         model: fitted :class:`~neurorec.models.GLM` or :class:`~neurorec.models.RGLM`
-            (Poisson, Bernoulli or Gaussian observations) without in-bin correlations.
+            (Poisson, Bernoulli or Gaussian observations, with or without in-bin
+            correlations ``A``).
         condition: (n_trials,) condition index of each trial.
         seed: seed of Brian's random numbers.
         n_bins: bins per trial (default: the fitted ``n_bins_``).
         dt_substeps: clock steps per bin (Poisson only); the bin's count is the sum of
-            ``Poisson(λ / dt_substeps)`` draws, exactly ``Poisson(λ)``.
+            ``Poisson(λ / dt_substeps)`` draws, exactly ``Poisson(λ)``. Must be 1 with in-bin
+            correlations (which take one step per unit).
     Returns:
         (n_trials, n_bins, n_units) counts (float64, like ``model.sample``).
     Raises:
-        NotImplementedError: the model has in-bin correlations ``A``.
         DivergenceError: a unit's expected count exceeded ``MAX_RATE_HZ × bin_size``.
     """
     with _brian2_settings():
