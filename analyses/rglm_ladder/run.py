@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -98,6 +100,11 @@ def parse_sessions(text: str) -> list[int]:
     return out
 
 
+def _load_row(path: Path) -> dict:
+    """A cached result; JSON's null (written for NaN) back to NaN."""
+    return {k: np.nan if v is None else v for k, v in json.loads(path.read_text()).items()}
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
@@ -173,30 +180,40 @@ def main() -> None:
     args = parser.parse_args()
 
     from neurorec.errors import NeurorecError
-    from neurorec.outputs import atomic_dir
+    from neurorec.outputs import atomic_dir, write_json
     from neurorec.report import html
 
     tasks = [(f"v1_gratings:{s}", str(p), (), args.seed, True)
              for s in parse_sessions(args.v1_sessions) for p in RUNGS]
     if not args.no_locust:
         tasks += [("locust_al", str(p), LOCUST_OVERRIDES, args.seed, False) for p in RUNGS]
-    rows, orders = [], []
+    # every finished fit is kept in OUT.partial/ at once: an interrupted run started again
+    # fits only what is missing (the cache is removed once OUT is written)
+    cache = args.out.with_name(f"{args.out.name}.partial")
+    cache.mkdir(parents=True, exist_ok=True)
+    jobs = [(f"{t[0]}__{Path(t[1]).stem}.json", run_one, t) for t in tasks]
+    jobs += [(f"order__{args.order_dataset}__{k}.json", run_order,
+              (args.order_dataset, k, args.seed)) for k in range(args.orders)]
+    results = [_load_row(cache / key) for key, _, _ in jobs if (cache / key).is_file()]
+    todo = [(key, fn, a) for key, fn, a in jobs if not (cache / key).is_file()]
+    if results:
+        print(f"{len(results)} fits reused from {cache}; {len(todo)} to run")
+    failed = []
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp, \
             ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_one, *t) for t in tasks]
-        futures += [pool.submit(run_order, args.order_dataset, k, args.seed)
-                    for k in range(args.orders)]
-        labels = {f: t for f, t in zip(futures, tasks, strict=False)}
-        failed = []
+        futures = {pool.submit(fn, *a): (key, a) for key, fn, a in todo}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="fits"):
+            key, task = futures[fut]
             try:
                 result = fut.result()
             except NeurorecError as err:  # one failed fit is reported, not fatal
-                task = labels.get(fut, ("order sweep", "", ()))
-                failed.append({"dataset": task[0], "spec": Path(task[1]).stem,
+                failed.append({"dataset": task[0], "spec": Path(str(task[1])).stem,
                                "error": err.lines[0]})
                 continue
-            (orders if "order_seed" in result else rows).append(result)
+            write_json(cache / key, result)
+            results.append(_load_row(cache / key))
+        rows = [r for r in results if "order_seed" not in r]
+        orders = [r for r in results if "order_seed" in r]
         if failed:
             _write_csv(tmp / "failed.csv", failed)
         rows.sort(key=lambda r: (r["dataset"], TALK_ORDER.index(r["model"])))
@@ -224,6 +241,7 @@ def main() -> None:
         sections.append(("All fits", html.table([[r.get(k, "") for k in rows[0]] for r in rows],
                                                 list(rows[0]))))
         html.page("R-GLM model ladder on real populations", sections, tmp / "report.html")
+    shutil.rmtree(cache, ignore_errors=True)
     print((args.out / "summary.md").read_text())
     if orders:
         print(f"unit order, {len(orders)} random orders on {args.order_dataset}: "
