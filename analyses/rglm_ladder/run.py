@@ -196,6 +196,10 @@ def main() -> None:
               (args.order_dataset, k, args.seed)) for k in range(args.orders)]
     results = [_load_row(cache / key) for key, _, _ in jobs if (cache / key).is_file()]
     todo = [(key, fn, a) for key, fn, a in jobs if not (cache / key).is_file()]
+    # the large sessions (monkey H, 0-13: up to 2064 trials) last, so that a partial run
+    # has whole datasets cached
+    todo.sort(key=lambda job: job[2][0].startswith("v1_gratings:")
+              and int(job[2][0].split(":")[1]) < 14)
     if results:
         print(f"{len(results)} fits reused from {cache}; {len(todo)} to run")
     failed = []
