@@ -30,13 +30,15 @@ def locust():
 
 def test_list_datasets_sizes_from_disk():
     infos = {d.name: d for d in list_datasets()}
-    assert set(infos) == {"v1_gratings", "locust_al"}
+    assert set(infos) == {"v1_gratings", "locust_al", "grasshopper"}
     assert all(isinstance(d, DatasetInfo) for d in infos.values())
     assert infos["v1_gratings"].sessions == 27
     assert infos["v1_gratings"].size_bytes == 2_169_618 + 1_259  # .mat + data_README.m
     assert 7_000_000 < infos["locust_al"].size_bytes < 8_000_000
     assert "GPL" in infos["locust_al"].licence
     assert "NC-ND" in infos["v1_gratings"].licence
+    assert (infos["grasshopper"].first, infos["grasshopper"].sessions) == (1, 2)
+    assert infos["grasshopper"].size_bytes > 7_000_000  # 2 × 3.6 MB stimulus files
 
 
 def test_bundled_files_match_shared_copy():

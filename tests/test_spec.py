@@ -11,11 +11,19 @@ import pytest
 
 from neurorec.cli import main
 from neurorec.errors import SpecError
-from neurorec.spec import DriftingGratingsSpec, GLMSpec, dump_spec, load_spec
+from neurorec.spec import (
+    MODEL_KINDS,
+    STIMULUS_KINDS,
+    DriftingGratingsSpec,
+    GLMSpec,
+    dump_spec,
+    load_spec,
+)
 from neurorec.spec.units import parse_quantity
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = sorted([*REPO.glob("models/*.yaml"), *REPO.glob("stimuli/*.yaml")])
+SHIPPED = sorted([*REPO.glob("models/**/*.yaml"), *REPO.glob("stimuli/**/*.yaml")])
+KNOWN = ", ".join(sorted({*MODEL_KINDS, *STIMULUS_KINDS}))
 
 
 def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
@@ -41,7 +49,8 @@ def test_specs_are_shipped():
 @pytest.mark.parametrize("path", SHIPPED, ids=[f"{p.parent.name}/{p.name}" for p in SHIPPED])
 def test_shipped_spec_validates(path, capsys):
     spec = load_spec(path)
-    assert spec.kind in ("glm", "rglm", "drifting_gratings")
+    # a model folder holds model specs, a stimulus folder protocols
+    assert spec.kind in (MODEL_KINDS if "models" in path.parts else STIMULUS_KINDS)
     code, out, err = validate_cli(capsys, path)
     assert (code, err) == (0, [])
     assert out == f"{path}: ok ({spec.kind})\n"
@@ -108,9 +117,9 @@ BAD_SPECS = {
     "inf": ("kind: glm\nfit:\n  tol: .inf\n",
             "PATH: fit.tol: must be a finite number, got inf (line 3)"),
     "unknown_kind": ("kind: lstm\n",
-                     "PATH: kind: unknown kind 'lstm' (known: drifting_gratings, glm, rglm)"),
+                     f"PATH: kind: unknown kind 'lstm' (known: {KNOWN})"),
     "no_kind": ("name: x\n",
-                "PATH: kind: required field is missing (known: drifting_gratings, glm, rglm)"),
+                f"PATH: kind: required field is missing (known: {KNOWN})"),
     "yaml_syntax": ("kind: glm\nfit:\n  max_iter: [1, 2\n",
                     "PATH: yaml: line 4, column 1: expected ',' or ']', but got '<stream end>'"),
     "bad_indent": ("kind: glm\nfit:\n  max_iter: 5\n tol: 1\n",
