@@ -141,3 +141,52 @@ def training_curve_figure(history: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def structure_figure(data: np.ndarray, data_condition: np.ndarray,
+                     samples: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
+                     max_lag: int = 10, bin_size_s: float = 0.01) -> Path:
+    """Samples vs held-out data: noise correlations, a cross-correlogram, population PSTH.
+
+    Args:
+        data: (n_trials, n_bins, n_units) held-out counts; ``data_condition`` (n_trials,).
+        samples: model name → (counts (n, n_bins, n_units), condition (n,)) sampled from it.
+        path: PNG to write.
+    """
+    from neurorec.analysis.statistics import cross_correlogram, noise_correlations, offdiag, psth
+
+    nc_data = noise_correlations(data, data_condition)
+    iu = np.triu_indices(data.shape[2], k=1)
+    pair = np.nanargmax(np.abs(np.where(np.isfinite(nc_data[iu]), nc_data[iu], 0)))
+    i, j = int(iu[0][pair]), int(iu[1][pair])
+    lags = np.arange(-max_lag, max_lag + 1) * bin_size_s * 1e3
+    n_cond = int(max([data_condition.max(), *[c.max() for _, c in samples.values()]])) + 1
+    t = (np.arange(data.shape[1]) + 0.5) * bin_size_s
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[1].plot(lags, cross_correlogram(data, data_condition, i, j, max_lag), "k-", lw=2,
+                 label="data")
+    axes[2].plot(t, np.nanmean(psth(data, data_condition, n_cond), axis=(0, 2)) / bin_size_s,
+                 "k-", lw=2, label="data")
+    for k, (name, (counts, cond)) in enumerate(samples.items()):
+        nc_model = noise_correlations(counts, cond)
+        ok = np.isfinite(nc_data[iu]) & np.isfinite(nc_model[iu])
+        r = np.corrcoef(nc_data[iu][ok], nc_model[iu][ok])[0, 1] if ok.sum() > 2 else np.nan
+        axes[0].scatter(nc_data[iu], nc_model[iu], s=10, color=f"C{k}", label=f"{name} r={r:.2f}")
+        axes[1].plot(lags, cross_correlogram(counts, cond, i, j, max_lag), color=f"C{k}",
+                     label=name)
+        axes[2].plot(t, np.nanmean(psth(counts, cond, n_cond), axis=(0, 2)) / bin_size_s,
+                     color=f"C{k}", label=name)
+    lim = np.nanmax(np.abs(offdiag(nc_data))) * 1.1
+    axes[0].plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8)
+    axes[0].set(xlabel="data noise correlation", ylabel="model noise correlation",
+                title="pairwise count correlations")
+    axes[1].set(xlabel="lag (ms)", ylabel="covariance (PSTH removed)",
+                title=f"cross-correlogram, units {i} & {j}")
+    axes[2].set(xlabel="time in trial (s)", ylabel="mean rate (Hz)",
+                title="population PSTH (all conditions)")
+    for ax in axes:
+        ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
