@@ -17,7 +17,7 @@ with a cold cache; the default run takes ~5 min. The test's model (5 units, 2 co
 Usage::
 
     python benchmarks/brian2_glm.py [--units 20] [--conditions 8] [--bins 90] [--dim 8]
-                                    [--trials 1000] [--threads 2] [--repeats 3]
+                                    [--trials 1000] [--threads 2] [--repeats 3] [--quick]
 """
 
 from __future__ import annotations
@@ -73,7 +73,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="the test's model: 5 units, 2 conditions, 40 bins, dim 2, "
+                             "1000 trials, 1 repeat")
     args = parser.parse_args()
+    if args.quick:  # benchmarks/run_all.py --quick
+        args.units, args.conditions, args.bins, args.dim = 5, 2, 40, 2
+        args.trials, args.repeats = 1000, 1
     torch.set_num_threads(args.threads)
 
     model = make_model(args.units, args.conditions, args.bins, args.dim)

@@ -20,7 +20,7 @@ Units are restricted to those whose MLE is finite in the stimulus-only design: e
 Usage::
 
     python benchmarks/glm_fit.py [--session 3] [--n-basis 6] [--threads 2] [--device cpu]
-                                 [--repeats 3] [--no-full] [--json PATH]
+                                 [--repeats 3] [--no-full] [--json PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -151,7 +151,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-full-statsmodels", action="store_true",
                     help="skip statsmodels on the full (history + coupling) design")
     ap.add_argument("--json", type=Path, help="write the numbers here")
+    ap.add_argument("--quick", action="store_true",
+                    help="section 1 only, session 14, 3 basis functions, 1 repeat")
     args = ap.parse_args(argv)
+    if args.quick:  # benchmarks/run_all.py --quick: the ratio on a small session
+        args.session, args.n_basis, args.repeats, args.no_full = 14, 3, 1, True
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from neurorec.errors import NeurorecError, SpecError
+from neurorec.errors import NeurorecError, OutputError, SpecError
 
 EXIT_USER_ERROR = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,32 +60,69 @@ def validate(paths: Sequence[Path], overrides: Sequence[str]) -> None:
 @seed_option
 @device_option
 @set_option
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing output directory (and discard checkpoints).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its checkpoints in OUT.partial/.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--heldout-neurons", "heldout_neurons", default=None, metavar="FRACTION|IDS",
+              help="Co-smoothing: hold out this fraction of units (drawn with --seed) or these "
+                   "comma-separated unit ids; adds co_bps to metrics.json.")
 def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
-        overrides: Sequence[str], overwrite: bool, quiet: bool) -> None:
-    """Fit a model spec to recorded spike trains and evaluate it on held-out trials."""
+        overrides: Sequence[str], overwrite: bool, resume: bool, quiet: bool,
+        heldout_neurons: str | None = None) -> None:
+    """Fit a model spec to recorded spike trains and evaluate it on held-out trials.
+
+    The optimiser checkpoints to OUT.partial/ as it goes; a run stopped by SIGTERM saves a
+    checkpoint and exits with code 143, and `--resume` (also after SIGKILL) continues it to
+    the same final parameters an uninterrupted run reaches. OUT appears whole at the end.
+    """
+    import shutil
+
+    from neurorec.fit import interrupt
+    from neurorec.outputs import _lock
     from neurorec.pipeline import fit_and_evaluate, load_recording
     from neurorec.report.fit_outputs import write_fit_outputs
     from neurorec.spec import load_model_spec
 
     spec = load_model_spec(spec_path, overrides)
     _refuse_existing(out, overwrite)
-    recording = load_recording(data)
-    result = fit_and_evaluate(spec, recording, seed=seed, device=device, progress=not quiet)
-    report = write_fit_outputs(result, out, overwrite=overwrite)
+    work = out.with_name(f"{out.name}.partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(work), interrupt.handle_signals():  # one writer of OUT.partial at a time
+        if work.exists() and not resume:
+            if any(work.iterdir()) and not overwrite:
+                raise OutputError(f"{work}: checkpoints of an interrupted run; pass --resume "
+                                  "to continue it or --overwrite to start over")
+            shutil.rmtree(work)
+        if resume:
+            found = sorted(work.glob("lbfgs-*.pt")) if work.is_dir() else []
+            click.echo(f"resuming from {work}" if found else
+                       f"--resume: no checkpoint in {work}, starting from the beginning",
+                       err=True)
+        try:
+            recording = load_recording(data)
+            result = fit_and_evaluate(spec, recording, seed=seed, device=device,
+                                      progress=not quiet, work_dir=work, resume=resume,
+                                      heldout_neurons=heldout_neurons)
+            report = write_fit_outputs(result, out, overwrite=overwrite)
+        finally:
+            if work.is_dir() and not any(work.iterdir()):
+                work.rmdir()  # nothing checkpointed: leave no trace
+        shutil.rmtree(work, ignore_errors=True)  # OUT is complete: checkpoints are spent
     m = result.metrics
     click.echo(f"{spec.name}: held-out {m['bits_per_spike']:.4f} bits/spike, "
                f"log-likelihood {m['log_likelihood']:.1f} nats over {m['n_bins']} bins × "
                f"{m['n_neurons']} units, fit {m['fit_time_s']:.1f} s "
                f"({m['convergence']['reason']})")
+    if "co_bps" in m:
+        click.echo(f"co-smoothing: co-bps {m['co_bps']:.4f} ({m['n_heldout_neurons']} held-out "
+                   f"units), held-in {m['heldin_bits_per_spike']:.4f} bits/spike")
     click.echo(f"report: {report}")
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
     # Checked before the fit too, so a long run is not wasted on a path it cannot write.
-    from neurorec.errors import OutputError
-
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
 
@@ -188,6 +225,114 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool) -> None:
                f"{sum(len(s) for s in recording.spike_times)} spikes")
 
 
+@cli.command()
+@click.argument("sweep_path", metavar="SWEEP.yaml", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Sweep directory: runs/<run-id>/ per run, results.csv.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="A running dask scheduler (tcp://host:8786); default: a LocalCluster.")
+@click.option("--workers", type=int, default=None,
+              help="LocalCluster worker processes (default: one per core); with --scheduler, "
+                   "wait for this many workers.")
+@click.option("--threads", type=int, default=None,
+              help="torch threads per run (default: a host's cores / its dask threads).")
+@click.option("--device", default=None, help="torch device for every run (default: the "
+                                              "sweep's `device`, cpu).")
+@click.option("--overwrite", is_flag=True, help="Run finished runs again, replacing them.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | None,
+          threads: int | None, device: str | None, overwrite: bool, quiet: bool) -> None:
+    """Fit a model spec over a grid or list of --set values × seeds × datasets on dask.
+
+    Each run writes what `neurorec fit` writes into OUT/runs/<run-id>/; a sweep started again
+    skips finished runs; OUT/results.csv has one row per run (swept fields, then metrics).
+    Exit code 2 when a run failed after its retry (each failure printed with its error).
+    """
+    from neurorec.errors import NeurorecError
+    from neurorec.spec.sweep import load_sweep_spec
+    from neurorec.sweep import run_sweep
+
+    for flag, value in (("--workers", workers), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise NeurorecError(f"{flag} {value}: expected ≥ 1")
+    spec = load_sweep_spec(sweep_path)
+    outcomes = run_sweep(spec, sweep_path, out, scheduler=scheduler, workers=workers,
+                         threads=threads, device=device, overwrite=overwrite, progress=not quiet,
+                         echo=click.echo)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise NeurorecError(f"{out}: {len(failed)} of {len(outcomes)} runs failed after "
+                            f"{failed[0].attempts} attempts; errors in {out}/failures.json")
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option("--protocol", "protocol", required=True, type=click.Path(path_type=Path),
+              metavar="STIM", help="A task protocol (stimuli/task_*.yaml) giving the inputs.")
+@click.option("--backend", type=click.Choice(["torch", "brian2"]), default="torch",
+              show_default=True, help="Simulator; both run the same Euler step.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--trials", type=int, default=16, show_default=True, help="Trials to simulate.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="weights .npz (e.g. weights_after.npz of a `train` run); default: the "
+              "spec's initialisation drawn with --seed.")
+@click.option("--brian2-device", type=click.Choice(["runtime", "cpp_standalone"]),
+              default="runtime", show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True, help="torch precision (brian2 is float64).")
+@seed_option
+@device_option
+@set_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: int,
+             weights: Path | None, brian2_device: str, dtype: str, seed: int, device: str,
+             overrides: Sequence[str], overwrite: bool, quiet: bool) -> None:
+    """Simulate a ctrnn spec on trials of a task protocol: DIR/activity.npz and a report."""
+    from neurorec.ctrnn_run import simulate_to_dir
+    from neurorec.spec import load_model_spec, load_stimulus_spec
+
+    spec = load_model_spec(spec_path, overrides)
+    task_spec = load_stimulus_spec(protocol)
+    _refuse_existing(out, overwrite)
+    summary = simulate_to_dir(spec, task_spec, out, backend=backend, n_trials=trials,
+                              weights_path=weights, brian2_device=brian2_device, dtype=dtype,
+                              seed=seed, device=device, overwrite=overwrite)
+    click.echo(f"{spec.name} on {task_spec.name} ({backend}): {summary['n_trials']} trials × "
+               f"{summary['n_steps']} steps × {summary['n_units']} units in "
+               f"{summary['seconds']:.2f} s; accuracy {summary['accuracy']:.3f}")
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option("--task", "task_path", required=True, type=click.Path(path_type=Path),
+              metavar="STIM", help="A task protocol (stimuli/task_*.yaml).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@seed_option
+@device_option
+@set_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its checkpoint in OUT.partial/.")
+def train(spec_path: Path, task_path: Path, out: Path, seed: int, device: str,
+          overrides: Sequence[str], overwrite: bool, quiet: bool, resume: bool) -> None:
+    """Train a ctrnn spec on a task (Adam, masked L2); checkpoints in OUT.partial/."""
+    from neurorec.ctrnn_run import train_to_dir
+    from neurorec.spec import load_model_spec, load_stimulus_spec
+
+    spec = load_model_spec(spec_path, overrides)
+    task_spec = load_stimulus_spec(task_path)
+    _refuse_existing(out, overwrite)
+    m = train_to_dir(spec, task_spec, out, seed=seed, device=device, overwrite=overwrite,
+                     resume=resume, progress=not quiet)
+    click.echo(f"{spec.name} on {task_spec.name}: {m['n_steps']} steps in "
+               f"{m['train_time_s']:.1f} s, validation loss {m['val_loss']:.4g}, "
+               f"accuracy {m['val_accuracy']:.3f}")
+    click.echo(f"report: {out / 'report.html'}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one line each and exit code 2."""
     try:
@@ -195,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NeurorecError as err:
         for line in err.lines:
             click.echo(line, err=True)
-        return EXIT_USER_ERROR
+        return getattr(err, "exit_code", EXIT_USER_ERROR)  # Interrupted: 128 + signal
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130

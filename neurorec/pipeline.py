@@ -69,8 +69,27 @@ def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
 
 
 def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: str = "cpu",
-                     progress: bool = True) -> FitResult:
-    """Fit ``spec`` on the training trials of ``recording`` and score the test trials."""
+                     progress: bool = True, work_dir: Path | None = None,
+                     resume: bool = False, check_memory: bool = True,
+                     heldout_neurons: str | float | list | None = None) -> FitResult:
+    """Fit ``spec`` on the training trials of ``recording`` and score the test trials.
+
+    ``heldout_neurons`` (a fraction, or a comma list of unit ids / positions): co-smoothing
+    (:mod:`neurorec.cosmoothing`); the held-out units, drawn with ``seed``, are outputs only
+    and the metrics gain ``co_bps`` and ``heldin_bits_per_spike``.
+
+    Args:
+        work_dir: where the optimiser checkpoints its state (every ``fit.check_every``
+            iterations and when it stops); None: no checkpoints.
+        resume: continue from the checkpoints in ``work_dir``; the result is bitwise the one
+            an uninterrupted run gives (CPU, same seed).
+        check_memory: refuse up front a fit estimated to need more memory than available
+            (:mod:`neurorec.resources`).
+    """
+    if check_memory:
+        from neurorec.resources import check_fit_memory
+
+        check_fit_memory(spec, recording)
     torch.manual_seed(seed)
     data = bin_for_spec(spec, recording, seed)
     train, test = data.subset(~data.is_test), data.subset(data.is_test)
@@ -80,7 +99,24 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
     if test.counts.sum() == 0:
         raise DataError(f"{recording.source}: units: no spikes in the held-out trials")
     start = time.perf_counter()
-    model = model_for(spec, device=resolve_device(device), seed=seed).fit(train, progress)
+    model = model_for(spec, device=resolve_device(device), seed=seed)
+    heldout = None
+    if heldout_neurons is not None:
+        from neurorec import cosmoothing
+
+        cosmoothing.check_supports(model, spec.kind)
+        heldout = model.heldout = cosmoothing.heldout_mask(data.unit_ids, heldout_neurons, seed)
+    if work_dir is None:
+        model.fit(train, progress)
+    else:
+        from neurorec.fit.lbfgs import checkpointing
+        from neurorec.spec.load import dump_spec
+
+        fingerprint = {"spec": dump_spec(spec), "data": recording.source, "seed": seed,
+                       "device": device, "shape": list(train.counts.shape),
+                       "heldout": None if heldout is None else np.flatnonzero(heldout).tolist()}
+        with checkpointing(work_dir, resume=resume, fingerprint=fingerprint):
+            model.fit(train, progress)
     fit_time = time.perf_counter() - start
     rates = model.predict_rate(test)
     obs, scale = model.observation_name, model.noise_scale()
@@ -115,4 +151,7 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
         eig, tau = model.time_constants()
         metrics["time_constants_s"] = tau
         metrics["eigenvalues_R"] = [[float(e.real), float(e.imag)] for e in eig]
+    if heldout is not None:
+        metrics.update(cosmoothing.cosmoothing_metrics(test.counts, rates, train.counts, heldout,
+                                                       obs))
     return FitResult(spec, model, data, train, test, rates, metrics)

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from neurorec.data import bin_trials
 from neurorec.data.recording import BinnedTrials
@@ -15,6 +16,9 @@ from neurorec.datasets import load
 # one thread: small per-step matmuls (R-GLM recurrence) slow down badly when two
 # OpenMP threads contend with anything else for two cores
 torch.set_num_threads(1)
+# the same for numpy's BLAS (statsmodels' SVDs and IRLS): spinning OpenBLAS threads on a busy
+# 2-core machine turned a 20 s test into minutes
+threadpool_limits(1)
 
 
 @pytest.fixture(scope="session")

@@ -41,3 +41,21 @@ def logistic_decode(train: BinnedTrials, test: BinnedTrials, seed: int = 0) -> n
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
     clf.fit(features[0], train.condition)
     return clf.predict(features[1])
+
+
+def svm_decode_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
+                  n_splits: int = 5, C: float = 1.0, seed: int = 0) -> float:
+    """Cross-validated accuracy of a linear SVM (scikit-learn ``LinearSVC`` on standardised
+    features) predicting ``labels`` (n,) from ``features`` (n, n_features).
+
+    ``groups`` (n,): samples sharing a group (e.g. frames of one movie) stay in the same fold.
+    """
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
+    from sklearn.svm import LinearSVC
+
+    clf = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=20_000, random_state=seed))
+    if groups is not None:
+        cv = GroupKFold(n_splits=n_splits)
+    else:
+        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return float(cross_val_score(clf, features, labels, groups=groups, cv=cv).mean())

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from neurorec.errors import DivergenceError
+from neurorec.errors import DataError, DivergenceError
+from neurorec.fit import interrupt
+from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
 from neurorec.spec.models import FitSpec
+
+CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -37,13 +45,88 @@ class FitReport:
         return asdict(self)
 
 
-def _check_finite(params: dict[str, torch.Tensor], loss: torch.Tensor, n_iter: int) -> None:
-    if not torch.isfinite(loss):
-        bad = [name for name, p in params.items() if not torch.isfinite(p).all()]
-        what = f"parameters {', '.join(bad)}" if bad else "the objective"
-        raise DivergenceError(f"fit: iteration {n_iter}: {what} became NaN/Inf "
-                              "(lower the learning problem's scale: stronger penalty, "
-                              "smaller init, or float64)")
+@dataclass
+class Checkpointing:
+    """Where :func:`fit_lbfgs` keeps its state while a :func:`checkpointing` block is active.
+
+    Attributes:
+        directory: folder of the checkpoints, one file ``lbfgs-<i>.pt`` per ``fit_lbfgs`` call
+            in the block (a model may fit in several stages).
+        resume: continue from the files found there instead of starting over.
+        every: save after every ``every``-th block of ``spec.check_every`` iterations (and
+            always when the loop stops).
+        fingerprint: what the run depends on (spec, data, seed, ...); a checkpoint written
+            for another fingerprint is refused rather than silently continued.
+    """
+
+    directory: Path
+    resume: bool = False
+    every: int = 1
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    calls: int = 0
+    last: Path | None = None
+    last_iter: int | None = None
+
+
+_CHECKPOINTING: ContextVar[Checkpointing | None] = ContextVar("lbfgs_checkpointing",
+                                                               default=None)
+
+
+@contextmanager
+def checkpointing(directory: str | Path, resume: bool = False, every: int = 1,
+                  fingerprint: dict[str, Any] | None = None) -> Iterator[Checkpointing]:
+    """Make every :func:`fit_lbfgs` call inside the block checkpoint to ``directory``.
+
+    A context rather than an argument so that models need not thread it through ``fit``:
+    the model contract stays ``fit(data, progress)``.
+    """
+    ckpt = Checkpointing(Path(directory), resume, max(1, int(every)), dict(fingerprint or {}))
+    token = _CHECKPOINTING.set(ckpt)
+    try:
+        yield ckpt
+    finally:
+        _CHECKPOINTING.reset(token)
+
+
+def _check_finite(params: dict[str, torch.Tensor], loss: torch.Tensor, n_iter: int,
+                  ckpt: Checkpointing | None = None) -> None:
+    if torch.isfinite(loss):
+        return
+    bad = [name for name, p in params.items() if not torch.isfinite(p).all()]
+    bad_grad = [name for name, p in params.items()
+                if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if bad:
+        what = f"parameters {', '.join(bad)} became NaN/Inf"
+    elif bad_grad:
+        what = f"the objective became {float(loss)} (gradient of {', '.join(bad_grad)} NaN/Inf)"
+    else:
+        what = f"the objective became {float(loss)} with finite parameters"
+    kept = ""
+    if ckpt is not None and ckpt.last is not None:
+        kept = f"; the last good state (iteration {ckpt.last_iter}) is kept in {ckpt.last}"
+    raise DivergenceError(f"fit: iteration {n_iter}: {what} (lower the learning problem's "
+                          f"scale: stronger penalty, smaller init, or float64){kept}")
+
+
+def _restore(path: Path, ckpt: Checkpointing, params: dict[str, torch.Tensor]) -> dict:
+    """Read a checkpoint and check it belongs to this run (same fingerprint and shapes)."""
+    state = load_checkpoint(path)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise DataError(f"{path}: checkpoint version {state.get('version')!r}, expected "
+                        f"{CHECKPOINT_VERSION} (pass --overwrite to start over)")
+    stored = state.get("fingerprint", {})
+    differ = sorted(k for k in {*stored, *ckpt.fingerprint}
+                    if stored.get(k) != ckpt.fingerprint.get(k))
+    if differ:
+        raise DataError(f"{path}: checkpoint of another run ({', '.join(differ)} differ); "
+                        "resume with the same spec, data, seed and device, or pass "
+                        "--overwrite to start over")
+    shapes = {k: tuple(v.shape) for k, v in params.items()}
+    got = {k: tuple(v.shape) for k, v in state["params"].items()}
+    if shapes != got:
+        raise DataError(f"{path}: checkpoint parameters {got} do not match this model's "
+                        f"{shapes} (pass --overwrite to start over)")
+    return state
 
 
 def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -146,41 +229,82 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
     best_val, best_state, bad_checks = math.inf, None, 0
     history: list[dict] = []
     reason, converged, n_iter, n_evals = "max_iter reached", False, 0, 0
+    finished, elapsed_before, n_steps = False, 0.0, 0
     use_val = validation_nll is not None and spec.early_stopping
-    bar = tqdm(total=spec.max_iter, desc=desc, disable=not progress, leave=False, unit="it")
-    while n_iter < spec.max_iter:
-        loss = opt.step(closure)
-        state = opt.state[tensors[0]]
-        step_iters = state.get("n_iter", 0) - n_iter
-        n_iter, n_evals = state.get("n_iter", 0), state.get("func_evals", 0)
-        _check_finite(params, loss, n_iter)
-        with torch.no_grad():
-            loss = objective()
-        _check_finite(params, loss, n_iter)
-        grad = max(float(t.grad.abs().max()) for t in tensors if t.grad is not None)
-        entry = {"iter": n_iter, "objective": float(loss), "max_abs_grad": grad}
-        if validation_nll is not None:
-            entry["validation_nll"] = val = validation_nll()
-            if use_val:
-                if best_state is None or val < best_val - 1e-9 * abs(best_val):
-                    best_val, bad_checks = val, 0
-                    best_state = {k: v.detach().clone() for k, v in params.items()}
-                else:
-                    bad_checks += 1
-        history.append(entry)
-        bar.update(step_iters)
-        bar.set_postfix(obj=f"{float(loss):.6g}", grad=f"{grad:.1e}")
-        if grad <= spec.tol:
-            reason, converged = "gradient below tol", True
-            break
-        if use_val and bad_checks >= spec.patience:
-            reason = f"early stopping (held-out NLL rose for {spec.patience} checks)"
-            converged = True
-            break
-        if step_iters == 0 or (step_iters < spec.check_every and grad > spec.tol):
-            # L-BFGS gave up inside the step: no decrease possible at this precision.
-            reason, converged = "no further decrease (line search stalled)", grad < 1e3 * spec.tol
-            break
+    ckpt = _CHECKPOINTING.get()
+    path = None
+    if ckpt is not None:
+        path = ckpt.directory / f"lbfgs-{ckpt.calls}.pt"
+        ckpt.calls += 1
+        if ckpt.resume and path.is_file():
+            state = _restore(path, ckpt, params)
+            with torch.no_grad():
+                for k, v in state["params"].items():
+                    params[k].copy_(v)
+            opt.load_state_dict(state["optimizer"])
+            n_iter, n_evals, n_steps = state["n_iter"], state["n_evals"], state["n_steps"]
+            best_val, best_state, bad_checks = (state["best_val"], state["best_state"],
+                                                state["bad_checks"])
+            history, reason, converged = state["history"], state["reason"], state["converged"]
+            finished, elapsed_before = state["finished"], state["elapsed_s"]
+            ckpt.last, ckpt.last_iter = path, n_iter
+
+    def save(done: bool) -> None:
+        if path is None:
+            return
+        save_checkpoint(path, {
+            "version": CHECKPOINT_VERSION, "fingerprint": ckpt.fingerprint,
+            "params": {k: v.detach().clone() for k, v in params.items()},
+            "optimizer": opt.state_dict(), "n_iter": n_iter, "n_evals": n_evals,
+            "n_steps": n_steps, "best_val": best_val, "best_state": best_state,
+            "bad_checks": bad_checks, "history": history, "reason": reason,
+            "converged": converged, "finished": done,
+            "elapsed_s": elapsed_before + time.perf_counter() - start})
+        ckpt.last, ckpt.last_iter = path, n_iter
+
+    bar = tqdm(total=spec.max_iter, initial=min(n_iter, spec.max_iter), desc=desc,
+               disable=not progress, leave=False, unit="it")
+    with interrupt.deferring():
+        while not finished and n_iter < spec.max_iter:
+            loss = opt.step(closure)
+            state = opt.state[tensors[0]]
+            step_iters = state.get("n_iter", 0) - n_iter
+            n_iter, n_evals = state.get("n_iter", 0), state.get("func_evals", 0)
+            _check_finite(params, loss, n_iter, ckpt)
+            with torch.no_grad():
+                loss = objective()
+            _check_finite(params, loss, n_iter, ckpt)
+            grad = max(float(t.grad.abs().max()) for t in tensors if t.grad is not None)
+            entry = {"iter": n_iter, "objective": float(loss), "max_abs_grad": grad}
+            if validation_nll is not None:
+                entry["validation_nll"] = val = validation_nll()
+                if use_val:
+                    if best_state is None or val < best_val - 1e-9 * abs(best_val):
+                        best_val, bad_checks = val, 0
+                        best_state = {k: v.detach().clone() for k, v in params.items()}
+                    else:
+                        bad_checks += 1
+            history.append(entry)
+            n_steps += 1
+            bar.update(step_iters)
+            bar.set_postfix(obj=f"{float(loss):.6g}", grad=f"{grad:.1e}")
+            if grad <= spec.tol:
+                reason, converged, finished = "gradient below tol", True, True
+            elif use_val and bad_checks >= spec.patience:
+                reason = f"early stopping (held-out NLL rose for {spec.patience} checks)"
+                converged, finished = True, True
+            elif step_iters == 0 or (step_iters < spec.check_every and grad > spec.tol):
+                # L-BFGS gave up inside the step: no decrease possible at this precision.
+                reason = "no further decrease (line search stalled)"
+                converged, finished = grad < 1e3 * spec.tol, True
+            done = finished or n_iter >= spec.max_iter
+            # a checkpoint sits at a step boundary: resuming from it replays the rest bitwise
+            if done or n_steps % (ckpt.every if ckpt else 1) == 0 or interrupt.requested():
+                save(done)
+            interrupt.raise_if_requested(
+                f"at iteration {n_iter}" + (f"; checkpoint saved in {path.parent}; run the "
+                                            "same command with --resume to continue"
+                                            if path is not None else " (no checkpointing)"))
     bar.close()
     # polish only a fit that converged or stalled: max_iter is the whole budget, and early
     # stopping keeps the best held-back parameters on purpose
@@ -201,4 +325,4 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
     return FitReport(converged=converged, reason=reason, n_iter=n_iter, n_evals=n_evals,
                      final_objective=final, max_abs_grad=history[-1]["max_abs_grad"],
                      best_validation_nll=None if not use_val else best_val,
-                     fit_time_s=time.perf_counter() - start, history=history)
+                     fit_time_s=elapsed_before + time.perf_counter() - start, history=history)

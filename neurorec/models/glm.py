@@ -16,6 +16,12 @@ the exact likelihood, and sampling goes unit by unit inside each bin.
 There is no separate intercept while the stimulus drive is on: the per-condition basis
 spans the baseline, and a second constant would make the design rank-deficient. The history
 starts empty at every trial start. Subclasses add drive terms through ``_extra_*`` hooks.
+
+Co-smoothing mode (``model.heldout`` a (n_units,) bool mask, set before ``fit``): held-out
+units are outputs only. Every predictor (history, coupling, in-bin ``A``, the R-GLM's
+``W0 y``) reads the counts through :meth:`GLM._inputs`, which zeroes the held-out columns, so
+their spikes enter no unit's drive; their own history and the weights from them are fixed
+at zero. With ``heldout`` None (the default) nothing changes.
 """
 
 from __future__ import annotations
@@ -73,7 +79,10 @@ class GLM(Model):
 
     Learned attributes: ``params_`` (dict of numpy arrays), ``fit_report_``, ``n_bins_``,
     ``n_units_``, ``n_conditions_``, ``bin_size_``, ``unit_order_`` (units in prediction order).
+    ``heldout``: None, or the (n_units,) bool mask of co-smoothing's held-out units.
     """
+
+    heldout: np.ndarray | None = None
 
     def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0):
         self.spec = spec
@@ -116,15 +125,30 @@ class GLM(Model):
                             f"{bin_size * 1e3:g} ms (lengthen it or use fewer functions)")
         return raised_cosine_log(n_lags, filt.n_basis)
 
+    def _heldin(self) -> Tensor | None:
+        """(n_units,) 1 for units whose spikes may predict, 0 for held-out; None: all may."""
+        if self.heldout is None:
+            return None
+        return self._tensor((~np.asarray(self.heldout, dtype=bool)).astype(float))
+
+    def _inputs(self, y: Tensor) -> Tensor:
+        """The counts as predictors see them: held-out units' columns zeroed."""
+        keep = self._heldin()
+        return y if keep is None else y * keep
+
     def _design(self, data: BinnedTrials) -> dict[str, Tensor]:
         y = self.obs.prepare(self._tensor(data.counts))
+        if self.heldout is not None and len(self.heldout) != y.shape[2]:
+            raise DataError(f"{data.source}: units: held-out mask has {len(self.heldout)} "
+                            f"entries, the data {y.shape[2]} units")
         design = {"y": y, "condition": torch.as_tensor(data.condition, device=self.device)}
+        x = self._inputs(y)
         if self.spec.stimulus.enabled:
             design["S"] = self._tensor(self.stimulus_basis(y.shape[1]))
         if self.spec.history.enabled:
-            design["H"] = history_features(y, self._tensor(self.history_basis(data.bin_size)))
+            design["H"] = history_features(x, self._tensor(self.history_basis(data.bin_size)))
         if self.spec.coupling.enabled:
-            design["C"] = history_features(y, self._tensor(self.coupling_basis(data.bin_size)))
+            design["C"] = history_features(x, self._tensor(self.coupling_basis(data.bin_size)))
         if self.spec.stimulus_filter.enabled:
             design["X"] = self._stimulus_features(data.stimulus, data.bin_size, data.source)
         return design
@@ -200,16 +224,22 @@ class GLM(Model):
             n_c = torch.bincount(d["condition"], minlength=n_conditions).to(y.dtype)
             grams["beta"] = (w[:, None, None, None] * n_c[None, :, None, None]
                              * (d["S"].T @ d["S"])[None, None])
+        keep = self._heldin()
         if "H" in d:
             grams["h"] = w[:, None, None] * torch.einsum("btik,btil->ikl", d["H"], d["H"])
+            if keep is not None:  # a held-out unit's own history is fixed at zero
+                eye = torch.eye(grams["h"].shape[-1], dtype=y.dtype, device=y.device)
+                grams["h"] = grams["h"] * keep[:, None, None] + eye * (1 - keep)[:, None, None]
         blocks = []
         if "C" in d:
             k = d["C"].shape[3]
             features = d["C"].reshape(-1, n_units * k)
             used = 1 - torch.eye(n_units, dtype=y.dtype, device=y.device)
+            if keep is not None:
+                used = used * keep[None, :]
             blocks.append(("J", features, used.repeat_interleave(k, dim=1)))
         if self.spec.correlated.enabled:
-            blocks.append(("A", y.reshape(-1, n_units), self._order_mask()))
+            blocks.append(("A", self._inputs(y).reshape(-1, n_units), self._order_mask()))
         if "X" in d:
             features = d["X"].reshape(-1, d["X"].shape[2] * d["X"].shape[3])
             blocks.append(("k", features, features.new_ones(n_units, features.shape[1])))
@@ -299,14 +329,18 @@ class GLM(Model):
         if "k" in p:
             drive = drive + torch.einsum("btck,ick->bti", d["X"], p["k"])
         if "A" in p:
-            drive = drive + y @ (p["A"] * self._order_mask()).T
+            drive = drive + self._inputs(y) @ (p["A"] * self._order_mask()).T
         return drive + self._extra_drive(p, d)
 
     def _order_mask(self) -> Tensor:
-        """(n_units, n_units) 1 where unit j comes before unit i in ``unit_order_``."""
+        """(n_units, n_units) 1 where unit j comes before unit i in ``unit_order_`` (and, in
+        co-smoothing mode, j is held in)."""
         rank = np.empty(len(self.unit_order_), dtype=np.int64)
         rank[self.unit_order_] = np.arange(len(self.unit_order_))
-        return self._tensor((rank[None, :] < rank[:, None]).astype(float))
+        mask = rank[None, :] < rank[:, None]
+        if self.heldout is not None:
+            mask = mask & ~np.asarray(self.heldout, dtype=bool)[None, :]
+        return self._tensor(mask.astype(float))
 
     def _choose_order(self, data: BinnedTrials) -> np.ndarray:
         n_units = data.counts.shape[2]
@@ -333,6 +367,10 @@ class GLM(Model):
                 w = p[name]
                 if name == "J":
                     w = w * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))[..., None]
+                    if self._heldin() is not None:
+                        w = w * self._heldin()[None, :, None]
+                if name == "h" and self._heldin() is not None:
+                    w = w * self._heldin()[:, None]
                 if name == "A":
                     w = w * self._order_mask()
                 if pen.l2:
@@ -417,6 +455,18 @@ class GLM(Model):
             n -= self.n_units_ * self.params_["J"].shape[2]  # the unused diagonal
         if "A" in self.params_:
             n -= self.n_units_ * (self.n_units_ + 1) // 2  # only the strict lower triangle
+        if self.heldout is not None:  # weights fixed at zero in co-smoothing mode
+            ho = np.asarray(self.heldout, dtype=bool)
+            n_ho = int(ho.sum())
+            if "h" in self.params_:
+                n -= n_ho * self.params_["h"].shape[1]
+            if "J" in self.params_:
+                n -= n_ho * (self.n_units_ - 1) * self.params_["J"].shape[2]
+            if "A" in self.params_:
+                order = self._order_mask().cpu().numpy()
+                n -= self.n_units_ * (self.n_units_ - 1) // 2 - int(order.sum())
+            if "W0" in self.params_:
+                n -= n_ho * self.params_["W0"].shape[0]
         return int(n)
 
     def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0,
@@ -456,7 +506,8 @@ class GLM(Model):
                     prefix["X"] = design["X"][:, : t + 1]
                 for key, basis in bases.items():
                     if basis is not None:
-                        prefix[key] = history_features(y[:, : t + 1], self._tensor(basis))
+                        prefix[key] = history_features(self._inputs(y[:, : t + 1]),
+                                                       self._tensor(basis))
                 # y[:, t] is still zero here, so this is the drive without the in-bin term
                 drive_t = self._drive(p, prefix)[:, t]
                 if "A" not in p:
@@ -466,7 +517,7 @@ class GLM(Model):
                 A = p["A"] * self._order_mask()
                 for i in self.unit_order_:
                     scale = p["log_sigma"][i] if "log_sigma" in p else None
-                    drive_i = drive_t[:, i] + y[:, t] @ A[i]
+                    drive_i = drive_t[:, i] + self._inputs(y[:, t]) @ A[i]
                     self._check_runaway(drive_i[:, None], t, unit=int(i))
                     y[:, t, i] = self.obs.sample(drive_i, gen, scale)
         return y.cpu().numpy()

@@ -5,6 +5,9 @@ A hidden linear state summarises the population's past and adds to every unit's 
     x_t = W0 y_{t-1} + R x_{t-1},   x_{-1} = 0, y_{-1} = 0 at each trial start
     drive_i(t) = GLM drive_i(t) + B_i · x_t
 
+In co-smoothing mode (``heldout`` set) ``y`` here is the held-in units' counts only: ``W0``'s
+held-out columns start and stay at zero (their input is zeroed).
+
 Eigenvalues ``λ`` of ``R`` give the latent time constants ``τ = -Δt / ln|λ|``.
 """
 
@@ -66,6 +69,8 @@ class RGLM(GLM):
         W0 = torch.randn(rec.dim, n_units, generator=gen, dtype=torch.float64) * rec.init_scale
         B = torch.randn(n_units, rec.dim, generator=gen, dtype=torch.float64) * rec.init_scale
         q, _ = torch.linalg.qr(torch.randn(rec.dim, rec.dim, generator=gen, dtype=torch.float64))
+        if self.heldout is not None:  # co-smoothing: no latent input from held-out units
+            W0[:, np.asarray(self.heldout, dtype=bool)] = 0.0
         return {"W0": self._tensor(W0), "R": self._tensor(q * rec.init_radius),
                 "B": self._tensor(B)}
 
@@ -78,14 +83,14 @@ class RGLM(GLM):
         return linear_recurrence(y_prev @ p["W0"].T, p["R"])
 
     def _extra_drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
-        return self._states(p, d["y"]) @ p["B"].T
+        return self._states(p, self._inputs(d["y"])) @ p["B"].T
 
     def hidden_state(self, data: BinnedTrials) -> np.ndarray:
         """(n_trials, n_bins, dim) hidden states ``x_t`` given the observed spikes."""
         self._check_shape(data)
         p = self._fitted_tensors()
         with torch.no_grad():
-            return self._states(p, self._design(data)["y"]).cpu().numpy()
+            return self._states(p, self._inputs(self._design(data)["y"])).cpu().numpy()
 
     def time_constants(self) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues of the fitted ``R`` and their time constants in seconds."""

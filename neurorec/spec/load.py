@@ -139,8 +139,11 @@ def validate_spec(raw: dict[str, Any], source: str = "<spec>",
         spec = table[kind].model_validate(raw)
     except ValidationError as err:
         seen = {loc for loc, _ in problems}
+        # a NaN/Inf already reported is not reported again by the section holding it
+        # (e.g. window [inf, 1 s] would also fail "stop must be after start")
         problems += [(loc, _message(e)) for e in err.errors()
-                     if (loc := tuple(str(p) for p in e["loc"])) not in seen]
+                     if (loc := tuple(str(p) for p in e["loc"])) not in seen
+                     and not any(s[:len(loc)] == loc for s in seen)]
     else:
         if not problems:
             return spec

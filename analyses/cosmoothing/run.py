@@ -1,0 +1,364 @@
+"""Co-smoothing comparison (Neural Latents Benchmark metric) of every recurrent family and the
+standard baselines on real populations.
+
+    python analyses/cosmoothing/run.py --out results/cosmoothing [--v1-sessions 0-26] [--jobs 2]
+
+Models: NLB's spike-smoothing baseline, GPFA (Elephant), GLM with coupling
+(``models/glm_v1.yaml``), R-GLM (``models/rglm_v1.yaml``) and the data-constrained ct-RNN
+(``models/ctrnn_v1.yaml`` with the held-in encoder). Datasets: every bundled V1
+drifting-gratings session (units with contamination < 0.05) and the locust antennal-lobe
+population (50 ms bins, first 10 s of each trial). One split per dataset, shared by all models:
+20 % of each condition's trials for testing and a quarter of the units held out, both drawn
+with ``--seed``. Scores: ``co_bps`` (held-out units on test trials, NLB definition; see
+:mod:`neurorec.cosmoothing`) and fit time.
+
+Writes ``table.csv`` (dataset × model), ``summary.csv``/``summary.md`` (model × dataset group,
+co-bps mean ± s.e.m.), ``cosmoothing.png``, ``dynamics/`` (fixed points, eigen-spectrum and
+PCA trajectories of the ct-RNN fitted to ``--dynamics-dataset``) and ``report.html``.
+Every finished fit is cached in ``OUT.partial/``: an interrupted run started again fits only
+what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ["smoothing", "gpfa", "glm", "rglm", "ctrnn"]
+SPECS = {"glm": "glm_v1.yaml", "rglm": "rglm_v1.yaml", "ctrnn": "ctrnn_v1.yaml"}
+LOCUST_DATA = ("data.bin_size=50 ms", "data.conditions=[odour]", "data.window=[0, 10]")
+LOCUST_OVERRIDES = {
+    "glm": (*LOCUST_DATA, "stimulus.n_basis=20", "history.duration=250 ms",
+            "coupling.duration=250 ms"),
+    "rglm": (*LOCUST_DATA, "stimulus.n_basis=20", "history.duration=250 ms",
+             "recurrent.dim=4", "penalty.l2=1e-4"),
+    "ctrnn": (*LOCUST_DATA, "network.dt=50 ms", "network.tau=100 ms", "input.onset=0 s"),
+}
+CTRNN_OVERRIDES = ("initial_state=encoder",)
+HELDOUT_FRACTION = 0.25
+SMOOTH_SIGMA_S = 0.05  # NLB's smoothing baseline uses 40-60 ms kernels
+GPFA_DIM = 4
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _recording(dataset: str):
+    from neurorec.datasets import load, load_v1_gratings
+
+    if dataset.startswith("v1_gratings:"):
+        return load_v1_gratings(int(dataset.split(":")[1]), max_contamination=0.05)
+    return load(dataset)
+
+
+def _spec(model: str, dataset: str, extra: tuple[str, ...] = ()):
+    from neurorec.spec import load_model_spec
+
+    overrides = LOCUST_OVERRIDES[model] if dataset.startswith("locust") else ()
+    if model == "ctrnn":
+        overrides = overrides + CTRNN_OVERRIDES
+    return load_model_spec(ROOT / "models" / SPECS[model], overrides + extra)
+
+
+def run_one(dataset: str, model: str, seed: int) -> dict:
+    """Co-smoothing scores of one model on one dataset (the shared split)."""
+    from neurorec.cosmoothing import cosmoothing_metrics, heldout_mask
+    from neurorec.pipeline import bin_for_spec, fit_and_evaluate
+
+    start = time.perf_counter()
+    row = {"dataset": dataset, "model": model}
+    if model in ("smoothing", "gpfa"):
+        # the baselines bin and split exactly as the GLM spec does (same seed, same fraction)
+        spec = _spec("glm", dataset)
+        data = bin_for_spec(spec, _recording(dataset), seed)
+        train, test = data.subset(~data.is_test), data.subset(data.is_test)
+        ho = heldout_mask(data.unit_ids, HELDOUT_FRACTION, seed)
+        if model == "smoothing":
+            from neurorec.analysis.smoothing import fit_smoothing
+
+            fitted = fit_smoothing(train.counts[..., ~ho], train.counts[..., ho],
+                                   SMOOTH_SIGMA_S / data.bin_size)
+        else:
+            from neurorec.analysis.gpfa_baseline import fit_gpfa
+
+            fitted = fit_gpfa(train.counts[..., ~ho], train.counts[..., ho], data.bin_size,
+                              x_dim=GPFA_DIM, em_max_iters=50, seed=seed)
+        rates = np.full(test.counts.shape, np.nan)
+        rates[..., ho] = fitted.predict(test.counts[..., ~ho])
+        rates[..., ~ho] = 1.0  # no held-in prediction: held-in bits/spike is not defined here
+        m = cosmoothing_metrics(test.counts, rates, train.counts, ho)
+        m["heldin_bits_per_spike"] = float("nan")
+        m["fit_time_s"] = fitted.fit_time_s
+    else:
+        result = fit_and_evaluate(_spec(model, dataset), _recording(dataset), seed=seed,
+                                  progress=False, heldout_neurons=HELDOUT_FRACTION)
+        m = result.metrics
+    row.update({k: m[k] for k in ("co_bps", "co_bps_train_null", "heldin_bits_per_spike",
+                                  "n_heldout_neurons", "n_heldin_neurons",
+                                  "n_heldout_test_spikes", "fit_time_s")})
+    row["heldout_units"] = " ".join(map(str, m["heldout_units"]))
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def run_dynamics(dataset: str, seed: int, out: str) -> dict:
+    """Fit the ct-RNN (co-smoothing split) and analyse its latent dynamics with the issue-5
+    tools: fixed points per condition input and with the input off, the eigen-spectrum of
+    W_rec, PCA trajectories per grating direction. Writes ``dynamics.npz`` and figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neurorec.analysis.dynamics import eigen_spectrum, pca_trajectories, spectral_radius
+    from neurorec.analysis.fixed_points import find_fixed_points
+    from neurorec.pipeline import fit_and_evaluate
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = fit_and_evaluate(_spec("ctrnn", dataset), _recording(dataset), seed=seed,
+                              progress=False, heldout_neurons=HELDOUT_FRACTION)
+    model = result.model
+    rates = model.condition_rates()  # (C, S, N) typical trial per condition
+    pca = pca_trajectories(rates, 3)
+    w = model.params_["w_rec"]
+    lam = eigen_spectrum(w)
+    table = model.condition_table_
+    rng = np.random.default_rng(seed)
+    summary = {"dataset": dataset, "co_bps": result.metrics["co_bps"],
+               "spectral_radius_w_rec": spectral_radius(w),
+               "pca_explained": pca.explained.tolist(), "fixed_points": {}}
+    probes = {"input off": None}
+    for c in np.linspace(0, len(table) - 1, 4).round().astype(int):
+        probes[f"{table.columns[0]} {table.iloc[c, 0]:g}"] = int(c)
+    fp_rows = {}
+    for label, cond in probes.items():
+        starts = rates.reshape(-1, rates.shape[2])
+        starts = starts[rng.choice(len(starts), size=min(32, len(starts)), replace=False)]
+        fps = find_fixed_points(model.step_map(cond), starts, n_iter=600, lr=1e-2,
+                                newton_steps=10, q_tol=1e-10, seed=seed)
+        fp_rows[label] = fps
+        summary["fixed_points"][label] = {
+            "n_fixed": int(fps.fixed.sum()), "n_slow": int((~fps.fixed).sum()),
+            "stable": fps.count("stable"), "saddle": fps.count("saddle"),
+            "unstable": fps.count("unstable"),
+            "max_modulus": [float(np.abs(e).max()) for e in fps.eigenvalues[fps.fixed]]}
+    np.savez(out_dir / "dynamics.npz", eigenvalues_w_rec=lam, pca_components=pca.components,
+             pca_trajectories=pca.trajectories, condition_rates=rates,
+             **{f"fixed_points_{i}": f.points for i, f in enumerate(fp_rows.values())})
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    axes[0].scatter(lam.real, lam.imag, s=10)
+    axes[0].add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6"))
+    axes[0].set(title="eigenvalues of W_rec", xlabel="Re", ylabel="Im", aspect="equal")
+    colors = plt.cm.hsv(np.linspace(0, 1, len(table), endpoint=False))
+    for c in range(len(table)):
+        axes[1].plot(*pca.trajectories[c, :, :2].T, color=colors[c], lw=1)
+    for label, fps in fp_rows.items():
+        p = (fps.points[fps.fixed] - pca.mean) @ pca.components[:2].T
+        axes[1].scatter(*p.T, marker="x", s=30, label=f"fixed points, {label}")
+    axes[1].set(title="PCA trajectories per condition", xlabel="PC1", ylabel="PC2")
+    axes[1].legend(fontsize=6, frameon=False)
+    for label, fps in fp_rows.items():
+        for e in fps.eigenvalues[fps.fixed]:
+            axes[2].scatter(e.real, e.imag, s=6, label=label)
+            label = None
+    axes[2].add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6"))
+    axes[2].set(title="Jacobian eigenvalues at fixed points", xlabel="Re", ylabel="Im",
+                aspect="equal")
+    axes[2].legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    fig.savefig(out_dir / "dynamics.png", dpi=110)
+    plt.close(fig)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def parse_sessions(text: str) -> list[int]:
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _load_row(path: Path) -> dict:
+    return {k: np.nan if v is None else v for k, v in json.loads(path.read_text()).items()}
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _mean_sem(values: list[float]) -> str:
+    v = np.asarray(values, dtype=float)
+    sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return f"{v.mean():.4f} ± {sem:.4f} (n={len(v)})"
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Model × dataset group (V1 sessions pooled): co-bps and fit time, mean ± s.e.m."""
+    groups = {"V1": [r for r in rows if r["dataset"].startswith("v1_gratings")],
+              "locust AL": [r for r in rows if r["dataset"].startswith("locust")]}
+    out = []
+    for model in MODELS:
+        entry = {"model": model}
+        for group, members in groups.items():
+            mine = [r for r in members if r["model"] == model]
+            if not mine:
+                continue
+            entry[f"{group} co-bps"] = _mean_sem([r["co_bps"] for r in mine])
+            entry[f"{group} fit time (s)"] = f"{np.mean([r['fit_time_s'] for r in mine]):.1f}"
+        out.append(entry)
+    return out
+
+
+def wins(rows: list[dict]) -> list[str]:
+    """Which model has the highest co-bps, per dataset group and session by session."""
+    lines = []
+    by = {}
+    for r in rows:
+        by.setdefault(r["dataset"], {})[r["model"]] = r["co_bps"]
+    v1 = {d: s for d, s in by.items() if d.startswith("v1")}
+    counts: dict[str, int] = {}
+    for scores in v1.values():
+        best = max(scores, key=scores.get)
+        counts[best] = counts.get(best, 0) + 1
+    if v1:
+        lines.append("V1, best co-bps per session: " + ", ".join(
+            f"{m} {n}/{len(v1)}" for m, n in sorted(counts.items(), key=lambda x: -x[1])))
+    for d, scores in by.items():
+        if d.startswith("locust"):
+            best = max(scores, key=scores.get)
+            lines.append(f"{d}: best {best} ({scores[best]:.4f})")
+    return lines
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from neurorec.report import figures  # noqa: F401  (selects the Agg backend)
+
+    datasets = sorted({r["dataset"] for r in rows})
+    value = {(r["dataset"], r["model"]): r["co_bps"] for r in rows}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    v1 = [d for d in datasets if d.startswith("v1")]
+    grid = np.array([[value.get((d, m), np.nan) for m in MODELS] for d in v1])
+    for ys in grid:
+        axes[0].plot(range(len(MODELS)), ys, color="0.75", lw=0.8)
+    if v1:
+        axes[0].errorbar(range(len(MODELS)), np.nanmean(grid, axis=0),
+                         np.nanstd(grid, axis=0, ddof=1) / np.sqrt(len(v1)), fmt="o-",
+                         color="C3", label=f"mean ± s.e.m. ({len(v1)} sessions)")
+        axes[0].legend(frameon=False, fontsize=8)
+    axes[0].set(title="V1 drifting gratings", ylabel="co-bps (held-out units, test trials)")
+    for d in (d for d in datasets if d.startswith("locust")):
+        axes[1].bar(range(len(MODELS)), [value.get((d, m), np.nan) for m in MODELS])
+    axes[1].set(title="locust antennal lobe", ylabel="co-bps")
+    for ax in axes:
+        ax.set_xticks(range(len(MODELS)), MODELS, fontsize=8)
+        ax.axhline(0, color="0.5", lw=0.6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--v1-sessions", default="0-26")
+    parser.add_argument("--no-locust", action="store_true")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--dynamics-dataset", default="v1_gratings:14",
+                        help="dataset whose ct-RNN fit is analysed ('' to skip)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args()
+
+    from neurorec.errors import NeurorecError
+    from neurorec.outputs import atomic_dir, write_json
+    from neurorec.report import html
+
+    models = [m for m in args.models.split(",") if m]
+    datasets = [f"v1_gratings:{s}" for s in parse_sessions(args.v1_sessions)]
+    datasets += [] if args.no_locust else ["locust_al"]
+    cache = args.out.with_name(f"{args.out.name}.partial")
+    cache.mkdir(parents=True, exist_ok=True)
+    jobs = [(f"{d}__{m}.json", run_one, (d, m, args.seed)) for d in datasets for m in models]
+    if args.dynamics_dataset:
+        jobs.append(("dynamics.json", run_dynamics,
+                     (args.dynamics_dataset, args.seed, str(cache / "dynamics"))))
+    results = {key: _load_row(cache / key) for key, _, _ in jobs if (cache / key).is_file()}
+    todo = [(key, fn, a) for key, fn, a in jobs if not (cache / key).is_file()]
+    # the large sessions (monkey H, 0-13: up to 2064 trials) last
+    todo.sort(key=lambda job: job[2][0].startswith("v1_gratings:")
+              and int(job[2][0].split(":")[1]) < 14)
+    if results:
+        print(f"{len(results)} fits reused from {cache}; {len(todo)} to run")
+    failed = []
+    with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
+        futures = {pool.submit(fn, *a): (key, a) for key, fn, a in todo}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="fits"):
+            key, _task = futures[fut]
+            try:
+                result = fut.result()
+            except NeurorecError as err:  # one failed fit is reported, not fatal
+                failed.append({"job": key, "error": err.lines[0]})
+                continue
+            write_json(cache / key, result)
+            results[key] = _load_row(cache / key)
+    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+        rows = [r for k, r in results.items() if k != "dynamics.json"]
+        rows.sort(key=lambda r: (r["dataset"], MODELS.index(r["model"])))
+        _write_csv(tmp / "table.csv", rows)
+        summary = summarise(rows)
+        _write_csv(tmp / "summary.csv", summary)
+        header = list(dict.fromkeys(k for r in summary for k in r))
+        md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += ["| " + " | ".join(str(r.get(k, "")) for k in header) + " |" for r in summary]
+        md += [""] + [f"- {line}" for line in wins(rows)]
+        (tmp / "summary.md").write_text("\n".join(md) + "\n")
+        sections = [("Co-smoothing (co-bps, mean ± s.e.m. over sessions)", html.table(
+            [[r.get(k, "") for k in header] for r in summary], header)
+            + "".join(f"<p>{line}</p>" for line in wins(rows)))]
+        figure(rows, tmp / "cosmoothing.png")
+        sections.append(("Co-bps per model", html.figure("cosmoothing.png",
+                                                         "co-bps per session and model")))
+        if failed:
+            _write_csv(tmp / "failed.csv", failed)
+            sections.append(("Failed fits", html.table([tuple(f.values()) for f in failed],
+                                                       ("job", "error"))))
+        if "dynamics.json" in results:
+            shutil.copytree(cache / "dynamics", tmp / "dynamics")
+            dyn = json.loads((cache / "dynamics.json").read_text())
+            sections.append(("Latent dynamics of the fitted ct-RNN", html.pre(
+                json.dumps(dyn, indent=1)) + html.figure(
+                "dynamics/dynamics.png", "W_rec spectrum; PCA trajectories per direction with "
+                "fixed points; Jacobian spectra at the fixed points")))
+        sections.append(("All fits", html.table([[r.get(k, "") for k in rows[0]] for r in rows],
+                                                list(rows[0]))))
+        html.page("Co-smoothing: recurrent families vs baselines", sections,
+                  tmp / "report.html")
+    shutil.rmtree(cache, ignore_errors=True)
+    print((args.out / "summary.md").read_text())
+    print(f"report: {args.out / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()

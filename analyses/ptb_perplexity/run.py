@@ -1,0 +1,191 @@
+"""The R-GLM talk's Penn Treebank perplexity table, measured.
+
+    python -u analyses/ptb_perplexity/run.py --out results/ptb [--specs models/lm/rglm_lm.yaml ...]
+        [--set train.max_train_tokens=200000 ...] [--device cpu] [--seed 0] [--no-dynamic]
+
+For every R-GLM spec given (default: ``models/lm/rglm_lm.yaml``) it trains the model on PTB
+train (Mikolov split, 10k vocabulary), scores valid and test exactly (exp of mean NLL per token,
+``<eos>`` included), then dynamic evaluation; it fits the modified Kneser-Ney 5-gram and the
+unigram cache on the same data, and interpolates R-GLM + KN5 + cache with weights fitted by EM
+on valid. Writes ``table.csv`` / ``table.md`` (talk value beside ours), ``curves.png``
+(training curves), ``timescales.png`` (eigenvalues of R as time constants in tokens),
+``results.json`` and ``report.html``; each trained model is checkpointed under ``DIR/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TALK = [  # (row, talk test perplexity)
+    ("5-gram Kneser-Ney", 141.2), ("feed-forward NNLM", 140.2), ("log-bilinear", 144.5),
+    ("RNN", 124.7), ("dynamic RNN", 123.2), ("R-GLM, no regularisation", 137.0),
+    ("R-GLM, L1", 125.0), ("R-GLM, dropout + column normalisation", 102.0),
+    ("dynamic R-GLM", 98.4), ("R-GLM + KN5 + cache", 94.0),
+    ("dynamic R-GLM + KN5 + cache", 90.7),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--specs", nargs="+", type=Path, default=[ROOT / "models/lm/rglm_lm.yaml"])
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="override applied to every spec (repeatable)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-dynamic", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+
+    import matplotlib
+    import torch
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neurorec.analysis.ngram import (
+        KneserNey,
+        cache_token_prob,
+        fit_interpolation,
+        perplexity,
+    )
+    from neurorec.datasets.ptb import load_ptb
+    from neurorec.models.rglm_lm import RGLMLanguageModel, time_constants_tokens
+    from neurorec.report import html
+    from neurorec.spec import load_model_spec
+
+    torch.set_num_threads(args.threads)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_ptb()
+    V = data.vocab_size
+    results: dict = {"vocab_size": V, "n_tokens": {s: len(data.split(s))
+                                                    for s in ("train", "valid", "test")}}
+    rows: list[dict] = []
+
+    # --- count baselines -------------------------------------------------------
+    t0 = time.perf_counter()
+    kn = KneserNey(5, V).fit(data.train, data.eos_id)
+    kn_p = {s: kn.token_prob(data.split(s), data.eos_id) for s in ("valid", "test")}
+    cache_p = {s: cache_token_prob(data.split(s), V) for s in ("valid", "test")}
+    results["kn5_seconds"] = time.perf_counter() - t0
+    results["kn5_discounts"] = [o.discounts.tolist() for o in kn.orders_]
+    rows.append({"row": "5-gram Kneser-Ney", "model": "kn5",
+                 "valid": perplexity(kn_p["valid"]), "test": perplexity(kn_p["test"])})
+    rows.append({"row": "unigram cache (500 tokens)", "model": "cache",
+                 "valid": perplexity(cache_p["valid"]), "test": perplexity(cache_p["test"])})
+    lam = fit_interpolation(np.stack([kn_p["valid"], cache_p["valid"]]))
+    rows.append({"row": "KN5 + cache", "model": "kn5+cache",
+                 "valid": perplexity(lam @ np.stack([kn_p["valid"], cache_p["valid"]])),
+                 "test": perplexity(lam @ np.stack([kn_p["test"], cache_p["test"]])),
+                 "weights": lam.tolist()})
+
+    # --- R-GLMs ----------------------------------------------------------------
+    curves, timescales = {}, {}
+    for spec_path in args.specs:
+        spec = load_model_spec(spec_path, args.overrides)
+        model = RGLMLanguageModel(spec, V, data.eos_id, seed=args.seed, device=args.device)
+        ckpt = out / f"{spec.name}.checkpoint.pt"
+        # valid checks during training use the first 10k valid tokens (curves); final scores
+        # use the whole splits
+        model.fit(data.train, data.valid[:10_000], progress=not args.quiet, checkpoint=ckpt,
+                  resume=True)
+        log = model.log_
+        curves[spec.name] = log
+        nll = {s: model.token_nll(data.split(s)) for s in ("valid", "test")}
+        p_model = {s: np.exp(-v) for s, v in nll.items()}
+        tau = time_constants_tokens(model.eigenvalues())
+        timescales[spec.name] = (model.eigenvalues(), tau)
+        base = {"model": spec.name, "train_tokens_per_s": log.tokens_per_s,
+                "train_seconds": log.seconds, "tokens_trained": log.tokens[-1],
+                "hidden": spec.recurrent.dim, "n_parameters": model.n_parameters()}
+        rows.append({**base, "row": f"R-GLM ({spec.name})",
+                     "valid": math.exp(nll["valid"].mean()), "test": math.exp(nll["test"].mean())})
+        stack = {s: np.stack([p_model[s], kn_p[s], cache_p[s]]) for s in ("valid", "test")}
+        lam = fit_interpolation(stack["valid"])
+        rows.append({**base, "row": f"R-GLM ({spec.name}) + KN5 + cache",
+                     "valid": perplexity(lam @ stack["valid"]),
+                     "test": perplexity(lam @ stack["test"]), "weights": lam.tolist()})
+        if not args.no_dynamic and spec.dynamic.enabled:
+            t1 = time.perf_counter()
+            dyn = {s: np.exp(-model.dynamic_token_nll(data.split(s), progress=not args.quiet))
+                   for s in ("valid", "test")}
+            dyn_s = time.perf_counter() - t1
+            rows.append({**base, "row": f"dynamic R-GLM ({spec.name})",
+                         "valid": perplexity(dyn["valid"]), "test": perplexity(dyn["test"]),
+                         "dynamic_seconds": dyn_s})
+            stack = {s: np.stack([dyn[s], kn_p[s], cache_p[s]]) for s in ("valid", "test")}
+            lam = fit_interpolation(stack["valid"])
+            rows.append({**base, "row": f"dynamic R-GLM ({spec.name}) + KN5 + cache",
+                         "valid": perplexity(lam @ stack["valid"]),
+                         "test": perplexity(lam @ stack["test"]), "weights": lam.tolist()})
+        print(json.dumps(rows[-1], default=float), flush=True)
+
+    # --- outputs ----------------------------------------------------------------
+    keys = ["row", "model", "valid", "test", "hidden", "tokens_trained", "train_tokens_per_s",
+            "weights"]
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    talk_lines = ["| talk row | talk test ppl |", "|---|---:|"]
+    talk_lines += [f"| {r} | {v} |" for r, v in TALK]
+    ours = ["| our row (measured) | valid ppl | test ppl | interpolation weights |",
+            "|---|---:|---:|---|"]
+    ours += [f"| {r['row']} | {r['valid']:.1f} | {r['test']:.1f} | "
+             f"{', '.join(f'{x:.3f}' for x in r.get('weights', []))} |" for r in rows]
+    (out / "table.md").write_text("\n".join(talk_lines) + "\n\n" + "\n".join(ours) + "\n")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, log in curves.items():
+        ax.plot(log.tokens, log.train_ppl, label=f"{name} train (running)")
+        if log.valid_ppl:
+            ax.plot(log.valid_tokens, log.valid_ppl, "o-", label=f"{name} valid (10k tokens)")
+    ax.set(xlabel="training tokens", ylabel="perplexity", yscale="log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for name, (ev, tau) in timescales.items():
+        axes[0].scatter(ev.real, ev.imag, s=6, label=name)
+        finite = np.sort(tau[np.isfinite(tau)])[::-1]
+        axes[1].plot(np.arange(1, len(finite) + 1), finite, ".-", label=name)
+    th = np.linspace(0, 2 * np.pi, 200)
+    axes[0].plot(np.cos(th), np.sin(th), "k", lw=0.5)
+    axes[0].set(xlabel="Re λ", ylabel="Im λ", title="eigenvalues of R", aspect="equal")
+    axes[1].set(xlabel="mode (sorted)", ylabel="time constant τ = −1/ln|λ| (tokens)",
+                yscale="log", title="R-GLM memory time scales")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "timescales.png", dpi=120)
+    plt.close(fig)
+
+    results["rows"] = rows
+    results["time_constants_tokens"] = {k: np.sort(v[1])[::-1][:20].tolist()
+                                        for k, v in timescales.items()}
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    html.page("PTB perplexity: R-GLM vs n-gram and cache", [
+        ("Talk", html.table(TALK, ["row", "test perplexity"])),
+        ("Measured here", html.table(
+            [[r["row"], f"{r['valid']:.1f}", f"{r['test']:.1f}"] for r in rows],
+            ["row", "valid", "test"])),
+        ("Training curves", html.figure("curves.png", "running train and valid perplexity")),
+        ("Time scales", html.figure("timescales.png", "eigenvalues of R, time constants")),
+    ], out / "report.html")
+    print((out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Tuning curves to drifting gratings and the indices computed from them.
+
+One definition of each index, used for model units and recorded neurons alike:
+
+* **DI** (direction index) ``= 1 − r_nonpref / r_pref``: ``r_pref`` the largest mean response
+  over directions, ``r_nonpref`` the mean response to the opposite direction (pref + 180°).
+  Responses must be non-negative (rectified model responses ``max(z, 0)``, spike counts);
+  DI is in [0, 1], NaN when ``r_pref = 0``.
+* **DSI / OSI** (vector selectivity): ``|Σ_θ r(θ) e^{ikθ}| / Σ_θ r(θ)`` with k = 1 (direction,
+  angle = preferred direction) or k = 2 (orientation, angle/2 = preferred orientation, where the
+  orientation of a grating is taken as its drift direction mod 180°).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurorec.errors import DataError
+
+
+def _opposite_index(directions_deg: np.ndarray) -> np.ndarray:
+    d = np.mod(np.asarray(directions_deg, float), 360.0)
+    opp = np.mod(d + 180.0, 360.0)
+    # circular distance to every direction; the opposite must be in the set to within a
+    # quarter of the spacing (monkey D's directions are stored rounded to whole degrees)
+    dist = np.abs((opp[:, None] - d[None, :] + 180.0) % 360.0 - 180.0)
+    idx = dist.argmin(axis=1)
+    spacing = 360.0 / len(d)
+    off = dist[np.arange(len(d)), idx] > spacing / 4
+    if np.any(off):
+        bad = d[off][0]
+        raise DataError(f"directions: {bad:g} deg has no opposite direction in the set")
+    return idx
+
+
+def direction_index(responses: np.ndarray, directions_deg: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """DI per unit and each unit's preferred direction.
+
+    Args:
+        responses: (n_units, n_directions) non-negative mean responses.
+        directions_deg: (n_directions,) drift directions; each one's opposite must be present.
+    Returns:
+        di (n_units,) in [0, 1] (NaN where the unit never responds) and preferred direction
+        (n_units,) in degrees.
+    """
+    r = np.asarray(responses, float)
+    if r.ndim != 2 or r.shape[1] != len(directions_deg):
+        raise DataError(f"responses: expected (n_units, {len(directions_deg)}), got {r.shape}")
+    if np.any(r < 0):
+        raise DataError("responses: DI needs non-negative responses (rectify first)")
+    opp = _opposite_index(directions_deg)
+    pref = r.argmax(axis=1)
+    rows = np.arange(len(r))
+    r_pref, r_non = r[rows, pref], r[rows, opp[pref]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        di = np.where(r_pref > 0, 1.0 - r_non / r_pref, np.nan)
+    return di, np.asarray(directions_deg, float)[pref]
+
+
+def vector_selectivity(responses: np.ndarray, directions_deg: np.ndarray, order: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Vector-sum selectivity of order 1 (direction) or 2 (orientation).
+
+    Returns:
+        magnitude (n_units,) in [0, 1] (NaN for silent units) and preferred angle (n_units,):
+        direction in [0, 360) for order 1, orientation in [0, 180) for order 2, degrees.
+    """
+    r = np.asarray(responses, float)
+    phase = np.exp(1j * order * np.deg2rad(np.asarray(directions_deg, float)))
+    total = r.sum(axis=1)
+    vec = r @ phase
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mag = np.where(total > 0, np.abs(vec) / total, np.nan)
+    angle = np.mod(np.rad2deg(np.angle(vec)) / order, 360.0 / order)
+    return mag, angle
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Tuning of each unit to drifting gratings.
+
+    Attributes:
+        responses: (n_units, n_directions, n_speeds, n_sf) mean rectified responses.
+        directions, speeds, spatial_frequencies: the grid (deg, deg/s, cyc/deg).
+        di: (n_units,) DI at the unit's preferred speed and spatial frequency.
+        preferred_direction: (n_units,) deg (argmax, at the preferred speed and sf).
+        dsi, osi: (n_units,) vector selectivities; preferred_orientation (n_units,) deg.
+        preferred_speed: (n_units,) deg/s; speed_curve: (n_units, n_speeds) responses at the
+            preferred direction and spatial frequency.
+    """
+
+    responses: np.ndarray
+    directions: np.ndarray
+    speeds: np.ndarray
+    spatial_frequencies: np.ndarray
+    di: np.ndarray
+    preferred_direction: np.ndarray
+    dsi: np.ndarray
+    osi: np.ndarray
+    preferred_orientation: np.ndarray
+    preferred_speed: np.ndarray
+    speed_curve: np.ndarray
+
+
+def grating_tuning(responses: np.ndarray, directions: np.ndarray, speeds: np.ndarray,
+                   spatial_frequencies: np.ndarray) -> Tuning:
+    """Indices from a full direction × speed × spatial-frequency response grid.
+
+    Each unit's preferred (speed, sf) is the one with the largest direction-averaged response;
+    its direction tuning there gives DI, DSI, OSI; its speed curve is taken at the preferred
+    direction and sf.
+    """
+    r = np.asarray(responses, float)
+    n = len(r)
+    mean_dir = r.mean(axis=1)  # (n, n_speeds, n_sf)
+    flat = mean_dir.reshape(n, -1).argmax(axis=1)
+    s_idx, f_idx = np.unravel_index(flat, mean_dir.shape[1:])
+    rows = np.arange(n)
+    curves = r[rows, :, s_idx, f_idx]  # (n, n_dirs)
+    di, pref = direction_index(curves, directions)
+    dsi, _ = vector_selectivity(curves, directions, 1)
+    osi, ori = vector_selectivity(curves, directions, 2)
+    d_idx = curves.argmax(axis=1)
+    speed_curve = r[rows, d_idx, :, f_idx]
+    return Tuning(r, np.asarray(directions, float), np.asarray(speeds, float),
+                  np.asarray(spatial_frequencies, float), di, pref, dsi, osi, ori,
+                  np.asarray(speeds, float)[speed_curve.argmax(axis=1)], speed_curve)
+
+
+def v1_direction_responses(session: int, max_contamination: float = 0.05,
+                           window_s: tuple[float, float] = (0.0, 0.5)
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean spike count per trial in ``window_s`` after stimulus onset, per unit and direction,
+    for one bundled V1 session (Ecker et al. 2010), units with contamination below the limit.
+
+    Returns:
+        responses (n_units, n_directions) and directions (n_directions,) in degrees.
+    """
+    from neurorec.data.binning import bin_trials
+    from neurorec.datasets import load_v1_gratings
+    from neurorec.datasets.v1_gratings import PRE_S
+
+    rec = load_v1_gratings(session, max_contamination=max_contamination)
+    binned = bin_trials(rec, 0.01, conditions=["direction"],
+                        window=(PRE_S + window_s[0], PRE_S + window_s[1]))
+    counts = binned.counts.sum(axis=1)  # (trials, units)
+    dirs = binned.condition_table["direction"].to_numpy(float)
+    resp = np.stack([counts[binned.condition == c].mean(axis=0) for c in range(len(dirs))],
+                    axis=1)
+    order = np.argsort(dirs)
+    return resp[:, order], dirs[order]

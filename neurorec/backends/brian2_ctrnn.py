@@ -1,0 +1,211 @@
+"""A ctrnn run as a Brian 2 network: the same Euler map as the torch model.
+
+- One ``NeuronGroup`` of ``n_trials × N`` units (trial ``b``, unit ``i`` at ``b * N + i``) with
+  the rate equation ``dr/dt = (-r + f(I_rec + drive(t, i) + eta)) / tau`` integrated by Brian's
+  ``euler`` method at ``dt = Δt``: one step is exactly ``r + α (f(x) - r)``, the torch step.
+- ``drive`` is a 2-D ``TimedArray`` (step × unit) holding ``W_in u_t + b`` per trial.
+- ``eta`` is redrawn every step (``sqrt(2σ²/α) randn()``, slot ``start``): the noise sits inside
+  ``f`` as in the model, which Brian's ``xi`` (additive SDE noise) cannot express.
+- The recurrent input ``I_rec = W_rec r`` comes from either ``Synapses`` with a summed variable
+  (block-diagonal over trials, one synapse per non-zero weight; updated in slot ``groups`` just
+  before the state update) or a ``network_operation`` doing the batched mat-mul in numpy (slot
+  ``before_groups``). ``recurrent="auto"`` uses the network operation on the runtime device —
+  it is faster at every size measured (see :data:`MEASURED`) — and Synapses on cpp_standalone,
+  which cannot run Python code.
+
+Devices: ``runtime`` (Cython, compiled code cached like the GLM backend:
+``$NEUROREC_BRIAN2_CACHE``) and ``cpp_standalone`` (built and run in a child process, because
+``set_device`` must precede every Brian object and cannot be undone cleanly in one process).
+Subnormal floats (silent units decaying towards 0) slow every step ~35×: the runtime run
+flushes them to zero in the calling thread (``torch.set_flush_denormal``, which sets the
+FTZ/DAZ bits that the Cython code also obeys), standalone links with ``-ffast-math``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from neurorec.backends.brian2_glm import _brian2_settings, _seeded, _target
+from neurorec.errors import DataError, SpecError
+from neurorec.spec.ctrnn import CTRNNSpec
+
+# ms per Euler step, batch 8, runtime device (Cython), measured on this 2-core machine with
+# `python -m neurorec.backends.brian2_ctrnn --measure` (after the Cython cache was warm).
+MEASURED = {"synapses": {}, "network_operation": {}}
+
+_F = {
+    "relu": "clip(x_in, 0, inf)",
+    "tanh": "tanh(x_in)",
+    "softplus": "int(x_in > 20) * x_in + int(x_in <= 20) * log(1 + exp(clip(x_in, -1000, 20)))",
+    "leaky_relu": "int(x_in > 0) * x_in + int(x_in <= 0) * slope * x_in",
+}
+
+
+def _equations(spec: CTRNNSpec) -> str:
+    f = _F[spec.nonlinearity].replace("x_in", "(I_rec + drive(t, i) + eta)")
+    return (f"dr/dt = (-r + {f}) / tau : 1\n"
+            "I_rec : 1\n"
+            "eta : 1\n")
+
+
+def _drive(weights: dict[str, np.ndarray], inputs: np.ndarray) -> np.ndarray:
+    """(T, B·N) input currents ``W_in u_t + b`` laid out as the NeuronGroup's units."""
+    drive = inputs @ weights["w_in"].T + weights["b"]  # (B, T, N)
+    return np.ascontiguousarray(drive.transpose(1, 0, 2).reshape(inputs.shape[1], -1))
+
+
+def _build_and_run(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.ndarray,
+                   seed: int, recurrent: str, standalone_dir: str | None = None) -> np.ndarray:
+    import brian2 as b2
+
+    n_batch, n_steps, _ = inputs.shape
+    n = spec.n_units
+    dt = spec.dt * b2.second
+    w = np.asarray(weights["w_rec"], dtype=float)
+    drive = b2.TimedArray(_drive(weights, inputs), dt=dt, name="ctrnn_drive")
+    namespace = {"tau": spec.tau * b2.second, "drive": drive, "inf": np.inf,
+                 "slope": float(np.tan(np.radians(spec.leak_angle)))}
+    group = b2.NeuronGroup(n_batch * n, _equations(spec), method="euler", dt=dt,
+                           namespace=namespace, name="ctrnn_units")
+    group.r = spec.init.r0
+    sd = float(np.sqrt(2.0 * spec.sigma ** 2 / spec.alpha))
+    objects: list = [group]
+    if sd > 0:
+        objects.append(group.run_regularly(f"eta = {sd!r} * randn()", when="start",
+                                           name="ctrnn_noise"))
+    if recurrent == "synapses":
+        post, pre = np.nonzero(w)
+        syn = b2.Synapses(group, group, "w : 1\nI_rec_post = w * r_pre : 1 (summed)",
+                          dt=dt, name="ctrnn_recurrent")
+        offsets = (np.arange(n_batch) * n)[:, None]
+        if standalone_dir is None:
+            with _target("numpy"):  # one-off set-up code: no Cython compilation for it
+                syn.connect(i=(pre[None, :] + offsets).ravel(),
+                            j=(post[None, :] + offsets).ravel())
+        else:
+            syn.connect(i=(pre[None, :] + offsets).ravel(), j=(post[None, :] + offsets).ravel())
+        syn.w = np.tile(w[post, pre], n_batch)
+        objects.append(syn)
+    else:
+        w_t = np.ascontiguousarray(w.T)
+
+        @b2.network_operation(when="before_groups", dt=dt, name="ctrnn_recurrent_op")
+        def recurrent_input() -> None:
+            r = group.r_[:].reshape(n_batch, n)
+            group.I_rec_[:] = (r @ w_t).ravel()
+
+        objects.append(recurrent_input)
+    monitor = b2.StateMonitor(group, "r", record=True, when="end", dt=dt, name="ctrnn_monitor")
+    objects.append(monitor)
+    net = b2.Network(*objects)
+    net.run(n_steps * dt, namespace={})
+    rates = np.asarray(monitor.r_)  # (B·N, T)
+    if rates.shape[1] != n_steps:
+        raise AssertionError(f"brian2 recorded {rates.shape[1]} steps, expected {n_steps}")
+    return rates.reshape(n_batch, n, n_steps).transpose(0, 2, 1)
+
+
+def simulate_brian2(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.ndarray,
+                    seed: int = 0, device: str = "runtime", recurrent: str = "auto",
+                    build_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate the ctrnn with Brian 2.
+
+    weights: effective float64 weights ``w_rec`` (N, N), ``w_in`` (N, I), ``w_out`` (O, N),
+    ``b`` (N,) (e.g. ``CTRNN.weights()``). inputs: (B, T, I).
+    device: ``runtime`` or ``cpp_standalone``; recurrent: ``synapses``,
+    ``network_operation`` or ``auto``.
+    Returns rates (B, T, N) and outputs (B, T, O), float64.
+    """
+    inputs = np.asarray(inputs, dtype=float)
+    if inputs.ndim != 3 or inputs.shape[2] != weights["w_in"].shape[1]:
+        raise DataError(f"inputs: expected (trials, steps, {weights['w_in'].shape[1]}), "
+                        f"got {inputs.shape}")
+    if device not in ("runtime", "cpp_standalone"):
+        raise SpecError(f"brian2 device: {device!r} is not runtime or cpp_standalone")
+    if recurrent == "auto":
+        recurrent = "network_operation" if device == "runtime" else "synapses"
+    if recurrent not in ("synapses", "network_operation"):
+        raise SpecError(f"recurrent: {recurrent!r} is not synapses, network_operation or auto")
+    if device == "cpp_standalone":
+        if recurrent != "synapses":
+            raise SpecError("recurrent: cpp_standalone runs no Python code; use synapses")
+        rates = _run_standalone(spec, weights, inputs, seed, build_dir)
+    else:
+        rates = _run_runtime(spec, weights, inputs, seed, recurrent)
+    return rates, rates @ weights["w_out"].T
+
+
+def _run_runtime(spec, weights, inputs, seed, recurrent) -> np.ndarray:
+    import brian2 as b2
+    import torch
+
+    b2.start_scope()
+    flushed = torch.set_flush_denormal(True)
+    try:
+        with _brian2_settings(), _seeded(seed):
+            return _build_and_run(spec, weights, inputs, seed, recurrent)
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+
+
+def _run_standalone(spec, weights, inputs, seed, build_dir) -> np.ndarray:
+    with tempfile.TemporaryDirectory(prefix="neurorec_b2sa_") as tmp:
+        job = Path(tmp) / "job.npz"
+        result = Path(tmp) / "rates.npy"
+        build = Path(build_dir) if build_dir else Path(tmp) / "build"
+        np.savez(job, inputs=inputs, seed=seed, spec=spec.model_dump_json(),
+                 **{f"w_{k}": v for k, v in weights.items()})
+        proc = subprocess.run([sys.executable, "-m", "neurorec.backends.brian2_ctrnn",
+                               "--standalone", str(job), str(result), str(build)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"brian2 cpp_standalone run failed:\n{proc.stderr[-4000:]}")
+        return np.load(result)
+
+
+def _standalone_child(job: str, result: str, build: str) -> None:
+    import brian2 as b2
+
+    data = np.load(job)
+    spec = CTRNNSpec.model_validate_json(str(data["spec"]))
+    weights = {k[2:]: data[k] for k in data.files if k.startswith("w_")}
+    b2.set_device("cpp_standalone", directory=build, build_on_run=True)
+    b2.prefs.codegen.cpp.extra_link_args = ["-ffast-math"]  # FTZ/DAZ: subnormals flushed
+    b2.seed(int(data["seed"]))
+    rates = _build_and_run(spec, weights, data["inputs"], int(data["seed"]), "synapses",
+                           standalone_dir=build)
+    np.save(result, rates)
+
+
+def _measure(sizes=(64, 256, 1024), n_batch: int = 8, n_steps: int = 200) -> None:
+    """Print ms/step of both recurrent formulations on the runtime device."""
+    import time
+
+    from neurorec.models.ctrnn import init_weights
+
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        spec = CTRNNSpec(n_units=n, sigma=0.0, n_inputs=1, n_outputs=1)
+        p = init_weights(spec, 1, 1, 0)
+        weights = {"w_rec": p["w_rec_raw"] * p["mask"], "w_in": p["w_in"], "w_out": p["w_out"],
+                   "b": p["b"]}
+        inputs = rng.random((n_batch, n_steps, 1))
+        for how in ("synapses", "network_operation"):
+            simulate_brian2(spec, weights, inputs[:, :5], recurrent=how)  # compile / warm up
+            start = time.perf_counter()
+            simulate_brian2(spec, weights, inputs, recurrent=how)
+            ms = (time.perf_counter() - start) / n_steps * 1e3
+            print(f"N={n} batch={n_batch}: {how} {ms:.3f} ms/step", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--standalone":
+        _standalone_child(*sys.argv[2:5])
+    elif sys.argv[1] == "--measure":
+        _measure()

@@ -1,0 +1,201 @@
+"""Natural movies: patches of natural images seen through eye movements, ZCA-whitened.
+
+The images ship inside installed packages and load offline (``skimage.data`` and
+scikit-learn's ``load_sample_images``). Each image becomes grey-level, is averaged over
+``downsample × downsample`` blocks and normalised to zero mean and unit variance. A clip
+follows one eye trajectory over one image: the gaze drifts at a constant velocity (drawn per
+axis from N(0, drift_speed²) after every saccade) and saccades at Poisson times by a Gaussian
+jump (s.d. ``saccade_amplitude`` per axis), reflected at the image border. Patches are read at
+sub-pixel positions by bilinear interpolation. Whitening: ZCA, ``y = W (x − mean)`` with
+``W = U (Λ + ε·mean(Λ))^{-1/2} Uᵀ`` from the eigendecomposition of the pixel covariance of all
+frames; the matrix is kept (:class:`Whitener`) so that gratings and Gabors shown to a model
+trained on the movies go through the same filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+from neurorec.errors import SpecError
+from neurorec.stimuli.timing import n_frames
+
+
+def load_image(name: str) -> np.ndarray:
+    """A bundled natural image as float64 grey levels in [0, 1], (height, width).
+
+    ``name`` is ``"skimage:<function>"`` (e.g. ``skimage:camera``) or ``"sklearn:<file>"``
+    (``sklearn:china.jpg``, ``sklearn:flower.jpg``).
+    """
+    source, _, item = name.partition(":")
+    if source == "skimage":
+        import skimage.data
+
+        loader = getattr(skimage.data, item, None)
+        if loader is None or not callable(loader):
+            raise SpecError(f"images: {name}: skimage.data has no image {item!r}")
+        try:
+            img = np.asarray(loader())
+        except Exception as err:  # some skimage images need a download: not available offline
+            raise SpecError(f"images: {name}: cannot load offline ({type(err).__name__})") from None
+    elif source == "sklearn":
+        from sklearn.datasets import load_sample_images
+
+        bunch = load_sample_images()
+        names = [f.rsplit("/", 1)[-1] for f in bunch.filenames]
+        if item not in names:
+            raise SpecError(f"images: {name}: expected one of {', '.join(names)}")
+        img = np.asarray(bunch.images[names.index(item)])
+    else:
+        raise SpecError(f"images: {name}: expected 'skimage:NAME' or 'sklearn:FILE'")
+    img = img.astype(float)
+    if img.ndim == 3:  # RGB(A) -> luminance (Rec. 601 weights)
+        img = img[..., :3] @ np.array([0.299, 0.587, 0.114])
+    return img / max(float(img.max()), 1e-12)
+
+
+def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor × factor`` blocks (the border that does not fill a block is cut)."""
+    h, w = (s // factor * factor for s in img.shape)
+    return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+def eye_trajectory(n: int, shape: tuple[int, int], margin: float, drift_px: float,
+                   saccade_prob: float, saccade_px: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) gaze positions (row, col) in image pixels, inside ``[margin, size − 1 − margin]``.
+
+    ``drift_px``: s.d. of the drift velocity per axis, pixels per frame; ``saccade_prob``:
+    probability of a saccade at each frame; ``saccade_px``: s.d. of a saccade per axis.
+    """
+    lo = np.array([margin, margin])
+    hi = np.array([shape[0] - 1 - margin, shape[1] - 1 - margin])
+    pos = lo + rng.random(2) * (hi - lo)
+    vel = drift_px * rng.standard_normal(2)
+    out = np.empty((n, 2))
+    for i in range(n):
+        out[i] = pos
+        if rng.random() < saccade_prob:
+            pos = pos + saccade_px * rng.standard_normal(2)
+            vel = drift_px * rng.standard_normal(2)
+        else:
+            pos = pos + vel
+        for a in range(2):  # reflect at the borders; the drift turns around with the gaze
+            if pos[a] < lo[a] or pos[a] > hi[a]:
+                span = hi[a] - lo[a]
+                u = np.mod(pos[a] - lo[a], 2 * span)
+                pos[a] = lo[a] + (u if u <= span else 2 * span - u)
+                vel[a] = -vel[a]
+    return out
+
+
+def extract_patches(img: np.ndarray, centres: np.ndarray, patch_px: int) -> np.ndarray:
+    """(len(centres), patch_px, patch_px) patches centred at sub-pixel ``centres`` (row, col),
+    bilinear interpolation."""
+    offs = np.arange(patch_px) - (patch_px - 1) / 2
+    rows = centres[:, 0, None, None] + offs[None, :, None]
+    cols = centres[:, 1, None, None] + offs[None, None, :]
+    rows, cols = np.broadcast_arrays(rows, cols)
+    vals = map_coordinates(img, [rows.ravel(), cols.ravel()], order=1, mode="reflect")
+    return vals.reshape(len(centres), patch_px, patch_px)
+
+
+@dataclass(frozen=True)
+class Whitener:
+    """ZCA whitening of flattened patches.
+
+    Attributes:
+        mean: (n_pixels,) pixel means of the data it was fitted on.
+        matrix: (n_pixels, n_pixels) symmetric ``W = U (Λ + ε mean(Λ))^{-1/2} Uᵀ``.
+        eigenvalues: (n_pixels,) ``Λ``, ascending.
+        eps: the regulariser ε (a fraction of mean(Λ)).
+    """
+
+    mean: np.ndarray
+    matrix: np.ndarray
+    eigenvalues: np.ndarray
+    eps: float
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """Whiten ``(..., h, w)`` frames (h·w = n_pixels); same shape, float32."""
+        shape = frames.shape
+        flat = frames.reshape(-1, self.mean.size).astype(float) - self.mean
+        return (flat @ self.matrix).reshape(shape).astype(np.float32)  # matrix is symmetric
+
+    def unwhiten_matrix(self) -> np.ndarray:
+        """(n_pixels, n_pixels) the inverse of ``matrix``: maps whitened filters back to pixels."""
+        return np.linalg.inv(self.matrix)
+
+
+def fit_zca(samples: np.ndarray, eps: float = 0.01) -> Whitener:
+    """ZCA whitener of ``samples`` (n_samples, n_pixels); with ``eps = 0`` the whitened
+    samples have identity covariance (up to rounding)."""
+    x = np.asarray(samples, dtype=float)
+    mean = x.mean(axis=0)
+    cov = np.cov(x - mean, rowvar=False)
+    lam, u = np.linalg.eigh(cov)
+    lam = np.clip(lam, 0.0, None)
+    scale = 1.0 / np.sqrt(lam + eps * lam.mean())
+    return Whitener(mean, (u * scale) @ u.T, lam, float(eps))
+
+
+@dataclass(frozen=True)
+class NaturalMovie:
+    """Clips of a natural movie.
+
+    Attributes:
+        clips: (n_clips, n_frames, patch_px, patch_px) float32: whitened when the spec asks,
+            with blank frames (0) before and after as the timing says.
+        raw: same shape, the patches before whitening (normalised image grey levels).
+        gaze: (n_clips, n_stimulus_frames, 2) gaze position (row, col), image pixels.
+        image: (n_clips,) index into ``images``.
+        images: the image names.
+        whitener: the ZCA whitener (None when ``whitening.method == "none"``).
+        frame_rate_hz, degrees_per_px: timing and scale.
+    """
+
+    clips: np.ndarray
+    raw: np.ndarray
+    gaze: np.ndarray
+    image: np.ndarray
+    images: tuple[str, ...]
+    whitener: Whitener | None
+    frame_rate_hz: float
+    degrees_per_px: float
+
+
+def natural_movie(spec) -> NaturalMovie:
+    """Clips for a :class:`~neurorec.spec.stimuli.NaturalMovieSpec`, deterministic in its seed."""
+    rng = np.random.default_rng(spec.seed)
+    imgs = []
+    for name in spec.images:
+        img = block_mean(load_image(name), spec.downsample)
+        if min(img.shape) < 2 * spec.patch_px + 2:
+            raise SpecError(f"images: {name}: {img.shape} after downsample {spec.downsample} "
+                            f"is too small for {spec.patch_px}-pixel patches")
+        imgs.append((img - img.mean()) / img.std())
+    rate, dpp = float(spec.timing.frame_rate), spec.degrees_per_px
+    n_on = n_frames(spec.timing.duration, rate)
+    pre = n_frames(spec.timing.blank_before, rate)
+    post = n_frames(spec.timing.blank_after, rate)
+    drift_px = spec.eye.drift_speed / rate / dpp
+    saccade_prob = 1.0 - np.exp(-spec.eye.saccade_rate / rate)
+    saccade_px = spec.eye.saccade_amplitude / dpp
+    which = rng.integers(len(imgs), size=spec.n_clips)
+    gaze = np.empty((spec.n_clips, n_on, 2))
+    raw = np.zeros((spec.n_clips, pre + n_on + post, spec.patch_px, spec.patch_px), np.float32)
+    for k in range(spec.n_clips):
+        img = imgs[which[k]]
+        gaze[k] = eye_trajectory(n_on, img.shape, spec.patch_px / 2 + 1, drift_px,
+                                 saccade_prob, saccade_px, rng)
+        raw[k, pre:pre + n_on] = extract_patches(img, gaze[k], spec.patch_px)
+    whitener = None
+    clips = raw
+    if spec.whitening.method == "zca":
+        stim = raw[:, pre:pre + n_on].reshape(-1, spec.patch_px**2)
+        whitener = fit_zca(stim, spec.whitening.eps)
+        clips = np.zeros_like(raw)
+        clips[:, pre:pre + n_on] = whitener.apply(raw[:, pre:pre + n_on])
+    return NaturalMovie(clips, raw, gaze, which, tuple(spec.images), whitener, rate, dpp)

@@ -1,0 +1,149 @@
+"""R-GLM language model: closed-form recurrence, exact perplexity, dynamic evaluation without
+peeking, regularisers, spec files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurorec.cli import main
+from neurorec.models.rglm_lm import RGLMLanguageModel, batchify, time_constants_tokens
+from neurorec.spec import load_model_spec
+from neurorec.spec.lm import RGLMLMSpec
+
+REPO = Path(__file__).resolve().parents[1]
+V, H = 11, 4
+
+
+def tiny(seed: int = 0, **kw) -> RGLMLanguageModel:
+    spec = RGLMLMSpec(recurrent={"dim": H, "init_radius": 0.8, "init_scale": 0.5,
+                                 **kw.pop("recurrent", {})},
+                      train={"dtype": "float64", "batch_size": 2, "bptt": 5, "lr": 1e-2,
+                             "eval_every": 50, **kw.pop("train", {})}, **kw)
+    return RGLMLanguageModel(spec, V, eos_id=0, seed=seed).init_net()
+
+
+def stream(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, V, size=n)
+
+
+def test_recurrence_equals_closed_form():
+    m = tiny()
+    net = m.net_
+    x = torch.as_tensor(stream(9))[:, None]
+    h0 = torch.randn(1, H, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    hs = net.states(x, h0)[:, 0]
+    R, W = net.R.detach(), net.W0t.detach()
+    for t in range(9):
+        want = torch.linalg.matrix_power(R, t + 1) @ h0[0]
+        for k in range(t + 1):
+            want = want + torch.linalg.matrix_power(R, k) @ W[x[t - k, 0]]
+        torch.testing.assert_close(hs[t], want, rtol=1e-12, atol=1e-12)
+
+
+def test_perplexity_is_exp_mean_nll_of_an_independent_loop():
+    m = tiny()
+    ids = stream(40)
+    net = m.net_
+    R, W, B, b = (p.detach() for p in (net.R, net.W0t, net.B, net.b))
+    h = torch.zeros(H, dtype=torch.float64)
+    nll = []
+    prev = 0  # the leading <eos>
+    for w in ids:
+        h = R @ h + W[prev]
+        nll.append(F.cross_entropy((B @ h + b)[None], torch.tensor([int(w)])).item())
+        prev = w
+    assert m.perplexity(ids) == pytest.approx(math.exp(np.mean(nll)), rel=1e-12)
+    np.testing.assert_allclose(m.token_nll(ids, chunk=7), nll, rtol=1e-12)
+
+
+def test_perplexity_of_a_hand_set_unigram_model():
+    m = tiny()
+    p = np.arange(1, V + 1) / np.arange(1, V + 1).sum()
+    with torch.no_grad():
+        for t in (m.net_.R, m.net_.W0t, m.net_.B):
+            t.zero_()
+        m.net_.b.copy_(torch.as_tensor(np.log(p)))
+    ids = np.array([0, 3, 3, 10, 5])
+    hand = math.exp(-(2 * math.log(4 / 66) + math.log(1 / 66) + math.log(11 / 66)
+                      + math.log(6 / 66)) / 5)
+    assert m.perplexity(ids) == pytest.approx(hand, rel=1e-12)
+
+
+def test_dynamic_evaluation_does_not_peek():
+    m = tiny(dynamic={"lr": 0.5, "bptt": 4})
+    ids = stream(30)
+    before = {k: v.clone() for k, v in m.net_.state_dict().items()}
+    base = m.dynamic_token_nll(ids)
+    for t in (5, 13, 22):  # mid-segment and segment starts
+        changed = ids.copy()
+        changed[t:] = (changed[t:] + 3) % V
+        other = m.dynamic_token_nll(changed)
+        np.testing.assert_array_equal(other[:t], base[:t])
+        assert other[t] != base[t]
+    # it adapts (differs from static scoring after the first segment) and restores parameters
+    static = m.token_nll(ids)
+    np.testing.assert_allclose(base[:4], static[:4], rtol=1e-12)
+    assert not np.allclose(base[4:], static[4:])
+    for k, v in m.net_.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_training_lowers_perplexity_and_regularisers_hold():
+    rng = np.random.default_rng(0)
+    # a first-order Markov chain: the next word is mostly (word + 1) mod V
+    ids = [0]
+    for _ in range(2000):
+        ids.append((ids[-1] + 1) % V if rng.random() < 0.8 else int(rng.integers(V)))
+    ids = np.array(ids)
+    m = tiny(train={"epochs": 3, "lr": 0.05, "batch_size": 4, "bptt": 10},
+             regularisation={"column_norm": 0.7, "l1": 1e-3, "dropout": 0.1},
+             recurrent={"density": 0.5, "max_radius": 0.95})
+    start = m.perplexity(ids[:500])
+    m.fit(ids[500:], ids[:500], progress=False)
+    assert m.perplexity(ids[:500]) < 0.5 * start
+    assert m.net_.W0t.norm(dim=1).max() <= 0.7 + 1e-9
+    assert m.net_.B.norm(dim=1).max() <= 0.7 + 1e-9
+    assert torch.all(m.net_.R[m.net_.mask == 0] == 0)
+    assert np.abs(m.eigenvalues()).max() <= 0.95 + 1e-9
+    assert len(m.log_.valid_ppl) >= 2 and m.log_.tokens_per_s > 0
+
+
+def test_same_seed_same_fit_and_resume(tmp_path):
+    ids = stream(600)
+    a = tiny(train={"epochs": 1}).fit(ids, ids[:50], progress=False,
+                                      checkpoint=tmp_path / "a.pt")
+    b = tiny(train={"epochs": 1}).fit(ids, ids[:50], progress=False)
+    torch.testing.assert_close(a.net_.R, b.net_.R, rtol=0, atol=0)
+    # resuming a finished run from its checkpoint gives the same parameters
+    c = tiny(train={"epochs": 1}).fit(ids, ids[:50], progress=False,
+                                      checkpoint=tmp_path / "a.pt", resume=True)
+    torch.testing.assert_close(a.net_.B, c.net_.B, rtol=0, atol=0)
+
+
+def test_batchify_and_time_constants():
+    x = batchify(np.arange(10), 3)
+    assert x.tolist() == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    tau = time_constants_tokens(np.array([math.exp(-1 / 50), -0.5, 1.0, 0.0]))
+    np.testing.assert_allclose(tau[:2], [50, -1 / math.log(0.5)])
+    assert tau[2] == np.inf and 0 <= tau[3] < 0.01
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "models" / "lm").glob("*.yaml")))
+def test_lm_specs_validate(path, capsys):
+    assert load_model_spec(path).kind == "rglm_lm"
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: ok (rglm_lm)\n"
+
+
+def test_bad_lm_spec_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: rglm_lm\nregularisation: {dropout: 1.5}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "regularisation.dropout" in err[0]
