@@ -36,3 +36,15 @@ def select_units(data: BinnedTrials, units: np.ndarray) -> BinnedTrials:
 def v1_session3() -> BinnedTrials:
     """V1 session 3 (29 units, 672 trials of 90 × 10 ms bins), 20 % test split, seed 0."""
     return bin_trials(load("v1_gratings:3"), 0.01, test_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_nwb(tmp_path_factory):
+    """V1 session 0 with 4 units (0, 3, 21, 29) as an NWB file, for quick CLI fits."""
+    from neurorec.data import write_nwb
+
+    rec = load("v1_gratings:0")
+    keep = [0, 3, 21, 29]
+    rec = dataclasses.replace(rec, spike_times=[rec.spike_times[i] for i in keep],
+                              unit_ids=rec.unit_ids[keep])
+    return write_nwb(rec, tmp_path_factory.mktemp("nwb") / "small.nwb")

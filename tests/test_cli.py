@@ -40,20 +40,6 @@ def glm_fit(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_nwb(tmp_path_factory):
-    """V1 session 0 with 4 units as an NWB file, for quick fits."""
-    import dataclasses
-
-    from neurorec.data import write_nwb
-
-    rec = load("v1_gratings:0")
-    keep = [0, 3, 21, 29]
-    rec = dataclasses.replace(rec, spike_times=[rec.spike_times[i] for i in keep],
-                              unit_ids=rec.unit_ids[keep])
-    return write_nwb(rec, tmp_path_factory.mktemp("nwb") / "small.nwb")
-
-
-@pytest.fixture(scope="module")
 def rglm_fit(tmp_path_factory, small_nwb):
     out = tmp_path_factory.mktemp("rglm") / "fit"
     assert main(["fit", str(RGLM_V1), "--data", str(small_nwb), "--out", str(out), "--quiet",

@@ -9,7 +9,6 @@ that ``neurorec train`` can reuse it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -71,19 +70,6 @@ def run_and_kill(argv: Sequence[str], watch: Path, pattern: str, sig: int,
 def params_of(out: Path) -> dict[str, np.ndarray]:
     with np.load(out / "params.npz") as p:
         return {k: p[k] for k in p.files}
-
-
-@pytest.fixture(scope="module")
-def small_nwb(tmp_path_factory):
-    """V1 session 0 with 4 units as an NWB file."""
-    from neurorec.data import write_nwb
-    from neurorec.datasets import load
-
-    rec = load("v1_gratings:0")
-    keep = [0, 3, 21, 29]
-    rec = dataclasses.replace(rec, spike_times=[rec.spike_times[i] for i in keep],
-                              unit_ids=rec.unit_ids[keep])
-    return write_nwb(rec, tmp_path_factory.mktemp("nwb") / "small.nwb")
 
 
 @pytest.fixture(scope="module")
