@@ -86,6 +86,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     from neurorec.spec import load_model_spec
 
     spec = load_model_spec(spec_path, overrides)
+    _require_spike_train_model(spec, spec_path)
     _refuse_existing(out, overwrite)
     work = out.with_name(f"{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +120,17 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
         click.echo(f"co-smoothing: co-bps {m['co_bps']:.4f} ({m['n_heldout_neurons']} held-out "
                    f"units), held-in {m['heldin_bits_per_spike']:.4f} bits/spike")
     click.echo(f"report: {report}")
+
+
+def _require_spike_train_model(spec, spec_path: Path) -> None:
+    """`fit` fits models of recorded spike trains; other kinds have their own commands."""
+    from neurorec.models import MODELS
+
+    if spec.kind not in MODELS:
+        raise SpecError(f"{spec_path}: kind: '{spec.kind}' is not a model of recorded spike "
+                        f"trains, so `neurorec fit` cannot fit it (it fits: "
+                        f"{', '.join(sorted(MODELS))}; ctrnn: `neurorec train`; others: their "
+                        "pipeline in analyses/)")
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:

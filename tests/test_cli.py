@@ -213,3 +213,12 @@ def test_export_of_a_runaway_model_is_a_user_error(rglm_fit, tmp_path, capsys):
     assert code == 2
     assert len(err) == 1 and err[0].startswith(f"{fit}: simulation diverged: unit ")
     assert not (tmp_path / "sim.nwb").exists()
+
+
+def test_fit_refuses_a_kind_that_is_not_a_spike_train_model(tmp_path, capsys):
+    spec = REPO / "models" / "ssrnn_movies.yaml"
+    code = main(["fit", str(spec), "--data", "v1_gratings:0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"{spec}: kind: 'ssrnn' is not a model of recorded spike trains")
+    assert not (tmp_path / "o").exists()

@@ -92,3 +92,45 @@ def test_centrality_of_a_star():
     w[1:, 0] = 1.0
     c = centrality(w)
     assert c.argmax() == 0 and c[1:] == pytest.approx(c[1])
+
+
+@pytest.mark.slow
+def test_trained_flip_flop_has_eight_stable_fixed_points():
+    """FixedPointFinder's published example: a 3-bit flip-flop network has 8 stable fixed
+    points, one per output pattern (±1)³. models/ctrnn_flipflop.yaml (tanh, N = 64, lr 1e-2,
+    1500 Adam steps), seed 0: 60-140 s in all on one core of the loaded 2-core machine.
+    The readout signs at the stable points are checked against the 8 output patterns."""
+    from pathlib import Path
+
+    from neurorec.analysis.fixed_points import ctrnn_step_map
+    from neurorec.fit.train import train
+    from neurorec.models.ctrnn import build_ctrnn
+    from neurorec.spec import load_model_spec, load_stimulus_spec
+    from neurorec.tasks import make_task
+
+    repo = Path(__file__).resolve().parents[1]
+    task = make_task(load_stimulus_spec(repo / "stimuli/task_flip_flop.yaml"))
+    spec = load_model_spec(repo / "models/ctrnn_flipflop.yaml")
+    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=0)
+    result = train(model, task, spec.training, seed=0, progress=False)
+    assert result.history.val_accuracy[-1] > 0.98
+    model = model.double()
+    trials = task.generate(64, np.random.default_rng([0, 9]))
+    with torch.no_grad():
+        rates, _ = model(torch.as_tensor(trials.inputs, dtype=torch.float64))
+    starts = rates.numpy()[:, ::5].reshape(-1, spec.n_units)
+    starts = starts[np.random.default_rng(0).choice(len(starts), 256, replace=False)]
+    fps = find_fixed_points(ctrnn_step_map(model), starts, n_iter=1500, lr=1e-2, noise=0.01,
+                            q_tol=1e-10, dedupe_tol=1e-3)
+    stable = fps.points[[s == "stable" and f for s, f in zip(fps.stability, fps.fixed,
+                                                            strict=True)]]
+    assert len(stable) == 8
+    # one per output pattern: the readout's signs at the 8 points are the 8 corners of (±1)³
+    signs = np.sign(stable @ model.weights()["w_out"].T)
+    assert {tuple(int(x) for x in s) for s in signs} == {
+        (a, b, c) for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)}
+    # each stable point's slowest mode is inside the unit circle; saddles connect them
+    assert all(np.abs(fps.eigenvalues[i]).max() < 1
+               for i, (s, f) in enumerate(zip(fps.stability, fps.fixed, strict=True))
+               if s == "stable" and f)
+    assert fps.count("saddle") > 0
