@@ -22,15 +22,14 @@ what is missing.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from neurorec.runs import load_clean, markdown_table, parse_sessions, run_cached, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ["smoothing", "gpfa", "glm", "rglm", "ctrnn"]
@@ -47,20 +46,6 @@ CTRNN_OVERRIDES = ("initial_state=encoder",)
 HELDOUT_FRACTION = 0.25
 SMOOTH_SIGMA_S = 0.05  # NLB's smoothing baseline uses 40-60 ms kernels
 GPFA_DIM = 4
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _recording(dataset: str):
-    from neurorec.datasets import load, load_v1_gratings
-
-    if dataset.startswith("v1_gratings:"):
-        return load_v1_gratings(int(dataset.split(":")[1]), max_contamination=0.05)
-    return load(dataset)
 
 
 def _spec(model: str, dataset: str, extra: tuple[str, ...] = ()):
@@ -82,7 +67,7 @@ def run_one(dataset: str, model: str, seed: int) -> dict:
     if model in ("smoothing", "gpfa"):
         # the baselines bin and split exactly as the GLM spec does (same seed, same fraction)
         spec = _spec("glm", dataset)
-        data = bin_for_spec(spec, _recording(dataset), seed)
+        data = bin_for_spec(spec, load_clean(dataset), seed)
         train, test = data.subset(~data.is_test), data.subset(data.is_test)
         ho = heldout_mask(data.unit_ids, HELDOUT_FRACTION, seed)
         if model == "smoothing":
@@ -102,7 +87,7 @@ def run_one(dataset: str, model: str, seed: int) -> dict:
         m["heldin_bits_per_spike"] = float("nan")
         m["fit_time_s"] = fitted.fit_time_s
     else:
-        result = fit_and_evaluate(_spec(model, dataset), _recording(dataset), seed=seed,
+        result = fit_and_evaluate(_spec(model, dataset), load_clean(dataset), seed=seed,
                                   progress=False, heldout_neurons=HELDOUT_FRACTION)
         m = result.metrics
     row.update({k: m[k] for k in ("co_bps", "co_bps_train_null", "heldin_bits_per_spike",
@@ -128,7 +113,7 @@ def run_dynamics(dataset: str, seed: int, out: str) -> dict:
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = fit_and_evaluate(_spec("ctrnn", dataset), _recording(dataset), seed=seed,
+    result = fit_and_evaluate(_spec("ctrnn", dataset), load_clean(dataset), seed=seed,
                               progress=False, heldout_neurons=HELDOUT_FRACTION)
     model = result.model
     rates = model.condition_rates()  # (C, S, N) typical trial per condition
@@ -183,26 +168,6 @@ def run_dynamics(dataset: str, seed: int, out: str) -> dict:
     plt.close(fig)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def parse_sessions(text: str) -> list[int]:
-    out: list[int] = []
-    for part in filter(None, text.split(",")):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
-
-
-def _load_row(path: Path) -> dict:
-    return {k: np.nan if v is None else v for k, v in json.loads(path.read_text()).items()}
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _mean_sem(values: list[float]) -> str:
@@ -291,48 +256,27 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
-    from neurorec.errors import NeurorecError
-    from neurorec.outputs import atomic_dir, write_json
+    from neurorec.outputs import atomic_dir
     from neurorec.report import html
 
     models = [m for m in args.models.split(",") if m]
     datasets = [f"v1_gratings:{s}" for s in parse_sessions(args.v1_sessions)]
     datasets += [] if args.no_locust else ["locust_al"]
     cache = args.out.with_name(f"{args.out.name}.partial")
-    cache.mkdir(parents=True, exist_ok=True)
     jobs = [(f"{d}__{m}.json", run_one, (d, m, args.seed)) for d in datasets for m in models]
     if args.dynamics_dataset:
         jobs.append(("dynamics.json", run_dynamics,
                      (args.dynamics_dataset, args.seed, str(cache / "dynamics"))))
-    results = {key: _load_row(cache / key) for key, _, _ in jobs if (cache / key).is_file()}
-    todo = [(key, fn, a) for key, fn, a in jobs if not (cache / key).is_file()]
-    # the large sessions (monkey H, 0-13: up to 2064 trials) last
-    todo.sort(key=lambda job: job[2][0].startswith("v1_gratings:")
-              and int(job[2][0].split(":")[1]) < 14)
-    if results:
-        print(f"{len(results)} fits reused from {cache}; {len(todo)} to run")
-    failed = []
-    with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
-        futures = {pool.submit(fn, *a): (key, a) for key, fn, a in todo}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="fits"):
-            key, _task = futures[fut]
-            try:
-                result = fut.result()
-            except NeurorecError as err:  # one failed fit is reported, not fatal
-                failed.append({"job": key, "error": err.lines[0]})
-                continue
-            write_json(cache / key, result)
-            results[key] = _load_row(cache / key)
+    results, errors = run_cached(jobs, cache, args.jobs)
+    failed = [{"job": key, "error": error} for key, _, error in errors]
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
         rows = [r for k, r in results.items() if k != "dynamics.json"]
         rows.sort(key=lambda r: (r["dataset"], MODELS.index(r["model"])))
-        _write_csv(tmp / "table.csv", rows)
+        write_csv(tmp / "table.csv", rows)
         summary = summarise(rows)
-        _write_csv(tmp / "summary.csv", summary)
+        write_csv(tmp / "summary.csv", summary)
         header = list(dict.fromkeys(k for r in summary for k in r))
-        md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(str(r.get(k, "")) for k in header) + " |" for r in summary]
-        md += [""] + [f"- {line}" for line in wins(rows)]
+        md = [*markdown_table(summary), ""] + [f"- {line}" for line in wins(rows)]
         (tmp / "summary.md").write_text("\n".join(md) + "\n")
         sections = [("Co-smoothing (co-bps, mean ± s.e.m. over sessions)", html.table(
             [[r.get(k, "") for k in header] for r in summary], header)
@@ -341,7 +285,7 @@ def main() -> None:
         sections.append(("Co-bps per model", html.figure("cosmoothing.png",
                                                          "co-bps per session and model")))
         if failed:
-            _write_csv(tmp / "failed.csv", failed)
+            write_csv(tmp / "failed.csv", failed)
             sections.append(("Failed fits", html.table([tuple(f.values()) for f in failed],
                                                        ("job", "error"))))
         if "dynamics.json" in results:

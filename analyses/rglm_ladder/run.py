@@ -16,15 +16,13 @@ correlated rung under random unit orders), ``ladder.png`` and ``report.html``.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from neurorec.runs import load_clean, markdown_table, parse_sessions, run_cached, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNGS = sorted((ROOT / "models" / "ladder").glob("*.yaml"))
@@ -32,20 +30,6 @@ TALK_ORDER = ["independent", "correlated", "glm", "glm_corr", "rglm_corr"]
 LOCUST_OVERRIDES = ("data.bin_size=50 ms", "data.conditions=[odour]", "data.window=[0, 10]",
                     "stimulus.n_basis=20", "history.duration=250 ms", "coupling.duration=250 ms")
 SAMPLE_REPEATS = 5
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _recording(dataset: str):
-    from neurorec.datasets import load, load_v1_gratings
-
-    if dataset.startswith("v1_gratings:"):
-        return load_v1_gratings(int(dataset.split(":")[1]), max_contamination=0.05)
-    return load(dataset)
 
 
 def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
@@ -59,7 +43,7 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
 
     spec = load_model_spec(spec_path, overrides)
     start = time.perf_counter()
-    result = fit_and_evaluate(spec, _recording(dataset), seed=seed, progress=False)
+    result = fit_and_evaluate(spec, load_clean(dataset), seed=seed, progress=False)
     m, test = result.metrics, result.test
     row = {"dataset": dataset, "model": spec.name, "n_units": m["n_neurons"],
            "n_test_trials": m["n_test_trials"], "n_test_spikes": m["n_spikes"],
@@ -88,29 +72,8 @@ def run_order(dataset: str, order_seed: int, seed: int) -> dict:
 
     spec = load_model_spec(ROOT / "models" / "ladder" / "2_correlated.yaml",
                            ["correlated.order=random", f"correlated.order_seed={order_seed}"])
-    m = fit_and_evaluate(spec, _recording(dataset), seed=seed, progress=False).metrics
+    m = fit_and_evaluate(spec, load_clean(dataset), seed=seed, progress=False).metrics
     return {"dataset": dataset, "order_seed": order_seed, "bits_per_spike": m["bits_per_spike"]}
-
-
-def parse_sessions(text: str) -> list[int]:
-    out: list[int] = []
-    for part in filter(None, text.split(",")):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
-
-
-def _load_row(path: Path) -> dict:
-    """A cached result; JSON's null (written for NaN) back to NaN."""
-    return {k: np.nan if v is None else v for k, v in json.loads(path.read_text()).items()}
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -179,8 +142,7 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
-    from neurorec.errors import NeurorecError
-    from neurorec.outputs import atomic_dir, write_json
+    from neurorec.outputs import atomic_dir
     from neurorec.report import html
 
     tasks = [(f"v1_gratings:{s}", str(p), (), args.seed, True)
@@ -190,48 +152,28 @@ def main() -> None:
     # every finished fit is kept in OUT.partial/ at once: an interrupted run started again
     # fits only what is missing (the cache is removed once OUT is written)
     cache = args.out.with_name(f"{args.out.name}.partial")
-    cache.mkdir(parents=True, exist_ok=True)
     jobs = [(f"{t[0]}__{Path(t[1]).stem}.json", run_one, t) for t in tasks]
     jobs += [(f"order__{args.order_dataset}__{k}.json", run_order,
               (args.order_dataset, k, args.seed)) for k in range(args.orders)]
-    results = [_load_row(cache / key) for key, _, _ in jobs if (cache / key).is_file()]
-    todo = [(key, fn, a) for key, fn, a in jobs if not (cache / key).is_file()]
-    # the large sessions (monkey H, 0-13: up to 2064 trials) last, so that a partial run
-    # has whole datasets cached
-    todo.sort(key=lambda job: job[2][0].startswith("v1_gratings:")
-              and int(job[2][0].split(":")[1]) < 14)
-    if results:
-        print(f"{len(results)} fits reused from {cache}; {len(todo)} to run")
-    failed = []
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp, \
-            ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
-        futures = {pool.submit(fn, *a): (key, a) for key, fn, a in todo}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="fits"):
-            key, task = futures[fut]
-            try:
-                result = fut.result()
-            except NeurorecError as err:  # one failed fit is reported, not fatal
-                failed.append({"dataset": task[0], "spec": Path(str(task[1])).stem,
-                               "error": err.lines[0]})
-                continue
-            write_json(cache / key, result)
-            results.append(_load_row(cache / key))
+    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+        results, errors = run_cached(jobs, cache, args.jobs)
+        failed = [{"dataset": a[0], "spec": Path(str(a[1])).stem, "error": e}
+                  for _, a, e in errors]
+        results = list(results.values())
         rows = [r for r in results if "order_seed" not in r]
         orders = [r for r in results if "order_seed" in r]
         if failed:
-            _write_csv(tmp / "failed.csv", failed)
+            write_csv(tmp / "failed.csv", failed)
         rows.sort(key=lambda r: (r["dataset"], TALK_ORDER.index(r["model"])))
-        _write_csv(tmp / "table.csv", rows)
+        write_csv(tmp / "table.csv", rows)
         summary = summarise(rows)
-        _write_csv(tmp / "summary.csv", summary)
+        write_csv(tmp / "summary.csv", summary)
         header = list(dict.fromkeys(k for r in summary for k in r))
-        md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(str(r.get(k, "")) for k in header) + " |" for r in summary]
-        (tmp / "summary.md").write_text("\n".join(md) + "\n")
+        (tmp / "summary.md").write_text("\n".join(markdown_table(summary)) + "\n")
         sections = [("Held-out bits/spike by rung", html.table(
             [[r.get(k, "") for k in header] for r in summary], header))]
         if orders:
-            _write_csv(tmp / "ordering.csv", orders)
+            write_csv(tmp / "ordering.csv", orders)
             bps = np.array([o["bits_per_spike"] for o in orders])
             sections.append(("Unit order (correlated rung)", html.table(
                 [(args.order_dataset, len(bps), f"{bps.mean():.4f}", f"{bps.std(ddof=1):.4f}",

@@ -36,16 +36,13 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from neurorec.analysis.statistics import structure_agreement
-    from neurorec.datasets import load, load_v1_gratings
     from neurorec.outputs import atomic_dir, write_json
     from neurorec.pipeline import fit_and_evaluate
     from neurorec.report.figures import structure_figure
+    from neurorec.runs import load_clean
     from neurorec.spec import load_model_spec
 
-    if args.data.startswith("v1_gratings:"):
-        recording = load_v1_gratings(int(args.data.split(":")[1]), max_contamination=0.05)
-    else:
-        recording = load(args.data)
+    recording = load_clean(args.data)
     numbers, samples, test = {}, {}, None
     for rung in RUNGS:
         spec = load_model_spec(ROOT / "models" / "ladder" / f"{rung}.yaml",

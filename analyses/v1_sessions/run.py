@@ -25,19 +25,11 @@ from neurorec.datasets import load
 from neurorec.outputs import atomic_dir
 from neurorec.pipeline import fit_and_evaluate
 from neurorec.report import html
+from neurorec.runs import parse_sessions
 from neurorec.spec import load_model_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = (ROOT / "models" / "glm_v1.yaml", ROOT / "models" / "rglm_v1.yaml")
-
-
-def parse_sessions(text: str) -> list[int]:
-    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def main() -> None:
