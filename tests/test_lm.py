@@ -147,3 +147,55 @@ def test_bad_lm_spec_is_one_line(tmp_path, capsys):
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "regularisation.dropout" in err[0]
+
+
+@pytest.mark.parametrize("text, field", [
+    ("recurrent: {structure: diagonal, density: 0.5}", "recurrent.density"),
+    ("train: {optimizer: adam, momentum: 0.9}", "train.momentum"),
+    ("regularisation: {input_dropout: 1.0}", "regularisation.input_dropout"),
+])
+def test_incompatible_lm_options_are_one_line(tmp_path, capsys, text, field):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"kind: rglm_lm\n{text}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and field in err[0]
+
+
+def test_diagonal_recurrence_is_a_sum_of_impulse_responses():
+    """Diagonal R (the impulse-response LM): h_t = λ^(t+1) ⊙ h_0 + Σ_k λ^k ⊙ W0ᵀ l_(t-k)."""
+    m = tiny(recurrent={"structure": "diagonal"})
+    net = m.net_
+    lam, W = net.R.detach(), net.W0t.detach()
+    assert lam.shape == (H,) and torch.all((lam >= 0) & (lam < 0.8))
+    x = torch.as_tensor(stream(9))[:, None]
+    h0 = torch.randn(1, H, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    hs = net.states(x, h0)[:, 0]
+    for t in range(9):
+        want = lam ** (t + 1) * h0[0] + sum(lam ** k * W[x[t - k, 0]] for k in range(t + 1))
+        torch.testing.assert_close(hs[t], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.sort(m.eigenvalues().real), np.sort(lam.numpy()))
+    assert m.n_parameters() == 2 * V * H + V + H
+
+
+def test_diagonal_training_with_input_dropout_learns_and_stays_stable():
+    rng = np.random.default_rng(0)
+    ids = [0]
+    for _ in range(2000):
+        ids.append((ids[-1] + 1) % V if rng.random() < 0.8 else int(rng.integers(V)))
+    ids = np.array(ids)
+    m = tiny(train={"epochs": 3, "lr": 0.05, "batch_size": 4, "bptt": 10},
+             regularisation={"input_dropout": 0.1, "dropout": 0.1},
+             recurrent={"structure": "diagonal", "max_radius": 0.9})
+    start = m.perplexity(ids[:500])
+    m.fit(ids[500:], ids[:500], progress=False)
+    assert m.perplexity(ids[:500]) < 0.5 * start
+    assert np.abs(m.eigenvalues()).max() <= 0.9 + 1e-12
+
+
+def test_time_budget_stops_training_and_keeps_the_best_parameters():
+    ids = stream(600)
+    m = tiny(train={"epochs": 50, "max_seconds": 1e-6}).fit(ids, ids[:50], progress=False)
+    assert m.log_.stopped_by_budget
+    assert m.log_.tokens == [10]  # one step of batch 2 × bptt 5, then the budget check
+    assert len(m.log_.valid_ppl) == 1

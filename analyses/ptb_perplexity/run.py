@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -44,6 +45,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-dynamic", action="store_true")
+    ap.add_argument("--dynamic-lrs", default=None,
+                    help="comma list of dynamic-evaluation step sizes: each is run on valid and "
+                    "the best is applied to test (default: the spec's dynamic.lr only)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -108,6 +112,8 @@ def main() -> None:
         timescales[spec.name] = (model.eigenvalues(), tau)
         base = {"model": spec.name, "train_tokens_per_s": log.tokens_per_s,
                 "train_seconds": log.seconds, "tokens_trained": log.tokens[-1],
+                "epochs_trained": log.tokens[-1] / len(data.train),
+                "stopped_by_budget": log.stopped_by_budget, "device": args.device,
                 "hidden": spec.recurrent.dim, "n_parameters": model.n_parameters()}
         rows.append({**base, "row": f"R-GLM ({spec.name})",
                      "valid": math.exp(nll["valid"].mean()), "test": math.exp(nll["test"].mean())})
@@ -118,12 +124,22 @@ def main() -> None:
                      "test": perplexity(lam @ stack["test"]), "weights": lam.tolist()})
         if not args.no_dynamic and spec.dynamic.enabled:
             t1 = time.perf_counter()
-            dyn = {s: np.exp(-model.dynamic_token_nll(data.split(s), progress=not args.quiet))
-                   for s in ("valid", "test")}
+            lrs = ([float(x) for x in args.dynamic_lrs.split(",")] if args.dynamic_lrs
+                   else [spec.dynamic.lr])
+            # the step size is chosen on valid only; test is scored once, with that step size
+            dyn_valid = {lr: np.exp(-model.dynamic_token_nll(data.valid, lr=lr,
+                                                             progress=not args.quiet))
+                         for lr in lrs}
+            valid_ppl = {lr: perplexity(p) for lr, p in dyn_valid.items()}
+            best_lr = min(valid_ppl, key=valid_ppl.get)
+            dyn = {"valid": dyn_valid[best_lr],
+                   "test": np.exp(-model.dynamic_token_nll(data.test, lr=best_lr,
+                                                           progress=not args.quiet))}
             dyn_s = time.perf_counter() - t1
             rows.append({**base, "row": f"dynamic R-GLM ({spec.name})",
                          "valid": perplexity(dyn["valid"]), "test": perplexity(dyn["test"]),
-                         "dynamic_seconds": dyn_s})
+                         "dynamic_seconds": dyn_s, "dynamic_lr": best_lr,
+                         "dynamic_valid_by_lr": valid_ppl})
             stack = {s: np.stack([dyn[s], kn_p[s], cache_p[s]]) for s in ("valid", "test")}
             lam = fit_interpolation(stack["valid"])
             rows.append({**base, "row": f"dynamic R-GLM ({spec.name}) + KN5 + cache",
@@ -173,6 +189,7 @@ def main() -> None:
     plt.close(fig)
 
     results["rows"] = rows
+    results["curves"] = {k: dataclasses.asdict(v) for k, v in curves.items()}
     results["time_constants_tokens"] = {k: np.sort(v[1])[::-1][:20].tolist()
                                         for k, v in timescales.items()}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))

@@ -54,16 +54,23 @@ class RGLMNet(torch.nn.Module):
 
     def __init__(self, vocab_size: int, dim: int, density: float = 1.0,
                  init_radius: float = 0.9, init_scale: float = 0.1,
-                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32):
+                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+                 structure: str = "dense"):
         super().__init__()
         g = generator
         V, H = vocab_size, dim
+        self.diagonal = structure == "diagonal"
         mask = torch.ones(H, H, dtype=dtype)
         if density < 1:
             mask = (torch.rand(H, H, generator=g) < density).to(dtype)
-        R = torch.randn(H, H, generator=g, dtype=torch.float64) * mask.double()
-        radius = torch.linalg.eigvals(R).abs().max().item() if H > 0 else 0.0
-        R = R * (init_radius / radius if radius > 0 else 0.0)
+        if self.diagonal:
+            # decays spread over [0, init_radius): a range of memory time scales from the start
+            R = torch.rand(H, generator=g, dtype=torch.float64) * init_radius
+            mask = torch.ones(H, dtype=dtype)
+        else:
+            R = torch.randn(H, H, generator=g, dtype=torch.float64) * mask.double()
+            radius = torch.linalg.eigvals(R).abs().max().item() if H > 0 else 0.0
+            R = R * (init_radius / radius if radius > 0 else 0.0)
         self.W0t = torch.nn.Parameter(torch.randn(V, H, generator=g, dtype=dtype) * init_scale)
         self.R = torch.nn.Parameter(R.to(dtype))
         self.B = torch.nn.Parameter(torch.randn(V, H, generator=g, dtype=dtype) * init_scale)
@@ -72,25 +79,38 @@ class RGLMNet(torch.nn.Module):
         self.sparse = density < 1
 
     def R_eff(self) -> torch.Tensor:
+        """The (H, H) recurrence matrix (``diag(λ)`` for a diagonal R)."""
+        if self.diagonal:
+            return torch.diag(self.R)
         return self.R * self.mask if self.sparse else self.R
 
-    def states(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    def states(self, x: torch.Tensor, h0: torch.Tensor,
+               input_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states after reading each token.
 
         Args:
             x: (T, N) int64 token ids (time-major, N parallel streams).
             h0: (N, H) state before the first token.
+            input_mask: optional (T, N, H) multiplier of the inputs ``W0ᵀ l_t`` (dropout).
 
         Returns:
             (T, N, H) states ``h_1..h_T``.
         """
         inp = self.W0t[x]  # (T, N, H)
-        Rt = self.R_eff().t()
+        if input_mask is not None:
+            inp = inp * input_mask
         h = h0
         out = []
-        for t in range(x.shape[0]):
-            h = torch.addmm(inp[t], h, Rt)
-            out.append(h)
+        if self.diagonal:
+            lam = self.R
+            for t in range(x.shape[0]):
+                h = torch.addcmul(inp[t], h, lam)
+                out.append(h)
+        else:
+            Rt = self.R_eff().t()
+            for t in range(x.shape[0]):
+                h = torch.addmm(inp[t], h, Rt)
+                out.append(h)
         return torch.stack(out)
 
     def logits(self, hs: torch.Tensor) -> torch.Tensor:
@@ -115,6 +135,7 @@ class TrainingLog:
     lr: list[float] = field(default_factory=list)
     seconds: float = 0.0
     tokens_per_s: float = 0.0
+    stopped_by_budget: bool = False  # train.max_seconds ended training before train.epochs
 
 
 class RGLMLanguageModel:
@@ -146,22 +167,24 @@ class RGLMLanguageModel:
         r = self.spec.recurrent
         self.gen_ = torch.Generator().manual_seed(self.seed)
         self.net_ = RGLMNet(self.vocab_size, r.dim, r.density, r.init_radius, r.init_scale,
-                            generator=self.gen_, dtype=self._dtype()).to(_device(self.device))
+                            generator=self.gen_, dtype=self._dtype(),
+                            structure=r.structure).to(_device(self.device))
+        # dropout draws on the parameters' device (a CPU generator would copy every mask over)
+        self.drop_gen_ = torch.Generator(device=self.net_.R.device).manual_seed(self.seed + 1)
         return self
 
     def _h0(self, n: int) -> torch.Tensor:
         return torch.zeros(n, self.spec.recurrent.dim, dtype=self._dtype(),
                            device=self.net_.R.device)
 
-    def _dropout_mask(self, shape: tuple[int, ...]) -> torch.Tensor | None:
-        p = self.spec.regularisation.dropout
+    def _dropout_mask(self, shape: tuple[int, ...], p: float) -> torch.Tensor | None:
         if p <= 0:
             return None
-        keep = torch.rand(shape, generator=self.gen_) >= p
-        return (keep.to(self._dtype()) / (1 - p)).to(self.net_.R.device)
+        keep = torch.rand(shape, generator=self.drop_gen_, device=self.net_.R.device) >= p
+        return keep.to(self._dtype()) / (1 - p)
 
     @torch.no_grad()
-    def _constrain(self, lr: float) -> None:
+    def _constrain(self, lr: float, check_radius: bool = True) -> None:
         reg, net = self.spec.regularisation, self.net_
         if reg.l1 > 0:  # proximal step for the L1 penalty: soft-threshold R
             net.R.copy_(torch.sign(net.R) * torch.clamp(net.R.abs() - lr * reg.l1, min=0))
@@ -171,9 +194,13 @@ class RGLMLanguageModel:
                 w.mul_(reg.column_norm / norms)
         if net.sparse:
             net.R.mul_(net.mask)
-        radius = torch.linalg.eigvals(net.R_eff().double()).abs().max().item()
-        if radius > self.spec.recurrent.max_radius:
-            net.R.mul_(self.spec.recurrent.max_radius / radius)
+        r_max = self.spec.recurrent.max_radius
+        if net.diagonal:
+            net.R.clamp_(-r_max, r_max)
+        elif check_radius:
+            radius = torch.linalg.eigvals(net.R_eff().double()).abs().max().item()
+            if radius > r_max:
+                net.R.mul_(r_max / radius)
 
     # ------------------------------------------------------------------ training
     def fit(self, train: np.ndarray, valid: np.ndarray | None = None, progress: bool = True,
@@ -204,7 +231,7 @@ class RGLMLanguageModel:
             net.b.copy_(torch.as_tensor(np.log(freq / freq.sum())))
         params = [net.W0t, net.R, net.B, net.b]
         opt = (torch.optim.Adam(params, lr=t.lr) if t.optimizer == "adam"
-               else torch.optim.SGD(params, lr=t.lr))
+               else torch.optim.SGD(params, lr=t.lr, momentum=t.momentum))
         log = TrainingLog()
         step, tokens_seen, lr = 0, 0, t.lr
         best = (math.inf, None)
@@ -216,13 +243,16 @@ class RGLMLanguageModel:
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["optimizer"])
             restore_generators(state["generators"], torch_gen=self.gen_)
+            if "dropout_generator" in state:
+                self.drop_gen_.set_state(state["dropout_generator"])
             step, tokens_seen, lr = state["step"], state["tokens_seen"], state["lr"]
             h = state["h"].to(net.R.device)
             next_eval, log = state["next_eval"], state["log"]
             best = (state["best_ppl"], state["best_net"])
         for g in opt.param_groups:
             g["lr"] = lr
-        l2 = self.spec.regularisation.l2
+        reg = self.spec.regularisation
+        l2 = reg.l2
         start = time.perf_counter() - log.seconds
         bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="rglm_lm",
                    unit="batch")
@@ -232,9 +262,10 @@ class RGLMLanguageModel:
                 h = self._h0(t.batch_size)  # a new epoch starts the streams afresh
             seq = min(t.bptt, data.shape[0] - 1 - pos)
             x, y = data[pos:pos + seq], data[pos + 1:pos + 1 + seq]
-            hs = net.states(x, h.detach())
+            shape = (*x.shape, self.spec.recurrent.dim)
+            hs = net.states(x, h.detach(), self._dropout_mask(shape, reg.input_dropout))
             h = hs[-1]
-            mask = self._dropout_mask(tuple(hs.shape))
+            mask = self._dropout_mask(shape, reg.dropout)
             feats = hs * mask if mask is not None else hs
             loss = F.cross_entropy(net.logits(feats).reshape(-1, self.vocab_size), y.reshape(-1))
             if not torch.isfinite(loss):
@@ -245,14 +276,17 @@ class RGLMLanguageModel:
             obj.backward()
             torch.nn.utils.clip_grad_norm_(params, t.clip)
             opt.step()
-            self._constrain(lr)
             step += 1
+            self._constrain(lr, check_radius=step % self.spec.recurrent.radius_every == 0
+                            or step == total_steps)
             n_tok = y.numel()
             tokens_seen += n_tok
             run_nll += loss.item() * n_tok
             run_n += n_tok
             bar.update(1)
-            if tokens_seen >= next_eval or step == total_steps:
+            out_of_time = (t.max_seconds is not None
+                           and time.perf_counter() - start > t.max_seconds)
+            if tokens_seen >= next_eval or step == total_steps or out_of_time:
                 next_eval += t.eval_every
                 log.tokens.append(tokens_seen)
                 log.train_ppl.append(math.exp(run_nll / run_n))
@@ -277,10 +311,14 @@ class RGLMLanguageModel:
                 if checkpoint is not None:
                     save_checkpoint(checkpoint, {
                         "net": net.state_dict(), "optimizer": opt.state_dict(),
-                        "generators": generator_states(torch_gen=self.gen_), "step": step,
+                        "generators": generator_states(torch_gen=self.gen_),
+                        "dropout_generator": self.drop_gen_.get_state(), "step": step,
                         "tokens_seen": tokens_seen, "lr": lr, "h": h.detach().cpu(),
                         "next_eval": next_eval, "log": log, "best_ppl": best[0],
                         "best_net": best[1], "spec": self.spec.model_dump(mode="json")})
+            if out_of_time and step < total_steps:
+                log.stopped_by_budget = True
+                break
         bar.close()
         log.seconds = time.perf_counter() - start
         log.tokens_per_s = tokens_seen / max(log.seconds, 1e-9)
@@ -359,9 +397,12 @@ class RGLMLanguageModel:
                 nll.mean().backward()
                 torch.nn.utils.clip_grad_norm_(params, self.spec.train.clip)
                 opt.step()
-                if net.sparse:
-                    with torch.no_grad():
+                with torch.no_grad():
+                    if net.sparse:
                         net.R.mul_(net.mask)
+                    if net.diagonal:  # keep every decay inside the stable range
+                        r_max = self.spec.recurrent.max_radius
+                        net.R.clamp_(-r_max, r_max)
                 # the carried state keeps the old parameters' contribution (as in Mikolov's
                 # dynamic RNNLM): recomputing it would cost a pass over the whole past
                 h = hs[-1].detach()
@@ -373,13 +414,16 @@ class RGLMLanguageModel:
     def eigenvalues(self) -> np.ndarray:
         """Eigenvalues of R (complex, shape (H,)), sorted by decreasing modulus."""
         self._check_fitted()
-        ev = np.linalg.eigvals(self.net_.R_eff().detach().double().cpu().numpy())
+        R = self.net_.R.detach().double().cpu().numpy()
+        ev = (R.astype(complex) if self.net_.diagonal
+              else np.linalg.eigvals(self.net_.R_eff().detach().double().cpu().numpy()))
         return ev[np.argsort(-np.abs(ev))]
 
     def n_parameters(self) -> int:
         self._check_fitted()
         n = sum(p.numel() for p in (self.net_.W0t, self.net_.B, self.net_.b))
-        return int(n + self.net_.mask.sum().item())
+        n_r = self.net_.R.numel() if self.net_.diagonal else self.net_.mask.sum().item()
+        return int(n + n_r)
 
 
 def time_constants_tokens(eigenvalues: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from neurorec.spec.base import Spec, register_model
 
@@ -18,6 +18,10 @@ class LMRecurrentSpec(Spec):
     """The linear recurrence ``h_t = R h_{t-1} + W0ᵀ l_t``."""
 
     dim: int = Field(200, ge=1, le=8192, description="hidden units")
+    structure: Literal["dense", "diagonal"] = Field(
+        "dense", description="dense: R is H×H (optionally sparse, see density); diagonal: R is "
+        "diag(λ), every unit an exponential filter of its word inputs (the impulse-response LM "
+        "of Pachitariu & Sahani 2013, their best single model on PTB)")
     density: float = Field(1.0, gt=0, le=1, description="fraction of R's entries that exist "
                            "(a fixed random mask drawn from the seed; 1 = dense R)")
     init_radius: float = Field(0.5, ge=0, lt=1, description="spectral radius of R at init")
@@ -25,6 +29,9 @@ class LMRecurrentSpec(Spec):
                               "down if its spectral radius exceeds this (keeps the linear "
                               "recurrence stable; time constants up to -1/ln(max_radius))")
     init_scale: float = Field(0.1, gt=0, le=10, description="std of W0 and B at init")
+    radius_every: int = Field(1, ge=1, le=100_000, description="steps between spectral-radius "
+                              "checks of a dense R (an eigendecomposition each: large R on a "
+                              "GPU wants a few dozen steps between them)")
 
 
 class LMRegularisationSpec(Spec):
@@ -36,6 +43,8 @@ class LMRegularisationSpec(Spec):
     column_norm: float = Field(0.0, ge=0, description="max L2 norm of every word's input "
                                "vector (column of W0) and output vector (row of B), enforced "
                                "after each step; 0 = off")
+    input_dropout: float = Field(0.0, ge=0, lt=1, description="probability of zeroing a unit "
+                                 "of a word's input vector W0ᵀ l_t (training only)")
     l1: float = Field(0.0, ge=0, description="L1 weight on R, per token (proximal step)")
     l2: float = Field(0.0, ge=0, description="L2 weight on all weights, per token")
 
@@ -49,6 +58,7 @@ class LMTrainSpec(Spec):
     bptt: int = Field(35, ge=1, le=10_000, description="truncation length, tokens")
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(2e-3, gt=0, le=100)
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (optimizer sgd only)")
     lr_decay: float = Field(0.5, gt=0, le=1, description="lr factor when valid perplexity "
                             "stops improving (checked every eval_every tokens)")
     clip: float = Field(1.0, gt=0, description="max global gradient norm per step")
@@ -56,6 +66,9 @@ class LMTrainSpec(Spec):
     max_train_tokens: int | None = Field(None, ge=2, description="use only the first N "
                                          "training tokens (quick runs)")
     dtype: Literal["float32", "float64"] = "float32"
+    max_seconds: float | None = Field(None, gt=0, description="stop training after this many "
+                                      "seconds (wall clock) and keep the best parameters so "
+                                      "far; the log records that the budget ended training")
 
 
 class LMDynamicSpec(Spec):
@@ -79,3 +92,12 @@ class RGLMLMSpec(Spec):
     regularisation: LMRegularisationSpec = LMRegularisationSpec()
     train: LMTrainSpec = LMTrainSpec()
     dynamic: LMDynamicSpec = LMDynamicSpec()
+
+    @model_validator(mode="after")
+    def _compatible(self) -> RGLMLMSpec:
+        if self.recurrent.structure == "diagonal" and self.recurrent.density < 1:
+            raise ValueError("recurrent.density < 1 applies to a dense R only "
+                             "(recurrent.structure is diagonal)")
+        if self.train.momentum > 0 and self.train.optimizer != "sgd":
+            raise ValueError("train.momentum applies to optimizer sgd only")
+        return self
