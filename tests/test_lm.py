@@ -199,3 +199,13 @@ def test_time_budget_stops_training_and_keeps_the_best_parameters():
     assert m.log_.stopped_by_budget
     assert m.log_.tokens == [10]  # one step of batch 2 × bptt 5, then the budget check
     assert len(m.log_.valid_ppl) == 1
+
+
+def test_training_stops_once_the_learning_rate_is_annealed_away():
+    ids = stream(2000)
+    # on random tokens the valid perplexity stops improving, so lr halves at every check
+    m = tiny(train={"epochs": 200, "eval_every": 20, "lr_decay": 0.1, "min_lr": 1e-5})
+    m.fit(ids, ids[:50], progress=False)
+    # the last check's decay took lr (recorded before the check) below min_lr, then it stopped
+    assert m.log_.lr[-1] * 0.1 < 1e-5 <= m.log_.lr[-1]
+    assert m.log_.tokens[-1] < 200 * 1990 and not m.log_.stopped_by_budget

@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-dynamic", action="store_true")
+    ap.add_argument("--valid-tokens", type=int, default=10_000,
+                    help="valid tokens scored at each check during training (0 = all)")
     ap.add_argument("--dynamic-lrs", default=None,
                     help="comma list of dynamic-evaluation step sizes: each is run on valid and "
                     "the best is applied to test (default: the spec's dynamic.lr only)")
@@ -100,10 +102,10 @@ def main() -> None:
         spec = load_model_spec(spec_path, args.overrides)
         model = RGLMLanguageModel(spec, V, data.eos_id, seed=args.seed, device=args.device)
         ckpt = out / f"{spec.name}.checkpoint.pt"
-        # valid checks during training use the first 10k valid tokens (curves); final scores
-        # use the whole splits
-        model.fit(data.train, data.valid[:10_000], progress=not args.quiet, checkpoint=ckpt,
-                  resume=True)
+        # valid checks during training use the first --valid-tokens valid tokens (curves, lr
+        # decay, best parameters); final scores use the whole splits
+        check = data.valid[:args.valid_tokens] if args.valid_tokens > 0 else data.valid
+        model.fit(data.train, check, progress=not args.quiet, checkpoint=ckpt, resume=True)
         log = model.log_
         curves[spec.name] = log
         nll = {s: model.token_nll(data.split(s)) for s in ("valid", "test")}
@@ -166,7 +168,7 @@ def main() -> None:
     for name, log in curves.items():
         ax.plot(log.tokens, log.train_ppl, label=f"{name} train (running)")
         if log.valid_ppl:
-            ax.plot(log.valid_tokens, log.valid_ppl, "o-", label=f"{name} valid (10k tokens)")
+            ax.plot(log.valid_tokens, log.valid_ppl, "o-", label=f"{name} valid (checks)")
     ax.set(xlabel="training tokens", ylabel="perplexity", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()

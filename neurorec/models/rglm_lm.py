@@ -319,6 +319,8 @@ class RGLMLanguageModel:
             if out_of_time and step < total_steps:
                 log.stopped_by_budget = True
                 break
+            if lr < t.min_lr:  # annealed to nothing: further steps cannot change the fit
+                break
         bar.close()
         log.seconds = time.perf_counter() - start
         log.tokens_per_s = tokens_seen / max(log.seconds, 1e-9)

@@ -61,6 +61,8 @@ class LMTrainSpec(Spec):
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (optimizer sgd only)")
     lr_decay: float = Field(0.5, gt=0, le=1, description="lr factor when valid perplexity "
                             "stops improving (checked every eval_every tokens)")
+    min_lr: float = Field(0.0, ge=0, description="stop training once lr_decay has taken the "
+                          "learning rate below this (0 = never)")
     clip: float = Field(1.0, gt=0, description="max global gradient norm per step")
     eval_every: int = Field(200_000, ge=1, description="training tokens between valid checks")
     max_train_tokens: int | None = Field(None, ge=2, description="use only the first N "
