@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/brian2_glm.py [--units 20] [--conditions 8] [--bins 90] [--dim 8]
                                     [--trials 1000] [--threads 2] [--repeats 3] [--quick]
+                                    [--device cpu]
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from neurorec.models import RGLM
 from neurorec.spec import RGLMSpec
 
 
-def make_model(n_units: int, n_conditions: int, n_bins: int, dim: int, seed: int = 0) -> RGLM:
+def make_model(n_units: int, n_conditions: int, n_bins: int, dim: int, seed: int = 0,
+               device: str = "cpu") -> RGLM:
     """An R-GLM with parameters set by hand: rates ~0.1-0.3 spikes per 10 ms bin."""
     rng = np.random.default_rng(seed)
     spec = RGLMSpec(link="softplus", stimulus={"n_basis": 6},
@@ -41,7 +43,7 @@ def make_model(n_units: int, n_conditions: int, n_bins: int, dim: int, seed: int
                     coupling={"enabled": True, "n_basis": 3, "duration": 0.05},
                     recurrent={"dim": dim})
     q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
-    model = RGLM(spec)
+    model = RGLM(spec, device=device)
     model.params_ = {
         "beta": np.log(np.expm1(0.3)) + 0.4 * rng.standard_normal((n_units, n_conditions, 6)),
         "h": np.array([-1.0, -0.4, -0.1, 0.0]) + 0.1 * rng.standard_normal((n_units, 4)),
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="torch sampler's device: cpu or cuda "
+                        "(Brian 2 runs on the CPU)")
     parser.add_argument("--quick", action="store_true",
                         help="the test's model: 5 units, 2 conditions, 40 bins, dim 2, "
                              "1000 trials, 1 repeat")
@@ -81,11 +85,20 @@ def main() -> None:
         args.units, args.conditions, args.bins, args.dim = 5, 2, 40, 2
         args.trials, args.repeats = 1000, 1
     torch.set_num_threads(args.threads)
+    try:
+        import brian2  # noqa: F401
+    except Exception as err:  # not installed, or broken with this numpy
+        print(f"brian2 peer: not importable here ({type(err).__name__}: {err}); nothing to "
+              "compare the torch sampler with, benchmark skipped")
+        return
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch.cuda.is_available() is False here")
 
-    model = make_model(args.units, args.conditions, args.bins, args.dim)
+    model = make_model(args.units, args.conditions, args.bins, args.dim, device=args.device)
     condition = np.arange(args.trials) % args.conditions
     print(f"R-GLM: {args.units} units, {args.conditions} conditions, {args.bins} bins of 10 ms, "
-          f"latent dim {args.dim}; {args.trials} trials; {args.threads} torch threads")
+          f"latent dim {args.dim}; {args.trials} trials; {args.threads} torch threads; torch "
+          f"sampler on {args.device}")
 
     start = time.perf_counter()
     simulate_brian2(model, condition[:2], seed=0)

@@ -297,12 +297,23 @@ def bench_size(n: int, args, peak: float) -> None:
     rate["torch float32"] = args.steps / seconds32
     print(f"  {'torch float32':34s} {rate['torch float32']:10.1f} steps/s", flush=True)
     record("numpy", *run_numpy(spec, weights, u))
+
+    def peer(name: str, run) -> None:
+        # a peer that cannot run on this machine (no compiler, a broken install) is reported,
+        # and the torch figures of this size are still printed
+        try:
+            record(name, *run())
+        except Exception as err:
+            print(f"  {name}: failed here, skipped ({type(err).__name__}: "
+                  f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''})", flush=True)
+
     if not args.no_brian2:
         # labels avoid the word "operation": it contains "ratio", which run_all.py quotes
-        record("brian2 runtime (network op)",
-               *run_brian2_runtime(spec, weights, u, "network_operation"))
+        peer("brian2 runtime (network op)",
+             lambda: run_brian2_runtime(spec, weights, u, "network_operation"))
         if n_syn <= args.max_synapses:
-            record("brian2 runtime (synapses)", *run_brian2_runtime(spec, weights, u, "synapses"))
+            peer("brian2 runtime (synapses)",
+                 lambda: run_brian2_runtime(spec, weights, u, "synapses"))
         else:
             print(f"  brian2 runtime (synapses): skipped, {n_syn:.2e} synapses > "
                   f"--max-synapses {args.max_synapses:.0e}")
@@ -310,8 +321,8 @@ def bench_size(n: int, args, peak: float) -> None:
             print("  brian2 cpp_standalone: skipped (--no-standalone)")
         elif n_syn <= args.max_synapses:
             with tempfile.TemporaryDirectory(prefix="neurorec_ctrnn_build_") as build:
-                record("brian2 cpp_standalone (synapses)",
-                       *run_brian2_standalone(spec, weights, u, Path(build)))
+                peer("brian2 cpp_standalone (synapses)",
+                     lambda: run_brian2_standalone(spec, weights, u, Path(build)))
         else:
             print(f"  brian2 cpp_standalone: skipped, {n_syn:.2e} synapses > "
                   f"--max-synapses {args.max_synapses:.0e}")
@@ -346,6 +357,13 @@ def main(argv: list[str] | None = None) -> None:
         args.sizes, args.steps = [256, 1600], 100
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available here")
+    if not args.no_brian2:
+        try:
+            import brian2  # noqa: F401
+        except Exception as err:  # not installed, or broken with this numpy
+            print(f"brian2 peer: not importable here ({type(err).__name__}: {err}); every "
+                  "Brian 2 run is skipped (as with --no-brian2)", flush=True)
+            args.no_brian2 = True
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # FTZ/DAZ for this thread: torch, numpy and Brian's Cython
     print(f"ctrnn simulation: torch {torch.__version__}, numpy {np.__version__}, "
