@@ -209,3 +209,25 @@ def test_training_stops_once_the_learning_rate_is_annealed_away():
     # the last check's decay took lr (recorded before the check) below min_lr, then it stopped
     assert m.log_.lr[-1] * 0.1 < 1e-5 <= m.log_.lr[-1]
     assert m.log_.tokens[-1] < 200 * 1990 and not m.log_.stopped_by_budget
+
+
+def test_ptb_table_merge_takes_the_dropout_row_best_on_valid(tmp_path):
+    import importlib.util
+    path = REPO / "analyses/ptb_perplexity/run.py"
+    spec = importlib.util.spec_from_file_location("ptb_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    kn = {"row": "5-gram Kneser-Ney", "model": "kn5", "valid": 147.7, "test": 141.1}
+    a = {"rows": [kn, {"row": "R-GLM (irlm_dropout_colnorm)", "model": "irlm_dropout_colnorm",
+                       "valid": 120.0, "test": 110.0}]}
+    b = {"rows": [kn, {"row": "R-GLM (irlm_dropout_colnorm)", "model": "irlm_dropout_colnorm",
+                       "valid": 115.0, "test": 112.0}]}
+    paths = []
+    for i, r in enumerate((a, b)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(__import__("json").dumps(r))
+    run.merge_tables(paths, tmp_path / "t")
+    table = (tmp_path / "t" / "table.md").read_text()
+    assert "| R-GLM, dropout + column normalisation | 102.0 | 112.0 (115.0) |" in table
+    assert "| 5-gram Kneser-Ney | 141.2 | 141.1 (147.7) |" in table
+    assert len(__import__("json").loads((tmp_path / "t" / "rows.json").read_text())) == 3

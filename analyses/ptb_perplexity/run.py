@@ -59,6 +59,33 @@ def _best_match(talk_row: str, rows: list[dict]) -> dict | None:
     return min(cands, key=lambda r: r["valid"]) if cands else None
 
 
+def side_by_side(rows: list[dict]) -> str:
+    """Markdown table: every talk row, its value, and our matching row (test and valid)."""
+    side = ["| talk row | talk test ppl | ours: test ppl (valid) | our row |",
+            "|---|---:|---:|---|"]
+    for talk_row, talk_ppl in TALK:
+        match = _best_match(talk_row, rows)
+        side.append(f"| {talk_row} | {talk_ppl} | " + (
+            f"{match['test']:.1f} ({match['valid']:.1f}) | {match['row']} |" if match
+            else "not run (not an R-GLM or count model) | |"))
+    return "\n".join(side) + "\n"
+
+
+def merge_tables(paths: list[Path], out: Path) -> None:
+    """Gather the rows of several runs (count baselines once) into OUT/table.md + rows.json."""
+    rows: list[dict] = []
+    for p in paths:
+        for r in json.loads(Path(p).read_text())["rows"]:
+            if r.get("model") in ("kn5", "cache", "kn5+cache") and any(
+                    q["row"] == r["row"] for q in rows):
+                continue
+            rows.append({**r, "source": str(p)})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rows.json").write_text(json.dumps(rows, indent=1, default=float))
+    (out / "table.md").write_text(side_by_side(rows))
+    print((out / "table.md").read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -75,7 +102,13 @@ def main() -> None:
                     help="comma list of dynamic-evaluation step sizes: each is run on valid and "
                     "the best is applied to test (default: the spec's dynamic.lr only)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="RESULTS_JSON",
+                    help="train nothing: write OUT/table.md from the rows of earlier runs' "
+                    "results.json (several models trained at once, e.g. on one GPU)")
     args = ap.parse_args()
+    if args.merge:
+        merge_tables(args.merge, args.out)
+        return
 
     import matplotlib
     import torch
@@ -186,14 +219,7 @@ def main() -> None:
             "|---|---:|---:|---|"]
     ours += [f"| {r['row']} | {r['valid']:.1f} | {r['test']:.1f} | "
              f"{', '.join(f'{x:.3f}' for x in r.get('weights', []))} |" for r in rows]
-    side = ["| talk row | talk test ppl | ours: test ppl (valid) | our row |",
-            "|---|---:|---:|---|"]
-    for talk_row, talk_ppl in TALK:
-        match = _best_match(talk_row, rows)
-        side.append(f"| {talk_row} | {talk_ppl} | " + (
-            f"{match['test']:.1f} ({match['valid']:.1f}) | {match['row']} |" if match
-            else "not run (not an R-GLM or count model) | |"))
-    (out / "table.md").write_text("\n".join(side) + "\n\n" + "\n".join(talk_lines) + "\n\n"
+    (out / "table.md").write_text(side_by_side(rows) + "\n" + "\n".join(talk_lines) + "\n\n"
                                   + "\n".join(ours) + "\n")
 
     fig, ax = plt.subplots(figsize=(6, 4))
