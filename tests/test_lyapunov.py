@@ -99,3 +99,25 @@ def test_dmd_recovers_sinusoid_frequency(freq):
     assert np.abs(res.growth_rate).max() < 1e-3
     # in hertz with dt in seconds
     assert dmd(x, rank=2, dt=0.01).dominant_frequency() == pytest.approx(freq / 0.01, rel=1e-3)
+
+
+def test_dmd_of_a_moving_blob_needs_the_sustained_modes():
+    """A blob crossing the frame is a nonlinear oscillation: rank-6 DMD fits only decaying
+    modes (here at the Nyquist frequency); with pydmd's optimal rank, the sustained modes are
+    the true frequency (period 20 frames) and its harmonics, the fundamental the lowest."""
+    from neurorec.spec.rnn_studies import OscillatingObjectSpec
+    from neurorec.stimuli.oscillator import make_movies
+
+    movies = make_movies(OscillatingObjectSpec(n_angles=8, n_frames=60, amplitude_px=20,
+                                               period_frames=20))
+    for frames in movies.frames[:4]:
+        x = frames.reshape(60, -1)[5:].astype(float)
+        low = dmd(x, rank=6)
+        assert np.abs(low.growth_rate).min() > 0.05  # nothing sustained: all decay
+        assert np.isnan(low.dominant_frequency(0.01, max_abs_growth=0.05))
+        assert low.dominant_frequency(0.01) == pytest.approx(0.5)  # the old reading
+        fit = dmd(x, rank=0)
+        f = fit.dominant_frequency(0.01, max_abs_growth=0.05)
+        assert min(abs(f - k * 0.05) for k in (1, 2, 3)) < 0.004  # a harmonic of 1/20
+        assert fit.fundamental_frequency(0.01, max_abs_growth=0.05) == pytest.approx(0.05,
+                                                                                   abs=0.004)

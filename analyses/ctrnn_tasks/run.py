@@ -3,7 +3,13 @@ weights saved before/after, and the dynamical-systems analyses; plus the leaky-R
 of predictive information and the 3-bit flip-flop fixed-point check.
 
     python analyses/ctrnn_tasks/run.py --out results/ctrnn_tasks            # the whole study
+    python analyses/ctrnn_tasks/run.py --out results/ctrnn_tasks --jobs 16 --max-minutes 8
     python analyses/ctrnn_tasks/run.py --out /tmp/ct --networks 3 --steps 300 --quick
+
+``--jobs N`` trains the networks (main study, θ sweep, flip-flop: one job each) in N worker
+processes of one thread each, with the same numbers as ``--jobs 1``. ``--max-minutes M`` stops
+training in time to write the report with the networks that finished (``metrics.json`` says
+how many; a network stopped part-way is left out, not analysed half-trained).
 
 Writes ``results.csv`` (one row per network), ``metrics.json`` (the headline numbers),
 ``weights/<task>_seed<k>_{before,after}.npz``, figures and ``report.html``.
@@ -37,6 +43,13 @@ from neurorec.analysis.dynamics import (  # noqa: E402
     weight_change,
 )
 from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points  # noqa: E402
+from neurorec.budget import (  # noqa: E402
+    Budget,
+    current_budget,
+    limit_threads,
+    require,
+    run_jobs,
+)
 from neurorec.fit.train import evaluate, train  # noqa: E402
 from neurorec.models.ctrnn import build_ctrnn  # noqa: E402
 from neurorec.outputs import atomic_dir, write_json  # noqa: E402
@@ -47,10 +60,22 @@ from neurorec.tasks import make_task  # noqa: E402
 
 def rollout(model, task, seed: int, n_trials: int = 64):
     trials = task.generate(n_trials, np.random.default_rng([seed, 9]))
+    device = model.w_out.device
     with torch.no_grad():
-        r, z = model(torch.as_tensor(trials.inputs, dtype=model.w_out.dtype),
-                     generator=torch.Generator().manual_seed(seed))
-    return trials, r.double().numpy(), z.double().numpy()
+        r, z = model(torch.as_tensor(trials.inputs, dtype=model.w_out.dtype, device=device),
+                     generator=torch.Generator(device=device).manual_seed(seed))
+    return trials, r.double().cpu().numpy(), z.double().cpu().numpy()
+
+
+def _train(model, task, spec, seed: int, args, what: str):
+    """``train`` that stops (OutOfTime) once the run's ``--max-minutes`` budget is spent."""
+    budget = current_budget()
+
+    def stop_when_out_of_time(step, _model, _loss):
+        budget.check(f"{what}: stopped at step {step} of {spec.training.n_steps}")
+
+    return train(model, task, spec.training, seed=seed, progress=args.progress,
+                 callback=stop_when_out_of_time if budget.stop_at is not None else None)
 
 
 def latent_summary(model, task, seed: int, d: int, window: int) -> dict:
@@ -72,10 +97,10 @@ def condition_angle(rates: np.ndarray, labels: np.ndarray, d: int) -> float:
 
 
 def one_network(spec, task, task_name: str, seed: int, out: Path, args) -> dict:
-    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed)
+    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=args.device)
     before = model.weights()
     pre = latent_summary(model, task, seed, args.d, args.window)
-    result = train(model, task, spec.training, seed=seed, progress=not args.quiet)
+    result = _train(model, task, spec, seed, args, f"{task_name} seed {seed}")
     after = model.weights()
     np.savez(out / "weights" / f"{task_name}_seed{seed}_before.npz", **before)
     np.savez(out / "weights" / f"{task_name}_seed{seed}_after.npz", **after)
@@ -107,26 +132,38 @@ def one_network(spec, task, task_name: str, seed: int, out: Path, args) -> dict:
                 post["pca"].components, readout).min())),
             "pca3_variance": float(post["pca"].explained.sum()),
             "_history": result.history, "_spectra": (eigen_spectrum(before["w_rec"]),
-                                                     eigen_spectrum(after["w_rec"]))}
+                                                     eigen_spectrum(after["w_rec"])),
+            "_rollout_accuracy": post["accuracy"]}
 
 
-def theta_sweep(spec_path: Path, task, args, out: Path) -> pd.DataFrame:
-    """Predictive information vs the leaky-ReLU angle θ, trained vs untrained (study fig. 6)."""
-    rows = []
-    for theta in args.thetas:
-        spec = load_model_spec(spec_path, [*args.set, "nonlinearity=leaky_relu",
-                                           f"leak_angle={theta}",
-                                           f"training.n_steps={args.steps}"])
-        for seed in range(args.theta_networks):
-            model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed)
-            pre = latent_summary(model, task, seed, args.d, args.window)
-            train(model, task, spec.training, seed=seed, progress=not args.quiet)
-            post = latent_summary(model, task, seed, args.d, args.window)
-            rows.append({"theta_deg": theta, "seed": seed, "pi_untrained": pre["pi"],
-                         "pi_trained": post["pi"], "accuracy": post["accuracy"]})
-            print(f"theta {theta:5.1f} seed {seed}: PI {pre['pi']:.3f} -> {post['pi']:.3f} "
-                  f"nats, accuracy {post['accuracy']:.2f}", flush=True)
-    return pd.DataFrame(rows)
+def main_network_job(spec, task_name: str, seed: int, out: Path, args) -> dict:
+    """One network of the main study (a job of the pool)."""
+    task = make_task(load_stimulus_spec(REPO / f"stimuli/task_{task_name}.yaml"))
+    return one_network(spec, task, task_name, seed, out, args)
+
+
+def theta_spec(spec_path: Path, theta: float, args):
+    return load_model_spec(spec_path, [*args.set, "nonlinearity=leaky_relu",
+                                       f"leak_angle={theta}", f"training.n_steps={args.steps}"])
+
+
+def theta_network(spec_path: Path, theta: float, seed: int, args) -> dict:
+    """One network of the leaky-ReLU angle sweep on the perception task (study fig. 6)."""
+    task = make_task(load_stimulus_spec(REPO / "stimuli/task_perception.yaml"))
+    spec = theta_spec(spec_path, theta, args)
+    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=args.device)
+    pre = latent_summary(model, task, seed, args.d, args.window)
+    _train(model, task, spec, seed, args, f"theta {theta:g} seed {seed}")
+    post = latent_summary(model, task, seed, args.d, args.window)
+    return {"theta_deg": theta, "seed": seed, "pi_untrained": pre["pi"],
+            "pi_trained": post["pi"], "accuracy": post["accuracy"]}
+
+
+def theta_is_main(spec, theta: float) -> bool:
+    """θ = 0 leaky ReLU is ReLU: the same network, trained on the same trials and noise, as the
+    main perception network of that seed when the main spec is ReLU (reused, not retrained)."""
+    return theta == 0.0 and spec.nonlinearity in ("relu", "leaky_relu") and (
+        spec.nonlinearity == "relu" or spec.leak_angle == 0.0)
 
 
 def flip_flop(args, out: Path) -> dict:
@@ -134,9 +171,9 @@ def flip_flop(args, out: Path) -> dict:
     task = make_task(load_stimulus_spec(REPO / "stimuli/task_flip_flop.yaml"))
     spec = load_model_spec(REPO / "models/ctrnn_flipflop.yaml",
                            [f"training.n_steps={args.flipflop_steps}"])
-    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=0)
-    result = train(model, task, spec.training, seed=0, progress=not args.quiet)
-    model = model.double()
+    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=0, device=args.device)
+    result = _train(model, task, spec, 0, args, "flip-flop")
+    model = model.double().cpu()
     _, rates, _ = rollout(model, task, 0, 64)
     starts = rates[:, ::5].reshape(-1, spec.n_units)
     starts = starts[np.random.default_rng(0).choice(len(starts), args.fp_starts, replace=False)]
@@ -183,35 +220,70 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=3, help="latent dimension (PCA, DCA)")
     ap.add_argument("--window", type=int, default=5, help="DCA past/future window T, steps")
     ap.add_argument("--skip", default="", help="comma list of: theta, flipflop")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes (one thread each); one job per network")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="wall-clock budget: stop training in time to write the report")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (every worker uses it)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    require({"dca": "DynamicalComponentsAnalysis", "networkx": "networkx",
+             "sklearn": "scikit-learn"})
+    budget = Budget.from_minutes(args.max_minutes)
+    limit_threads()
+    args.progress = not args.quiet and args.jobs <= 1  # bars from many workers would interleave
     if args.steps is not None:
         args.set = [*args.set, f"training.n_steps={args.steps}"]
     spec = load_model_spec(args.spec, args.set)
     args.steps = spec.training.n_steps
+    tasks = args.tasks.split(",")
+    skip = set(filter(None, args.skip.split(",")))
     start = time.perf_counter()
     with atomic_dir(args.out, overwrite=args.overwrite) as out:
         (out / "weights").mkdir()
-        rows, extras = [], {}
-        for task_name in args.tasks.split(","):
-            task = make_task(load_stimulus_spec(REPO / f"stimuli/task_{task_name}.yaml"))
-            for seed in range(args.networks):
-                row = one_network(spec, task, task_name, seed, out, args)
-                extras[(task_name, seed)] = (row.pop("_history"), row.pop("_spectra"))
+        # flip-flop first (shorter, so it does not trail), then the main networks, then the
+        # θ sweep seed by seed (a run stopped by --max-minutes has every angle's first seeds)
+        jobs = []
+        if "flipflop" not in skip:
+            jobs.append((("flipflop",), flip_flop, (args, out)))
+        jobs += [(("main", t, seed), main_network_job, (spec, t, seed, out, args))
+                 for seed in range(args.networks) for t in tasks]
+        reused = set()
+        if "theta" not in skip:
+            for seed in range(args.theta_networks):
+                for theta in args.thetas:
+                    if ("perception" in tasks and seed < args.networks
+                            and theta_is_main(spec, theta)):
+                        reused.add((theta, seed))
+                    else:
+                        jobs.append((("theta", theta, seed), theta_network,
+                                     (args.spec, theta, seed, args)))
+        print(f"{len(jobs)} jobs on {args.jobs} worker(s), device {args.device}"
+              + (f", budget {args.max_minutes:g} min" if args.max_minutes else ""), flush=True)
+        outcomes = run_jobs(jobs, args.jobs, budget, on_done=_progress_line)
+
+        rows, extras, rollout_acc = [], {}, {}
+        for key, o in outcomes.items():
+            if key[0] == "main" and o.status == "done":
+                row = dict(o.result)
+                extras[(row["task"], row["seed"])] = (row.pop("_history"), row.pop("_spectra"))
+                rollout_acc[(row["task"], row["seed"])] = row.pop("_rollout_accuracy")
                 rows.append(row)
-                print(f"{task_name} seed {seed}: test accuracy {row['test_accuracy']:.3f} "
-                      f"(untrained {row['untrained_accuracy']:.3f}), ΔW rank90 "
-                      f"{row['delta_w_rank90']}, radius {row['radius_before']:.3f} -> "
-                      f"{row['radius_after']:.3f}, PI {row['pi_untrained']:.3f} -> "
-                      f"{row['pi_trained']:.3f} nats", flush=True)
+        rows.sort(key=lambda r: (tasks.index(r["task"]), r["seed"]))
         table = pd.DataFrame(rows)
         table.to_csv(out / "results.csv", index=False)
+        not_done = [(" ".join(map(str, key)), o.status, o.error.strip().splitlines()[-1]
+                     if o.error else "") for key, o in outcomes.items() if o.status != "done"]
         metrics = {"spec": spec.name, "n_steps": spec.training.n_steps,
                    "learning_rate": spec.training.learning_rate, "trained": list(spec.train),
-                   "networks_per_task": args.networks}
-        for task_name, group in table.groupby("task"):
+                   "n_units": spec.n_units, "networks_per_task": args.networks,
+                   "networks_completed": {t: int((table["task"] == t).sum()) if len(table)
+                                          else 0 for t in tasks},
+                   "jobs": args.jobs, "device": args.device, "max_minutes": args.max_minutes,
+                   "jobs_not_completed": [f"{k}: {s}" + (f" ({e})" if e else "")
+                                          for k, s, e in not_done]}
+        for task_name, group in (table.groupby("task") if len(table) else []):
             for col in ("test_accuracy", "untrained_accuracy", "delta_w_rank90", "delta_w_pr",
                         "delta_w_sv1_frac", "radius_before", "radius_after",
                         "non_normality_before", "non_normality_after", "mean_weight_drift",
@@ -219,34 +291,85 @@ def main() -> None:
                         "angle_pre_post_deg", "angle_conditions_deg", "angle_readout_deg"):
                 metrics[f"{task_name}.{col}.mean"] = float(group[col].mean())
                 metrics[f"{task_name}.{col}.sd"] = float(group[col].std(ddof=0))
-        _figures(out, extras)
-        sections = [("Per-task summary (mean over networks)",
-                     html.table(table.drop(columns="seed").groupby("task").mean().reset_index()
-                                .round(4).values.tolist(),
-                                ["task", *table.drop(columns=["seed", "task"]).columns])),
-                    ("Learning and spectra", html.figure("training.png", "curves, spectra"))]
-        skip = set(filter(None, args.skip.split(",")))
+        sections = []
+        if len(table):
+            _figures(out, extras)
+            sections += [("Per-task summary (mean over networks)",
+                          html.table(table.drop(columns="seed").groupby("task").mean()
+                                     .reset_index().round(4).values.tolist(),
+                                     ["task", *table.drop(columns=["seed", "task"]).columns])),
+                         ("Learning and spectra", html.figure("training.png", "curves, spectra"))]
         if "theta" not in skip:
-            sweep = theta_sweep(args.spec, make_task(load_stimulus_spec(
-                REPO / "stimuli/task_perception.yaml")), args, out)
+            theta_rows = []
+            for seed in range(args.theta_networks):
+                for theta in args.thetas:
+                    if (theta, seed) in reused:
+                        main_row = next((r for r in rows if r["task"] == "perception"
+                                         and r["seed"] == seed), None)
+                        if main_row is not None:
+                            theta_rows.append({"theta_deg": theta, "seed": seed,
+                                               "pi_untrained": main_row["pi_untrained"],
+                                               "pi_trained": main_row["pi_trained"],
+                                               "accuracy": rollout_acc[("perception", seed)]})
+                    elif outcomes[("theta", theta, seed)].status == "done":
+                        theta_rows.append(outcomes[("theta", theta, seed)].result)
+            sweep = pd.DataFrame(theta_rows, columns=["theta_deg", "seed", "pi_untrained",
+                                                      "pi_trained", "accuracy"])
+            sweep = sweep.sort_values(["theta_deg", "seed"]).reset_index(drop=True)
             sweep.to_csv(out / "theta_sweep.csv", index=False)
-            _theta_figure(sweep, out / "pi_vs_theta.png")
+            metrics["theta_networks_completed"] = {f"{t:g}": int((sweep["theta_deg"] == t).sum())
+                                                   for t in args.thetas}
+            if len(sweep):
+                _theta_figure(sweep, out / "pi_vs_theta.png")
+                sections.append(("Predictive information vs leaky-ReLU angle",
+                                 html.figure("pi_vs_theta.png", "DCA PI, trained vs untrained")))
             for theta, g in sweep.groupby("theta_deg"):
                 metrics[f"pi_theta_{theta:g}.untrained"] = float(g["pi_untrained"].mean())
                 metrics[f"pi_theta_{theta:g}.trained"] = float(g["pi_trained"].mean())
-            sections.append(("Predictive information vs leaky-ReLU angle",
-                             html.figure("pi_vs_theta.png", "DCA PI, trained vs untrained")))
-        if "flipflop" not in skip:
-            metrics.update(flip_flop(args, out))
+        if "flipflop" not in skip and outcomes[("flipflop",)].status == "done":
+            metrics.update(outcomes[("flipflop",)].result)
             sections.append(("3-bit flip-flop fixed points",
                              html.figure("flipflop_fixed_points.png", "fixed points")))
         metrics["wall_time_s"] = time.perf_counter() - start
         write_json(out / "metrics.json", metrics)
+        if not_done:
+            sections.insert(0, ("Jobs not completed (failed, or stopped by --max-minutes)",
+                                html.table([list(r) for r in not_done],
+                                           ["job", "status", "detail"])))
         sections.insert(0, ("Headline numbers", html.table(list(metrics.items()),
                                                            ["metric", "value"])))
         html.page("ctrnn study: perception and decision networks", sections,
                   out / "report.html")
     print(f"report: {args.out / 'report.html'}")
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    for o in failed:
+        print(f"job {' '.join(map(str, o.key))} failed:\n{o.error}", file=sys.stderr)
+    if failed:
+        sys.exit(1)
+
+
+def _progress_line(o) -> None:
+    name = " ".join(f"{k:g}" if isinstance(k, float) else str(k) for k in o.key)
+    if o.status != "done":
+        print(f"{name}: {o.status} {o.error.strip().splitlines()[-1] if o.error else ''}",
+              flush=True)
+    elif o.key[0] == "main":
+        row = o.result
+        print(f"{row['task']} seed {row['seed']}: test accuracy {row['test_accuracy']:.3f} "
+              f"(untrained {row['untrained_accuracy']:.3f}), ΔW rank90 "
+              f"{row['delta_w_rank90']}, radius {row['radius_before']:.3f} -> "
+              f"{row['radius_after']:.3f}, PI {row['pi_untrained']:.3f} -> "
+              f"{row['pi_trained']:.3f} nats ({o.seconds:.0f} s)", flush=True)
+    elif o.key[0] == "theta":
+        r = o.result
+        print(f"theta {r['theta_deg']:5.1f} seed {r['seed']}: PI {r['pi_untrained']:.3f} -> "
+              f"{r['pi_trained']:.3f} nats, accuracy {r['accuracy']:.2f} ({o.seconds:.0f} s)",
+              flush=True)
+    else:
+        r = o.result
+        print(f"flip-flop: {r['flipflop_stable_fixed_points']} stable fixed points, "
+              f"{r['flipflop_saddles']} saddles, val. accuracy {r['flipflop_val_accuracy']:.4f}"
+              f" ({o.seconds:.0f} s)", flush=True)
 
 
 def _figures(out: Path, extras: dict) -> None:

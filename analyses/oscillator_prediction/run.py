@@ -3,6 +3,8 @@
     python analyses/oscillator_prediction/run.py --out results/oscillator \
         [--stimulus stimuli/oscillator.yaml] [--model models/conv_rnn.yaml] \
         [--set rnn.epochs=10] [--stimulus-set split=left_right] [--seed 0] [--device cpu]
+    python analyses/oscillator_prediction/run.py --out DIR --splits random,left_right,up_down \
+        --device cuda --jobs 3 --max-minutes 8
 
 Trains ``models/conv_rnn.yaml`` on the movies of the training angles of the protocol, then on
 the held-out angles measures: reconstruction and prediction error (binary cross-entropy per
@@ -13,18 +15,39 @@ time courses and tuning to the axis angle; DMD of the RNN population dynamics wi
 oscillatory mode's frequency vs the true one. Writes ``metrics.json``, ``RESULTS.md``,
 ``report.html`` and PNG figures into ``--out`` (atomically); a checkpoint beside ``--out``
 lets a killed run resume.
+
+``--splits random,left_right,up_down`` fits one model per test set (the held-out angles of
+``stimulus.split``: random 20 %, left/right 160-200 and -20-20 deg, up/down 70-120 and
+250-290 deg; the same movies otherwise) and writes each split's report into ``OUT/<split>/``
+and a table of all of them into ``OUT`` (``RESULTS.md``, ``metrics.json``, ``report.html``).
+``--jobs N`` fits the splits in N processes (``--threads`` torch threads each; ``--device
+cuda`` puts every fit on the GPU); ``--max-minutes M`` stops training in time to write the
+reports with the epochs that finished (the reports say how many).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from neurorec.budget import (  # noqa: E402
+    Budget,
+    current_budget,
+    limit_threads,
+    require,
+    run_jobs,
+)
+
 STUDY = {"decoding_rnn": 0.95, "decoding_encoder": 0.76}
+SPLITS = ("random", "left_right", "up_down")
+DMD_MAX_GROWTH = 0.05  # |log|μ|| per frame of a sustained mode
 
 
 def peak_positions(frames: np.ndarray) -> np.ndarray:
@@ -44,22 +67,11 @@ def n_for_variance(x: np.ndarray, fraction: float = 0.9) -> int:
     return int(np.searchsorted(np.cumsum(s) / s.sum(), fraction) + 1)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--stimulus", type=Path, default=ROOT / "stimuli" / "oscillator.yaml")
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "conv_rnn.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[],
-                    help="model spec override, e.g. rnn.epochs=10 (repeatable)")
-    ap.add_argument("--stimulus-set", dest="stim_overrides", action="append", default=[])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-
+def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
+    """Fit the model on the training angles of stimulus ``stim``, analyse the held-out ones and
+    write figures, ``metrics.json``, ``RESULTS.md`` and ``report.html`` into ``d`` (a job of
+    the pool). Returns the metrics."""
     import matplotlib
-    import torch
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -67,21 +79,22 @@ def main(argv: list[str] | None = None) -> dict:
     from neurorec.analysis.decoding import svm_decode_cv
     from neurorec.analysis.dmd import dmd
     from neurorec.models.conv_rnn import ConvRNN, frame_bce
-    from neurorec.outputs import atomic_dir, write_json
+    from neurorec.outputs import write_json
     from neurorec.report import html
-    from neurorec.spec import dump_spec, load_model_spec, load_stimulus_spec
+    from neurorec.spec import dump_spec
     from neurorec.stimuli.oscillator import DIRECTION_NAMES, make_movies, motion_direction
 
-    torch.set_num_threads(1)
-    stim = load_stimulus_spec(args.stimulus, args.stim_overrides)
-    spec = load_model_spec(args.model, args.overrides)
+    budget = current_budget()
+    d.mkdir(parents=True, exist_ok=True)
     movies = make_movies(stim)
     train, test = movies.subset(~movies.is_test), movies.subset(movies.is_test)
     t0 = time.perf_counter()
-    ckpt = args.out.with_name(f".{args.out.name}.checkpoint.pt")
-    model = ConvRNN(spec, args.device).fit(train.frames, seed=args.seed,
-                                           progress=not args.quiet, checkpoint=ckpt)
+    model = ConvRNN(spec, args.device).fit(
+        train.frames, seed=args.seed, progress=not args.quiet and args.jobs <= 1,
+        checkpoint=ckpt, should_stop=budget.out_of_time if budget.stop_at is not None else None)
     fit_s = time.perf_counter() - t0
+    epochs_done = {stage: sum(r["stage"] == stage for r in model.history_)
+                   for stage in ("autoencoder", "rnn")}
     dt = spec.rnn.delta_t
     out_test = model.transform(test.frames)
     out_all = model.transform(movies.frames)
@@ -101,6 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
         "prediction_bce": frame_bce(target, pred),
         "prediction_mse": float(np.mean((target - pred) ** 2)),
         "copy_baseline_bce": frame_bce(target, np.clip(copy, 1e-3, 1 - 1e-3)),
+        # what a predictor that knows nothing of the object's position scores (a blurred
+        # disc), and the least any predictor can score (the targets' own entropy: they are
+        # grey levels, not 0/1)
+        "mean_frame_baseline_bce": frame_bce(target, np.broadcast_to(
+            train.frames.mean(axis=(0, 1)), target.shape)),
+        "lowest_possible_bce": frame_bce(target, target),
         "copy_baseline_mse": float(np.mean((target - copy) ** 2)),
         "prediction_position_error_px": float(np.mean(np.linalg.norm(
             peak_positions(pred) - true_pos, axis=-1))),
@@ -109,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
         "copy_baseline_position_error_px": float(np.mean(np.linalg.norm(
             test.centre_px[:, warm:-dt] - true_pos, axis=-1))),
         "history": model.history_,
+        "split": stim.split, "epochs_completed": epochs_done,
+        "stopped_by_time_limit": model.stopped_early_,
     }
 
     # ---- PCA of representations on held-out frames
@@ -127,16 +148,26 @@ def main(argv: list[str] | None = None) -> dict:
     m["decoding_chance"] = float(np.bincount(labels).max() / len(labels))
 
     # ---- DMD of the RNN population per held-out movie: oscillatory frequency vs true
+    # rank: pydmd's optimal hard threshold (a fixed rank 6 left only decaying modes near the
+    # Nyquist frequency: 0.49 cycles/frame for the encoder); modes decaying or growing by
+    # more than 5 % a frame are not the sustained oscillation
     true_f = 1.0 / stim.period_frames
-    f_rnn = np.array([dmd(h[warm:], rank=6).dominant_frequency(0.01)
-                      for h in out_test["hidden"]])
-    f_code = np.array([dmd(c[warm:], rank=6).dominant_frequency(0.01)
-                       for c in out_test["code"]])
+    fits_rnn = [dmd(h[warm:], rank=0) for h in out_test["hidden"]]
+    fits_code = [dmd(c[warm:], rank=0) for c in out_test["code"]]
+    f_rnn = np.array([f.dominant_frequency(0.01, DMD_MAX_GROWTH) for f in fits_rnn])
+    f_code = np.array([f.dominant_frequency(0.01, DMD_MAX_GROWTH) for f in fits_code])
+    f0_rnn = np.array([f.fundamental_frequency(0.01, DMD_MAX_GROWTH) for f in fits_rnn])
+    f0_code = np.array([f.fundamental_frequency(0.01, DMD_MAX_GROWTH) for f in fits_code])
     m.update(true_frequency_per_frame=true_f, true_frequency_hz=true_f * stim.frame_rate,
-             dmd_frequency_rnn_mean=float(np.nanmean(f_rnn)),
-             dmd_frequency_rnn_sd=float(np.nanstd(f_rnn)),
-             dmd_frequency_encoder_mean=float(np.nanmean(f_code)),
-             dmd_relative_error_rnn=float(np.nanmean(np.abs(f_rnn - true_f)) / true_f))
+             dmd_frequency_rnn_mean=_nan(np.nanmean, f_rnn),
+             dmd_frequency_rnn_sd=_nan(np.nanstd, f_rnn),
+             dmd_frequency_encoder_mean=_nan(np.nanmean, f_code),
+             dmd_relative_error_rnn=_nan(np.nanmean, np.abs(f_rnn - true_f)) / true_f,
+             dmd_fundamental_rnn_mean=_nan(np.nanmean, f0_rnn),
+             dmd_fundamental_rnn_sd=_nan(np.nanstd, f0_rnn),
+             dmd_fundamental_encoder_mean=_nan(np.nanmean, f0_code),
+             dmd_rank_rnn_median=float(np.median([len(f.frequency) for f in fits_rnn])),
+             dmd_movies_without_sustained_mode=int(np.isnan(f_rnn).sum()))
 
     # ---- tuning of RNN units to the axis angle (oscillation amplitude = s.d. over time)
     amp = out_all["hidden"][:, warm:].std(axis=1)  # (n_movies, N)
@@ -145,108 +176,261 @@ def main(argv: list[str] | None = None) -> dict:
     depth = (tuning.max(0) - tuning.min(0)) / (tuning.max(0) + 1e-12)
     m["tuning_depth_median"] = float(np.median(depth))
 
-    with atomic_dir(args.out, args.overwrite) as d:
-        fig, ax = plt.subplots(3, 6, figsize=(12, 6.5))
-        times = np.linspace(warm, stim.n_frames - dt - 1, 6).astype(int)
-        for j, t in enumerate(times):
-            for i, (img, lab) in enumerate(((test.frames[0, t + dt], f"true t+{dt}"),
-                                            (out_test["prediction"][0, t], "predicted"),
-                                            (out_test["reconstruction"][0, t], "reconstructed"))):
-                ax[i, j].imshow(img, cmap="gray", vmin=0, vmax=1)
-                ax[i, j].set_xticks([])
-                ax[i, j].set_yticks([])
-                ax[i, j].set_title(f"{lab}, t={t}", fontsize=8)
-        fig.suptitle(f"held-out angle {test.angle_deg[0]:g} deg")
-        fig.tight_layout()
-        fig.savefig(d / "frames.png", dpi=90)
-        plt.close(fig)
+    fig, ax = plt.subplots(3, 6, figsize=(12, 6.5))
+    times = np.linspace(warm, stim.n_frames - dt - 1, 6).astype(int)
+    for j, t in enumerate(times):
+        for i, (img, lab) in enumerate(((test.frames[0, t + dt], f"true t+{dt}"),
+                                        (out_test["prediction"][0, t], "predicted"),
+                                        (out_test["reconstruction"][0, t], "reconstructed"))):
+            ax[i, j].imshow(img, cmap="gray", vmin=0, vmax=1)
+            ax[i, j].set_xticks([])
+            ax[i, j].set_yticks([])
+            ax[i, j].set_title(f"{lab}, t={t}", fontsize=8)
+    fig.suptitle(f"held-out angle {test.angle_deg[0]:g} deg")
+    fig.tight_layout()
+    fig.savefig(d / "frames.png", dpi=90)
+    plt.close(fig)
 
-        fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
-        hist = model.history_
-        for stage in ("autoencoder", "rnn"):
-            h = [r for r in hist if r["stage"] == stage]
-            ax[0].plot([r["loss"] for r in h], label=f"{stage} train")
-            ax[0].plot([r["val_loss"] for r in h], "--", label=f"{stage} validation")
-        ax[0].set(xlabel="epoch", ylabel="BCE", title="training", yscale="log")
-        ax[0].legend(fontsize=7)
-        ax[1].semilogy(sv_code, "o-", label="encoder")
-        ax[1].semilogy(sv_hidden, "o-", label="RNN")
-        ax[1].set(xlabel="component", ylabel="normalised singular value", title="PCA")
-        ax[1].legend()
-        ax[2].bar(["RNN", "encoder", "chance"],
-                  [m["decoding_rnn"], m["decoding_encoder"], m["decoding_chance"]])
-        ax[2].set(ylim=(0, 1), ylabel="accuracy", title="motion direction (linear SVM)")
-        fig.tight_layout()
-        fig.savefig(d / "summary.png", dpi=90)
-        plt.close(fig)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    hist = model.history_
+    for stage in ("autoencoder", "rnn"):
+        h = [r for r in hist if r["stage"] == stage]
+        ax[0].plot([r["loss"] for r in h], label=f"{stage} train")
+        ax[0].plot([r["val_loss"] for r in h], "--", label=f"{stage} validation")
+    ax[0].set(xlabel="epoch", ylabel="BCE", title="training", yscale="log")
+    ax[0].legend(fontsize=7)
+    ax[1].semilogy(sv_code, "o-", label="encoder")
+    ax[1].semilogy(sv_hidden, "o-", label="RNN")
+    ax[1].set(xlabel="component", ylabel="normalised singular value", title="PCA")
+    ax[1].legend()
+    ax[2].bar(["RNN", "encoder", "chance"],
+              [m["decoding_rnn"], m["decoding_encoder"], m["decoding_chance"]])
+    ax[2].set(ylim=(0, 1), ylabel="accuracy", title="motion direction (linear SVM)")
+    fig.tight_layout()
+    fig.savefig(d / "summary.png", dpi=90)
+    plt.close(fig)
 
-        fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
-        ax[0].plot(out_test["hidden"][0][:, :8])
-        ax[0].set(xlabel="frame", ylabel="activity", title="RNN units, one held-out movie")
-        order = np.argsort(tuning.argmax(0))
-        im = ax[1].imshow(tuning[:, order].T, aspect="auto", cmap="viridis",
-                          extent=(angles[0], angles[-1], len(order), 0))
-        ax[1].set(xlabel="axis angle (deg)", ylabel="unit (by preferred angle)",
-                  title="tuning: s.d. over time")
-        fig.colorbar(im, ax=ax[1])
-        ax[2].hist(f_rnn, bins=15, alpha=0.7, label="RNN")
-        ax[2].hist(f_code, bins=15, alpha=0.5, label="encoder")
-        ax[2].axvline(true_f, color="k", label="true")
-        ax[2].set(xlabel="cycles / frame", title="DMD dominant frequency")
-        ax[2].legend()
-        fig.tight_layout()
-        fig.savefig(d / "dynamics.png", dpi=90)
-        plt.close(fig)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    ax[0].plot(out_test["hidden"][0][:, :8])
+    ax[0].set(xlabel="frame", ylabel="activity", title="RNN units, one held-out movie")
+    order = np.argsort(tuning.argmax(0))
+    im = ax[1].imshow(tuning[:, order].T, aspect="auto", cmap="viridis",
+                      extent=(angles[0], angles[-1], len(order), 0))
+    ax[1].set(xlabel="axis angle (deg)", ylabel="unit (by preferred angle)",
+              title="tuning: s.d. over time")
+    fig.colorbar(im, ax=ax[1])
+    bins = np.linspace(0, 0.5, 26)
+    ax[2].hist(f_rnn[np.isfinite(f_rnn)], bins=bins, alpha=0.7, label="RNN")
+    ax[2].hist(f_code[np.isfinite(f_code)], bins=bins, alpha=0.5, label="encoder")
+    ax[2].axvline(true_f, color="k", label="true")
+    ax[2].set(xlabel="cycles / frame", title="DMD dominant sustained mode")
+    ax[2].legend()
+    fig.tight_layout()
+    fig.savefig(d / "dynamics.png", dpi=90)
+    plt.close(fig)
 
-        write_json(d / "metrics.json", m)
-        (d / "spec.yaml").write_text(dump_spec(spec))
-        (d / "stimulus.yaml").write_text(dump_spec(stim))
-        rows = [
-            ("reconstruction BCE / MSE (held-out angles)",
-             f"{m['reconstruction_bce']:.4f} / {m['reconstruction_mse']:.5f}", "-"),
-            (f"prediction t+{dt} BCE / MSE", f"{m['prediction_bce']:.4f} / "
-             f"{m['prediction_mse']:.5f}", "-"),
-            ("copy-current-frame baseline BCE / MSE",
-             f"{m['copy_baseline_bce']:.4f} / {m['copy_baseline_mse']:.5f}", "-"),
-            ("object position error: prediction / copy baseline (px)",
-             f"{m['prediction_position_error_px']:.2f} / "
-             f"{m['copy_baseline_position_error_px']:.2f}", "-"),
-            ("components for 90 % variance: encoder / RNN",
-             f"{m['pca_n90_encoder']} / {m['pca_n90_rnn']}", "-"),
-            ("motion direction decoding, RNN", f"{m['decoding_rnn']:.3f}",
-             f"{STUDY['decoding_rnn']:.2f}"),
-            ("motion direction decoding, encoder", f"{m['decoding_encoder']:.3f}",
-             f"{STUDY['decoding_encoder']:.2f}"),
-            ("decoding chance (majority class)", f"{m['decoding_chance']:.3f}", "-"),
-            ("DMD frequency, RNN (cycles/frame)",
-             f"{m['dmd_frequency_rnn_mean']:.4f} ± {m['dmd_frequency_rnn_sd']:.4f}",
-             f"true {true_f:.4f}"),
-            ("median tuning depth of RNN units to angle", f"{m['tuning_depth_median']:.2f}", "-"),
-        ]
-        header = ["quantity", "ours", "study"]
-        setup = (f"Stimulus {stim.name}: {stim.n_angles} axis angles × {stim.movies_per_angle} "
-                 f"movie(s) of {stim.n_frames} frames, {stim.size_px}×{stim.size_px} px, period "
-                 f"{stim.period_frames:g} frames, axis point {stim.axis_point}, split "
-                 f"{stim.split}: {m['n_test_movies']} held-out movies. Model: autoencoder "
-                 f"{m['n_parameters']['autoencoder']} parameters, "
-                 f"{spec.autoencoder.epochs} epochs; RNN {spec.rnn.n_units} units "
-                 f"({m['n_parameters']['rnn']} parameters), {spec.rnn.epochs} epochs; seed "
-                 f"{args.seed}; fit {fit_s:.0f} s. Decoding: classes "
-                 f"{m['direction_classes']}, {n_splits}-fold CV grouped by movie, frames "
-                 f"t ≥ {warm}.")
-        md = ["# Oscillating-object prediction: results", "", setup, "",
-              "| " + " | ".join(header) + " |", "|---|---|---|",
-              *["| " + " | ".join(map(str, r)) + " |" for r in rows], "",
-              "Figures: `frames.png`, `summary.png`, `dynamics.png`.", ""]
-        (d / "RESULTS.md").write_text("\n".join(md))
-        html.page("Oscillating-object prediction (conv encoder + RNN)", [
-            ("Setup", f"<p>{setup}</p>"), ("Numbers", html.table(rows, header)),
-            ("Example frames", html.figure("frames.png", "true vs predicted vs reconstructed")),
-            ("Training, PCA, decoding", html.figure("summary.png", "summary")),
-            ("Dynamics", html.figure("dynamics.png", "units, tuning, DMD")),
-        ], d / "report.html")
-    ckpt.unlink(missing_ok=True)
+    write_json(d / "metrics.json", m)
+    (d / "spec.yaml").write_text(dump_spec(spec))
+    (d / "stimulus.yaml").write_text(dump_spec(stim))
+    rows = [
+        ("reconstruction BCE / MSE (held-out angles)",
+         f"{m['reconstruction_bce']:.4f} / {m['reconstruction_mse']:.5f}", "-"),
+        (f"prediction t+{dt} BCE / MSE", f"{m['prediction_bce']:.4f} / "
+         f"{m['prediction_mse']:.5f}", "-"),
+        ("copy-current-frame baseline BCE / MSE",
+         f"{m['copy_baseline_bce']:.4f} / {m['copy_baseline_mse']:.5f}", "-"),
+        ("mean-training-frame baseline BCE / lowest possible BCE (target entropy)",
+         f"{m['mean_frame_baseline_bce']:.4f} / {m['lowest_possible_bce']:.4f}", "-"),
+        ("object position error: prediction / copy baseline (px)",
+         f"{m['prediction_position_error_px']:.2f} / "
+         f"{m['copy_baseline_position_error_px']:.2f}", "-"),
+        ("components for 90 % variance: encoder / RNN",
+         f"{m['pca_n90_encoder']} / {m['pca_n90_rnn']}", "-"),
+        ("motion direction decoding, RNN", f"{m['decoding_rnn']:.3f}",
+         f"{STUDY['decoding_rnn']:.2f}"),
+        ("motion direction decoding, encoder", f"{m['decoding_encoder']:.3f}",
+         f"{STUDY['decoding_encoder']:.2f}"),
+        ("decoding chance (majority class)", f"{m['decoding_chance']:.3f}", "-"),
+        ("DMD frequency, RNN (cycles/frame): dominant sustained mode / fundamental",
+         f"{m['dmd_frequency_rnn_mean']:.4f} ± {m['dmd_frequency_rnn_sd']:.4f} / "
+         f"{m['dmd_fundamental_rnn_mean']:.4f} ± {m['dmd_fundamental_rnn_sd']:.4f}",
+         f"true {true_f:.4f}"),
+        ("DMD frequency, encoder: dominant / fundamental",
+         f"{m['dmd_frequency_encoder_mean']:.4f} / {m['dmd_fundamental_encoder_mean']:.4f}",
+         f"true {true_f:.4f}"),
+        ("median tuning depth of RNN units to angle", f"{m['tuning_depth_median']:.2f}", "-"),
+    ]
+    header = ["quantity", "ours", "study"]
+    setup = (f"Stimulus {stim.name}: {stim.n_angles} axis angles × {stim.movies_per_angle} "
+             f"movie(s) of {stim.n_frames} frames, {stim.size_px}×{stim.size_px} px, period "
+             f"{stim.period_frames:g} frames, axis point {stim.axis_point}, split "
+             f"{stim.split}: {m['n_test_movies']} held-out movies. Model: autoencoder "
+             f"{m['n_parameters']['autoencoder']} parameters, "
+             f"{_epochs(epochs_done['autoencoder'], spec.autoencoder.epochs)}; RNN "
+             f"{spec.rnn.n_units} units ({m['n_parameters']['rnn']} parameters), "
+             f"{_epochs(epochs_done['rnn'], spec.rnn.epochs)}; seed "
+             f"{args.seed}; fit {fit_s:.0f} s. Decoding: classes "
+             f"{m['direction_classes']}, {n_splits}-fold CV grouped by movie, frames "
+             f"t ≥ {warm}. DMD per held-out movie (frames t ≥ {warm}, rank by pydmd's "
+             f"optimal hard threshold, median {m['dmd_rank_rnn_median']:g} for the RNN): "
+             f"the largest-amplitude mode with |growth| ≤ {DMD_MAX_GROWTH:g}/frame, and the "
+             f"lowest such frequency with ≥ 10 % of its amplitude (fundamental); "
+             f"{m['dmd_movies_without_sustained_mode']} movies had no sustained mode.")
+    md = ["# Oscillating-object prediction: results", "", setup, "",
+          "| " + " | ".join(header) + " |", "|---|---|---|",
+          *["| " + " | ".join(map(str, r)) + " |" for r in rows], "",
+          "Figures: `frames.png`, `summary.png`, `dynamics.png`.", ""]
+    (d / "RESULTS.md").write_text("\n".join(md))
+    html.page("Oscillating-object prediction (conv encoder + RNN)", [
+        ("Setup", f"<p>{setup}</p>"), ("Numbers", html.table(rows, header)),
+        ("Example frames", html.figure("frames.png", "true vs predicted vs reconstructed")),
+        ("Training, PCA, decoding", html.figure("summary.png", "summary")),
+        ("Dynamics", html.figure("dynamics.png", "units, tuning, DMD")),
+    ], d / "report.html")
+    if not model.stopped_early_:  # a stopped fit keeps its checkpoint: run again to go on
+        ckpt.unlink(missing_ok=True)
     return m
+
+
+def _nan(stat, x: np.ndarray) -> float:
+    """``stat`` (np.nanmean, np.nanstd) of x; NaN without a warning when x is all NaN."""
+    x = np.asarray(x, float)
+    return float(stat(x)) if np.isfinite(x).any() else float("nan")
+
+
+def _epochs(done: int, wanted: int) -> str:
+    return f"{wanted} epochs" if done == wanted else f"{done} of {wanted} epochs (time limit)"
+
+
+SUMMARY_ROWS = [  # (label, metric key(s), format, study value)
+    ("reconstruction BCE (held-out angles)", ("reconstruction_bce",), "{:.4f}", "-"),
+    ("prediction t+5 BCE", ("prediction_bce",), "{:.4f}", "-"),
+    ("copy-current-frame baseline BCE", ("copy_baseline_bce",), "{:.4f}", "-"),
+    ("mean-training-frame baseline BCE / lowest possible BCE",
+     ("mean_frame_baseline_bce", "lowest_possible_bce"), "{:.4f}", "-"),
+    ("object position error: prediction / copy baseline (px)",
+     ("prediction_position_error_px", "copy_baseline_position_error_px"), "{:.2f}", "-"),
+    ("motion direction decoding, RNN", ("decoding_rnn",), "{:.3f}",
+     f"{STUDY['decoding_rnn']:.2f}"),
+    ("motion direction decoding, encoder", ("decoding_encoder",), "{:.3f}",
+     f"{STUDY['decoding_encoder']:.2f}"),
+    ("decoding chance (majority class)", ("decoding_chance",), "{:.3f}", "-"),
+    ("DMD frequency, RNN (cycles/frame): dominant / fundamental",
+     ("dmd_frequency_rnn_mean", "dmd_fundamental_rnn_mean"), "{:.4f}", "-"),
+    ("true frequency (cycles/frame)", ("true_frequency_per_frame",), "{:.4f}", "-"),
+    ("components for 90 % variance: encoder / RNN", ("pca_n90_encoder", "pca_n90_rnn"),
+     "{}", "-"),
+    ("epochs: autoencoder / RNN", ("epochs_completed",), "{}", "30 / 50"),
+    ("fit time (s)", ("fit_time_s",), "{:.0f}", "-"),
+]
+
+
+def _summary_value(m: dict, keys: tuple[str, ...], fmt: str) -> str:
+    if keys == ("epochs_completed",):
+        e = m["epochs_completed"]
+        return f"{e['autoencoder']} / {e['rnn']}"
+    return " / ".join(fmt.format(m[k]) for k in keys)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--stimulus", type=Path, default=ROOT / "stimuli" / "oscillator.yaml")
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "conv_rnn.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="model spec override, e.g. rnn.epochs=10 (repeatable)")
+    ap.add_argument("--stimulus-set", dest="stim_overrides", action="append", default=[])
+    ap.add_argument("--splits", default=None,
+                    help="comma list of test sets (random, left_right, up_down): one fit each, "
+                         "reports in OUT/<split>/ and a summary table in OUT")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="splits fitted in parallel processes")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="wall-clock budget: stop training in time to write the report")
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    require({"pydmd": "pydmd", "sklearn": "scikit-learn"})
+
+    from neurorec.errors import SpecError
+    from neurorec.outputs import atomic_dir, write_json
+    from neurorec.report import html
+    from neurorec.spec import load_model_spec, load_stimulus_spec
+
+    budget = Budget.from_minutes(args.max_minutes, reserve_s=45.0)
+    limit_threads(args.threads)
+    spec = load_model_spec(args.model, args.overrides)
+    if args.splits is None:
+        stims = {None: load_stimulus_spec(args.stimulus, args.stim_overrides)}
+    else:
+        splits = [x for x in args.splits.split(",") if x]
+        bad = [x for x in splits if x not in SPLITS]
+        if bad or not splits:
+            raise SpecError(f"--splits: {bad or args.splits!r}: choose from {', '.join(SPLITS)}")
+        stims = {x: load_stimulus_spec(args.stimulus, [*args.stim_overrides, f"split={x}"])
+                 for x in splits}
+    with atomic_dir(args.out, args.overwrite) as d:
+        jobs = []
+        for split, stim in stims.items():
+            tag = "" if split is None else f".{split}"
+            ckpt = args.out.with_name(f".{args.out.name}{tag}.checkpoint.pt")
+            jobs.append((split, run_split, (stim, spec, args, d if split is None else d / split,
+                                            ckpt)))
+        outcomes = run_jobs(jobs, args.jobs, budget, n_threads=args.threads,
+                            on_done=None if args.quiet else _progress_line)
+        failed = {k: o for k, o in outcomes.items() if o.status != "done"}
+        results = {k: o.result for k, o in outcomes.items() if o.status == "done"}
+        if args.splits is not None:
+            header = ["quantity", *results, "study"]
+            rows = [(label, *(_summary_value(m, keys, fmt) for m in results.values()), study)
+                    for label, keys, fmt, study in SUMMARY_ROWS]
+            not_done = [f"{k}: {o.status}" + (f" ({o.error.strip().splitlines()[-1]})"
+                                              if o.error else "") for k, o in failed.items()]
+            write_json(d / "metrics.json", {"splits": {k: {kk: v for kk, v in m.items()
+                                                           if kk != "history"}
+                                                       for k, m in results.items()},
+                                            "splits_not_completed": not_done,
+                                            "device": args.device, "jobs": args.jobs,
+                                            "max_minutes": args.max_minutes})
+            intro = ("One model fitted per test set (held-out axis angles: random 20 %; "
+                     "left_right 160-200 and -20-20 deg; up_down 70-120 and 250-290 deg); each "
+                     "split's full report is in its folder.")
+            if not_done:
+                intro += " Not completed: " + "; ".join(not_done) + "."
+            md = ["# Oscillating-object prediction: test sets", "", intro, "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                  *["| " + " | ".join(map(str, r)) + " |" for r in rows], "",
+                  *[f"- `{k}/RESULTS.md`, `{k}/report.html`" for k in results], ""]
+            (d / "RESULTS.md").write_text("\n".join(md))
+            links = "".join(f'<li><a href="{k}/report.html">{k}</a></li>' for k in results)
+            html.page("Oscillating-object prediction: test sets", [
+                ("Setup", f"<p>{intro}</p>"), ("Numbers", html.table(rows, header)),
+                ("Per-split reports", f"<ul>{links}</ul>")], d / "report.html")
+        elif failed:
+            o = next(iter(failed.values()))
+            raise SystemExit(f"the fit did not finish: {o.status}\n{o.error}")
+    for k, o in failed.items():
+        if o.status == "failed":
+            print(f"split {k} failed:\n{o.error}", file=sys.stderr)
+    if any(o.status == "failed" for o in failed.values()):
+        raise SystemExit(1)
+    return results[None] if args.splits is None else results
+
+
+def _progress_line(o) -> None:
+    name = o.key or "fit"
+    if o.status != "done":
+        print(f"{name}: {o.status} {o.error.strip().splitlines()[-1] if o.error else ''}",
+              flush=True)
+        return
+    m = o.result
+    print(f"{name}: prediction BCE {m['prediction_bce']:.4f} (mean-frame baseline "
+          f"{m['mean_frame_baseline_bce']:.4f}, floor {m['lowest_possible_bce']:.4f}), "
+          f"decoding RNN {m['decoding_rnn']:.3f} / encoder "
+          f"{m['decoding_encoder']:.3f}, epochs {m['epochs_completed']}, {o.seconds:.0f} s",
+          flush=True)
 
 
 if __name__ == "__main__":

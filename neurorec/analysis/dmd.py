@@ -32,13 +32,34 @@ class DMDResult:
     amplitude: np.ndarray
     modes: np.ndarray
 
-    def dominant_frequency(self, min_frequency: float = 0.0) -> float:
-        """|frequency| of the largest-amplitude mode oscillating faster than ``min_frequency``
-        (NaN if none)."""
+    def _oscillating(self, min_frequency: float, max_abs_growth: float | None) -> np.ndarray:
         ok = np.abs(self.frequency) > min_frequency
+        if max_abs_growth is not None:
+            ok &= np.abs(self.growth_rate) <= max_abs_growth
+        return ok
+
+    def dominant_frequency(self, min_frequency: float = 0.0,
+                           max_abs_growth: float | None = None) -> float:
+        """|frequency| of the largest-amplitude mode oscillating faster than ``min_frequency``
+        (NaN if none). ``max_abs_growth``: only sustained modes, ``|growth_rate| ≤`` it — a
+        truncated DMD of a nonlinear oscillation (a blob crossing the frame) also fits
+        fast-decaying modes, often at the Nyquist frequency, with large amplitudes."""
+        ok = self._oscillating(min_frequency, max_abs_growth)
         if not ok.any():
             return float("nan")
         return float(abs(self.frequency[ok][np.argmax(self.amplitude[ok])]))
+
+    def fundamental_frequency(self, min_frequency: float = 0.0,
+                              max_abs_growth: float | None = None,
+                              min_relative_amplitude: float = 0.1) -> float:
+        """The lowest |frequency| among the modes :meth:`dominant_frequency` considers whose
+        amplitude is at least ``min_relative_amplitude`` of the largest: the fundamental of a
+        periodic signal whose harmonics may carry more amplitude (NaN if none)."""
+        ok = self._oscillating(min_frequency, max_abs_growth)
+        if not ok.any():
+            return float("nan")
+        amp = self.amplitude[ok]
+        return float(np.abs(self.frequency[ok])[amp >= min_relative_amplitude * amp.max()].min())
 
 
 def dmd(x: np.ndarray, rank: int = 0, dt: float = 1.0, center: bool = True) -> DMDResult:

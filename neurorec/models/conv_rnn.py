@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +120,15 @@ class ConvRNN:
 
     # ---------------------------------------------------------------- training
     def fit(self, frames: np.ndarray, seed: int = 0, progress: bool = True,
-            checkpoint: str | Path | None = None) -> ConvRNN:
+            checkpoint: str | Path | None = None,
+            should_stop: Callable[[], bool] | None = None) -> ConvRNN:
         """Train on movies ``frames`` (n_movies, T, S, S) in [0, 1].
 
         ``checkpoint``: a file written after every epoch (both stages) and resumed from.
+        ``should_stop``: asked after every epoch (a wall-clock budget); when it says True the
+        running stage keeps its best epoch so far and training ends (stopped in stage 1, the
+        RNN keeps its initial weights). ``stopped_early_`` says whether that happened;
+        ``history_`` has the epochs that ran.
         """
         if frames.ndim != 4 or frames.shape[2] != frames.shape[3]:
             raise DataError(f"fit: frames must be (n_movies, T, S, S), got {frames.shape}")
@@ -142,6 +148,7 @@ class ConvRNN:
         state = {"stage": "autoencoder", "epoch": 0, "history": [], "best": None,
                  "best_loss": np.inf}
         opt_state = None
+        stop = False
         if checkpoint is not None and Path(checkpoint).is_file():
             state = load_checkpoint(checkpoint)
             ae.load_state_dict(state["ae"])
@@ -178,7 +185,11 @@ class ConvRNN:
                 if vloss < state["best_loss"]:
                     state["best"], state["best_loss"] = copy.deepcopy(ae.state_dict()), vloss
                 save("autoencoder", epoch + 1, opt)
-            ae.load_state_dict(state["best"])
+                if should_stop is not None and epoch + 1 < ae_spec.epochs and should_stop():
+                    stop = True
+                    break
+            if state["best"] is not None:
+                ae.load_state_dict(state["best"])
             state.update(stage="rnn", epoch=0, best=None, best_loss=np.inf)
             opt_state = None
         for p in ae.parameters():
@@ -201,7 +212,11 @@ class ConvRNN:
         opt = torch.optim.Adadelta(rnn.parameters(), lr=rs.lr)
         if opt_state is not None:
             opt.load_state_dict(opt_state)
-        for epoch in tqdm(range(state["epoch"], rs.epochs), disable=not progress, desc="rnn"):
+        for epoch in tqdm(range(state["epoch"], 0 if stop else rs.epochs), disable=not progress,
+                          desc="rnn"):
+            if should_stop is not None and should_stop():
+                stop = True
+                break
             t0 = time.perf_counter()
             loss = self._epoch(lambda idx: pred_loss(train, idx) + rs.l1 * rnn.l1(),
                                len(train), rs.batch_size, opt, gen, rnn, rs.grad_clip)
@@ -212,8 +227,10 @@ class ConvRNN:
             if vloss < state["best_loss"]:
                 state["best"], state["best_loss"] = copy.deepcopy(rnn.state_dict()), vloss
             save("rnn", epoch + 1, opt)
-        rnn.load_state_dict(state["best"])
+        if state["best"] is not None:
+            rnn.load_state_dict(state["best"])
         self.autoencoder_, self.rnn_, self.history_ = ae, rnn, state["history"]
+        self.stopped_early_ = stop
         return self
 
     def _epoch(self, loss_fn, n: int, batch_size: int, opt: torch.optim.Optimizer,
