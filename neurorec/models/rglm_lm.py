@@ -60,14 +60,14 @@ class RGLMNet(torch.nn.Module):
         g = generator
         V, H = vocab_size, dim
         self.diagonal = structure == "diagonal"
-        mask = torch.ones(H, H, dtype=dtype)
-        if density < 1:
-            mask = (torch.rand(H, H, generator=g) < density).to(dtype)
         if self.diagonal:
             # decays spread over [0, init_radius): a range of memory time scales from the start
             R = torch.rand(H, generator=g, dtype=torch.float64) * init_radius
             mask = torch.ones(H, dtype=dtype)
         else:
+            mask = torch.ones(H, H, dtype=dtype)
+            if density < 1:
+                mask = (torch.rand(H, H, generator=g) < density).to(dtype)
             R = torch.randn(H, H, generator=g, dtype=torch.float64) * mask.double()
             radius = torch.linalg.eigvals(R).abs().max().item() if H > 0 else 0.0
             R = R * (init_radius / radius if radius > 0 else 0.0)
@@ -83,6 +83,16 @@ class RGLMNet(torch.nn.Module):
         if self.diagonal:
             return torch.diag(self.R)
         return self.R * self.mask if self.sparse else self.R
+
+    @torch.no_grad()
+    def enforce_structure_(self, max_radius: float) -> None:
+        """Put R back in its structure after a gradient step: zeros off the sparse mask, and
+        every decay of a diagonal R within ``[-max_radius, max_radius]`` (a dense R's spectral
+        radius needs an eigendecomposition: see ``RGLMLanguageModel._constrain``)."""
+        if self.sparse:
+            self.R.mul_(self.mask)
+        if self.diagonal:
+            self.R.clamp_(-max_radius, max_radius)
 
     def states(self, x: torch.Tensor, h0: torch.Tensor,
                input_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -192,12 +202,9 @@ class RGLMLanguageModel:
             for w in (net.W0t, net.B):
                 norms = w.norm(dim=1, keepdim=True).clamp(min=reg.column_norm)
                 w.mul_(reg.column_norm / norms)
-        if net.sparse:
-            net.R.mul_(net.mask)
         r_max = self.spec.recurrent.max_radius
-        if net.diagonal:
-            net.R.clamp_(-r_max, r_max)
-        elif check_radius:
+        net.enforce_structure_(r_max)
+        if not net.diagonal and check_radius:
             radius = torch.linalg.eigvals(net.R_eff().double()).abs().max().item()
             if radius > r_max:
                 net.R.mul_(r_max / radius)
@@ -399,12 +406,7 @@ class RGLMLanguageModel:
                 nll.mean().backward()
                 torch.nn.utils.clip_grad_norm_(params, self.spec.train.clip)
                 opt.step()
-                with torch.no_grad():
-                    if net.sparse:
-                        net.R.mul_(net.mask)
-                    if net.diagonal:  # keep every decay inside the stable range
-                        r_max = self.spec.recurrent.max_radius
-                        net.R.clamp_(-r_max, r_max)
+                net.enforce_structure_(self.spec.recurrent.max_radius)
                 # the carried state keeps the old parameters' contribution (as in Mikolov's
                 # dynamic RNNLM): recomputing it would cost a pass over the whole past
                 h = hs[-1].detach()
@@ -416,9 +418,8 @@ class RGLMLanguageModel:
     def eigenvalues(self) -> np.ndarray:
         """Eigenvalues of R (complex, shape (H,)), sorted by decreasing modulus."""
         self._check_fitted()
-        R = self.net_.R.detach().double().cpu().numpy()
-        ev = (R.astype(complex) if self.net_.diagonal
-              else np.linalg.eigvals(self.net_.R_eff().detach().double().cpu().numpy()))
+        R = self.net_.R_eff().detach().double().cpu().numpy()
+        ev = np.diag(R).astype(complex) if self.net_.diagonal else np.linalg.eigvals(R)
         return ev[np.argsort(-np.abs(ev))]
 
     def n_parameters(self) -> int:

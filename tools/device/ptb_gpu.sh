@@ -7,11 +7,7 @@
 set -u
 BUDGET=${1:-270}
 cd "$(dirname "$0")/../.."
-[ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD NEUROREC_DATA=$PWD/.devdata PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+. tools/device/setup.sh || exit 1  # wheels, PYTHONPATH, NEUROREC_DATA, GPU and versions
 R=/tmp/ptb; mkdir -p $R
 run() {  # name spec overrides...
   local name=$1 spec=$2; shift 2
