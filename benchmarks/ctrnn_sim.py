@@ -17,10 +17,11 @@ subnormals and each step gets ~35× slower.
 - **torch**: the model's own step (:meth:`neurorec.models.ctrnn.CTRNN.step_map`'s maths) in a
   Python loop under ``torch.no_grad``; float32 is timed too.
 - **numpy**: the same loop in numpy.
-- **brian2 runtime** (Cython): a ``NeuronGroup`` of B·N units as in
-  :mod:`neurorec.backends.brian2_ctrnn`, the recurrent input either from a ``network_operation``
-  (numpy mat-mul; the backend's default on the runtime device) or from ``Synapses`` with a
-  summed variable (block-diagonal, B·N·(N−1) synapses: skipped above ``--max-synapses``).
+- **brian2 runtime** (Cython): the backend's own network
+  (:func:`neurorec.backends.brian2_ctrnn.build_network`, B·N units), the recurrent input either
+  from a ``network_operation`` (numpy mat-mul; the backend's default on the runtime device)
+  or from ``Synapses`` with a summed variable (block-diagonal, B·N·(N−1) synapses: skipped
+  above ``--max-synapses``).
 - **brian2 cpp_standalone**: the Synapses network built and run in a child process (a device
   must be set before any Brian object exists); the time is the C++ run's own
   (``device._last_run_time``), compilation excluded. Skipped above ``--max-synapses`` too, or
@@ -58,7 +59,6 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from neurorec.backends.brian2_ctrnn import _F
 from neurorec.models.ctrnn import activation, init_weights
 from neurorec.spec.ctrnn import CTRNNSpec
 
@@ -121,45 +121,18 @@ def run_numpy(spec, weights, u) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, r
 
 
-def _brian2_network(spec, weights, u, recurrent: str):
-    """The Brian 2 network (no monitor) and its group; rates are laid out trial-major."""
+def _brian2_network(spec, weights, u, recurrent: str, standalone: bool = False):
+    """The backend's Brian 2 network (no monitor) for inputs u (T, B) and its group."""
     import brian2 as b2
 
-    n_batch = u.shape[1]
-    n = spec.n_units
-    dt = spec.dt * b2.second
-    u_in = b2.TimedArray(u, dt=dt, name="ctrnn_bench_u")
-    f = _F[spec.nonlinearity].replace("x_in", "(I_rec + u_in(t, trial) * win + bias)")
-    eqs = (f"dr/dt = (-r + {f}) / tau : 1\n"
-           "I_rec : 1\n"
-           "trial : integer (constant)\n"
-           "win : 1 (constant)\n"
-           "bias : 1 (constant)\n")
-    group = b2.NeuronGroup(n_batch * n, eqs, method="euler", dt=dt, name="ctrnn_bench_units",
-                           namespace={"tau": spec.tau * b2.second, "u_in": u_in, "inf": np.inf})
-    group.r = r_initial(n, n_batch).ravel()
-    group.trial = np.repeat(np.arange(n_batch), n)
-    group.win = np.tile(weights["w_in"], n_batch)
-    group.bias = np.tile(weights["b"], n_batch)
-    w = weights["w_rec"]
-    objects: list = [group]
-    if recurrent == "synapses":
-        post, pre = np.nonzero(w)
-        offsets = (np.arange(n_batch) * n)[:, None]
-        syn = b2.Synapses(group, group, "w : 1\nI_rec_post = w * r_pre : 1 (summed)", dt=dt,
-                          name="ctrnn_bench_recurrent")
-        syn.connect(i=(pre[None, :] + offsets).ravel(), j=(post[None, :] + offsets).ravel())
-        syn.w = np.tile(w[post, pre], n_batch)
-        objects.append(syn)
-    else:
-        w_t = np.ascontiguousarray(w.T)
+    from neurorec.backends.brian2_ctrnn import build_network
 
-        @b2.network_operation(when="before_groups", dt=dt, name="ctrnn_bench_op")
-        def recurrent_input() -> None:
-            group.I_rec_[:] = (group.r_[:].reshape(n_batch, n) @ w_t).ravel()
-
-        objects.append(recurrent_input)
-    return b2.Network(*objects), group, dt
+    lib_weights = {"w_rec": weights["w_rec"], "w_in": weights["w_in"][:, None], "b": weights["b"]}
+    inputs = np.ascontiguousarray(u.T)[:, :, None]  # (B, T, 1)
+    net, group, _ = build_network(spec, lib_weights, inputs, recurrent,
+                                  r0=r_initial(spec.n_units, u.shape[1]), record=False,
+                                  standalone=standalone)
+    return net, group, spec.dt * b2.second
 
 
 def run_brian2_runtime(spec, weights, u, recurrent: str) -> tuple[float, np.ndarray]:
@@ -215,7 +188,7 @@ def _standalone_child(job: str, build: str) -> None:
     weights = {k: data[k] for k in ("w_rec", "w_in", "b")}
     b2.set_device("cpp_standalone", directory=build, build_on_run=True)
     b2.prefs.codegen.cpp.extra_link_args = ["-ffast-math"]  # FTZ/DAZ: subnormals flushed
-    net, group, dt = _brian2_network(spec, weights, data["u"], "synapses")
+    net, group, dt = _brian2_network(spec, weights, data["u"], "synapses", standalone=True)
     net.run(len(data["u"]) * dt, namespace={})
     np.save(Path(job).parent / "r.npy",
             np.asarray(group.r_[:]).reshape(data["u"].shape[1], spec.n_units))

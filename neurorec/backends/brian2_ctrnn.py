@@ -3,7 +3,8 @@
 - One ``NeuronGroup`` of ``n_trials × N`` units (trial ``b``, unit ``i`` at ``b * N + i``) with
   the rate equation ``dr/dt = (-r + f(I_rec + drive(t, i) + eta)) / tau`` integrated by Brian's
   ``euler`` method at ``dt = Δt``: one step is exactly ``r + α (f(x) - r)``, the torch step.
-- ``drive`` is a 2-D ``TimedArray`` (step × unit) holding ``W_in u_t + b`` per trial.
+- The input drive ``W_in u_t + b`` is computed per unit from one 2-D ``TimedArray`` (step ×
+  trial) per input channel and the unit's trial index, input weights and bias.
 - ``eta`` is redrawn every step (``sqrt(2σ²/α) randn()``, slot ``start``): the noise sits inside
   ``f`` as in the model, which Brian's ``xi`` (additive SDE noise) cannot express.
 - The recurrent input ``I_rec = W_rec r`` comes from either ``Synapses`` with a summed variable
@@ -46,33 +47,48 @@ _F = {
 }
 
 
-def _equations(spec: CTRNNSpec) -> str:
-    f = _F[spec.nonlinearity].replace("x_in", "(I_rec + drive(t, i) + eta)")
+def _equations(spec: CTRNNSpec, n_inputs: int) -> str:
+    drive = " + ".join([f"u{k}(t, trial) * win{k}" for k in range(n_inputs)] + ["bias"])
+    f = _F[spec.nonlinearity].replace("x_in", f"(I_rec + {drive} + eta)")
+    constants = "".join(f"win{k} : 1 (constant)\n" for k in range(n_inputs))
     return (f"dr/dt = (-r + {f}) / tau : 1\n"
             "I_rec : 1\n"
-            "eta : 1\n")
+            "eta : 1\n"
+            "trial : integer (constant)\n"
+            "bias : 1 (constant)\n" + constants)
 
 
-def _drive(weights: dict[str, np.ndarray], inputs: np.ndarray) -> np.ndarray:
-    """(T, B·N) input currents ``W_in u_t + b`` laid out as the NeuronGroup's units."""
-    drive = inputs @ weights["w_in"].T + weights["b"]  # (B, T, N)
-    return np.ascontiguousarray(drive.transpose(1, 0, 2).reshape(inputs.shape[1], -1))
+def build_network(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.ndarray,
+                  recurrent: str, r0: np.ndarray | float | None = None, record: bool = True,
+                  standalone: bool = False):
+    """The Brian 2 network of one batched ctrnn run (the current device; nothing is run).
 
-
-def _build_and_run(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.ndarray,
-                   seed: int, recurrent: str, standalone_dir: str | None = None) -> np.ndarray:
+    weights: float64 ``w_rec`` (N, N), ``w_in`` (N, I), ``b`` (N,); inputs: (B, T, I);
+    r0: initial rates, scalar or (B, N) (default ``spec.init.r0``); recurrent: ``synapses`` or
+    ``network_operation``. The inputs travel as I TimedArrays of (T, B) and each unit keeps its
+    trial index and input weights, so memory is O(T·B·I), not O(T·B·N) (6400 units × 64 trials ×
+    1000 steps would be 3 GB as a per-unit drive). Returns ``(network, group, monitor)``;
+    ``monitor`` records ``r`` (B·N, T) at the end of every step, ``None`` when ``record`` is off.
+    """
     import brian2 as b2
 
-    n_batch, n_steps, _ = inputs.shape
+    n_batch, _, n_inputs = inputs.shape
     n = spec.n_units
     dt = spec.dt * b2.second
     w = np.asarray(weights["w_rec"], dtype=float)
-    drive = b2.TimedArray(_drive(weights, inputs), dt=dt, name="ctrnn_drive")
-    namespace = {"tau": spec.tau * b2.second, "drive": drive, "inf": np.inf,
+    namespace = {"tau": spec.tau * b2.second, "inf": np.inf,
                  "slope": float(np.tan(np.radians(spec.leak_angle)))}
-    group = b2.NeuronGroup(n_batch * n, _equations(spec), method="euler", dt=dt,
+    for k in range(n_inputs):
+        namespace[f"u{k}"] = b2.TimedArray(np.ascontiguousarray(inputs[:, :, k].T), dt=dt,
+                                           name=f"ctrnn_u{k}")
+    group = b2.NeuronGroup(n_batch * n, _equations(spec, n_inputs), method="euler", dt=dt,
                            namespace=namespace, name="ctrnn_units")
-    group.r = spec.init.r0
+    group.r = np.broadcast_to(spec.init.r0 if r0 is None else r0, (n_batch, n)).ravel()
+    group.trial = np.repeat(np.arange(n_batch), n)
+    group.bias = np.tile(np.asarray(weights["b"], dtype=float), n_batch)
+    w_in = np.asarray(weights["w_in"], dtype=float)
+    for k in range(n_inputs):
+        setattr(group, f"win{k}", np.tile(w_in[:, k], n_batch))
     sd = float(np.sqrt(2.0 * spec.sigma ** 2 / spec.alpha))
     objects: list = [group]
     if sd > 0:
@@ -83,12 +99,12 @@ def _build_and_run(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.n
         syn = b2.Synapses(group, group, "w : 1\nI_rec_post = w * r_pre : 1 (summed)",
                           dt=dt, name="ctrnn_recurrent")
         offsets = (np.arange(n_batch) * n)[:, None]
-        if standalone_dir is None:
+        if standalone:
+            syn.connect(i=(pre[None, :] + offsets).ravel(), j=(post[None, :] + offsets).ravel())
+        else:
             with _target("numpy"):  # one-off set-up code: no Cython compilation for it
                 syn.connect(i=(pre[None, :] + offsets).ravel(),
                             j=(post[None, :] + offsets).ravel())
-        else:
-            syn.connect(i=(pre[None, :] + offsets).ravel(), j=(post[None, :] + offsets).ravel())
         syn.w = np.tile(w[post, pre], n_batch)
         objects.append(syn)
     else:
@@ -96,18 +112,28 @@ def _build_and_run(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.n
 
         @b2.network_operation(when="before_groups", dt=dt, name="ctrnn_recurrent_op")
         def recurrent_input() -> None:
-            r = group.r_[:].reshape(n_batch, n)
-            group.I_rec_[:] = (r @ w_t).ravel()
+            group.I_rec_[:] = (group.r_[:].reshape(n_batch, n) @ w_t).ravel()
 
         objects.append(recurrent_input)
-    monitor = b2.StateMonitor(group, "r", record=True, when="end", dt=dt, name="ctrnn_monitor")
-    objects.append(monitor)
-    net = b2.Network(*objects)
-    net.run(n_steps * dt, namespace={})
+    monitor = None
+    if record:
+        monitor = b2.StateMonitor(group, "r", record=True, when="end", dt=dt,
+                                  name="ctrnn_monitor")
+        objects.append(monitor)
+    return b2.Network(*objects), group, monitor
+
+
+def _build_and_run(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.ndarray,
+                   recurrent: str, standalone: bool = False) -> np.ndarray:
+    import brian2 as b2
+
+    n_batch, n_steps, _ = inputs.shape
+    net, _, monitor = build_network(spec, weights, inputs, recurrent, standalone=standalone)
+    net.run(n_steps * spec.dt * b2.second, namespace={})
     rates = np.asarray(monitor.r_)  # (B·N, T)
     if rates.shape[1] != n_steps:
         raise AssertionError(f"brian2 recorded {rates.shape[1]} steps, expected {n_steps}")
-    return rates.reshape(n_batch, n, n_steps).transpose(0, 2, 1)
+    return rates.reshape(n_batch, spec.n_units, n_steps).transpose(0, 2, 1)
 
 
 def simulate_brian2(spec: CTRNNSpec, weights: dict[str, np.ndarray], inputs: np.ndarray,
@@ -148,7 +174,7 @@ def _run_runtime(spec, weights, inputs, seed, recurrent) -> np.ndarray:
     flushed = torch.set_flush_denormal(True)
     try:
         with _brian2_settings(), _seeded(seed):
-            return _build_and_run(spec, weights, inputs, seed, recurrent)
+            return _build_and_run(spec, weights, inputs, recurrent)
     finally:
         if flushed:
             torch.set_flush_denormal(False)
@@ -178,8 +204,7 @@ def _standalone_child(job: str, result: str, build: str) -> None:
     b2.set_device("cpp_standalone", directory=build, build_on_run=True)
     b2.prefs.codegen.cpp.extra_link_args = ["-ffast-math"]  # FTZ/DAZ: subnormals flushed
     b2.seed(int(data["seed"]))
-    rates = _build_and_run(spec, weights, data["inputs"], int(data["seed"]), "synapses",
-                           standalone_dir=build)
+    rates = _build_and_run(spec, weights, data["inputs"], "synapses", standalone=True)
     np.save(result, rates)
 
 
