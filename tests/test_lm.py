@@ -3,6 +3,7 @@ peeking, regularisers, spec files."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -209,6 +210,26 @@ def test_training_stops_once_the_learning_rate_is_annealed_away():
     # the last check's decay took lr (recorded before the check) below min_lr, then it stopped
     assert m.log_.lr[-1] * 0.1 < 1e-5 <= m.log_.lr[-1]
     assert m.log_.tokens[-1] < 200 * 1990 and not m.log_.stopped_by_budget
+
+
+@pytest.mark.parametrize("patience", [1, 3])
+def test_learning_rate_decays_after_patience_checks_without_a_new_best(patience):
+    ids = stream(2000)
+    m = tiny(train={"epochs": 1, "eval_every": 20, "lr_decay": 0.5, "patience": patience})
+    m.fit(ids, ids[:50], progress=False)
+    # replay the rule on the logged valid perplexities: log.lr[k] is the lr before check k
+    lr, best, bad, expected = 1e-2, math.inf, 0, []
+    for k, ppl in enumerate(m.log_.valid_ppl):
+        expected.append(lr)
+        if ppl < best:
+            best, bad = ppl, 0
+        elif k > 0:
+            bad += 1
+            if bad >= patience:
+                lr, bad = lr * 0.5, 0
+    assert m.log_.lr == pytest.approx(expected, rel=0, abs=0)
+    n_decays = sum(b < a for a, b in itertools.pairwise(expected))
+    assert n_decays >= 2  # random tokens: valid stops improving, so the rule is exercised
 
 
 def test_ptb_table_merge_takes_the_dropout_row_best_on_valid(tmp_path):

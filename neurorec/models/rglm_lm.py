@@ -240,7 +240,7 @@ class RGLMLanguageModel:
         opt = (torch.optim.Adam(params, lr=t.lr) if t.optimizer == "adam"
                else torch.optim.SGD(params, lr=t.lr, momentum=t.momentum))
         log = TrainingLog()
-        step, tokens_seen, lr = 0, 0, t.lr
+        step, tokens_seen, lr, bad_checks = 0, 0, t.lr, 0
         best = (math.inf, None)
         h = self._h0(t.batch_size)
         next_eval = t.eval_every
@@ -253,6 +253,7 @@ class RGLMLanguageModel:
             if "dropout_generator" in state:
                 self.drop_gen_.set_state(state["dropout_generator"])
             step, tokens_seen, lr = state["step"], state["tokens_seen"], state["lr"]
+            bad_checks = state.get("bad_checks", 0)
             h = state["h"].to(net.R.device)
             next_eval, log = state["next_eval"], state["log"]
             best = (state["best_ppl"], state["best_net"])
@@ -306,10 +307,14 @@ class RGLMLanguageModel:
                     bar.set_postfix(valid_ppl=f"{ppl:.1f}")
                     if ppl < best[0]:
                         best = (ppl, {k: v.detach().clone() for k, v in net.state_dict().items()})
+                        bad_checks = 0
                     elif len(log.valid_ppl) > 1:
-                        lr *= t.lr_decay
-                        for g in opt.param_groups:
-                            g["lr"] = lr
+                        bad_checks += 1
+                        if bad_checks >= t.patience:
+                            lr *= t.lr_decay
+                            bad_checks = 0
+                            for g in opt.param_groups:
+                                g["lr"] = lr
                 log.seconds = time.perf_counter() - start
                 log.tokens_per_s = tokens_seen / log.seconds
                 if on_eval is not None:
@@ -320,7 +325,8 @@ class RGLMLanguageModel:
                         "net": net.state_dict(), "optimizer": opt.state_dict(),
                         "generators": generator_states(torch_gen=self.gen_),
                         "dropout_generator": self.drop_gen_.get_state(), "step": step,
-                        "tokens_seen": tokens_seen, "lr": lr, "h": h.detach().cpu(),
+                        "tokens_seen": tokens_seen, "lr": lr, "bad_checks": bad_checks,
+                        "h": h.detach().cpu(),
                         "next_eval": next_eval, "log": log, "best_ppl": best[0],
                         "best_net": best[1], "spec": self.spec.model_dump(mode="json")})
             if out_of_time and step < total_steps:

@@ -61,6 +61,8 @@ class LMTrainSpec(Spec):
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (optimizer sgd only)")
     lr_decay: float = Field(0.5, gt=0, le=1, description="lr factor when valid perplexity "
                             "stops improving (checked every eval_every tokens)")
+    patience: int = Field(1, ge=1, le=1000, description="valid checks in a row without a new "
+                          "best before lr_decay is applied (the count restarts after a decay)")
     min_lr: float = Field(0.0, ge=0, description="stop training once lr_decay has taken the "
                           "learning rate below this (0 = never)")
     clip: float = Field(1.0, gt=0, description="max global gradient norm per step")
