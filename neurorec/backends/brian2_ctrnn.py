@@ -11,8 +11,9 @@
   (block-diagonal over trials, one synapse per non-zero weight; updated in slot ``groups`` just
   before the state update) or a ``network_operation`` doing the batched mat-mul in numpy (slot
   ``before_groups``). ``recurrent="auto"`` uses the network operation on the runtime device —
-  it is faster at every size measured (see :data:`MEASURED`) — and Synapses on cpp_standalone,
-  which cannot run Python code.
+  it is 40–60× faster than Synapses at N = 256, batch 64, and Synapses need B·N² synapses
+  (1.6e8 at N = 1600), see ``benchmarks/ctrnn_sim.py`` and ``benchmarks/README.md`` — and
+  Synapses on cpp_standalone, which cannot run Python code.
 
 Devices: ``runtime`` (Cython, compiled code cached like the GLM backend:
 ``$NEUROREC_BRIAN2_CACHE``) and ``cpp_standalone`` (built and run in a child process, because
@@ -34,10 +35,6 @@ import numpy as np
 from neurorec.backends.brian2_glm import _brian2_settings, _seeded, _target
 from neurorec.errors import DataError, SpecError
 from neurorec.spec.ctrnn import CTRNNSpec
-
-# ms per Euler step, batch 8, runtime device (Cython), measured on this 2-core machine with
-# `python -m neurorec.backends.brian2_ctrnn --measure` (after the Cython cache was warm).
-MEASURED = {"synapses": {}, "network_operation": {}}
 
 _F = {
     "relu": "clip(x_in, 0, inf)",
@@ -208,29 +205,6 @@ def _standalone_child(job: str, result: str, build: str) -> None:
     np.save(result, rates)
 
 
-def _measure(sizes=(64, 256, 1024), n_batch: int = 8, n_steps: int = 200) -> None:
-    """Print ms/step of both recurrent formulations on the runtime device."""
-    import time
-
-    from neurorec.models.ctrnn import init_weights
-
-    rng = np.random.default_rng(0)
-    for n in sizes:
-        spec = CTRNNSpec(n_units=n, sigma=0.0, n_inputs=1, n_outputs=1)
-        p = init_weights(spec, 1, 1, 0)
-        weights = {"w_rec": p["w_rec_raw"] * p["mask"], "w_in": p["w_in"], "w_out": p["w_out"],
-                   "b": p["b"]}
-        inputs = rng.random((n_batch, n_steps, 1))
-        for how in ("synapses", "network_operation"):
-            simulate_brian2(spec, weights, inputs[:, :5], recurrent=how)  # compile / warm up
-            start = time.perf_counter()
-            simulate_brian2(spec, weights, inputs, recurrent=how)
-            ms = (time.perf_counter() - start) / n_steps * 1e3
-            print(f"N={n} batch={n_batch}: {how} {ms:.3f} ms/step", flush=True)
-
-
 if __name__ == "__main__":
     if sys.argv[1] == "--standalone":
         _standalone_child(*sys.argv[2:5])
-    elif sys.argv[1] == "--measure":
-        _measure()
