@@ -101,6 +101,9 @@ def main() -> None:
     ap.add_argument("--dynamic-lrs", default=None,
                     help="comma list of dynamic-evaluation step sizes: each is run on valid and "
                     "the best is applied to test (default: the spec's dynamic.lr only)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="CUDA: TF32 matmuls while training (tensor cores: several times the "
+                    "float32 matmul rate); every reported perplexity is scored in full float32")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="RESULTS_JSON",
                     help="train nothing: write OUT/table.md from the rows of earlier runs' "
@@ -162,7 +165,12 @@ def main() -> None:
         # valid checks during training use the first --valid-tokens valid tokens (curves, lr
         # decay, best parameters); final scores use the whole splits
         check = data.valid[:args.valid_tokens] if args.valid_tokens > 0 else data.valid
-        model.fit(data.train, check, progress=not args.quiet, checkpoint=ckpt, resume=True)
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        try:
+            model.fit(data.train, check, progress=not args.quiet, checkpoint=ckpt, resume=True)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
         log = model.log_
         curves[spec.name] = log
         nll = {s: model.token_nll(data.split(s)) for s in ("valid", "test")}
@@ -173,6 +181,7 @@ def main() -> None:
                 "train_seconds": log.seconds, "tokens_trained": log.tokens[-1],
                 "epochs_trained": log.tokens[-1] / len(data.train),
                 "stopped_by_budget": log.stopped_by_budget, "device": args.device,
+                "train_tf32": bool(args.tf32 and args.device.startswith("cuda")),
                 "hidden": spec.recurrent.dim, "n_parameters": model.n_parameters()}
         rows.append({**base, "row": f"R-GLM ({spec.name})",
                      "valid": math.exp(nll["valid"].mean()), "test": math.exp(nll["test"].mean())})

@@ -17,7 +17,8 @@ run() {  # name spec overrides...
   local name=$1 spec=$2; shift 2
   local sets=(); for s in "$@"; do sets+=(--set "$s"); done
   timeout 560 python3 analyses/ptb_perplexity/run.py --out $R/$name --specs $spec --device cuda \
-    --threads 1 --quiet --dynamic-lrs ${DYN_LRS:-0.03,0.1,0.3,1.0} --valid-tokens 0 --set train.max_seconds=$BUDGET "${sets[@]}" \
+    --threads 1 --quiet --dynamic-lrs ${DYN_LRS:-0.03,0.1,0.3,1.0} --valid-tokens 0 ${EXTRA:-} \
+    --set train.max_seconds=$BUDGET "${sets[@]}" \
     > $R/$name.log 2>&1
   echo "$name exit $?"
 }
@@ -25,6 +26,7 @@ run() {  # name spec overrides...
 # and dropout were chosen on valid over two rounds of four, see analyses/ptb_perplexity/RESULTS.md)
 if [ "$ROUND" = round3 ]; then
   DYN_LRS=${DYN_LRS:-0.1}  # the step size valid chose for every IRLM in rounds 1 and 2
+  EXTRA=--tf32  # training matmuls in TF32 (scores stay float32): more epochs in the budget
   run irlm2000_d7_p2 models/lm/irlm.yaml train.patience=2 train.min_lr=1e-5 &
   run irlm3000_d75 models/lm/irlm.yaml recurrent.dim=3000 regularisation.dropout=0.75 \
     recurrent.init_scale=0.03 train.patience=2 train.min_lr=1e-5 &
