@@ -44,6 +44,7 @@ fi
 wait
 for f in $R/*/table.md; do echo "== $f"; tail -n 8 "$f"; done
 # one table over every run (the dropout rows take the run best on valid)
-python3 analyses/ptb_perplexity/run.py --out $R/table --merge $R/*/results.json
+EARLIER=(); [ "$ROUND" = round3 ] && EARLIER=(analyses/ptb_perplexity/gpu_h100/round*_*.json)
+python3 analyses/ptb_perplexity/run.py --out $R/table --merge $R/*/results.json "${EARLIER[@]}"
 tar czf "$OUT/ptb.tgz" --exclude='*.pt' -C /tmp ptb
 ls -la "$OUT"
