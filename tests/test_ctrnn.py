@@ -111,7 +111,6 @@ def test_backends_agree_with_synapses():
     assert np.abs(rb - rates.numpy()).max() <= 1e-6
 
 
-@pytest.mark.slow
 def test_backends_agree_cpp_standalone():
     spec = _small(REPO / "models/ctrnn_study.yaml")
     model = CTRNN(spec, 2, 1, seed=2, dtype="float64")

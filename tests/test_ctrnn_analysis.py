@@ -94,7 +94,6 @@ def test_centrality_of_a_star():
     assert c.argmax() == 0 and c[1:] == pytest.approx(c[1])
 
 
-@pytest.mark.slow
 def test_trained_flip_flop_has_eight_stable_fixed_points():
     """FixedPointFinder's published example: a 3-bit flip-flop network has 8 stable fixed
     points, one per output pattern (±1)³. models/ctrnn_flipflop.yaml (tanh, N = 64, lr 1e-2,

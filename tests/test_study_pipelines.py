@@ -1,6 +1,6 @@
-"""The three study pipelines end to end at tiny sizes (slow: ~3 min on 2 busy cores): a pool of
-workers gives the numbers of a serial run, and a run stopped by its time budget still writes
-its report and says what did not finish."""
+"""The three study pipelines end to end at tiny sizes (the seq-MNIST one is marked slow,
+~80 s): a pool of workers gives the numbers of a serial run, and a run stopped by its time
+budget still writes its report and says what did not finish."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -40,6 +39,7 @@ def test_ctrnn_tasks_pool_equals_serial_and_theta0_is_the_main_network(tmp_path)
     assert m["jobs_not_completed"] == []
 
 
+@pytest.mark.slow
 def test_seqmnist_budget_stops_and_the_same_command_continues(tmp_path):
     out = tmp_path / "sm"
     args = ["--out", str(out), "--n-networks", "2", "--set", "fit.epochs=30",
