@@ -373,14 +373,22 @@ def _progress_line(o) -> None:
 
 
 def _figures(out: Path, extras: dict) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    colors = {"perception": "C0", "decision": "C1"}
     for (task_name, _), (hist, (lb, la)) in extras.items():
-        color = "C0" if task_name == "perception" else "C1"
+        color = colors.get(task_name, "C2")
         axes[0].semilogy(hist.val_step, hist.val_loss, color=color, lw=0.8)
-        axes[1].plot(la.real, la.imag, ".", ms=2, color=color)
-        axes[1].plot(lb.real, lb.imag, ".", ms=1, color="0.7")
-    axes[0].set(xlabel="step", ylabel="validation loss", title="C0 perception, C1 decision")
-    axes[1].set(xlabel="Re λ", ylabel="Im λ", title="W_rec eigenvalues (grey: before)")
+        axes[1].plot(lb.real, lb.imag, ".", ms=2, color="0.5")
+        axes[2].plot(la.real, la.imag, ".", ms=2, color=color)
+    handles = [plt.Line2D([], [], color=c, label=t) for t, c in colors.items()]
+    axes[0].legend(handles=handles)
+    axes[2].legend(handles=handles)
+    axes[0].set(xlabel="step", ylabel="validation loss (masked L2)", title="training")
+    lim = max(max(abs(ax.get_xlim()[i]) for i in (0, 1)) for ax in axes[1:])
+    for ax, when in ((axes[1], "before"), (axes[2], "after")):
+        ax.axvline(1.0, color="k", lw=0.5, ls="--")  # Re λ = 1: the linearised stability edge
+        ax.set(xlabel="Re λ", ylabel="Im λ", title=f"W_rec eigenvalues {when} training",
+               xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     fig.tight_layout()
     fig.savefig(out / "training.png", dpi=90)
     plt.close(fig)
