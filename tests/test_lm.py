@@ -76,15 +76,18 @@ def test_perplexity_of_a_hand_set_unigram_model():
     assert m.perplexity(ids) == pytest.approx(hand, rel=1e-12)
 
 
-def test_dynamic_evaluation_does_not_peek():
-    m = tiny(dynamic={"lr": 0.5, "bptt": 4})
+@pytest.mark.parametrize("method", ["sgd", "rms"])
+def test_dynamic_evaluation_does_not_peek(method):
+    m = tiny(dynamic={"lr": 0.5 if method == "sgd" else 0.05, "bptt": 4, "method": method,
+                      "decay": 0.1})
     ids = stream(30)
+    ms = m.gradient_mean_square(stream(200, seed=5), n_segments=20) if method == "rms" else None
     before = {k: v.clone() for k, v in m.net_.state_dict().items()}
-    base = m.dynamic_token_nll(ids)
+    base = m.dynamic_token_nll(ids, ms=ms)
     for t in (5, 13, 22):  # mid-segment and segment starts
         changed = ids.copy()
         changed[t:] = (changed[t:] + 3) % V
-        other = m.dynamic_token_nll(changed)
+        other = m.dynamic_token_nll(changed, ms=ms)
         np.testing.assert_array_equal(other[:t], base[:t])
         assert other[t] != base[t]
     # it adapts (differs from static scoring after the first segment) and restores parameters
@@ -93,6 +96,76 @@ def test_dynamic_evaluation_does_not_peek():
     assert not np.allclose(base[4:], static[4:])
     for k, v in m.net_.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def _reference_segment(params, x, y, h):
+    """Independent loop: per-token NLL of one segment and the last state (batch 1)."""
+    W, R, B, b = params
+    nll = []
+    for xt, yt in zip(x, y, strict=True):
+        h = R @ h + W[int(xt)]
+        nll.append(F.cross_entropy((B @ h + b)[None], torch.tensor([int(yt)])))
+    return torch.stack(nll), h
+
+
+def test_gradient_mean_square_matches_an_independent_loop():
+    m = tiny()
+    train = stream(61, seed=7)
+    ms = m.gradient_mean_square(train, n_segments=6, bptt=5)
+    params = [getattr(m.net_, k).detach().clone().requires_grad_() for k in ("W0t", "R", "B", "b")]
+    x_all = np.concatenate([[0], train[:-1]])
+    h = torch.zeros(H, dtype=torch.float64)
+    want = [torch.zeros_like(p) for p in params]
+    for s in range(0, 30, 5):
+        nll, h = _reference_segment(params, x_all[s:s + 5], train[s:s + 5], h.detach())
+        for w, g in zip(want, torch.autograd.grad(nll.mean(), params), strict=True):
+            w += g ** 2 / 6
+    for k, w in zip(("W0t", "R", "B", "b"), want, strict=True):
+        torch.testing.assert_close(ms[k], w, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["sgd", "rms"])
+def test_dynamic_update_rule_matches_a_hand_written_step(method):
+    """Segment 2 is scored with the parameters after one hand-computed update on segment 1."""
+    lr, decay, eps = (0.3, 0.2, 1e-4) if method == "sgd" else (0.02, 0.2, 1e-4)
+    m = tiny(dynamic={"bptt": 6, "method": method, "lr": lr, "decay": decay, "eps": eps},
+             train={"clip": 1e9})
+    ids = stream(12, seed=3)
+    ms = m.gradient_mean_square(stream(300, seed=9), n_segments=30, bptt=6)
+    got = m.dynamic_token_nll(ids, ms=ms)
+    names = ("W0t", "R", "B", "b")
+    theta0 = [getattr(m.net_, k).detach().clone() for k in names]
+    params = [t.clone().requires_grad_() for t in theta0]
+    x_all = np.concatenate([[0], ids[:-1]])
+    nll1, h = _reference_segment(params, x_all[:6], ids[:6], torch.zeros(H, dtype=torch.float64))
+    grads = torch.autograd.grad(nll1.mean(), params)
+    new = []
+    for k, p0, g in zip(names, theta0, grads, strict=True):
+        if method == "sgd":
+            p = p0 - lr * g
+            p = p + decay * (p0 - p)
+        else:
+            rms = ms[k].sqrt()
+            p = p0 - lr * g / (rms + eps)
+            p = p + decay * torch.clamp(rms / rms.mean(), max=1 / decay) * (p0 - p)
+        new.append(p)
+    new[1] = torch.clamp(new[1], -0.999, 0.999) if m.net_.diagonal else new[1]
+    nll2, _ = _reference_segment(new, x_all[6:], ids[6:], h.detach())
+    np.testing.assert_allclose(got[:6], nll1.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(got[6:], nll2.detach().numpy(), rtol=1e-10)
+    assert not np.allclose(got[6:], m.token_nll(ids)[6:])  # it did adapt
+
+
+def test_dynamic_evaluation_with_full_decay_is_static_scoring():
+    m = tiny(dynamic={"lr": 0.5, "bptt": 4, "decay": 1.0})
+    ids = stream(30)
+    np.testing.assert_allclose(m.dynamic_token_nll(ids), m.token_nll(ids), rtol=1e-12)
+
+
+def test_rms_dynamic_evaluation_needs_gradient_statistics():
+    m = tiny(dynamic={"method": "rms"})
+    with pytest.raises(ValueError, match="needs ms"):
+        m.dynamic_token_nll(stream(20))
 
 
 def test_training_lowers_perplexity_and_regularisers_hold():

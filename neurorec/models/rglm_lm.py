@@ -230,6 +230,7 @@ class RGLMLanguageModel:
         net = self.net_
         if t.max_train_tokens is not None:
             train = train[: t.max_train_tokens]
+        self.train_ids_ = train  # for rms dynamic evaluation's gradient statistics
         data = batchify(np.concatenate([[self.eos_id], train]), t.batch_size).to(net.R.device)
         n_steps_epoch = max(1, (data.shape[0] - 1 + t.bptt - 1) // t.bptt)
         total_steps = max(1, round(t.epochs * n_steps_epoch))
@@ -378,12 +379,56 @@ class RGLMLanguageModel:
         """``exp(mean NLL per token)``, every token (``<eos>`` included) predicted once."""
         return float(math.exp(self.token_nll(ids).mean()))
 
+    def _segment_nll(self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token NLL (T,) of one batch-1 segment and its states (T, 1, H)."""
+        hs = self.net_.states(x[:, None], h.detach())
+        return F.cross_entropy(self.net_.logits(hs[:, 0]), y, reduction="none"), hs
+
+    def gradient_mean_square(self, ids: np.ndarray, n_segments: int | None = None,
+                             bptt: int | None = None) -> dict[str, torch.Tensor]:
+        """Mean over segments of the squared gradient of each segment's mean NLL.
+
+        The segments are the first ``n_segments`` (default ``dynamic.ms_segments``) of
+        ``dynamic.bptt`` tokens of ``ids`` (training tokens), read in order with the state carried
+        over, as dynamic evaluation reads the test stream: Krause et al.'s MS for ``rms``.
+
+        Returns:
+            ``{name: tensor}`` for ``W0t``, ``R``, ``B``, ``b``, each of its parameter's shape.
+        """
+        self._check_fitted()
+        d = self.spec.dynamic
+        n_segments = d.ms_segments if n_segments is None else n_segments
+        bptt = d.bptt if bptt is None else bptt
+        net = self.net_
+        names = ("W0t", "R", "B", "b")
+        ids = np.asarray(ids)[: n_segments * bptt + 1]
+        dev = net.R.device
+        x_all = torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev)
+        y_all = torch.as_tensor(ids, device=dev)
+        ms = {k: torch.zeros_like(getattr(net, k)) for k in names}
+        h, count = self._h0(1), 0
+        for s in range(0, len(ids) - 1, bptt):
+            nll, hs = self._segment_nll(x_all[s:s + bptt], y_all[s:s + bptt], h)
+            grads = torch.autograd.grad(nll.mean(), [getattr(net, k) for k in names])
+            for k, g in zip(names, grads, strict=True):
+                ms[k] += g.detach() ** 2
+            h, count = hs[-1].detach(), count + 1
+        return {k: v / count for k, v in ms.items()}
+
     def dynamic_token_nll(self, ids: np.ndarray, lr: float | None = None,
-                          bptt: int | None = None, progress: bool = False) -> np.ndarray:
+                          bptt: int | None = None, progress: bool = False,
+                          method: str | None = None, decay: float | None = None,
+                          ms: dict[str, torch.Tensor] | None = None) -> np.ndarray:
         """Per-token NLL under dynamic evaluation; the model's own parameters are not changed.
 
-        Each segment of ``bptt`` tokens is scored with the current parameters, then one SGD
-        step (step size ``lr``) on that segment's mean NLL updates a copy of the parameters.
+        Each segment of ``bptt`` tokens is scored with the current parameters, then one step on
+        that segment's mean NLL updates a copy of the parameters θ (trained values θ₀): ``sgd``
+        ``θ ← θ − lr·g``; ``rms`` ``θ ← θ − lr·g / (sqrt(MS) + eps)``; then, with ``decay`` λ > 0,
+        ``θ ← θ + λ·w·(θ₀ − θ)``, w = 1 for ``sgd`` and ``min(sqrt(MS) / mean sqrt(MS), 1/λ)``
+        per element of each parameter for ``rms``. Gradients are clipped to ``train.clip``.
+        Arguments left ``None`` take the spec's ``dynamic`` values; ``ms`` (``rms`` only)
+        defaults to :meth:`gradient_mean_square` of the training tokens given to ``fit``.
 
         Returns:
             float64 array, shape (n,).
@@ -392,27 +437,49 @@ class RGLMLanguageModel:
         d = self.spec.dynamic
         lr = d.lr if lr is None else lr
         bptt = d.bptt if bptt is None else bptt
+        method = d.method if method is None else method
+        decay = d.decay if decay is None else decay
+        if method not in ("sgd", "rms"):
+            raise ValueError(f"dynamic method {method!r} is not sgd or rms")
         net = self.net_
+        names = ("W0t", "R", "B", "b")
+        params = [getattr(net, k) for k in names]
+        if method == "rms" and ms is None:
+            if getattr(self, "train_ids_", None) is None:
+                raise ValueError("rms dynamic evaluation needs ms (gradient_mean_square of "
+                                 "training tokens) or a model fitted here")
+            ms = self.gradient_mean_square(self.train_ids_, bptt=bptt)
+        scale, pull = {}, {}
+        if method == "rms":
+            for k in names:
+                rms = ms[k].sqrt()
+                scale[k] = 1.0 / (rms + d.eps)
+                if decay > 0:
+                    pull[k] = torch.clamp(rms / rms.mean().clamp_min(1e-30), max=1.0 / decay)
         saved = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        trained = {k: getattr(net, k).detach().clone() for k in names}
         dev = net.R.device
         x_all = torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev)
         y_all = torch.as_tensor(np.asarray(ids), device=dev)
-        params = [net.W0t, net.R, net.B, net.b]
-        opt = torch.optim.SGD(params, lr=lr)
         out = np.empty(len(ids))
         h = self._h0(1)
         try:
             for s in tqdm(range(0, len(ids), bptt), disable=not progress, desc="dynamic",
                           unit="seg"):
-                x, y = x_all[s:s + bptt, None], y_all[s:s + bptt]
-                hs = net.states(x, h.detach())
-                nll = F.cross_entropy(net.logits(hs[:, 0]), y, reduction="none")
-                out[s:s + len(y)] = nll.detach().double().cpu().numpy()
-                opt.zero_grad(set_to_none=True)
-                nll.mean().backward()
-                torch.nn.utils.clip_grad_norm_(params, self.spec.train.clip)
-                opt.step()
-                net.enforce_structure_(self.spec.recurrent.max_radius)
+                nll, hs = self._segment_nll(x_all[s:s + bptt], y_all[s:s + bptt], h)
+                out[s:s + len(nll)] = nll.detach().double().cpu().numpy()
+                grads = torch.autograd.grad(nll.mean(), params)
+                norm = torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(g) for g in grads]))
+                clip = min(1.0, self.spec.train.clip / (float(norm) + 1e-6))
+                with torch.no_grad():
+                    for k, p, g in zip(names, params, grads, strict=True):
+                        step = g * clip if method == "sgd" else g * clip * scale[k]
+                        p.sub_(lr * step)
+                        if decay > 0:
+                            w = pull[k] if method == "rms" else 1.0
+                            p.add_(decay * w * (trained[k] - p))
+                    net.enforce_structure_(self.spec.recurrent.max_radius)
                 # the carried state keeps the old parameters' contribution (as in Mikolov's
                 # dynamic RNNLM): recomputing it would cost a pass over the whole past
                 h = hs[-1].detach()

@@ -76,11 +76,22 @@ class LMTrainSpec(Spec):
 
 
 class LMDynamicSpec(Spec):
-    """Dynamic evaluation: SGD on each test segment after it has been scored (Mikolov 2010)."""
+    """Dynamic evaluation: a gradient step on each test segment after it has been scored.
+
+    ``sgd``: plain SGD (Mikolov 2010). ``rms``: Krause et al. 2018 (ICML, "Dynamic evaluation
+    of neural sequence models"): each gradient element divided by ``sqrt(MS) + eps``, MS its mean
+    square over ``ms_segments`` training segments, and a pull ``decay`` back towards the trained
+    parameters, per element in proportion to ``sqrt(MS)`` / its mean (capped at 1 / decay).
+    """
 
     enabled: bool = True
-    lr: float = Field(0.05, gt=0, le=100, description="SGD step per segment (mean NLL)")
+    method: Literal["sgd", "rms"] = "sgd"
+    lr: float = Field(0.05, gt=0, le=100, description="step size per segment (mean NLL)")
     bptt: int = Field(10, ge=1, le=10_000, description="segment length, tokens")
+    decay: float = Field(0.0, ge=0, le=1, description="fraction of the way back to the trained "
+                         "parameters per segment (rms: scaled per element by its RMS gradient)")
+    eps: float = Field(1e-4, gt=0, description="rms: added to sqrt(MS) before dividing")
+    ms_segments: int = Field(1000, ge=1, description="rms: training segments for MS")
 
 
 @register_model("rglm_lm")
