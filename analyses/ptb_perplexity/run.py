@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -86,6 +87,31 @@ def merge_tables(paths: list[Path], out: Path) -> None:
     print((out / "table.md").read_text())
 
 
+def dynamic_settings(text: str | None, default) -> list[tuple[str, float, float]]:
+    """``--dynamic-lrs`` entries as (method, lr, decay); bare numbers take the spec's method
+    and decay, and no list means the spec's own setting."""
+    if not text:
+        return [(default.method, default.lr, default.decay)]
+    out = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) == 1:
+            out.append((default.method, float(parts[0]), default.decay))
+        elif parts[0] in ("sgd", "rms") and len(parts) in (2, 3):
+            out.append((parts[0], float(parts[1]),
+                        float(parts[2]) if len(parts) == 3 else default.decay))
+        else:
+            print(f"run.py: --dynamic-lrs: {item!r} is not LR or METHOD:LR[:DECAY] "
+                  "(METHOD sgd or rms)", file=sys.stderr)
+            raise SystemExit(2)
+    return out
+
+
+def setting_key(setting: tuple[str, float, float]) -> str:
+    method, lr, decay = setting
+    return f"{method}:{lr:g}:{decay:g}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -99,8 +125,10 @@ def main() -> None:
     ap.add_argument("--valid-tokens", type=int, default=10_000,
                     help="valid tokens scored at each check during training (0 = all)")
     ap.add_argument("--dynamic-lrs", default=None,
-                    help="comma list of dynamic-evaluation step sizes: each is run on valid and "
-                    "the best is applied to test (default: the spec's dynamic.lr only)")
+                    help="comma list of dynamic-evaluation settings, each LR (the spec's method "
+                    "and decay) or METHOD:LR[:DECAY] with METHOD sgd or rms (e.g. "
+                    "0.1,rms:1e-3,rms:1e-3:0.01): each is run on valid and the best is applied "
+                    "to test (default: the spec's dynamic settings only)")
     ap.add_argument("--tf32", action="store_true",
                     help="CUDA: TF32 matmuls while training (tensor cores: several times the "
                     "float32 matmul rate); every reported perplexity is scored in full float32")
@@ -112,6 +140,9 @@ def main() -> None:
     if args.merge:
         merge_tables(args.merge, args.out)
         return
+    from neurorec.spec.lm import LMDynamicSpec
+
+    dynamic_settings(args.dynamic_lrs, LMDynamicSpec())  # a bad list fails now, not after training
 
     import matplotlib
     import torch
@@ -192,21 +223,26 @@ def main() -> None:
                      "test": perplexity(lam @ stack["test"]), "weights": lam.tolist()})
         if not args.no_dynamic and spec.dynamic.enabled:
             t1 = time.perf_counter()
-            lrs = ([float(x) for x in args.dynamic_lrs.split(",")] if args.dynamic_lrs
-                   else [spec.dynamic.lr])
-            # the step size is chosen on valid only; test is scored once, with that step size
-            dyn_valid = {lr: np.exp(-model.dynamic_token_nll(data.valid, lr=lr,
-                                                             progress=not args.quiet))
-                         for lr in lrs}
-            valid_ppl = {lr: perplexity(p) for lr, p in dyn_valid.items()}
-            best_lr = min(valid_ppl, key=valid_ppl.get)
-            dyn = {"valid": dyn_valid[best_lr],
-                   "test": np.exp(-model.dynamic_token_nll(data.test, lr=best_lr,
-                                                           progress=not args.quiet))}
+            settings = dynamic_settings(args.dynamic_lrs, spec.dynamic)
+            ms = (model.gradient_mean_square(data.train)
+                  if any(m == "rms" for m, _, _ in settings) else None)
+            # the setting is chosen on valid only; test is scored once, with that setting
+            dyn_valid = {key: np.exp(-model.dynamic_token_nll(
+                data.valid, lr=lr, method=method, decay=decay, ms=ms, progress=not args.quiet))
+                for key, (method, lr, decay) in zip(map(setting_key, settings), settings,
+                                                    strict=True)}
+            valid_ppl = {key: perplexity(p) for key, p in dyn_valid.items()}
+            best = min(valid_ppl, key=valid_ppl.get)
+            method, best_lr, decay = settings[[setting_key(x) for x in settings].index(best)]
+            dyn = {"valid": dyn_valid[best],
+                   "test": np.exp(-model.dynamic_token_nll(
+                       data.test, lr=best_lr, method=method, decay=decay, ms=ms,
+                       progress=not args.quiet))}
             dyn_s = time.perf_counter() - t1
             rows.append({**base, "row": f"dynamic R-GLM ({spec.name})",
                          "valid": perplexity(dyn["valid"]), "test": perplexity(dyn["test"]),
                          "dynamic_seconds": dyn_s, "dynamic_lr": best_lr,
+                         "dynamic_method": method, "dynamic_decay": decay,
                          "dynamic_valid_by_lr": valid_ppl})
             stack = {s: np.stack([dyn[s], kn_p[s], cache_p[s]]) for s in ("valid", "test")}
             lam = fit_interpolation(stack["valid"])

@@ -25,7 +25,8 @@ run() {  # name spec overrides...
 # the rows of the talk's table: no regularisation, L1, and the dropout model (the IRLM; its size
 # and dropout were chosen on valid over two rounds of four, see analyses/ptb_perplexity/RESULTS.md)
 if [ "$ROUND" = round3 ]; then
-  DYN_LRS=${DYN_LRS:-0.1}  # the step size valid chose for every IRLM in rounds 1 and 2
+  # sgd 0.1 (valid chose it for every IRLM in rounds 1 and 2) against rms (Krause et al. 2018)
+  DYN_LRS=${DYN_LRS:-0.1,rms:1e-4,rms:3e-4,rms:1e-3}
   EXTRA=--tf32  # training matmuls in TF32 (scores stay float32): more epochs in the budget
   run irlm2000_d7_p2 models/lm/irlm.yaml train.patience=2 train.min_lr=1e-5 &
   run irlm3000_d75 models/lm/irlm.yaml recurrent.dim=3000 regularisation.dropout=0.75 \
