@@ -47,18 +47,23 @@ def test_recurrence_equals_closed_form():
         torch.testing.assert_close(hs[t], want, rtol=1e-12, atol=1e-12)
 
 
+def _reference_segment(params, x, y, h):
+    """Independent loop: per-token NLL of one segment and the last state (batch 1)."""
+    W, R, B, b = params
+    nll = []
+    for xt, yt in zip(x, y, strict=True):
+        h = R @ h + W[int(xt)]
+        nll.append(F.cross_entropy((B @ h + b)[None], torch.tensor([int(yt)])))
+    return torch.stack(nll), h
+
+
 def test_perplexity_is_exp_mean_nll_of_an_independent_loop():
     m = tiny()
     ids = stream(40)
     net = m.net_
-    R, W, B, b = (p.detach() for p in (net.R, net.W0t, net.B, net.b))
-    h = torch.zeros(H, dtype=torch.float64)
-    nll = []
-    prev = 0  # the leading <eos>
-    for w in ids:
-        h = R @ h + W[prev]
-        nll.append(F.cross_entropy((B @ h + b)[None], torch.tensor([int(w)])).item())
-        prev = w
+    params = [p.detach() for p in (net.W0t, net.R, net.B, net.b)]
+    x = np.concatenate([[0], ids[:-1]])  # the leading <eos>
+    nll = _reference_segment(params, x, ids, torch.zeros(H, dtype=torch.float64))[0].numpy()
     assert m.perplexity(ids) == pytest.approx(math.exp(np.mean(nll)), rel=1e-12)
     np.testing.assert_allclose(m.token_nll(ids, chunk=7), nll, rtol=1e-12)
 
@@ -96,16 +101,6 @@ def test_dynamic_evaluation_does_not_peek(method):
     assert not np.allclose(base[4:], static[4:])
     for k, v in m.net_.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
-
-
-def _reference_segment(params, x, y, h):
-    """Independent loop: per-token NLL of one segment and the last state (batch 1)."""
-    W, R, B, b = params
-    nll = []
-    for xt, yt in zip(x, y, strict=True):
-        h = R @ h + W[int(xt)]
-        nll.append(F.cross_entropy((B @ h + b)[None], torch.tensor([int(yt)])))
-    return torch.stack(nll), h
 
 
 def test_gradient_mean_square_matches_an_independent_loop():

@@ -223,17 +223,17 @@ def main() -> None:
                      "test": perplexity(lam @ stack["test"]), "weights": lam.tolist()})
         if not args.no_dynamic and spec.dynamic.enabled:
             t1 = time.perf_counter()
-            settings = dynamic_settings(args.dynamic_lrs, spec.dynamic)
+            settings = {setting_key(x): x for x in dynamic_settings(args.dynamic_lrs,
+                                                                     spec.dynamic)}
             ms = (model.gradient_mean_square(data.train)
-                  if any(m == "rms" for m, _, _ in settings) else None)
+                  if any(m == "rms" for m, _, _ in settings.values()) else None)
             # the setting is chosen on valid only; test is scored once, with that setting
             dyn_valid = {key: np.exp(-model.dynamic_token_nll(
                 data.valid, lr=lr, method=method, decay=decay, ms=ms, progress=not args.quiet))
-                for key, (method, lr, decay) in zip(map(setting_key, settings), settings,
-                                                    strict=True)}
+                for key, (method, lr, decay) in settings.items()}
             valid_ppl = {key: perplexity(p) for key, p in dyn_valid.items()}
             best = min(valid_ppl, key=valid_ppl.get)
-            method, best_lr, decay = settings[[setting_key(x) for x in settings].index(best)]
+            method, best_lr, decay = settings[best]
             dyn = {"valid": dyn_valid[best],
                    "test": np.exp(-model.dynamic_token_nll(
                        data.test, lr=best_lr, method=method, decay=decay, ms=ms,

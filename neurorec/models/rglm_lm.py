@@ -362,9 +362,7 @@ class RGLMLanguageModel:
         """
         self._check_fitted()
         net = self.net_
-        dev = net.R.device
-        x_all = torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev)
-        y_all = torch.as_tensor(np.asarray(ids), device=dev)
+        x_all, y_all = self._stream(ids)
         h = self._h0(1)
         out = np.empty(len(ids))
         for s in range(0, len(ids), chunk):
@@ -378,6 +376,13 @@ class RGLMLanguageModel:
     def perplexity(self, ids: np.ndarray) -> float:
         """``exp(mean NLL per token)``, every token (``<eos>`` included) predicted once."""
         return float(math.exp(self.token_nll(ids).mean()))
+
+    def _stream(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (the leading <eos>, then ``ids[:-1]``) and targets ``ids``, (n,) each, on the
+        parameters' device."""
+        dev = self.net_.R.device
+        return (torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev),
+                torch.as_tensor(np.asarray(ids), device=dev))
 
     def _segment_nll(self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,25 +399,21 @@ class RGLMLanguageModel:
         over, as dynamic evaluation reads the test stream: Krause et al.'s MS for ``rms``.
 
         Returns:
-            ``{name: tensor}`` for ``W0t``, ``R``, ``B``, ``b``, each of its parameter's shape.
+            ``{name: tensor}`` per parameter of the network (``W0t``, ``R``, ``B``, ``b``).
         """
         self._check_fitted()
         d = self.spec.dynamic
         n_segments = d.ms_segments if n_segments is None else n_segments
         bptt = d.bptt if bptt is None else bptt
-        net = self.net_
-        names = ("W0t", "R", "B", "b")
-        ids = np.asarray(ids)[: n_segments * bptt + 1]
-        dev = net.R.device
-        x_all = torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev)
-        y_all = torch.as_tensor(ids, device=dev)
-        ms = {k: torch.zeros_like(getattr(net, k)) for k in names}
+        params = dict(self.net_.named_parameters())
+        x_all, y_all = self._stream(np.asarray(ids)[: n_segments * bptt])
+        ms = {k: torch.zeros_like(p) for k, p in params.items()}
         h, count = self._h0(1), 0
-        for s in range(0, len(ids) - 1, bptt):
+        for s in range(0, len(y_all), bptt):
             nll, hs = self._segment_nll(x_all[s:s + bptt], y_all[s:s + bptt], h)
-            grads = torch.autograd.grad(nll.mean(), [getattr(net, k) for k in names])
-            for k, g in zip(names, grads, strict=True):
-                ms[k] += g.detach() ** 2
+            grads = torch.autograd.grad(nll.mean(), list(params.values()))
+            for k, g in zip(params, grads, strict=True):
+                ms[k] += g ** 2
             h, count = hs[-1].detach(), count + 1
         return {k: v / count for k, v in ms.items()}
 
@@ -442,8 +443,7 @@ class RGLMLanguageModel:
         if method not in ("sgd", "rms"):
             raise ValueError(f"dynamic method {method!r} is not sgd or rms")
         net = self.net_
-        names = ("W0t", "R", "B", "b")
-        params = [getattr(net, k) for k in names]
+        params = dict(net.named_parameters())
         if method == "rms" and ms is None:
             if getattr(self, "train_ids_", None) is None:
                 raise ValueError("rms dynamic evaluation needs ms (gradient_mean_square of "
@@ -451,16 +451,14 @@ class RGLMLanguageModel:
             ms = self.gradient_mean_square(self.train_ids_, bptt=bptt)
         scale, pull = {}, {}
         if method == "rms":
-            for k in names:
+            for k in params:
                 rms = ms[k].sqrt()
                 scale[k] = 1.0 / (rms + d.eps)
                 if decay > 0:
                     pull[k] = torch.clamp(rms / rms.mean().clamp_min(1e-30), max=1.0 / decay)
         saved = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        trained = {k: getattr(net, k).detach().clone() for k in names}
-        dev = net.R.device
-        x_all = torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev)
-        y_all = torch.as_tensor(np.asarray(ids), device=dev)
+        trained = {k: p.detach().clone() for k, p in params.items()}
+        x_all, y_all = self._stream(ids)
         out = np.empty(len(ids))
         h = self._h0(1)
         try:
@@ -468,14 +466,12 @@ class RGLMLanguageModel:
                           unit="seg"):
                 nll, hs = self._segment_nll(x_all[s:s + bptt], y_all[s:s + bptt], h)
                 out[s:s + len(nll)] = nll.detach().double().cpu().numpy()
-                grads = torch.autograd.grad(nll.mean(), params)
-                norm = torch.linalg.vector_norm(torch.stack(
-                    [torch.linalg.vector_norm(g) for g in grads]))
-                clip = min(1.0, self.spec.train.clip / (float(norm) + 1e-6))
+                net.zero_grad(set_to_none=True)
+                nll.mean().backward()
+                torch.nn.utils.clip_grad_norm_(params.values(), self.spec.train.clip)
                 with torch.no_grad():
-                    for k, p, g in zip(names, params, grads, strict=True):
-                        step = g * clip if method == "sgd" else g * clip * scale[k]
-                        p.sub_(lr * step)
+                    for k, p in params.items():
+                        p.sub_(lr * (p.grad if method == "sgd" else p.grad * scale[k]))
                         if decay > 0:
                             w = pull[k] if method == "rms" else 1.0
                             p.add_(decay * w * (trained[k] - p))
