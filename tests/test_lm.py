@@ -270,6 +270,22 @@ def test_time_budget_stops_training_and_keeps_the_best_parameters():
     assert len(m.log_.valid_ppl) == 1
 
 
+@pytest.mark.parametrize("train", [{"max_seconds": 1e-6},
+                                   {"eval_every": 20, "lr_decay": 0.1, "min_lr": 1e-3}])
+def test_resuming_a_finished_run_trains_no_further(tmp_path, train):
+    """A checkpoint of a run that spent its time budget (or annealed lr below min_lr) scores
+    the same parameters when resumed; it does not take more steps."""
+    ids = stream(2000)
+    a = tiny(train={"epochs": 50, **train}).fit(ids, ids[:50], progress=False,
+                                                checkpoint=tmp_path / "a.pt")
+    b = tiny(train={"epochs": 50, **train}).fit(ids, ids[:50], progress=False,
+                                                checkpoint=tmp_path / "a.pt", resume=True)
+    assert b.log_.tokens == a.log_.tokens and b.log_.valid_ppl == a.log_.valid_ppl
+    assert b.log_.stopped_by_budget == a.log_.stopped_by_budget == ("max_seconds" in train)
+    for k, v in a.net_.state_dict().items():
+        torch.testing.assert_close(b.net_.state_dict()[k], v, rtol=0, atol=0)
+
+
 def test_training_stops_once_the_learning_rate_is_annealed_away():
     ids = stream(2000)
     # on random tokens the valid perplexity stops improving, so lr halves at every check

@@ -260,6 +260,13 @@ class RGLMLanguageModel:
             best = (state["best_ppl"], state["best_net"])
         for g in opt.param_groups:
             g["lr"] = lr
+        # a resumed run that had already spent its time budget or annealed its learning rate
+        # away is finished: resuming it scores the same parameters, it does not train on
+        finished = resume and step > 0 and (
+            lr < t.min_lr or (t.max_seconds is not None and log.seconds > t.max_seconds))
+        if finished and step < total_steps:
+            log.stopped_by_budget = lr >= t.min_lr
+            step = total_steps
         reg = self.spec.regularisation
         l2 = reg.l2
         start = time.perf_counter() - log.seconds
