@@ -13,9 +13,8 @@ from pathlib import Path
 
 import click
 
-from neurorec.errors import NeurorecError, OutputError, SpecError
+from neurorec.errors import EXIT_USER_ERROR, NeurorecError, OutputError, SpecError
 
-EXIT_USER_ERROR = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 set_option = click.option(

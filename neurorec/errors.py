@@ -6,7 +6,10 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_USER_ERROR = 2
 
 
 class NeurorecError(Exception):
@@ -38,3 +41,17 @@ class DivergenceError(NeurorecError):
 
 class OutputError(NeurorecError):
     """An output directory cannot be written as asked."""
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run an analysis script's ``main`` as the CLI runs a command: a :class:`NeurorecError`
+    (bad spec, missing data, ...) prints its lines on stderr and exits with code 2 (an
+    ``exit_code`` attribute, e.g. 128 + signal for an interruption, wins); any other exception
+    is a bug and keeps its traceback.
+    """
+    try:
+        main()
+    except NeurorecError as err:
+        for line in err.lines:
+            print(line, file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", EXIT_USER_ERROR))

@@ -25,10 +25,14 @@ FIRST_LARGE_V1_SESSION, END_LARGE_V1_SESSION = 0, 14  # monkey H: up to 2064 tri
 
 
 def parse_sessions(text: str) -> list[int]:
-    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
+    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``; anything else is a one-line ``NeurorecError``."""
+    from neurorec.errors import NeurorecError
+
     out: list[int] = []
     for part in filter(None, text.split(",")):
-        lo, _, hi = part.partition("-")
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or not (hi or lo).isdigit() or int(hi or lo) < int(lo):
+            raise NeurorecError(f"sessions {text!r}: expected numbers and ranges like '0-3,7'")
         out.extend(range(int(lo), int(hi or lo) + 1))
     return out
 

@@ -447,3 +447,26 @@ def test_subprocess_exit_2_without_traceback(args, tmp_path):
             "(line 3)", f"{bad}: fit.bogus: unknown key (line 4)"])
     assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
     COUNTS[f"{args[0]} (subprocess)", "mixed", "exit 2, one line each"] += 1
+
+
+@pytest.mark.parametrize("script, args, want", [
+    ("ptb_perplexity", ["--specs", "{tmp}/missing.yaml"], "{tmp}/missing.yaml: file not found"),
+    ("ptb_perplexity", ["--specs", "models/lm/irlm.yaml", "--set", "train.lr=-1"],
+     "models/lm/irlm.yaml: train.lr: Input should be greater than 0 (got -1) (from --set)"),
+    ("ctrnn_tasks", ["--spec", "{tmp}/missing.yaml"], "{tmp}/missing.yaml: file not found"),
+    ("cosmoothing", ["--models", "glm,foo"],
+     "--models: unknown ['foo']; choose from ['smoothing', 'gpfa', 'glm', 'rglm', 'ctrnn']"),
+    ("cosmoothing", ["--v1-sessions", "3-x"],
+     "sessions '3-x': expected numbers and ranges like '0-3,7'"),
+], ids=["ptb-missing", "ptb-set", "ctrnn-missing", "cosmoothing-model", "cosmoothing-sessions"])
+def test_analysis_scripts_exit_2_in_one_line(script, args, want, tmp_path):
+    """The analyses' run.py scripts answer a user mistake as the CLI does: one line, exit 2,
+    nothing written, before any training."""
+    argv = [a.format(tmp=tmp_path) for a in args]
+    proc = subprocess.run([sys.executable, str(REPO / "analyses" / script / "run.py"), "--out",
+                           str(tmp_path / "o"), *argv], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [want.format(tmp=tmp_path)]
+    assert not (tmp_path / "o").exists()
+    COUNTS[script, "script argument", "exit 2, one line each"] += 1

@@ -256,12 +256,18 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
+    from neurorec.errors import NeurorecError
     from neurorec.outputs import atomic_dir
     from neurorec.report import html
 
     models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise NeurorecError(f"--models: unknown {unknown}; choose from {MODELS}")
     datasets = [f"v1_gratings:{s}" for s in parse_sessions(args.v1_sessions)]
     datasets += [] if args.no_locust else ["locust_al"]
+    for d in datasets + ([args.dynamics_dataset] if args.dynamics_dataset else []):
+        load_clean(d)  # a bad dataset or session fails now, in one line, not after the fits
     cache = args.out.with_name(f"{args.out.name}.partial")
     jobs = [(f"{d}__{m}.json", run_one, (d, m, args.seed)) for d in datasets for m in models]
     if args.dynamics_dataset:
@@ -305,4 +311,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from neurorec.errors import run_script
+
+    run_script(main)

@@ -407,4 +407,6 @@ def _theta_figure(sweep: pd.DataFrame, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from neurorec.errors import run_script
+
+    run_script(main)

@@ -434,4 +434,6 @@ def _progress_line(o) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from neurorec.errors import run_script
+
+    run_script(main)

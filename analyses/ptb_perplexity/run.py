@@ -140,9 +140,12 @@ def main() -> None:
     if args.merge:
         merge_tables(args.merge, args.out)
         return
+    from neurorec.spec import load_model_spec
     from neurorec.spec.lm import LMDynamicSpec
 
-    dynamic_settings(args.dynamic_lrs, LMDynamicSpec())  # a bad list fails now, not after training
+    # bad specs, overrides or --dynamic-lrs fail now, before anything is written or trained
+    specs = [load_model_spec(p, args.overrides) for p in args.specs]
+    dynamic_settings(args.dynamic_lrs, LMDynamicSpec())
 
     import matplotlib
     import torch
@@ -159,7 +162,6 @@ def main() -> None:
     from neurorec.datasets.ptb import load_ptb
     from neurorec.models.rglm_lm import RGLMLanguageModel, time_constants_tokens
     from neurorec.report import html
-    from neurorec.spec import load_model_spec
 
     torch.set_num_threads(args.threads)
     out = args.out
@@ -189,8 +191,7 @@ def main() -> None:
 
     # --- R-GLMs ----------------------------------------------------------------
     curves, timescales = {}, {}
-    for spec_path in args.specs:
-        spec = load_model_spec(spec_path, args.overrides)
+    for spec in specs:
         model = RGLMLanguageModel(spec, V, data.eos_id, seed=args.seed, device=args.device)
         ckpt = out / f"{spec.name}.checkpoint.pt"
         # valid checks during training use the first --valid-tokens valid tokens (curves, lr
@@ -310,4 +311,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from neurorec.errors import run_script
+
+    run_script(main)
