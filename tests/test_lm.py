@@ -286,6 +286,16 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path, train):
         torch.testing.assert_close(b.net_.state_dict()[k], v, rtol=0, atol=0)
 
 
+def test_linear_schedule_takes_lr_to_zero_over_the_epochs():
+    ids = stream(600)
+    m = tiny(train={"epochs": 2, "eval_every": 1, "schedule": "linear", "min_lr": 1e-3})
+    m.fit(ids, ids[:50], progress=False)
+    n = 2 * math.ceil((600 // 2 - 1) / 5)  # steps: 2 epochs of (299 // bptt 5, rounded up)
+    # a check after every step; log.lr[k] is the lr used by step k
+    assert len(m.log_.lr) == n  # valid never improving, min_lr: neither stops a linear run
+    np.testing.assert_allclose(m.log_.lr, 1e-2 * (1 - np.arange(n) / n), rtol=1e-12)
+
+
 def test_training_stops_once_the_learning_rate_is_annealed_away():
     ids = stream(2000)
     # on random tokens the valid perplexity stops improving, so lr halves at every check

@@ -40,7 +40,8 @@ TALK = [  # (row, talk test perplexity)
 TALK_SPECS = {
     "R-GLM, no regularisation": ("rglm_plain",),
     "R-GLM, L1": ("rglm_l1",),
-    "R-GLM, dropout + column normalisation": ("irlm_dropout_colnorm", "rglm_dropout_colnorm"),
+    "R-GLM, dropout + column normalisation": ("irlm_dropout_colnorm", "irlm_cpu",
+                                              "rglm_dropout_colnorm"),
 }
 
 

@@ -262,8 +262,10 @@ class RGLMLanguageModel:
             g["lr"] = lr
         # a resumed run that had already spent its time budget or annealed its learning rate
         # away is finished: resuming it scores the same parameters, it does not train on
+        plateau = t.schedule == "plateau"
         finished = resume and step > 0 and (
-            lr < t.min_lr or (t.max_seconds is not None and log.seconds > t.max_seconds))
+            (plateau and lr < t.min_lr)
+            or (t.max_seconds is not None and log.seconds > t.max_seconds))
         if finished and step < total_steps:
             log.stopped_by_budget = lr >= t.min_lr
             step = total_steps
@@ -278,6 +280,10 @@ class RGLMLanguageModel:
                 h = self._h0(t.batch_size)  # a new epoch starts the streams afresh
             seq = min(t.bptt, data.shape[0] - 1 - pos)
             x, y = data[pos:pos + seq], data[pos + 1:pos + 1 + seq]
+            if not plateau:
+                lr = t.lr * (1 - step / total_steps)
+                for g in opt.param_groups:
+                    g["lr"] = lr
             shape = (*x.shape, self.spec.recurrent.dim)
             hs = net.states(x, h.detach(), self._dropout_mask(shape, reg.input_dropout))
             h = hs[-1]
@@ -316,7 +322,7 @@ class RGLMLanguageModel:
                     if ppl < best[0]:
                         best = (ppl, {k: v.detach().clone() for k, v in net.state_dict().items()})
                         bad_checks = 0
-                    elif len(log.valid_ppl) > 1:
+                    elif plateau and len(log.valid_ppl) > 1:
                         bad_checks += 1
                         if bad_checks >= t.patience:
                             lr *= t.lr_decay
@@ -340,7 +346,7 @@ class RGLMLanguageModel:
             if out_of_time and step < total_steps:
                 log.stopped_by_budget = True
                 break
-            if lr < t.min_lr:  # annealed to nothing: further steps cannot change the fit
+            if plateau and lr < t.min_lr:  # annealed to nothing: further steps cannot help
                 break
         bar.close()
         log.seconds = time.perf_counter() - start

@@ -59,8 +59,12 @@ class LMTrainSpec(Spec):
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(2e-3, gt=0, le=100)
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (optimizer sgd only)")
+    schedule: Literal["plateau", "linear"] = Field(
+        "plateau", description="plateau: lr × lr_decay when valid perplexity stops improving; "
+        "linear: lr falls linearly with the step count to 0 at the end of the epochs "
+        "(budgeted training, Li et al. 2020; deterministic, unlike a wall-clock schedule)")
     lr_decay: float = Field(0.5, gt=0, le=1, description="lr factor when valid perplexity "
-                            "stops improving (checked every eval_every tokens)")
+                            "stops improving (checked every eval_every tokens; schedule plateau)")
     patience: int = Field(1, ge=1, le=1000, description="valid checks in a row without a new "
                           "best before lr_decay is applied (the count restarts after a decay)")
     min_lr: float = Field(0.0, ge=0, description="stop training once lr_decay has taken the "
