@@ -483,8 +483,11 @@ class RGLMLanguageModel:
                 nll.mean().backward()
                 torch.nn.utils.clip_grad_norm_(params.values(), self.spec.train.clip)
                 with torch.no_grad():
-                    for k, p in params.items():
-                        p.sub_(lr * (p.grad if method == "sgd" else p.grad * scale[k]))
+                    for k, p in params.items():  # in place: the step is memory-bound
+                        if method == "sgd":
+                            p.add_(p.grad, alpha=-lr)
+                        else:
+                            p.addcmul_(p.grad, scale[k], value=-lr)
                         if decay > 0:
                             w = pull[k] if method == "rms" else 1.0
                             p.add_(decay * w * (trained[k] - p))
