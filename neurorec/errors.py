@@ -1,7 +1,7 @@
 """One error hierarchy for everything a user can get wrong.
 
-The CLI turns any :class:`NeurorecError` into one line per problem on stderr and exit code 2;
-anything else is a bug and keeps its traceback.
+The CLI (and :func:`run_script`, for the analysis scripts) turns any :class:`NeurorecError` into
+one line per problem on stderr and exit code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

@@ -263,11 +263,10 @@ class RGLMLanguageModel:
         # a resumed run that had already spent its time budget or annealed its learning rate
         # away is finished: resuming it scores the same parameters, it does not train on
         plateau = t.schedule == "plateau"
-        finished = resume and step > 0 and (
-            (plateau and lr < t.min_lr)
-            or (t.max_seconds is not None and log.seconds > t.max_seconds))
-        if finished and step < total_steps:
-            log.stopped_by_budget = lr >= t.min_lr
+        annealed = plateau and lr < t.min_lr
+        out_of_budget = t.max_seconds is not None and log.seconds > t.max_seconds
+        if resume and 0 < step < total_steps and (annealed or out_of_budget):
+            log.stopped_by_budget = not annealed
             step = total_steps
         reg = self.spec.regularisation
         l2 = reg.l2
