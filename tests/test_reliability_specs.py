@@ -453,12 +453,15 @@ def test_subprocess_exit_2_without_traceback(args, tmp_path):
     ("ptb_perplexity", ["--specs", "{tmp}/missing.yaml"], "{tmp}/missing.yaml: file not found"),
     ("ptb_perplexity", ["--specs", "models/lm/irlm.yaml", "--set", "train.lr=-1"],
      "models/lm/irlm.yaml: train.lr: Input should be greater than 0 (got -1) (from --set)"),
+    ("ptb_perplexity", ["--dynamic-lrs", "0.1,rms:abc"],
+     "--dynamic-lrs: 'rms:abc' is not LR or METHOD:LR[:DECAY] (METHOD sgd or rms)"),
     ("ctrnn_tasks", ["--spec", "{tmp}/missing.yaml"], "{tmp}/missing.yaml: file not found"),
     ("cosmoothing", ["--models", "glm,foo"],
      "--models: unknown ['foo']; choose from ['smoothing', 'gpfa', 'glm', 'rglm', 'ctrnn']"),
     ("cosmoothing", ["--v1-sessions", "3-x"],
      "sessions '3-x': expected numbers and ranges like '0-3,7'"),
-], ids=["ptb-missing", "ptb-set", "ctrnn-missing", "cosmoothing-model", "cosmoothing-sessions"])
+], ids=["ptb-missing", "ptb-set", "ptb-dynamic-lrs", "ctrnn-missing", "cosmoothing-model",
+        "cosmoothing-sessions"])
 def test_analysis_scripts_exit_2_in_one_line(script, args, want, tmp_path):
     """The analyses' run.py scripts answer a user mistake as the CLI does: one line, exit 2,
     nothing written, before any training."""

@@ -22,7 +22,6 @@ import csv
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -94,20 +93,24 @@ def merge_tables(paths: list[Path], out: Path) -> None:
 def dynamic_settings(text: str | None, default) -> list[tuple[str, float, float]]:
     """``--dynamic-lrs`` entries as (method, lr, decay); bare numbers take the spec's method
     and decay, and no list means the spec's own setting."""
+    from neurorec.errors import NeurorecError
+
     if not text:
         return [(default.method, default.lr, default.decay)]
     out = []
     for item in text.split(","):
         parts = item.strip().split(":")
-        if len(parts) == 1:
-            out.append((default.method, float(parts[0]), default.decay))
-        elif parts[0] in ("sgd", "rms") and len(parts) in (2, 3):
-            out.append((parts[0], float(parts[1]),
-                        float(parts[2]) if len(parts) == 3 else default.decay))
-        else:
-            print(f"run.py: --dynamic-lrs: {item!r} is not LR or METHOD:LR[:DECAY] "
-                  "(METHOD sgd or rms)", file=sys.stderr)
-            raise SystemExit(2)
+        try:
+            if len(parts) == 1:
+                out.append((default.method, float(parts[0]), default.decay))
+            elif parts[0] in ("sgd", "rms") and len(parts) in (2, 3):
+                out.append((parts[0], float(parts[1]),
+                            float(parts[2]) if len(parts) == 3 else default.decay))
+            else:
+                raise ValueError
+        except ValueError:
+            raise NeurorecError(f"--dynamic-lrs: {item!r} is not LR or METHOD:LR[:DECAY] "
+                                "(METHOD sgd or rms)") from None
     return out
 
 

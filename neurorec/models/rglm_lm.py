@@ -469,7 +469,7 @@ class RGLMLanguageModel:
                 if decay > 0:
                     pull[k] = torch.clamp(rms / rms.mean().clamp_min(1e-30), max=1.0 / decay)
         saved = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        trained = {k: p.detach().clone() for k, p in params.items()}
+        trained = {k: saved[k] for k in params}  # θ₀ for the decay: the saved copy
         x_all, y_all = self._stream(ids)
         out = np.empty(len(ids))
         h = self._h0(1)
