@@ -29,9 +29,9 @@ import time
 import numpy as np
 import torch
 
-from neurorec.backends.brian2_glm import simulate_brian2
-from neurorec.models import RGLM
-from neurorec.spec import RGLMSpec
+from neurorec.families import RGLM
+from neurorec.families.glm.brian2 import simulate_brian2
+from neurorec.families.glm.spec import RGLMSpec
 
 
 def make_model(n_units: int, n_conditions: int, n_bins: int, dim: int, seed: int = 0,

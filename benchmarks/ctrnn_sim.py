@@ -14,11 +14,11 @@ compared (max abs difference printed). Subnormal floats are flushed to zero in e
 obey; the standalone binary links with ``-ffast-math``): silent units otherwise decay into
 subnormals and each step gets ~35× slower.
 
-- **torch**: the model's own step (:meth:`neurorec.models.ctrnn.CTRNN.step_map`'s maths) in a
+- **torch**: the model's own step (``CTRNN.step_map``'s maths) in a
   Python loop under ``torch.no_grad``; float32 is timed too.
 - **numpy**: the same loop in numpy.
 - **brian2 runtime** (Cython): the backend's own network
-  (:func:`neurorec.backends.brian2_ctrnn.build_network`, B·N units), the recurrent input either
+  (:func:`neurorec.families.ctrnn.brian2.build_network`, B·N units), the recurrent input either
   from a ``network_operation`` (numpy mat-mul; the backend's default on the runtime device)
   or from ``Synapses`` with a summed variable (block-diagonal, B·N·(N−1) synapses: skipped
   above ``--max-synapses``).
@@ -59,8 +59,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from neurorec.models.ctrnn import activation, init_weights
-from neurorec.spec.ctrnn import CTRNNSpec
+from neurorec.families.ctrnn.model import activation, init_weights
+from neurorec.families.ctrnn.spec import CTRNNSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_peak import peak_flops
@@ -125,7 +125,7 @@ def _brian2_network(spec, weights, u, recurrent: str, standalone: bool = False):
     """The backend's Brian 2 network (no monitor) for inputs u (T, B) and its group."""
     import brian2 as b2
 
-    from neurorec.backends.brian2_ctrnn import build_network
+    from neurorec.families.ctrnn.brian2 import build_network
 
     lib_weights = {"w_rec": weights["w_rec"], "w_in": weights["w_in"][:, None], "b": weights["b"]}
     inputs = np.ascontiguousarray(u.T)[:, :, None]  # (B, T, 1)
@@ -140,7 +140,7 @@ def run_brian2_runtime(spec, weights, u, recurrent: str) -> tuple[float, np.ndar
     net of the fixed cost of one ``run()`` call (measured as a 1-step run)."""
     import brian2 as b2
 
-    from neurorec.backends.brian2_glm import _brian2_settings
+    from neurorec.families.glm.brian2 import _brian2_settings
 
     b2.start_scope()
     with _brian2_settings():

@@ -43,15 +43,15 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import neurorec
-from neurorec.analysis.metrics import bits_per_spike, log_likelihood
-from neurorec.bases import raised_cosine_linear
+from neurorec.core.bases import raised_cosine_linear
+from neurorec.core.metrics import bits_per_spike, log_likelihood
 from neurorec.data import bin_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.datasets import load
-from neurorec.models import GLM
-from neurorec.models.glm import history_features
-from neurorec.pipeline import resolve_device
-from neurorec.spec import GLMSpec
+from neurorec.families import GLM
+from neurorec.families.glm.glm import history_features
+from neurorec.families.glm.spec import GLMSpec
+from neurorec.workflows.pipeline import resolve_device
 
 MIN_COLUMN_SPIKES = 5  # basis-weighted training spikes per design column for a finite MLE
 

@@ -46,9 +46,9 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from neurorec.errors import DataError
-    from neurorec.models.rglm_lm import RGLMLanguageModel, batchify
-    from neurorec.spec.lm import RGLMLMSpec
+    from neurorec.core.errors import DataError
+    from neurorec.families.rglm_lm.model import RGLMLanguageModel, batchify
+    from neurorec.families.rglm_lm.spec import RGLMLMSpec
 
     V, H = a.vocab, a.hidden
     try:

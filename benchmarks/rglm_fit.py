@@ -44,10 +44,10 @@ from glm_fit import (
     stimulus_design,
 )
 
-from neurorec.bases import raised_cosine_linear
+from neurorec.core.bases import raised_cosine_linear
 from neurorec.data import bin_trials
 from neurorec.datasets import load
-from neurorec.models import model_for
+from neurorec.families import model_for
 from neurorec.spec import load_model_spec
 
 LADDER = Path(__file__).resolve().parents[1] / "models" / "ladder"

@@ -7,7 +7,7 @@
    seconds per L-BFGS iteration (the fit time divided by its iterations, so convergence speed
    does not enter). Coupling makes the work per bin grow as N² in principle; the design
    (lag features) and per-unit work grow as N.
-2. R-GLM recurrence ``x_t = u_t + R x_{t-1}`` (:func:`neurorec.models.rglm.linear_recurrence`)
+2. R-GLM recurrence ``x_t = u_t + R x_{t-1}`` (:func:`neurorec.families.glm.rglm.linear_recurrence`)
    forward + backward, float64, vs latent dim N, T and batch. Each step is a
    (batch × N) @ (N × N) GEMM, ``2·batch·N²`` flops forward and twice that backward; the
    fraction of the measured fp64 matmul peak (``matmul_peak.py``) is printed for the largest
@@ -32,10 +32,10 @@ import torch
 
 from neurorec.data import bin_trials
 from neurorec.datasets import load
-from neurorec.models import GLM
-from neurorec.models.rglm import linear_recurrence
-from neurorec.pipeline import resolve_device
-from neurorec.spec import GLMSpec
+from neurorec.families import GLM
+from neurorec.families.glm.rglm import linear_recurrence
+from neurorec.families.glm.spec import GLMSpec
+from neurorec.workflows.pipeline import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_peak import peak_flops

@@ -1,6 +1,6 @@
 """The ``neurorec`` command.
 
-User mistakes (a :class:`~neurorec.errors.NeurorecError`) print one line per problem on
+User mistakes (a :class:`~neurorec.core.errors.NeurorecError`) print one line per problem on
 stderr and exit with code 2; anything else is a bug and keeps its traceback.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from neurorec.errors import EXIT_USER_ERROR, NeurorecError, OutputError, SpecError
+from neurorec.core.errors import EXIT_USER_ERROR, NeurorecError, OutputError, SpecError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,11 +78,11 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     """
     import shutil
 
+    from neurorec.core.outputs import _lock
     from neurorec.fit import interrupt
-    from neurorec.outputs import _lock
-    from neurorec.pipeline import fit_and_evaluate, load_recording
-    from neurorec.report.fit_outputs import write_fit_outputs
     from neurorec.spec import load_model_spec
+    from neurorec.workflows.fit_outputs import write_fit_outputs
+    from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
 
     spec = load_model_spec(spec_path, overrides)
     _require_spike_train_model(spec, spec_path)
@@ -123,7 +123,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
 
 def _require_spike_train_model(spec, spec_path: Path) -> None:
     """`fit` fits models of recorded spike trains; other kinds have their own commands."""
-    from neurorec.models import MODELS
+    from neurorec.families import MODELS
 
     if spec.kind not in MODELS:
         raise SpecError(f"{spec_path}: kind: '{spec.kind}' is not a model of recorded spike "
@@ -154,12 +154,12 @@ DEMO_SPECS = ("glm_v1.yaml", "rglm_v1.yaml")
 def demo(session: int, out: Path, specs: Path, seed: int, device: str,
          overrides: Sequence[str]) -> None:
     """Fit the GLM and the R-GLM to a bundled V1 session and compare them on held-out trials."""
+    from neurorec.core.outputs import atomic_dir
     from neurorec.datasets import load
-    from neurorec.outputs import atomic_dir
-    from neurorec.pipeline import fit_and_evaluate
     from neurorec.report import html
-    from neurorec.report.fit_outputs import write_fit_outputs
     from neurorec.spec import load_model_spec
+    from neurorec.workflows.fit_outputs import write_fit_outputs
+    from neurorec.workflows.pipeline import fit_and_evaluate
 
     paths = [specs / name for name in DEMO_SPECS]
     missing = [p for p in paths if not p.is_file()]
@@ -218,13 +218,13 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool) -> None:
     A fit directory is simulated: the fitted model generates one trial for every held-out
     trial's condition, with the seed given.
     """
+    from neurorec.core.errors import OutputError
     from neurorec.data.nwb import write_nwb
-    from neurorec.errors import OutputError
 
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: file exists (pass --overwrite to replace it)")
     if Path(source).is_dir():
-        from neurorec.simulate import simulate_fit_dir
+        from neurorec.workflows.simulate import simulate_fit_dir
 
         recording = simulate_fit_dir(Path(source), seed=seed)
     else:
@@ -259,9 +259,9 @@ def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | Non
     skips finished runs; OUT/results.csv has one row per run (swept fields, then metrics).
     Exit code 2 when a run failed after its retry (each failure printed with its error).
     """
-    from neurorec.errors import NeurorecError
+    from neurorec.core.errors import NeurorecError
     from neurorec.spec.sweep import load_sweep_spec
-    from neurorec.sweep import run_sweep
+    from neurorec.workflows.sweep import run_sweep
 
     for flag, value in (("--workers", workers), ("--threads", threads)):
         if value is not None and value < 1:
@@ -300,7 +300,7 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
              weights: Path | None, brian2_device: str, dtype: str, seed: int, device: str,
              overrides: Sequence[str], overwrite: bool, quiet: bool) -> None:
     """Simulate a ctrnn spec on trials of a task protocol: DIR/activity.npz and a report."""
-    from neurorec.ctrnn_run import simulate_to_dir
+    from neurorec.families.ctrnn.run import simulate_to_dir
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
     spec = load_model_spec(spec_path, overrides)
@@ -330,7 +330,7 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
 def train(spec_path: Path, task_path: Path, out: Path, seed: int, device: str,
           overrides: Sequence[str], overwrite: bool, quiet: bool, resume: bool) -> None:
     """Train a ctrnn spec on a task (Adam, masked L2); checkpoints in OUT.partial/."""
-    from neurorec.ctrnn_run import train_to_dir
+    from neurorec.families.ctrnn.run import train_to_dir
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
     spec = load_model_spec(spec_path, overrides)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+import neurorec.families  # noqa: F401  (registers every kind)
 from neurorec.data import bin_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.datasets import load

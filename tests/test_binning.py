@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurorec.core.errors import DataError
 from neurorec.data import Recording, bin_trials, split_trials
-from neurorec.errors import DataError
 
 
 def small_recording(**trial_columns) -> Recording:

@@ -15,10 +15,10 @@ import torch
 from test_models import make_data, set_fitted
 
 from neurorec.backends import simulate_brian2
-from neurorec.backends.brian2_glm import _brian2_settings, _run, drive_brian2
-from neurorec.errors import DataError, DivergenceError
-from neurorec.models import GLM, RGLM
-from neurorec.spec import GLMSpec, RGLMSpec
+from neurorec.core.errors import DataError, DivergenceError
+from neurorec.families import GLM, RGLM
+from neurorec.families.glm.brian2 import _brian2_settings, _run, drive_brian2
+from neurorec.families.glm.spec import GLMSpec, RGLMSpec
 
 pytest.importorskip("brian2")
 

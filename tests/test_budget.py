@@ -1,4 +1,4 @@
-"""Wall-clock budget and the process pool of the study pipelines (neurorec.budget): results
+"""Wall-clock budget and the process pool of the study pipelines (workflows.budget): results
 in job order and equal to a serial run, failures and time-outs reported per job, busy workers
 terminated at the budget's end, and the conv-RNN fit stopping between epochs."""
 
@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurorec.budget import Budget, OutOfTime, current_budget, require, run_jobs, summary
-from neurorec.models.conv_rnn import ConvRNN
-from neurorec.spec.rnn_studies import ConvRNNSpec, OscillatingObjectSpec
+from neurorec.families.conv_rnn.model import ConvRNN
+from neurorec.families.conv_rnn.spec import ConvRNNSpec
+from neurorec.spec.oscillator import OscillatingObjectSpec
 from neurorec.stimuli.oscillator import make_movies
+from neurorec.workflows.budget import Budget, OutOfTime, current_budget, require, run_jobs, summary
 
 
 def test_budget_from_minutes():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurorec.errors import DataError
+from neurorec.core.errors import DataError
 from neurorec.fit.checkpoint import (
     generator_states,
     load_checkpoint,

@@ -8,9 +8,16 @@ import pytest
 import torch
 
 from neurorec.analysis.decoding import svm_decode_cv
-from neurorec.errors import DataError
-from neurorec.models.conv_rnn import CodeRNN, ConvAutoencoder, ConvRNN, frame_bce, pooled_sizes
-from neurorec.spec.rnn_studies import ConvRNNSpec, OscillatingObjectSpec
+from neurorec.core.errors import DataError
+from neurorec.families.conv_rnn.model import (
+    CodeRNN,
+    ConvAutoencoder,
+    ConvRNN,
+    frame_bce,
+    pooled_sizes,
+)
+from neurorec.families.conv_rnn.spec import ConvRNNSpec
+from neurorec.spec.oscillator import OscillatingObjectSpec
 from neurorec.stimuli.oscillator import make_movies
 
 

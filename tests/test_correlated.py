@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 from test_models import make_data, set_fitted
 
-from neurorec.models import GLM
-from neurorec.spec import GLMSpec
+from neurorec.families import GLM
+from neurorec.families.glm.spec import GLMSpec
 
 
 def correlated_model(observation: str, link: str, bias: np.ndarray, A: np.ndarray,
@@ -71,7 +71,7 @@ def test_sampler_matches_exact_moments():
 
 
 def test_one_unit_cannot_be_correlated():
-    from neurorec.errors import DataError
+    from neurorec.core.errors import DataError
 
     spec = GLMSpec(stimulus={"enabled": False}, history={"enabled": False},
                    correlated={"enabled": True})

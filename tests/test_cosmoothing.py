@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 import torch
 
-from neurorec.cosmoothing import co_bps, cosmoothing_metrics, heldout_mask
+from neurorec.core.errors import DataError
 from neurorec.data.recording import BinnedTrials
-from neurorec.errors import DataError
-from neurorec.models import model_for
-from neurorec.models.ctrnn_obs import CTRNNObs, ObservedCTRNN
+from neurorec.families import model_for
+from neurorec.families.ctrnn_obs.model import CTRNNObs, ObservedCTRNN
+from neurorec.families.ctrnn_obs.spec import CTRNNObsSpec
+from neurorec.families.glm.spec import RGLMSpec
 from neurorec.spec import validate_spec
-from neurorec.spec.ctrnn_obs import CTRNNObsSpec
-from neurorec.spec.models import RGLMSpec
+from neurorec.workflows.cosmoothing import co_bps, cosmoothing_metrics, heldout_mask
 
 BIN = 0.01
 
@@ -228,7 +228,7 @@ def test_ctrnn_obs_recovers_a_known_networks_rates():
     with torch.no_grad():
         truth.net.w_out.mul_(4.0)  # readout strong enough that the network shows in spikes
         truth.d.fill_(-0.5)
-    from neurorec.models.ctrnn_obs import condition_inputs
+    from neurorec.families.ctrnn_obs.model import condition_inputs
 
     inputs = torch.as_tensor(condition_inputs(spec, table, n_bins, 0.0))
     cond = np.arange(90) % n_cond

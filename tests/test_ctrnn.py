@@ -12,11 +12,11 @@ import pytest
 import scipy.linalg
 import torch
 
-from neurorec.backends.brian2_ctrnn import simulate_brian2
-from neurorec.errors import SpecError
-from neurorec.models.ctrnn import CTRNN, build_ctrnn, noise_std
+from neurorec.core.errors import SpecError
+from neurorec.families.ctrnn.brian2 import simulate_brian2
+from neurorec.families.ctrnn.model import CTRNN, build_ctrnn, noise_std
+from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.spec import load_model_spec
-from neurorec.spec.ctrnn import CTRNNSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in REPO.glob("models/*.yaml")

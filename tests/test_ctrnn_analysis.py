@@ -102,8 +102,8 @@ def test_trained_flip_flop_has_eight_stable_fixed_points():
     from pathlib import Path
 
     from neurorec.analysis.fixed_points import ctrnn_step_map
-    from neurorec.fit.train import train
-    from neurorec.models.ctrnn import build_ctrnn
+    from neurorec.families.ctrnn.model import build_ctrnn
+    from neurorec.families.ctrnn.train import train
     from neurorec.spec import load_model_spec, load_stimulus_spec
     from neurorec.tasks import make_task
 

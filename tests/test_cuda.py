@@ -41,21 +41,23 @@ if OTHER.startswith("cuda") and not torch.cuda.is_available():
 from neurorec.cli import main  # noqa: E402
 from neurorec.data import bin_trials, read_nwb  # noqa: E402
 from neurorec.datasets import load  # noqa: E402
-from neurorec.fit.train import evaluate, train  # noqa: E402
-from neurorec.models import GLM, RGLM, CTRNNObs  # noqa: E402
-from neurorec.models.conv_rnn import CodeRNN, ConvAutoencoder, ConvRNN  # noqa: E402
-from neurorec.models.ctrnn import CTRNN, noise_std  # noqa: E402
-from neurorec.models.rglm_lm import RGLMLanguageModel  # noqa: E402
-from neurorec.models.ssrnn import SpikeSlabRNN  # noqa: E402
-from neurorec.models.tanh_rnn import SequenceRNN  # noqa: E402
-from neurorec.pipeline import fit_and_evaluate  # noqa: E402
-from neurorec.spec import GLMSpec, RGLMSpec, load_model_spec, load_stimulus_spec  # noqa: E402
-from neurorec.spec.ctrnn import CTRNNSpec  # noqa: E402
-from neurorec.spec.ctrnn_obs import CTRNNObsSpec  # noqa: E402
-from neurorec.spec.lm import RGLMLMSpec  # noqa: E402
-from neurorec.spec.rnn_studies import ConvRNNSpec, RNNSpec  # noqa: E402
-from neurorec.spec.ssrnn import SSRNNSpec  # noqa: E402
+from neurorec.families import GLM, RGLM, CTRNNObs  # noqa: E402
+from neurorec.families.conv_rnn.model import CodeRNN, ConvAutoencoder, ConvRNN  # noqa: E402
+from neurorec.families.conv_rnn.spec import ConvRNNSpec  # noqa: E402
+from neurorec.families.ctrnn.model import CTRNN, noise_std  # noqa: E402
+from neurorec.families.ctrnn.spec import CTRNNSpec  # noqa: E402
+from neurorec.families.ctrnn.train import evaluate, train  # noqa: E402
+from neurorec.families.ctrnn_obs.spec import CTRNNObsSpec  # noqa: E402
+from neurorec.families.glm.spec import GLMSpec, RGLMSpec  # noqa: E402
+from neurorec.families.rglm_lm.model import RGLMLanguageModel  # noqa: E402
+from neurorec.families.rglm_lm.spec import RGLMLMSpec  # noqa: E402
+from neurorec.families.rnn.model import SequenceRNN  # noqa: E402
+from neurorec.families.rnn.spec import RNNSpec  # noqa: E402
+from neurorec.families.ssrnn.model import SpikeSlabRNN  # noqa: E402
+from neurorec.families.ssrnn.spec import SSRNNSpec  # noqa: E402
+from neurorec.spec import load_model_spec, load_stimulus_spec  # noqa: E402
 from neurorec.tasks import make_task  # noqa: E402
+from neurorec.workflows.pipeline import fit_and_evaluate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICES = ("cpu", OTHER)
@@ -402,7 +404,7 @@ def test_conv_autoencoder_and_code_rnn_forward():
 
 
 def test_conv_rnn_two_stage_fit_and_transform():
-    from neurorec.spec.rnn_studies import OscillatingObjectSpec
+    from neurorec.spec.oscillator import OscillatingObjectSpec
     from neurorec.stimuli.oscillator import make_movies
 
     movies = make_movies(OscillatingObjectSpec(size_px=21, n_frames=10, n_angles=8,

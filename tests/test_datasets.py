@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurorec.core.errors import DataError
 from neurorec.data import bin_trials
 from neurorec.datasets import (
     DatasetInfo,
@@ -18,7 +19,6 @@ from neurorec.datasets import (
     v1_gratings,
 )
 from neurorec.datasets.v1_gratings import session_spikes
-from neurorec.errors import DataError
 
 LOCUST_FILES = sorted(locust_al.SPIKE_DIR.glob("locust20010214_*_tetB_u*.txt"))
 

@@ -15,8 +15,8 @@ import pytest
 from neurorec.cli import main
 from neurorec.data import read_nwb, write_nwb
 from neurorec.datasets import load
-from neurorec.pipeline import fit_and_evaluate
 from neurorec.spec import load_model_spec
+from neurorec.workflows.pipeline import fit_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 GLM_V1 = REPO / "models" / "glm_v1.yaml"

@@ -10,9 +10,9 @@ import statsmodels.api as sm
 from conftest import select_units
 from test_glm_statsmodels import stimulus_design
 
-from neurorec.bases import raised_cosine_linear, raised_cosine_log
-from neurorec.models import GLM
-from neurorec.spec import GLMSpec
+from neurorec.core.bases import raised_cosine_linear, raised_cosine_log
+from neurorec.families import GLM
+from neurorec.families.glm.spec import GLMSpec
 
 N_BASIS, N_HIST, N_COUP, LAGS = 4, 3, 2, 5  # 5 lags of 10 ms for history and coupling
 

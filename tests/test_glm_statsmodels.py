@@ -8,9 +8,9 @@ import pytest
 import statsmodels.api as sm
 from conftest import select_units
 
-from neurorec.bases import raised_cosine_linear
-from neurorec.models import GLM
-from neurorec.spec import GLMSpec
+from neurorec.core.bases import raised_cosine_linear
+from neurorec.families import GLM
+from neurorec.families.glm.spec import GLMSpec
 
 N_BASIS = 6
 
@@ -61,7 +61,7 @@ def test_log_likelihood_equals_statsmodels(fitted):
 
 def test_per_unit_log_likelihood_equals_statsmodels(fitted):
     model, train, refs = fitted
-    from neurorec.analysis.metrics import poisson_nll
+    from neurorec.core.metrics import poisson_nll
 
     per_unit = -poisson_nll(train.counts, model.predict_rate(train)).sum(axis=(0, 1))
     np.testing.assert_allclose(per_unit, [r.llf for r in refs], rtol=1e-8)

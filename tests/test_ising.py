@@ -7,8 +7,8 @@ import pytest
 from test_models import make_data
 
 from neurorec.analysis.ising import fit_ising_pseudolikelihood, ising_log_likelihood
-from neurorec.models import GLM
-from neurorec.spec import GLMSpec
+from neurorec.families import GLM
+from neurorec.families.glm.spec import GLMSpec
 
 PATTERN_SPEC = GLMSpec(observation="bernoulli", link="logistic", stimulus={"enabled": False},
                        history={"enabled": False}, correlated={"enabled": True},

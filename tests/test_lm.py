@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from neurorec.cli import main
-from neurorec.models.rglm_lm import RGLMLanguageModel, batchify, time_constants_tokens
+from neurorec.families.rglm_lm.model import RGLMLanguageModel, batchify, time_constants_tokens
+from neurorec.families.rglm_lm.spec import RGLMLMSpec
 from neurorec.spec import load_model_spec
-from neurorec.spec.lm import RGLMLMSpec
 
 REPO = Path(__file__).resolve().parents[1]
 V, H = 11, 4

@@ -105,7 +105,7 @@ def test_dmd_of_a_moving_blob_needs_the_sustained_modes():
     """A blob crossing the frame is a nonlinear oscillation: rank-6 DMD fits only decaying
     modes (here at the Nyquist frequency); with pydmd's optimal rank, the sustained modes are
     the true frequency (period 20 frames) and its harmonics, the fundamental the lowest."""
-    from neurorec.spec.rnn_studies import OscillatingObjectSpec
+    from neurorec.spec.oscillator import OscillatingObjectSpec
     from neurorec.stimuli.oscillator import make_movies
 
     movies = make_movies(OscillatingObjectSpec(n_angles=8, n_frames=60, amplitude_px=20,

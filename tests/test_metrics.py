@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from neurorec.analysis.metrics import (
+from neurorec.core.metrics import (
     aic,
     bits_per_spike,
     log_likelihood,

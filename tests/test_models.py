@@ -13,13 +13,13 @@ from conftest import select_units
 from scipy import stats
 from scipy.special import expit
 
+from neurorec.core.errors import DataError, NotFittedError
+from neurorec.core.observations import Bernoulli, Poisson
 from neurorec.data.recording import BinnedTrials
-from neurorec.errors import DataError, NotFittedError
-from neurorec.models import GLM, RGLM
-from neurorec.models.glm import history_features
-from neurorec.models.rglm import linear_recurrence, time_constants
-from neurorec.observations import Bernoulli, Poisson
-from neurorec.spec import GLMSpec, RGLMSpec
+from neurorec.families import GLM, RGLM
+from neurorec.families.glm.glm import history_features
+from neurorec.families.glm.rglm import linear_recurrence, time_constants
+from neurorec.families.glm.spec import GLMSpec, RGLMSpec
 
 BIN = 0.01
 
@@ -37,7 +37,7 @@ def make_data(counts: np.ndarray, condition: np.ndarray, n_conditions: int,
 
 def set_fitted(model: GLM, params: dict[str, np.ndarray], n_bins: int, n_units: int,
                n_conditions: int) -> GLM:
-    """Give a model parameters by hand, as ``neurorec.simulate.load_fitted`` does."""
+    """Give a model parameters by hand, as ``neurorec.workflows.simulate.load_fitted`` does."""
     model.params_ = {k: np.asarray(v, dtype=float) for k, v in params.items()}
     model.n_bins_, model.n_units_, model.n_conditions_ = n_bins, n_units, n_conditions
     model.bin_size_ = BIN

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurorec.core.errors import DataError
 from neurorec.data import Recording, read_nwb, validate_recording, write_nwb
 from neurorec.datasets import load_locust_al, load_v1_gratings
-from neurorec.errors import DataError
 
 
 def assert_same_recording(a: Recording, b: Recording) -> None:

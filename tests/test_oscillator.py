@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
 from neurorec.spec import load_stimulus_spec
-from neurorec.spec.rnn_studies import OscillatingObjectSpec
+from neurorec.spec.oscillator import OscillatingObjectSpec
 from neurorec.stimuli.oscillator import (
     held_out_angles,
     make_movies,

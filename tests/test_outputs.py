@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from neurorec.errors import OutputError
-from neurorec.outputs import atomic_dir
+from neurorec.core.errors import OutputError
+from neurorec.core.outputs import atomic_dir
 
 
 def test_failed_block_leaves_nothing(tmp_path):

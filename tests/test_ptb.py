@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from neurorec.core.errors import DataError
 from neurorec.datasets import ptb
-from neurorec.errors import DataError
-from neurorec.models.rglm_lm import RGLMLanguageModel
-from neurorec.spec.lm import RGLMLMSpec
+from neurorec.families.rglm_lm.model import RGLMLanguageModel
+from neurorec.families.rglm_lm.spec import RGLMLMSpec
 
 
 def write_corpus(folder, train="a b\nb c a\n", valid="a c\n", test="b\n"):

@@ -25,15 +25,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neurorec.cli import main
+from neurorec.core.errors import DataError, NeurorecError
 from neurorec.data import validate_recording
 from neurorec.datasets import load
-from neurorec.errors import DataError, NeurorecError
-from neurorec.resources import (
+from neurorec.spec import load_model_spec
+from neurorec.workflows.resources import (
     available_memory_bytes,
     check_fit_memory,
     estimate_fit_memory,
 )
-from neurorec.spec import load_model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 GLM_V1 = REPO / "models" / "glm_v1.yaml"
@@ -188,7 +188,7 @@ def test_corrupted_bundled_recording(capsys, base, tmp_path, monkeypatch, cls, c
         validate_recording(bad)
         return bad
 
-    monkeypatch.setattr("neurorec.pipeline.load_recording", loader)
+    monkeypatch.setattr("neurorec.workflows.pipeline.load_recording", loader)
     (line,) = fit_lines(capsys, bad.source, tmp_path)
     assert message in line
     COUNTS[f"bundled: {cls}", "exit 2, one line"] += 1
@@ -219,7 +219,8 @@ def test_memory_estimate_bounds_a_measured_fit():
     import subprocess
 
     code = ("import resource, torch; torch.set_num_threads(1)\n"
-            "from neurorec.datasets import load\nfrom neurorec.pipeline import fit_and_evaluate\n"
+            "from neurorec.datasets import load\n"
+            "from neurorec.workflows.pipeline import fit_and_evaluate\n"
             "from neurorec.spec import load_model_spec\n"
             f"spec = load_model_spec('{GLM_V1}', ['fit.max_iter=3'])\n"
             "rec = load('v1_gratings:0')\n"

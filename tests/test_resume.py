@@ -24,10 +24,10 @@ import pytest
 import torch
 
 from neurorec.cli import main
-from neurorec.errors import DivergenceError
+from neurorec.core.errors import DivergenceError
+from neurorec.families.glm.spec import FitSpec
 from neurorec.fit.checkpoint import load_checkpoint
 from neurorec.fit.lbfgs import checkpointing, fit_lbfgs
-from neurorec.spec.models import FitSpec
 
 REPO = Path(__file__).resolve().parents[1]
 GLM_V1 = REPO / "models" / "glm_v1.yaml"
@@ -190,7 +190,7 @@ def test_divergence_names_iteration_parameter_and_keeps_last_good_checkpoint(tmp
 
 def test_divergence_in_a_cli_fit_is_one_line_and_keeps_the_checkpoint(
         small_nwb, tmp_path, capsys, monkeypatch):
-    from neurorec.models.glm import GLM
+    from neurorec.families.glm.glm import GLM
 
     real = GLM._objective
     calls = [0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from neurorec.errors import DataError
-from neurorec.runs import markdown_table, parse_sessions, run_cached
+from neurorec.core.errors import DataError
+from neurorec.workflows.runs import markdown_table, parse_sessions, run_cached
 
 
 def square(x: float) -> dict:

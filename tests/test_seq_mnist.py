@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from neurorec.analysis.limit_cycles import find_attractors, orbit_period
+from neurorec.core.errors import DataError, NotFittedError
 from neurorec.datasets import mnist
-from neurorec.errors import DataError, NotFittedError
-from neurorec.models.tanh_rnn import (
+from neurorec.families.rnn.model import (
     SequenceRNN,
     autonomous_jacobian,
     autonomous_step,
     sequence_variant,
 )
-from neurorec.spec.rnn_studies import RNNSpec
+from neurorec.families.rnn.spec import RNNSpec
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from neurorec.cli import main
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
+from neurorec.families.glm.spec import GLMSpec
 from neurorec.spec import (
     MODEL_KINDS,
     STIMULUS_KINDS,
     DriftingGratingsSpec,
-    GLMSpec,
     dump_spec,
     load_spec,
 )

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurorec.errors import DataError, NotFittedError
-from neurorec.models.compact_filters import (
+from neurorec.analysis.compact_filters import (
     fit_compact_filters,
     flops_per_frame,
     powers_times,
@@ -18,7 +17,8 @@ from neurorec.models.compact_filters import (
     relative_error,
     time_per_frame,
 )
-from neurorec.models.ssrnn import (
+from neurorec.core.errors import DataError, NotFittedError
+from neurorec.families.ssrnn.model import (
     SpikeSlabRNN,
     clip_log_likelihood,
     greedy_filter,
@@ -26,7 +26,7 @@ from neurorec.models.ssrnn import (
     slice_log_likelihood,
     solve_slice,
 )
-from neurorec.spec.ssrnn import SSRNNSpec
+from neurorec.families.ssrnn.spec import SSRNNSpec
 
 TAU_X, TAU_Y = 1.3, 0.6
 

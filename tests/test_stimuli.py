@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
 from neurorec.spec import load_stimulus_spec, validate_spec
 from neurorec.spec.stimuli import (
     DriftingGaborsSpec,

@@ -12,16 +12,16 @@ import statsmodels.api as sm
 from scipy import stats
 
 from neurorec.analysis.sta import filter_sta_agreement, spike_triggered_average
-from neurorec.bases import raised_cosine_log
+from neurorec.core.bases import raised_cosine_log
+from neurorec.core.errors import DataError
 from neurorec.data.binning import bin_stimulus
 from neurorec.data.nwb import read_nwb, write_nwb
 from neurorec.data.recording import StimulusSeries
 from neurorec.datasets import load
-from neurorec.errors import DataError
-from neurorec.pipeline import fit_and_evaluate
-from neurorec.report.fit_outputs import write_fit_outputs
-from neurorec.simulate import simulate_fit_dir
 from neurorec.spec import load_model_spec
+from neurorec.workflows.fit_outputs import write_fit_outputs
+from neurorec.workflows.pipeline import fit_and_evaluate
+from neurorec.workflows.simulate import simulate_fit_dir
 
 SPEC = "models/glm_grasshopper.yaml"
 

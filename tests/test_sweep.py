@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from neurorec.cli import main
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
 from neurorec.spec.sweep import load_sweep_spec
-from neurorec.sweep import plan, run_id
+from neurorec.workflows.sweep import plan, run_id
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "models" / "glm_stimulus_only.yaml"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
+from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.spec import load_stimulus_spec
-from neurorec.spec.ctrnn import CTRNNSpec
 from neurorec.tasks import make_task
 
 REPO = Path(__file__).resolve().parents[1]

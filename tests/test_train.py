@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from neurorec.cli import main
-from neurorec.errors import DivergenceError
+from neurorec.core.errors import DivergenceError
+from neurorec.families.ctrnn.model import CTRNN
+from neurorec.families.ctrnn.spec import CTRNNSpec
+from neurorec.families.ctrnn.train import batch_loss, train
 from neurorec.fit.checkpoint import CHECKPOINT_NAME
-from neurorec.fit.train import batch_loss, train
-from neurorec.models.ctrnn import CTRNN
 from neurorec.spec import load_stimulus_spec
-from neurorec.spec.ctrnn import CTRNNSpec
 from neurorec.tasks import make_task
 
 REPO = Path(__file__).resolve().parents[1]

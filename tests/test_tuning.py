@@ -21,7 +21,7 @@ from neurorec.analysis.tuning import (
     v1_direction_responses,
     vector_selectivity,
 )
-from neurorec.errors import DataError
+from neurorec.core.errors import DataError
 
 DIRS = np.arange(16) * 22.5
 

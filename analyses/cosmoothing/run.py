@@ -10,7 +10,7 @@ drifting-gratings session (units with contamination < 0.05) and the locust anten
 population (50 ms bins, first 10 s of each trial). One split per dataset, shared by all models:
 20 % of each condition's trials for testing and a quarter of the units held out, both drawn
 with ``--seed``. Scores: ``co_bps`` (held-out units on test trials, NLB definition; see
-:mod:`neurorec.cosmoothing`) and fit time.
+:mod:`neurorec.workflows.cosmoothing`) and fit time.
 
 Writes ``table.csv`` (dataset × model), ``summary.csv``/``summary.md`` (model × dataset group,
 co-bps mean ± s.e.m.), ``cosmoothing.png``, ``dynamics/`` (fixed points, eigen-spectrum and
@@ -29,7 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neurorec.runs import load_clean, markdown_table, parse_sessions, run_cached, write_csv
+from neurorec.workflows.runs import (
+    load_clean,
+    markdown_table,
+    parse_sessions,
+    run_cached,
+    write_csv,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ["smoothing", "gpfa", "glm", "rglm", "ctrnn"]
@@ -59,8 +65,8 @@ def _spec(model: str, dataset: str, extra: tuple[str, ...] = ()):
 
 def run_one(dataset: str, model: str, seed: int) -> dict:
     """Co-smoothing scores of one model on one dataset (the shared split)."""
-    from neurorec.cosmoothing import cosmoothing_metrics, heldout_mask
-    from neurorec.pipeline import bin_for_spec, fit_and_evaluate
+    from neurorec.workflows.cosmoothing import cosmoothing_metrics, heldout_mask
+    from neurorec.workflows.pipeline import bin_for_spec, fit_and_evaluate
 
     start = time.perf_counter()
     row = {"dataset": dataset, "model": model}
@@ -109,7 +115,7 @@ def run_dynamics(dataset: str, seed: int, out: str) -> dict:
 
     from neurorec.analysis.dynamics import eigen_spectrum, pca_trajectories, spectral_radius
     from neurorec.analysis.fixed_points import find_fixed_points
-    from neurorec.pipeline import fit_and_evaluate
+    from neurorec.workflows.pipeline import fit_and_evaluate
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -256,8 +262,8 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
-    from neurorec.errors import NeurorecError
-    from neurorec.outputs import atomic_dir
+    from neurorec.core.errors import NeurorecError
+    from neurorec.core.outputs import atomic_dir
     from neurorec.report import html
 
     models = [m for m in args.models.split(",") if m]
@@ -311,6 +317,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

@@ -43,19 +43,19 @@ from neurorec.analysis.dynamics import (  # noqa: E402
     weight_change,
 )
 from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points  # noqa: E402
-from neurorec.budget import (  # noqa: E402
+from neurorec.core.outputs import atomic_dir, write_json  # noqa: E402
+from neurorec.families.ctrnn.model import build_ctrnn  # noqa: E402
+from neurorec.families.ctrnn.train import evaluate, train  # noqa: E402
+from neurorec.report import html  # noqa: E402
+from neurorec.spec import load_model_spec, load_stimulus_spec  # noqa: E402
+from neurorec.tasks import make_task  # noqa: E402
+from neurorec.workflows.budget import (  # noqa: E402
     Budget,
     current_budget,
     limit_threads,
     require,
     run_jobs,
 )
-from neurorec.fit.train import evaluate, train  # noqa: E402
-from neurorec.models.ctrnn import build_ctrnn  # noqa: E402
-from neurorec.outputs import atomic_dir, write_json  # noqa: E402
-from neurorec.report import html  # noqa: E402
-from neurorec.spec import load_model_spec, load_stimulus_spec  # noqa: E402
-from neurorec.tasks import make_task  # noqa: E402
 
 
 def rollout(model, task, seed: int, n_trials: int = 64):
@@ -407,6 +407,6 @@ def _theta_figure(sweep: pd.DataFrame, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

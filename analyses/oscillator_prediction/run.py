@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from neurorec.budget import (  # noqa: E402
+from neurorec.workflows.budget import (  # noqa: E402
     Budget,
     current_budget,
     limit_threads,
@@ -78,8 +78,8 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
 
     from neurorec.analysis.decoding import svm_decode_cv
     from neurorec.analysis.dmd import dmd
-    from neurorec.models.conv_rnn import ConvRNN, frame_bce
-    from neurorec.outputs import write_json
+    from neurorec.core.outputs import write_json
+    from neurorec.families.conv_rnn.model import ConvRNN, frame_bce
     from neurorec.report import html
     from neurorec.spec import dump_spec
     from neurorec.stimuli.oscillator import DIRECTION_NAMES, make_movies, motion_direction
@@ -354,8 +354,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     require({"pydmd": "pydmd", "sklearn": "scikit-learn"})
 
-    from neurorec.errors import SpecError
-    from neurorec.outputs import atomic_dir, write_json
+    from neurorec.core.errors import SpecError
+    from neurorec.core.outputs import atomic_dir, write_json
     from neurorec.report import html
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
@@ -434,6 +434,6 @@ def _progress_line(o) -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

@@ -15,7 +15,7 @@ import time
 import torch
 
 from neurorec.datasets.ptb import load_ptb
-from neurorec.models.rglm_lm import RGLMLanguageModel
+from neurorec.families.rglm_lm.model import RGLMLanguageModel
 from neurorec.spec import load_model_spec
 
 torch.set_num_threads(2)

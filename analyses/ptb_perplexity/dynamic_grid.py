@@ -23,7 +23,7 @@ DEFAULT_GRID = ("10:2e-4:1000,10:3e-4:1000,10:6e-4:1000,10:1e-3:1000,10:2e-3:100
 
 def parse_grid(text: str) -> list[tuple[int, float, int]]:
     """``"10:3e-4:1000,..."`` → [(bptt, lr, segments), ...]."""
-    from neurorec.errors import NeurorecError
+    from neurorec.core.errors import NeurorecError
 
     out = []
     for item in filter(None, text.split(",")):
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--grid", default=DEFAULT_GRID)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    from neurorec.errors import NeurorecError
+    from neurorec.core.errors import NeurorecError
     from neurorec.spec import load_model_spec
 
     spec = load_model_spec(args.spec)
@@ -58,8 +58,8 @@ def main() -> None:
     import torch
 
     from neurorec.datasets.ptb import load_ptb
+    from neurorec.families.rglm_lm.model import RGLMLanguageModel
     from neurorec.fit.checkpoint import load_checkpoint
-    from neurorec.models.rglm_lm import RGLMLanguageModel
 
     torch.set_num_threads(args.threads)
     data = load_ptb()
@@ -80,6 +80,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

@@ -93,7 +93,7 @@ def merge_tables(paths: list[Path], out: Path) -> None:
 def dynamic_settings(text: str | None, default) -> list[tuple[str, float, float]]:
     """``--dynamic-lrs`` entries as (method, lr, decay); bare numbers take the spec's method
     and decay, and no list means the spec's own setting."""
-    from neurorec.errors import NeurorecError
+    from neurorec.core.errors import NeurorecError
 
     if not text:
         return [(default.method, default.lr, default.decay)]
@@ -147,8 +147,8 @@ def main() -> None:
     if args.merge:
         merge_tables(args.merge, args.out)
         return
+    from neurorec.families.rglm_lm.spec import LMDynamicSpec
     from neurorec.spec import load_model_spec
-    from neurorec.spec.lm import LMDynamicSpec
 
     # bad specs, overrides or --dynamic-lrs fail now, before anything is written or trained
     specs = [load_model_spec(p, args.overrides) for p in args.specs]
@@ -167,7 +167,7 @@ def main() -> None:
         perplexity,
     )
     from neurorec.datasets.ptb import load_ptb
-    from neurorec.models.rglm_lm import RGLMLanguageModel, time_constants_tokens
+    from neurorec.families.rglm_lm.model import RGLMLanguageModel, time_constants_tokens
     from neurorec.report import html
 
     torch.set_num_threads(args.threads)
@@ -318,6 +318,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

@@ -22,7 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neurorec.runs import load_clean, markdown_table, parse_sessions, run_cached, write_csv
+from neurorec.workflows.runs import (
+    load_clean,
+    markdown_table,
+    parse_sessions,
+    run_cached,
+    write_csv,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNGS = sorted((ROOT / "models" / "ladder").glob("*.yaml"))
@@ -37,9 +43,9 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
     """Fit one rung to one dataset; held-out scores, decoding and sample statistics."""
     from neurorec.analysis.decoding import logistic_decode, map_decode
     from neurorec.analysis.statistics import structure_agreement
-    from neurorec.errors import DivergenceError
-    from neurorec.pipeline import fit_and_evaluate
+    from neurorec.core.errors import DivergenceError
     from neurorec.spec import load_model_spec
+    from neurorec.workflows.pipeline import fit_and_evaluate
 
     spec = load_model_spec(spec_path, overrides)
     start = time.perf_counter()
@@ -67,8 +73,8 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
 
 
 def run_order(dataset: str, order_seed: int, seed: int) -> dict:
-    from neurorec.pipeline import fit_and_evaluate
     from neurorec.spec import load_model_spec
+    from neurorec.workflows.pipeline import fit_and_evaluate
 
     spec = load_model_spec(ROOT / "models" / "ladder" / "2_correlated.yaml",
                            ["correlated.order=random", f"correlated.order_seed={order_seed}"])
@@ -142,7 +148,7 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
-    from neurorec.outputs import atomic_dir
+    from neurorec.core.outputs import atomic_dir
     from neurorec.report import html
 
     tasks = [(f"v1_gratings:{s}", str(p), (), args.seed, True)
@@ -196,6 +202,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

@@ -36,11 +36,11 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from neurorec.analysis.statistics import structure_agreement
-    from neurorec.outputs import atomic_dir, write_json
-    from neurorec.pipeline import fit_and_evaluate
+    from neurorec.core.outputs import atomic_dir, write_json
     from neurorec.report.figures import structure_figure
-    from neurorec.runs import load_clean
     from neurorec.spec import load_model_spec
+    from neurorec.workflows.pipeline import fit_and_evaluate
+    from neurorec.workflows.runs import load_clean
 
     recording = load_clean(args.data)
     numbers, samples, test = {}, {}, None

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from neurorec.budget import (  # noqa: E402
+from neurorec.workflows.budget import (  # noqa: E402
     Budget,
     current_budget,
     limit_threads,
@@ -62,7 +62,7 @@ def network_job(spec, k: int, sub: np.ndarray, args) -> dict:
     from neurorec.analysis.limit_cycles import find_attractors
     from neurorec.analysis.lyapunov import lyapunov_spectrum
     from neurorec.datasets.mnist import mnist_split
-    from neurorec.models.tanh_rnn import (
+    from neurorec.families.rnn.model import (
         VARIANTS,
         SequenceRNN,
         autonomous_jacobian,
@@ -166,14 +166,14 @@ def main(argv: list[str] | None = None) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from neurorec.core.outputs import atomic_dir, write_json
     from neurorec.datasets.mnist import mnist_split
-    from neurorec.models.tanh_rnn import VARIANTS
-    from neurorec.outputs import atomic_dir, write_json
+    from neurorec.families.rnn.model import VARIANTS
     from neurorec.report import html
     from neurorec.spec import dump_spec, load_model_spec
 
     if args.out.exists() and not args.overwrite:  # say so now, not after the training
-        from neurorec.errors import OutputError
+        from neurorec.core.errors import OutputError
 
         raise OutputError(f"{args.out}: output directory exists (pass --overwrite to replace it)")
     # training stops 100 s before the end: a network's analyses take ~60 s on one core
@@ -327,6 +327,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

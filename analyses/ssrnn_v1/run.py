@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from neurorec.analysis import compact_filters as cf
 from neurorec.analysis import connectomics as cx
 from neurorec.analysis.tuning import (
     direction_index,
@@ -45,10 +46,9 @@ from neurorec.analysis.tuning import (
     v1_direction_responses,
     vector_selectivity,
 )
+from neurorec.core.outputs import atomic_dir
 from neurorec.datasets.v1_gratings import N_SESSIONS
-from neurorec.models import compact_filters as cf
-from neurorec.models.ssrnn import SpikeSlabRNN
-from neurorec.outputs import atomic_dir
+from neurorec.families.ssrnn.model import SpikeSlabRNN
 from neurorec.report import html
 from neurorec.spec import load_model_spec, load_stimulus_spec
 from neurorec.stimuli import generate
@@ -412,6 +412,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

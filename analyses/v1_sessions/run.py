@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from neurorec.core.outputs import atomic_dir
 from neurorec.datasets import load
-from neurorec.outputs import atomic_dir
-from neurorec.pipeline import fit_and_evaluate
 from neurorec.report import html
-from neurorec.runs import parse_sessions
 from neurorec.spec import load_model_spec
+from neurorec.workflows.pipeline import fit_and_evaluate
+from neurorec.workflows.runs import parse_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = (ROOT / "models" / "glm_v1.yaml", ROOT / "models" / "rglm_v1.yaml")
@@ -85,6 +85,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from neurorec.errors import run_script
+    from neurorec.core.errors import run_script
 
     run_script(main)

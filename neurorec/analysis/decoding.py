@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from neurorec.analysis.metrics import nll_tables
+from neurorec.core.metrics import nll_tables
 from neurorec.data.recording import BinnedTrials
-from neurorec.models import Model
 
 
-def condition_log_likelihoods(model: Model, data: BinnedTrials) -> np.ndarray:
+class _Scorer(Protocol):
+    """What decoding needs of a fitted model (any family with ``binned_trials``)."""
+
+    observation_name: str
+
+    def predict_rate(self, data: BinnedTrials) -> np.ndarray: ...
+
+    def noise_scale(self) -> np.ndarray | None: ...
+
+
+def condition_log_likelihoods(model: _Scorer, data: BinnedTrials) -> np.ndarray:
     """(n_trials, n_conditions) log-likelihood of each trial's counts under every condition.
 
     The model's own likelihood (history, coupling, in-bin correlations included), with the
@@ -29,7 +39,7 @@ def condition_log_likelihoods(model: Model, data: BinnedTrials) -> np.ndarray:
     return out
 
 
-def map_decode(model: Model, data: BinnedTrials) -> np.ndarray:
+def map_decode(model: _Scorer, data: BinnedTrials) -> np.ndarray:
     """(n_trials,) maximum-likelihood condition of each trial (flat prior = MAP)."""
     return condition_log_likelihoods(model, data).argmax(axis=1)
 

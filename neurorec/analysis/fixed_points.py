@@ -138,7 +138,7 @@ def _dedupe(points: np.ndarray, q: np.ndarray, tol: float) -> tuple[np.ndarray, 
 
 
 def ctrnn_step_map(model, u: np.ndarray | None = None) -> StepMap:
-    """The noise-free Euler map of a :class:`~neurorec.models.ctrnn.CTRNN` under constant input
+    """The noise-free Euler map of a :class:`~neurorec.families.ctrnn.CTRNN` under constant input
     ``u`` (I,) (default zeros), evaluated in float64 on CPU."""
     w = {k: torch.as_tensor(v) for k, v in model.weights().items()}
     u_t = torch.zeros(w["w_in"].shape[1], dtype=torch.float64) if u is None else \

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurorec.errors import DataError
+from neurorec.core.errors import DataError
 
 
 def to_spiketrains(counts: np.ndarray, bin_size: float) -> list[list]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurorec.errors import DataError
+from neurorec.core.errors import DataError
 
 
 def _opposite_index(directions_deg: np.ndarray) -> np.ndarray:

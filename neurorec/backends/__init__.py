@@ -1,24 +1,31 @@
-"""Simulation backends other than the models' own torch samplers.
+"""Simulation backends other than the models' own torch samplers, found through the registry.
 
+Each family that declares the ``brian2`` capability keeps its Brian 2 code in its own folder
+(``neurorec/families/<family>/brian2.py``); this module is the stable entry point.
 Backends import their simulator lazily: ``import neurorec.backends`` never imports brian2.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
-
-    from neurorec.models.glm import GLM
+import numpy as np
 
 __all__ = ["simulate_brian2"]
 
 
-def simulate_brian2(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None,
+def simulate_brian2(model: Any, condition: np.ndarray, seed: int, n_bins: int | None = None,
                     dt_substeps: int = 1) -> np.ndarray:
     """Sample a fitted GLM / R-GLM as a Brian 2 network; see
-    :func:`neurorec.backends.brian2_glm.simulate_brian2`."""
-    from neurorec.backends.brian2_glm import simulate_brian2 as run
+    :func:`neurorec.families.glm.brian2.simulate_brian2`."""
+    from neurorec.core.errors import SpecError
+    from neurorec.families import family_of
 
-    return run(model, condition, seed, n_bins=n_bins, dt_substeps=dt_substeps)
+    family = family_of(model.kind)
+    if not family.supports("brian2"):
+        raise SpecError(f"{model.kind}: no Brian 2 backend (families with one: "
+                        "glm, rglm, ctrnn)")
+    backend = importlib.import_module(f"{type(model).__module__.rsplit('.', 1)[0]}.brian2")
+    return backend.simulate_brian2(model, condition, seed, n_bins=n_bins,
+                                   dt_substeps=dt_substeps)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from neurorec.core.errors import DataError
 from neurorec.data.recording import BinnedTrials, Recording, StimulusSeries
 from neurorec.data.validation import SPLIT_VALUES
-from neurorec.errors import DataError
 
 _EPS = 1e-9  # tolerance, in bins, for trial durations that are whole numbers of bins
 

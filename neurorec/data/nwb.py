@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurorec.core.errors import DataError
 from neurorec.data.recording import Recording, StimulusSeries
 from neurorec.data.validation import validate_recording
-from neurorec.errors import DataError
 
 NOTES_KEY = "neurorec"
 UNIT_NAME_COLUMN = "unit_name"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from neurorec.core.errors import DataError
 from neurorec.data.recording import Recording
-from neurorec.errors import DataError
 
 SPLIT_VALUES = ("train", "test")
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurorec.core.errors import DataError
 from neurorec.data.recording import Recording
 from neurorec.data.validation import validate_recording
-from neurorec.errors import DataError
 
 NAME = "locust_al"
 DIR = Path(__file__).parent / "files" / "locust_al"

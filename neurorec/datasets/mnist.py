@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurorec.errors import DataError
+from neurorec.core.errors import DataError
 
 ENV_VAR = "NEUROREC_DATA"
 IMAGES = "t10k-images-idx3-ubyte.gz"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurorec.errors import DataError
+from neurorec.core.errors import DataError
 
 NAME = "ptb"
 ENV_VAR = "NEUROREC_DATA"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from neurorec.core.errors import DataError
 from neurorec.data.recording import Recording
 from neurorec.datasets import grasshopper, locust_al, v1_gratings
-from neurorec.errors import DataError
 
 
 @dataclass(frozen=True)

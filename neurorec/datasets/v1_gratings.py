@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurorec.core.errors import DataError
 from neurorec.data.recording import Recording, counts_to_spike_times
 from neurorec.data.validation import validate_recording
-from neurorec.errors import DataError
 
 NAME = "v1_gratings"
 DIR = Path(__file__).parent / "files" / "v1_gratings"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurorec.errors import DataError
+from neurorec.core.errors import DataError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from neurorec.errors import NeurorecError
+from neurorec.core.errors import NeurorecError
 
 _pending: list[int] = []
 _defer_depth = [0]

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from neurorec.errors import DataError, DivergenceError
+from neurorec.core.errors import DataError, DivergenceError
 from neurorec.fit import interrupt
 from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
-from neurorec.spec.models import FitSpec
+from neurorec.spec.fitting import FitSpec
 
 CHECKPOINT_VERSION = 1
 

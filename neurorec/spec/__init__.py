@@ -1,11 +1,10 @@
-"""Declarative, validated specs: models in ``models/``, stimulus protocols in ``stimuli/``."""
+"""Declarative, validated specs: models in ``models/``, stimulus protocols in ``stimuli/``.
 
-from neurorec.spec import ctrnn as _ctrnn  # noqa: F401  (ctrnn model and task kinds)
-from neurorec.spec import ctrnn_obs as _ctrnn_obs  # noqa: F401  (registers ctrnn_obs)
-from neurorec.spec import lm as _lm  # noqa: F401  (registers rglm_lm)
-from neurorec.spec import models as _models  # noqa: F401  (registers kinds)
-from neurorec.spec import rnn_studies as _rnn_studies  # noqa: F401  (conv_rnn, rnn)
-from neurorec.spec import ssrnn as _ssrnn  # noqa: F401  (registers ssrnn)
+Model kinds (and the task protocols of the ``ctrnn`` family) are registered by the families in
+``neurorec/families/``; the loader discovers them on first use (:func:`neurorec.spec.base.kinds`).
+"""
+
+from neurorec.spec import oscillator as _oscillator  # noqa: F401  (registers oscillating_object)
 from neurorec.spec import stimuli as _stimuli  # noqa: F401
 from neurorec.spec.base import MODEL_KINDS, STIMULUS_KINDS, Spec, register_model, register_stimulus
 from neurorec.spec.load import (
@@ -17,7 +16,6 @@ from neurorec.spec.load import (
     read_yaml,
     validate_spec,
 )
-from neurorec.spec.models import GLMSpec, RGLMSpec
 from neurorec.spec.stimuli import (
     DriftingGaborsSpec,
     DriftingGratingsSpec,
@@ -30,9 +28,7 @@ __all__ = [
     "STIMULUS_KINDS",
     "DriftingGaborsSpec",
     "DriftingGratingsSpec",
-    "GLMSpec",
     "NaturalMovieSpec",
-    "RGLMSpec",
     "Spec",
     "WhiteNoiseSpec",
     "apply_overrides",

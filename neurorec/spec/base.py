@@ -6,7 +6,9 @@ loader looks the ``kind`` up here, so adding a family needs no edit elsewhere.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -42,3 +44,35 @@ def register_model(kind: str) -> Callable[[S], S]:
 def register_stimulus(kind: str) -> Callable[[S], S]:
     """Class decorator: make ``cls`` the schema of stimulus protocols with ``kind: <kind>``."""
     return _register(STIMULUS_KINDS, kind)
+
+
+#: Packages that register kinds when imported: the built-in families, then any third-party
+#: package declaring an entry point in the group ``neurorec.families``. Imported by name on
+#: first use, so this layer does not depend on the families it validates (a plugin hook, as
+#: in pytest or Brian 2's devices).
+FAMILY_PACKAGES = ("neurorec.families",)
+_discovered = False
+
+
+def discover_kinds() -> None:
+    """Import every package that registers spec kinds (once)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for name in FAMILY_PACKAGES:
+        importlib.import_module(name)
+    for ep in entry_points(group="neurorec.families"):
+        ep.load()
+
+
+def model_kinds() -> dict[str, type[Spec]]:
+    """``{kind: schema}`` of every registered model kind."""
+    discover_kinds()
+    return MODEL_KINDS
+
+
+def stimulus_kinds() -> dict[str, type[Spec]]:
+    """``{kind: schema}`` of every registered stimulus-protocol kind."""
+    discover_kinds()
+    return STIMULUS_KINDS

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from neurorec.errors import SpecError
-from neurorec.spec.base import MODEL_KINDS, STIMULUS_KINDS, Spec
+from neurorec.core.errors import SpecError
+from neurorec.spec.base import Spec, model_kinds, stimulus_kinds
 
 
 def _line_map(text: str) -> dict[tuple[str, ...], str]:
@@ -128,7 +128,7 @@ def validate_spec(raw: dict[str, Any], source: str = "<spec>",
                   kinds: dict[str, type[Spec]] | None = None) -> Spec:
     """Validate a parsed spec against the schema its ``kind`` names."""
     lines = lines or {}
-    table = kinds if kinds is not None else {**MODEL_KINDS, **STIMULUS_KINDS}
+    table = kinds if kinds is not None else {**model_kinds(), **stimulus_kinds()}
     kind = raw.get("kind")
     if kind not in table:
         known = ", ".join(sorted(table))
@@ -169,11 +169,11 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (),
 
 
 def load_model_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
-    return load_spec(path, overrides, MODEL_KINDS)
+    return load_spec(path, overrides, model_kinds())
 
 
 def load_stimulus_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
-    return load_spec(path, overrides, STIMULUS_KINDS)
+    return load_spec(path, overrides, stimulus_kinds())
 
 
 def dump_spec(spec: Spec) -> str:

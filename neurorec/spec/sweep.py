@@ -13,7 +13,7 @@ datasets: [v1_gratings:7, v1_gratings:23]
 
 Loaded by :func:`load_sweep_spec` with the helpers of :mod:`neurorec.spec.load`, so problems
 come out as ``PATH: field.path: message``. A sweep is a description only; running it is
-:mod:`neurorec.sweep`'s job.
+:mod:`neurorec.workflows.sweep`'s job.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
 from neurorec.spec.base import Spec
 from neurorec.spec.load import load_spec, parse_overrides
 

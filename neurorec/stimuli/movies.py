@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import map_coordinates
 
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
 from neurorec.stimuli.timing import n_frames
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurorec.spec.rnn_studies import OscillatingObjectSpec
+from neurorec.spec.oscillator import OscillatingObjectSpec
 
 # held-out axis angles of the two directional test sets (degrees, inclusive intervals)
 SPLIT_RANGES: dict[str, tuple[tuple[float, float], ...]] = {

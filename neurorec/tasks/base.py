@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from neurorec.errors import SpecError
+from neurorec.core.errors import SpecError
 from neurorec.spec.base import Spec
 
 TASKS: dict[str, type[Task]] = {}

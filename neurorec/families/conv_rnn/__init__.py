@@ -1,0 +1,10 @@
+"""Conv-encoder + RNN video predictor (kind ``conv_rnn``)."""
+
+from neurorec.families.base import register_family
+from neurorec.families.conv_rnn.model import ConvRNN
+from neurorec.families.conv_rnn.spec import ConvRNNSpec
+
+register_family("conv_rnn", ConvRNNSpec, ConvRNN, score="reconstruction",
+                capabilities=("resume",))
+
+__all__ = ["ConvRNN", "ConvRNNSpec"]

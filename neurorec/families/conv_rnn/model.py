@@ -1,0 +1,300 @@
+"""Conv-encoder + RNN predicting movies ``delta_t`` frames ahead (spec ``kind: conv_rnn``).
+
+Stage 1: a convolutional autoencoder (conv 3×3 + ReLU + max-pool (ceil) per stage, down to
+``channels[-1]`` × 4 × 4 at 61 px; the mirror decoder upsamples (nearest) to the encoder's
+sizes, conv 3×3 each) learns to reconstruct single frames (binary cross-entropy, ADADELTA).
+Stage 2: with the autoencoder frozen, a fully connected tanh RNN reads the flattened code of
+frame t and its linear + sigmoid readout, decoded, must give frame t + delta_t (binary
+cross-entropy, ADADELTA, L1 on the RNN's weights). A fraction of the training movies is held
+out for validation; each stage keeps the parameters of its best validation epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from neurorec.core.errors import DataError, DivergenceError, NotFittedError
+from neurorec.families.conv_rnn.spec import ConvRNNSpec
+from neurorec.fit.checkpoint import (
+    generator_states,
+    load_checkpoint,
+    restore_generators,
+    save_checkpoint,
+)
+
+bce = nn.functional.binary_cross_entropy_with_logits
+
+
+def pooled_sizes(size: int, n_stages: int) -> list[int]:
+    """Frame side after each ceil-mode 2×2 max-pool: 61 -> [31, 16, 8, 4]."""
+    out = []
+    for _ in range(n_stages):
+        size = -(-size // 2)
+        out.append(size)
+    return out
+
+
+class ConvAutoencoder(nn.Module):
+    """Frames (batch, 1, S, S) -> code (batch, C, s, s) in [0, 1] -> logits (batch, 1, S, S)."""
+
+    def __init__(self, size: int, channels: tuple[int, ...],
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        sizes = [size, *pooled_sizes(size, len(channels))]
+        enc: list[nn.Module] = []
+        prev = 1
+        for i, c in enumerate(channels):
+            last = i == len(channels) - 1
+            # sigmoid on the code: bounded, like the RNN's sigmoid readout that replaces it
+            enc += [nn.Conv2d(prev, c, 3, padding=1), nn.Sigmoid() if last else nn.ReLU(),
+                    nn.MaxPool2d(2, ceil_mode=True)]
+            prev = c
+        dec: list[nn.Module] = []
+        outs = [*reversed(channels[:-1]), 1]
+        for i, c in enumerate(outs):
+            dec += [nn.Upsample(size=(sizes[-2 - i],) * 2, mode="nearest"),
+                    nn.Conv2d(prev, c, 3, padding=1)]
+            if i < len(outs) - 1:
+                dec.append(nn.ReLU())
+            prev = c
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+        self.code_shape = (channels[-1], sizes[-1], sizes[-1])
+        if generator is not None:  # torch's default init draws from the global RNG: reseed
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    bound = 1 / np.sqrt(m.weight[0].numel())  # PyTorch's default range
+                    with torch.no_grad():
+                        m.weight.copy_((torch.rand(m.weight.shape, generator=generator) * 2 - 1)
+                                       * bound)
+                        m.bias.copy_((torch.rand(m.bias.shape, generator=generator) * 2 - 1)
+                                     * bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class CodeRNN(nn.Module):
+    """Codes (batch, T, D) -> hidden (batch, T, N) and predicted codes (batch, T, D) in [0, 1]."""
+
+    def __init__(self, n_code: int, n_units: int, generator: torch.Generator):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(n_units, n_units, generator=generator)
+                              / np.sqrt(n_units))
+        self.U = nn.Parameter(torch.randn(n_units, n_code, generator=generator)
+                              / np.sqrt(n_code))
+        self.b = nn.Parameter(torch.zeros(n_units))
+        self.V = nn.Parameter(torch.randn(n_code, n_units, generator=generator)
+                              / np.sqrt(n_units))
+        self.c = nn.Parameter(torch.zeros(n_code))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        drive = z @ self.U.T + self.b
+        h = z.new_zeros(z.shape[0], self.W.shape[0])
+        hs = []
+        for t in range(z.shape[1]):
+            h = torch.tanh(h @ self.W.T + drive[:, t])
+            hs.append(h)
+        hs = torch.stack(hs, 1)
+        return hs, torch.sigmoid(hs @ self.V.T + self.c)
+
+    def l1(self) -> torch.Tensor:
+        return self.W.abs().sum() + self.U.abs().sum() + self.V.abs().sum()
+
+
+class ConvRNN:
+    """The two-stage model; ``fit(movies)`` returns self. Learned: ``autoencoder_``, ``rnn_``,
+    ``history_`` (per stage and epoch: train / validation loss, seconds)."""
+
+    def __init__(self, spec: ConvRNNSpec, device: str = "cpu"):
+        self.spec = spec
+        self.device = device
+
+    # ---------------------------------------------------------------- training
+    def fit(self, frames: np.ndarray, seed: int = 0, progress: bool = True,
+            checkpoint: str | Path | None = None,
+            should_stop: Callable[[], bool] | None = None) -> ConvRNN:
+        """Train on movies ``frames`` (n_movies, T, S, S) in [0, 1].
+
+        ``checkpoint``: a file written after every epoch (both stages) and resumed from.
+        ``should_stop``: asked after every epoch (a wall-clock budget); when it says True the
+        running stage keeps its best epoch so far and training ends (stopped in stage 1, the
+        RNN keeps its initial weights). ``stopped_early_`` says whether that happened;
+        ``history_`` has the epochs that ran.
+        """
+        if frames.ndim != 4 or frames.shape[2] != frames.shape[3]:
+            raise DataError(f"fit: frames must be (n_movies, T, S, S), got {frames.shape}")
+        dt = self.spec.rnn.delta_t
+        if frames.shape[1] <= dt:
+            raise DataError(f"fit: movies of {frames.shape[1]} frames are too short to predict "
+                            f"{dt} frames ahead")
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        n = len(frames)
+        n_val = round(self.spec.validation_fraction * n)
+        perm = rng.permutation(n)
+        val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        self.validation_movies_ = val
+        ae = ConvAutoencoder(frames.shape[2], self.spec.autoencoder.channels, gen).to(self.device)
+        rnn = CodeRNN(int(np.prod(ae.code_shape)), self.spec.rnn.n_units, gen).to(self.device)
+        state = {"stage": "autoencoder", "epoch": 0, "history": [], "best": None,
+                 "best_loss": np.inf}
+        opt_state = None
+        stop = False
+        if checkpoint is not None and Path(checkpoint).is_file():
+            state = load_checkpoint(checkpoint)
+            ae.load_state_dict(state["ae"])
+            rnn.load_state_dict(state["rnn"])
+            restore_generators(state["generators"], gen)
+            opt_state = state["optimizer"]
+        x = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
+
+        def save(stage: str, epoch: int, opt: torch.optim.Optimizer) -> None:
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {**state, "stage": stage, "epoch": epoch,
+                                             "ae": ae.state_dict(), "rnn": rnn.state_dict(),
+                                             "optimizer": opt.state_dict(),
+                                             "generators": generator_states(gen)})
+
+        # ---- stage 1: frame reconstruction
+        ae_spec = self.spec.autoencoder
+        tr_frames = x[torch.as_tensor(train)].reshape(-1, 1, *x.shape[2:])
+        va_frames = x[torch.as_tensor(val)].reshape(-1, 1, *x.shape[2:])
+        opt = torch.optim.Adadelta(ae.parameters(), lr=ae_spec.lr)
+        if state["stage"] == "autoencoder":
+            if opt_state is not None:
+                opt.load_state_dict(opt_state)
+            for epoch in tqdm(range(state["epoch"], ae_spec.epochs), disable=not progress,
+                              desc="autoencoder"):
+                t0 = time.perf_counter()
+                loss = self._epoch(lambda idx: bce(ae(tr_frames[idx]), tr_frames[idx]),
+                                   len(tr_frames), ae_spec.batch_size, opt, gen, ae)
+                vloss = self._eval(lambda idx: bce(ae(va_frames[idx]), va_frames[idx]),
+                                   len(va_frames), 256) if n_val else loss
+                state["history"].append({"stage": "autoencoder", "epoch": epoch + 1,
+                                         "loss": loss, "val_loss": vloss,
+                                         "seconds": time.perf_counter() - t0})
+                if vloss < state["best_loss"]:
+                    state["best"], state["best_loss"] = copy.deepcopy(ae.state_dict()), vloss
+                save("autoencoder", epoch + 1, opt)
+                if should_stop is not None and epoch + 1 < ae_spec.epochs and should_stop():
+                    stop = True
+                    break
+            if state["best"] is not None:
+                ae.load_state_dict(state["best"])
+            state.update(stage="rnn", epoch=0, best=None, best_loss=np.inf)
+            opt_state = None
+        for p in ae.parameters():
+            p.requires_grad_(False)
+        ae.eval()
+
+        # ---- stage 2: prediction delta_t frames ahead in the frozen code space
+        rs = self.spec.rnn
+        with torch.no_grad():
+            codes = torch.cat([ae.encoder(x[i].unsqueeze(1)).flatten(1).unsqueeze(0)
+                               for i in range(n)])  # (n, T, D)
+
+        def pred_loss(movies: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
+            sel = torch.as_tensor(movies, device=self.device)[idx]
+            _, zhat = rnn(codes[sel])
+            zhat = zhat[:, :-dt].reshape(-1, *ae.code_shape)
+            target = x[sel][:, dt:].reshape(-1, 1, *x.shape[2:])
+            return bce(ae.decoder(zhat), target)
+
+        opt = torch.optim.Adadelta(rnn.parameters(), lr=rs.lr)
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+        for epoch in tqdm(range(state["epoch"], 0 if stop else rs.epochs), disable=not progress,
+                          desc="rnn"):
+            if should_stop is not None and should_stop():
+                stop = True
+                break
+            t0 = time.perf_counter()
+            loss = self._epoch(lambda idx: pred_loss(train, idx) + rs.l1 * rnn.l1(),
+                               len(train), rs.batch_size, opt, gen, rnn, rs.grad_clip)
+            vloss = (self._eval(lambda idx: pred_loss(val, idx), len(val), rs.batch_size)
+                     if n_val else loss)
+            state["history"].append({"stage": "rnn", "epoch": epoch + 1, "loss": loss,
+                                     "val_loss": vloss, "seconds": time.perf_counter() - t0})
+            if vloss < state["best_loss"]:
+                state["best"], state["best_loss"] = copy.deepcopy(rnn.state_dict()), vloss
+            save("rnn", epoch + 1, opt)
+        if state["best"] is not None:
+            rnn.load_state_dict(state["best"])
+        self.autoencoder_, self.rnn_, self.history_ = ae, rnn, state["history"]
+        self.stopped_early_ = stop
+        return self
+
+    def _epoch(self, loss_fn, n: int, batch_size: int, opt: torch.optim.Optimizer,
+               gen: torch.Generator, module: nn.Module, clip: float | None = None) -> float:
+        module.train()
+        order = torch.randperm(n, generator=gen).to(self.device)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            loss = loss_fn(idx)
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"conv_rnn fit: loss became {loss.item()}")
+            opt.zero_grad()
+            loss.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(module.parameters(), clip)
+            opt.step()
+            total += loss.item() * len(idx)
+        return total / n
+
+    @torch.no_grad()
+    def _eval(self, loss_fn, n: int, batch_size: int) -> float:
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = torch.arange(i, min(n, i + batch_size), device=self.device)
+            total += loss_fn(idx).item() * len(idx)
+        return total / n
+
+    # ---------------------------------------------------------------- inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "rnn_"):
+            raise NotFittedError("ConvRNN: call fit() before using the model")
+
+    def n_parameters(self) -> dict[str, int]:
+        """Trainable parameters of the autoencoder and of the RNN."""
+        self._check_fitted()
+        return {"autoencoder": sum(p.numel() for p in self.autoencoder_.parameters()),
+                "rnn": sum(p.numel() for p in self.rnn_.parameters())}
+
+    @torch.no_grad()
+    def transform(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Everything the analyses read, for movies (n, T, S, S):
+
+        ``code`` (n, T, D) encoder representation; ``hidden`` (n, T, N) RNN states;
+        ``reconstruction`` (n, T, S, S) autoencoder output; ``prediction`` (n, T, S, S) the
+        frame predicted for t + delta_t from frames ≤ t.
+        """
+        self._check_fitted()
+        ae, rnn = self.autoencoder_, self.rnn_
+        out: dict[str, list[np.ndarray]] = {k: [] for k in
+                                            ("code", "hidden", "reconstruction", "prediction")}
+        for movie in frames:
+            x = torch.as_tensor(movie, dtype=torch.float32, device=self.device).unsqueeze(1)
+            code = ae.encoder(x)
+            hs, zhat = rnn(code.flatten(1).unsqueeze(0))
+            out["code"].append(code.flatten(1).cpu().numpy())
+            out["hidden"].append(hs[0].cpu().numpy())
+            out["reconstruction"].append(torch.sigmoid(ae.decoder(code))[:, 0].cpu().numpy())
+            pred = ae.decoder(zhat[0].reshape(-1, *ae.code_shape))
+            out["prediction"].append(torch.sigmoid(pred)[:, 0].cpu().numpy())
+        return {k: np.stack(v) for k, v in out.items()}
+
+
+def frame_bce(target: np.ndarray, predicted: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy (nats per pixel) of predicted intensities in (0, 1)."""
+    p = np.clip(predicted, eps, 1 - eps)
+    return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))

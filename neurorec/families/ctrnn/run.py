@@ -1,0 +1,169 @@
+"""What ``neurorec simulate`` and ``neurorec train`` do for ctrnn specs, callable from Python.
+
+``simulate_to_dir`` writes ``activity.npz`` (``rates`` trial × time × unit, ``time`` seconds,
+``outputs`` trial × time × output, plus the task's ``inputs``, ``targets``, ``mask``),
+``summary.json`` and ``report.html`` with ``activity.png``.
+
+``train_to_dir`` writes ``weights_before.npz``, ``weights_after.npz`` (effective ``w_rec``,
+``w_in``, ``w_out``, ``b``), ``history.json`` (learning curves), ``metrics.json``,
+``spec.yaml`` (resolved), ``report.html`` with ``training.png``. While it runs, checkpoints go to
+the sibling ``OUT.partial/`` (kept when the run is interrupted or diverges, so ``resume``
+continues from it); the output directory appears atomically at the end and the work directory
+is removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurorec.core.errors import DataError, OutputError, SpecError
+from neurorec.core.outputs import atomic_dir, write_json
+from neurorec.families.ctrnn.spec import CTRNNSpec
+from neurorec.spec import dump_spec
+from neurorec.spec.base import Spec
+
+WEIGHT_KEYS = ("w_rec", "w_in", "w_out", "b")
+
+
+def _check_kinds(spec: Spec, task_spec: Spec) -> None:
+    if not isinstance(spec, CTRNNSpec):
+        raise SpecError(f"SPEC: kind {spec.kind!r}: simulate and train take a ctrnn spec")
+    if abs(task_spec.timing.dt - spec.dt) > 1e-12 * spec.dt:
+        raise SpecError(f"{task_spec.name}: timing.dt: {task_spec.timing.dt} s differs from the "
+                        f"network's dt {spec.dt} s (use --set dt=... or edit the protocol)")
+
+
+def load_weights_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read weights ({err})") from None
+    missing = [k for k in WEIGHT_KEYS if k not in data.files]
+    if missing:
+        raise DataError(f"{path}: weights file lacks {', '.join(missing)}")
+    return {k: np.asarray(data[k], dtype=float) for k in WEIGHT_KEYS}
+
+
+def simulate_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, backend: str = "torch",
+                    n_trials: int = 16, weights_path: Path | None = None,
+                    brian2_device: str = "runtime", dtype: str = "float64", seed: int = 0,
+                    device: str = "cpu", overwrite: bool = False) -> dict:
+    """Simulate ``n_trials`` trials of the task; see the module docstring for the files."""
+    from neurorec.families.ctrnn.model import build_ctrnn, load_weights
+    from neurorec.families.ctrnn.report import simulation_report
+    from neurorec.tasks import make_task
+
+    _check_kinds(spec, task_spec)
+    task = make_task(task_spec)
+    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=device,
+                        dtype=dtype)
+    if weights_path is not None:
+        weights = load_weights_npz(weights_path)
+        if weights["w_rec"].shape != (spec.n_units, spec.n_units):
+            raise DataError(f"{weights_path}: w_rec is {weights['w_rec'].shape}, the spec has "
+                            f"{spec.n_units} units")
+        load_weights(model, weights)
+    trials = task.generate(n_trials, np.random.default_rng([seed, 3]))
+    start = time.perf_counter()
+    if backend == "torch":
+        gen = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():
+            r, z = model(torch.as_tensor(trials.inputs, dtype=model.w_out.dtype, device=device),
+                         generator=gen)
+        rates, outputs = r.double().cpu().numpy(), z.double().cpu().numpy()
+    else:
+        from neurorec.families.ctrnn.brian2 import simulate_brian2
+
+        rates, outputs = simulate_brian2(spec, model.weights(), trials.inputs, seed=seed,
+                                         device=brian2_device)
+    seconds = time.perf_counter() - start
+    activity = {"rates": rates, "time": trials.time, "outputs": outputs,
+                "inputs": trials.inputs, "targets": trials.targets, "mask": trials.mask}
+    summary = {"spec": spec.name, "task": task_spec.name, "backend": backend,
+               "brian2_device": brian2_device if backend == "brian2" else None,
+               "dtype": dtype if backend == "torch" else "float64", "seed": seed,
+               "n_trials": n_trials, "n_steps": trials.n_steps, "n_units": spec.n_units,
+               "dt_s": spec.dt, "seconds": seconds,
+               "accuracy": task.accuracy(outputs, trials),
+               "weights": str(weights_path) if weights_path else "initialisation"}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        np.savez_compressed(tmp / "activity.npz", **activity)
+        write_json(tmp / "summary.json", summary)
+        (tmp / "spec.yaml").write_text(dump_spec(spec))
+        simulation_report(tmp, f"{spec.name} on {task_spec.name} ({backend})",
+                          list(summary.items()), activity)
+    return summary
+
+
+def work_dir_for(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
+                 device: str = "cpu", overwrite: bool = False, resume: bool = False,
+                 progress: bool = True) -> dict:
+    """Train and write the outputs; returns metrics.json's content."""
+    from neurorec.analysis.dynamics import weight_change
+    from neurorec.families.ctrnn.model import build_ctrnn
+    from neurorec.families.ctrnn.report import training_report
+    from neurorec.families.ctrnn.train import evaluate, train
+    from neurorec.fit.checkpoint import CHECKPOINT_NAME
+    from neurorec.tasks import make_task
+
+    _check_kinds(spec, task_spec)
+    task = make_task(task_spec)
+    work = work_dir_for(out)
+    if resume and not (work / CHECKPOINT_NAME).is_file():
+        raise DataError(f"{work / CHECKPOINT_NAME}: no checkpoint to resume from")
+    if not resume and work.exists():
+        if not overwrite:
+            raise OutputError(f"{work}: an interrupted run left its checkpoint here; pass "
+                              "--resume to continue it or --overwrite to start again")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=device)
+    before_path = work / "weights_before.npz"
+    if not resume:
+        np.savez(before_path, **model.weights())
+        (work / "spec.yaml").write_text(dump_spec(spec))
+    elif (work / "spec.yaml").read_text() != dump_spec(spec):
+        raise SpecError(f"{work}: the checkpoint was trained with another spec "
+                        "(resume with the same SPEC and --set)")
+    result = train(model, task, spec.training, seed=seed, work_dir=work, resume=resume,
+                   progress=progress)
+    before = dict(np.load(before_path))
+    after = model.weights()
+    test = task.generate(spec.training.validation_trials, np.random.default_rng([seed, 4]))
+    test_loss, test_acc = evaluate(model, task, test, seed + 5)
+    h = result.history
+    change = weight_change(before["w_rec"], after["w_rec"])
+    metrics = {"spec": spec.name, "task": task_spec.name, "seed": seed, "device": device,
+               "n_steps": result.n_steps, "train_time_s": result.seconds,
+               "resumed_from_step": result.resumed_from,
+               "final_train_loss": h.train_loss[-1] if h.train_loss else None,
+               "val_loss": h.val_loss[-1], "val_accuracy": h.val_accuracy[-1],
+               "test_loss": test_loss, "test_accuracy": test_acc,
+               "spectral_radius_before": change.radius_before,
+               "spectral_radius_after": change.radius_after,
+               "delta_w_relative": change.relative_change,
+               "delta_w_rank90": change.rank90,
+               "delta_w_participation_ratio": change.effective_rank,
+               "mean_weight_drift": change.mean_drift,
+               "non_normality_before": change.non_normality_before,
+               "non_normality_after": change.non_normality_after}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        shutil.copy(before_path, tmp / "weights_before.npz")
+        np.savez(tmp / "weights_after.npz", **after)
+        torch.save(model.state_dict(), tmp / "model.pt")
+        (tmp / "spec.yaml").write_text(dump_spec(spec))
+        write_json(tmp / "history.json", h.as_dict())
+        write_json(tmp / "metrics.json", metrics)
+        training_report(tmp, f"{spec.name} trained on {task_spec.name}", metrics,
+                        h.as_dict(), before["w_rec"], after["w_rec"])
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics

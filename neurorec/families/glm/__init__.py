@@ -1,0 +1,16 @@
+"""GLM and R-GLM of binned spike trains (kinds ``glm`` and ``rglm``).
+
+spec.py (schemas) · glm.py (the GLM) · rglm.py (the GLM plus a linear latent) ·
+brian2.py (Brian 2 network of a fitted model).
+"""
+
+from neurorec.families.base import register_family
+from neurorec.families.glm.glm import GLM
+from neurorec.families.glm.rglm import RGLM
+from neurorec.families.glm.spec import GLMSpec, RGLMSpec
+
+_CAPS = ("binned_trials", "heldout_neurons", "brian2", "stimulus_filter")
+register_family("glm", GLMSpec, GLM, capabilities=_CAPS)
+register_family("rglm", RGLMSpec, RGLM, capabilities=(*_CAPS, "latent_dynamics"))
+
+__all__ = ["GLM", "RGLM", "GLMSpec", "RGLMSpec"]

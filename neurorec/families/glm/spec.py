@@ -1,0 +1,124 @@
+"""Schemas of the model specs in ``models/*.yaml``.
+
+Units: durations are seconds unless a unit is written (``"100 ms"``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from neurorec.spec.base import Spec, register_model
+from neurorec.spec.fitting import FitSpec
+from neurorec.spec.units import Seconds
+
+
+class DataSpec(Spec):
+    """How recorded spike trains become trial × time × unit counts."""
+
+    bin_size: Seconds = Field(0.01, gt=0, le=10, description="bin width, seconds")
+    conditions: tuple[str, ...] | None = Field(
+        None, description="trials columns whose unique combinations define conditions; "
+        "default: the recording's stimulus columns")
+    window: tuple[Seconds, Seconds] | None = Field(
+        None, description="(start, stop) relative to each trial's start_time, seconds")
+    test_fraction: float = Field(0.2, ge=0.05, le=0.9,
+                                 description="held-out trials per condition when the trials "
+                                 "table has no 'split' column")
+
+    @model_validator(mode="after")
+    def _window_order(self) -> DataSpec:
+        if self.window is not None and self.window[1] <= self.window[0]:
+            raise ValueError("window: stop must be after start")
+        return self
+
+
+class StimulusDrive(Spec):
+    """Per-condition stimulus drive: a raised-cosine basis tiling the trial (Pillow et al. 2008)."""
+
+    enabled: bool = True
+    n_basis: int = Field(8, ge=1, le=200, description="basis functions per condition")
+
+
+class HistorySpec(Spec):
+    """Spike-history (self) or coupling (others) filters in a log-stretched raised-cosine basis."""
+
+    enabled: bool = True
+    n_basis: int = Field(4, ge=1, le=50)
+    duration: Seconds = Field(0.1, gt=0, le=10, description="filter length, seconds")
+
+
+class StimulusFilterSpec(HistorySpec):
+    """A temporal filter on a stimulus time series (lags 0 .. duration), in a log-stretched
+    raised-cosine basis, one filter per unit and stimulus channel (Pillow et al. 2008).
+    Needs data that carries a stimulus series (an NWB stimulus ``TimeSeries``)."""
+
+    enabled: bool = False
+    n_basis: int = Field(8, ge=1, le=50)
+
+
+class PenaltySpec(Spec):
+    """Penalties on history, coupling, in-bin and latent weights; the stimulus drive and the
+    stimulus filter are not penalised."""
+
+    l1: float = Field(0.0, ge=0, description="L1 weight, per bin and neuron (smoothed, see fit)")
+    l2: float = Field(0.0, ge=0, description="L2 weight, per bin and neuron")
+
+
+
+class CorrelatedSpec(Spec):
+    """Correlations inside a time bin: units predicted in sequence, each conditioned on the
+    same-bin counts of the units before it through a strictly lower-triangular ``A``."""
+
+    enabled: bool = False
+    order: Literal["rate", "given", "random"] = Field(
+        "rate", description="rate: descending mean training rate; given: the data's unit "
+        "order; random: a permutation drawn with order_seed")
+    order_seed: int = Field(0, ge=0)
+
+
+@register_model("glm")
+class GLMSpec(Spec):
+    """Poisson / Bernoulli GLM with stimulus drive, spike history and coupling."""
+
+    kind: Literal["glm"] = "glm"
+    name: str = Field("glm", min_length=1, max_length=200)
+    description: str = ""
+    observation: Literal["poisson", "bernoulli", "gaussian"] = "poisson"
+    link: Literal["exp", "softplus", "logistic", "identity"] = "exp"
+    data: DataSpec = DataSpec()
+    stimulus: StimulusDrive = StimulusDrive()
+    history: HistorySpec = HistorySpec()
+    coupling: HistorySpec = HistorySpec(enabled=False)
+    stimulus_filter: StimulusFilterSpec = StimulusFilterSpec()
+    correlated: CorrelatedSpec = CorrelatedSpec()
+    penalty: PenaltySpec = PenaltySpec()
+    fit: FitSpec = FitSpec()
+
+    @model_validator(mode="after")
+    def _link_fits_observation(self) -> GLMSpec:
+        allowed = {"poisson": ("exp", "softplus"), "bernoulli": ("logistic",),
+                   "gaussian": ("identity",)}[self.observation]
+        if self.link not in allowed:
+            raise ValueError(f"link: '{self.link}' does not suit observation "
+                             f"'{self.observation}' (use {' or '.join(allowed)})")
+        return self
+
+
+class RecurrentSpec(Spec):
+    """Hidden linear state ``x_t = W0 y_{t-1} + R x_{t-1}`` (Pachitariu et al. 2013)."""
+
+    dim: int = Field(8, ge=1, le=2048, description="hidden-state dimension")
+    init_radius: float = Field(0.5, ge=0, lt=1, description="spectral radius of R at init")
+    init_scale: float = Field(0.1, ge=0, le=10, description="std of W0 and readout at init "
+                              "(too small and the penalty zeroes R before W0, B grow)")
+
+
+@register_model("rglm")
+class RGLMSpec(GLMSpec):
+    """GLM plus a hidden linear recurrent state feeding every neuron's rate."""
+
+    kind: Literal["rglm"] = "rglm"  # type: ignore[assignment]
+    name: str = Field("rglm", min_length=1, max_length=200)
+    recurrent: RecurrentSpec = RecurrentSpec()

@@ -1,0 +1,9 @@
+"""Discrete-time tanh RNN classifying sequential MNIST (kind ``rnn``)."""
+
+from neurorec.families.base import register_family
+from neurorec.families.rnn.model import SequenceRNN
+from neurorec.families.rnn.spec import RNNSpec
+
+register_family("rnn", RNNSpec, SequenceRNN, score="accuracy", capabilities=("resume",))
+
+__all__ = ["RNNSpec", "SequenceRNN"]

@@ -1,0 +1,198 @@
+"""Discrete-time tanh RNN classifying sequences (sequential MNIST: image rows as time steps).
+
+``h_t = tanh(W h_{t-1} + U x_t + b)``, ``h_0 = 0``, logits ``V h_T + c`` read from the last
+state; trained with Adam on cross-entropy (spec ``kind: rnn``). After the input ends the
+network runs autonomously, ``h_{t+1} = tanh(W h_t + b)``: :meth:`SequenceRNN.autonomous_step`
+and :meth:`SequenceRNN.autonomous_jacobian` give that map and its Jacobian for the Lyapunov
+and limit-cycle analyses.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from neurorec.core.errors import DataError, DivergenceError, NotFittedError
+from neurorec.families.rnn.spec import RNNSpec
+from neurorec.fit.checkpoint import (
+    generator_states,
+    load_checkpoint,
+    restore_generators,
+    save_checkpoint,
+)
+
+VARIANTS = ("hidden", "cut", "extended")
+
+
+def sequence_variant(x: np.ndarray, kind: str, n: int) -> np.ndarray:
+    """A test variant of sequences ``x`` (batch, T, n_inputs).
+
+    ``hidden``: the last ``n`` steps zeroed (length T); ``cut``: only the first ``n`` steps
+    (length n); ``extended``: ``n`` blank steps appended (length T + n).
+    """
+    T = x.shape[1]
+    if kind not in VARIANTS:
+        raise DataError(f"variant: unknown kind {kind!r}; choose one of {list(VARIANTS)}")
+    if kind == "extended":
+        if n < 0:
+            raise DataError(f"variant: extended needs n >= 0, got {n}")
+        return np.concatenate([x, np.zeros((x.shape[0], n, x.shape[2]), x.dtype)], axis=1)
+    if not 0 <= n <= T:
+        raise DataError(f"variant: {kind} needs 0 <= n <= {T}, got {n}")
+    if kind == "cut":
+        return x[:, :n].copy()
+    out = x.copy()
+    out[:, T - n:] = 0
+    return out
+
+
+class TanhRNN(nn.Module):
+    """The network itself; ``forward`` returns logits (batch, n_out) and states (batch, T, N)."""
+
+    def __init__(self, n_inputs: int, n_units: int, n_outputs: int, init_gain: float,
+                 generator: torch.Generator):
+        super().__init__()
+        bound_in = 1 / np.sqrt(n_inputs)
+        self.W = nn.Parameter(torch.randn(n_units, n_units, generator=generator)
+                              * init_gain / np.sqrt(n_units))
+        self.U = nn.Parameter((torch.rand(n_units, n_inputs, generator=generator) * 2 - 1)
+                              * bound_in)
+        self.b = nn.Parameter(torch.zeros(n_units))
+        self.V = nn.Parameter((torch.rand(n_outputs, n_units, generator=generator) * 2 - 1)
+                              / np.sqrt(n_units))
+        self.c = nn.Parameter(torch.zeros(n_outputs))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, T, _ = x.shape
+        h = x.new_zeros(batch, self.W.shape[0])
+        drive = x @ self.U.T + self.b  # (batch, T, N): input part of every step at once
+        states = []
+        for t in range(T):
+            h = torch.tanh(h @ self.W.T + drive[:, t])
+            states.append(h)
+        if T == 0:  # a cut to zero rows: the readout sees h_0 = 0
+            return h @ self.V.T + self.c, x.new_zeros(batch, 0, self.W.shape[0])
+        hs = torch.stack(states, 1)
+        return h @ self.V.T + self.c, hs
+
+
+class SequenceRNN:
+    """sklearn-like wrapper: ``fit(x, y)`` returns self; learned ``net_`` and ``history_``.
+
+    Args:
+        spec: the ``kind: rnn`` spec.
+        device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, spec: RNNSpec, device: str = "cpu"):
+        self.spec = spec
+        self.device = device
+
+    # ---------------------------------------------------------------- training
+    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, progress: bool = True,
+            checkpoint: str | Path | None = None, epochs: int | None = None) -> SequenceRNN:
+        """Adam on cross-entropy; x (n, T, n_inputs) float, y (n,) int.
+
+        ``checkpoint``: a file saved after every epoch and resumed from when present.
+        ``epochs`` overrides ``spec.fit.epochs``.
+        """
+        if x.ndim != 3 or x.shape[2] != self.spec.n_inputs or len(x) != len(y):
+            raise DataError(f"fit: x must be (n, T, {self.spec.n_inputs}) and y (n,), got "
+                            f"{x.shape} and {np.shape(y)}")
+        fs = self.spec.fit
+        n_epochs = fs.epochs if epochs is None else epochs
+        gen = torch.Generator().manual_seed(seed)
+        net = TanhRNN(self.spec.n_inputs, self.spec.n_units, self.spec.n_outputs,
+                      self.spec.init_gain, gen).to(self.device)
+        self.init_state_ = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        opt = torch.optim.Adam(net.parameters(), lr=fs.lr)
+        xt = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        yt = torch.as_tensor(y, dtype=torch.long, device=self.device)
+        history: list[dict] = []
+        start_epoch = 0
+        if checkpoint is not None and Path(checkpoint).is_file():
+            state = load_checkpoint(checkpoint)
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["optimizer"])
+            restore_generators(state["generators"], gen)
+            self.init_state_ = state["init_state"]
+            history, start_epoch = state["history"], state["epoch"]
+        bar = tqdm(range(start_epoch, n_epochs), disable=not progress, desc="rnn")
+        for epoch in bar:
+            t0 = time.perf_counter()
+            order = torch.randperm(len(xt), generator=gen).to(self.device)
+            total, correct = 0.0, 0
+            for i in range(0, len(xt), fs.batch_size):
+                idx = order[i:i + fs.batch_size]
+                logits, _ = net(xt[idx])
+                loss = nn.functional.cross_entropy(logits, yt[idx])
+                if not torch.isfinite(loss):
+                    raise DivergenceError(f"rnn fit: loss became {loss.item()} at epoch {epoch}")
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), fs.grad_clip)
+                opt.step()
+                total += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == yt[idx]).sum())
+            history.append({"epoch": epoch + 1, "loss": total / len(xt),
+                            "train_accuracy": correct / len(xt),
+                            "seconds": time.perf_counter() - t0})
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}",
+                            acc=f"{history[-1]['train_accuracy']:.3f}")
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {"net": net.state_dict(),
+                                             "optimizer": opt.state_dict(),
+                                             "generators": generator_states(gen),
+                                             "init_state": self.init_state_,
+                                             "history": history, "epoch": epoch + 1})
+        self.net_ = net
+        self.history_ = history
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError("SequenceRNN: call fit() before using the model")
+
+    # ---------------------------------------------------------------- inference
+    @torch.no_grad()
+    def forward(self, x: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (n, n_out) and hidden states (n, T, N) for sequences x (n, T, n_inputs)."""
+        self._check_fitted()
+        logits, states = [], []
+        for i in range(0, len(x), batch_size):
+            lo, hs = self.net_(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32,
+                                               device=self.device))
+            logits.append(lo.cpu().numpy())
+            states.append(hs.cpu().numpy())
+        return np.concatenate(logits), np.concatenate(states)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n,) predicted class of each sequence."""
+        return self.forward(x)[0].argmax(1)
+
+    def score(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Classification accuracy in [0, 1]."""
+        return float((self.predict(x) == np.asarray(y)).mean())
+
+    # ---------------------------------------------------------------- autonomous dynamics
+    def recurrent_params(self, initial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(W (N, N), b (N,)) float64 after training, or at initialisation (``initial``)."""
+        self._check_fitted()
+        state = self.init_state_ if initial else self.net_.state_dict()
+        return (state["W"].detach().cpu().double().numpy(),
+                state["b"].detach().cpu().double().numpy())
+
+
+def autonomous_step(W: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``tanh(W h + b)`` for h (..., N): the network without input."""
+    return np.tanh(h @ W.T + b)
+
+
+def autonomous_jacobian(W: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """(N, N) Jacobian of :func:`autonomous_step` at h (N,): ``diag(1 − tanh²(W h + b)) W``."""
+    return (1 - np.tanh(W @ h + b) ** 2)[:, None] * W

@@ -1,0 +1,27 @@
+"""Schema pieces shared by the families fitted by penalised maximum likelihood."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from neurorec.spec.base import Spec
+
+
+class FitSpec(Spec):
+    """Penalised maximum likelihood with L-BFGS."""
+
+    max_iter: int = Field(500, ge=1, le=100_000, description="L-BFGS iterations in all")
+    tol: float = Field(1e-9, gt=0, lt=1, description="stop when the max |gradient| falls below")
+    dtype: Literal["float64", "float32"] = "float64"
+    early_stopping: bool = True
+    validation_fraction: float = Field(0.15, ge=0.05, le=0.5,
+                                       description="training trials held back for early stopping")
+    patience: int = Field(3, ge=1, le=100, description="checks without held-out improvement")
+    check_every: int = Field(10, ge=1, le=10_000, description="L-BFGS iterations between checks")
+    newton_polish: bool = Field(True, description="finish with Newton-CG steps when L-BFGS "
+                                "converged or stalled (not after early stopping)")
+
+
+__all__ = ["FitSpec"]

@@ -1,0 +1,157 @@
+"""Fit a model spec to recorded data and evaluate it on held-out trials.
+
+The one path every command takes: spec → recording → binned trials → split → fit → metrics.
+Writing files is the report layer's job (:mod:`neurorec.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurorec.core.errors import DataError, NeurorecError
+from neurorec.core.metrics import (
+    aic,
+    bits_per_spike,
+    log_likelihood,
+    per_neuron_bits_per_spike,
+)
+from neurorec.data.binning import bin_trials
+from neurorec.data.recording import BinnedTrials, Recording
+from neurorec.families import Model, model_for
+from neurorec.spec.base import Spec
+
+
+def load_recording(source: str) -> Recording:
+    """A recording from an NWB file path or a bundled dataset name (``v1_gratings:3``)."""
+    from neurorec import datasets
+    from neurorec.data.nwb import read_nwb
+
+    path = Path(source)
+    if path.suffix.lower() == ".nwb" or path.exists():
+        if not path.exists():
+            raise DataError(f"{source}: file not found")
+        return read_nwb(path)
+    return datasets.load(source)
+
+
+def resolve_device(device: str) -> str:
+    """Check a ``--device`` request against what torch can do here."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NeurorecError("--device cuda: torch.cuda.is_available() is False on this machine "
+                            f"(torch {torch.__version__}); use --device cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise NeurorecError(f"--device {device}: expected cpu or cuda")
+    return device
+
+
+@dataclass
+class FitResult:
+    """A fitted model with its data split and held-out evaluation."""
+
+    spec: Spec
+    model: Model
+    data: BinnedTrials
+    train: BinnedTrials
+    test: BinnedTrials
+    test_rates: np.ndarray
+    metrics: dict
+
+
+def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
+    d = spec.data
+    return bin_trials(recording, d.bin_size, conditions=d.conditions,
+                      test_fraction=d.test_fraction, seed=seed, window=d.window)
+
+
+def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: str = "cpu",
+                     progress: bool = True, work_dir: Path | None = None,
+                     resume: bool = False, check_memory: bool = True,
+                     heldout_neurons: str | float | list | None = None) -> FitResult:
+    """Fit ``spec`` on the training trials of ``recording`` and score the test trials.
+
+    ``heldout_neurons`` (a fraction, or a comma list of unit ids / positions): co-smoothing
+    (:mod:`~neurorec.workflows.cosmoothing`); held-out units, drawn with ``seed``, are outputs only
+    and the metrics gain ``co_bps`` and ``heldin_bits_per_spike``.
+
+    Args:
+        work_dir: where the optimiser checkpoints its state (every ``fit.check_every``
+            iterations and when it stops); None: no checkpoints.
+        resume: continue from the checkpoints in ``work_dir``; the result is bitwise the one
+            an uninterrupted run gives (CPU, same seed).
+        check_memory: refuse up front a fit estimated to need more memory than available
+            (:mod:`neurorec.workflows.resources`).
+    """
+    if check_memory:
+        from neurorec.workflows.resources import check_fit_memory
+
+        check_fit_memory(spec, recording)
+    torch.manual_seed(seed)
+    data = bin_for_spec(spec, recording, seed)
+    train, test = data.subset(~data.is_test), data.subset(data.is_test)
+    if len(test.counts) == 0 or len(train.counts) < 2:
+        raise DataError(f"{recording.source}: trials: need held-out and ≥ 2 training trials, "
+                        f"got {len(test.counts)} test and {len(train.counts)} training")
+    if test.counts.sum() == 0:
+        raise DataError(f"{recording.source}: units: no spikes in the held-out trials")
+    start = time.perf_counter()
+    model = model_for(spec, device=resolve_device(device), seed=seed)
+    heldout = None
+    if heldout_neurons is not None:
+        from neurorec.workflows import cosmoothing
+
+        cosmoothing.check_supports(model, spec.kind)
+        heldout = model.heldout = cosmoothing.heldout_mask(data.unit_ids, heldout_neurons, seed)
+    if work_dir is None:
+        model.fit(train, progress)
+    else:
+        from neurorec.fit.lbfgs import checkpointing
+        from neurorec.spec.load import dump_spec
+
+        fingerprint = {"spec": dump_spec(spec), "data": recording.source, "seed": seed,
+                       "device": device, "shape": list(train.counts.shape),
+                       "heldout": None if heldout is None else np.flatnonzero(heldout).tolist()}
+        with checkpointing(work_dir, resume=resume, fingerprint=fingerprint):
+            model.fit(train, progress)
+    fit_time = time.perf_counter() - start
+    rates = model.predict_rate(test)
+    obs, scale = model.observation_name, model.noise_scale()
+    train_ll = model.log_likelihood(train)
+    per_neuron = per_neuron_bits_per_spike(test.counts, rates, obs, scale)
+    metrics = {
+        "model": spec.name,
+        "kind": spec.kind,
+        "observation": obs,
+        "data": recording.source,
+        "bits_per_spike": bits_per_spike(test.counts, rates, obs, scale),
+        "log_likelihood": log_likelihood(test.counts, rates, obs, scale),
+        "n_spikes": int(test.counts.sum()),
+        "n_neurons": int(test.counts.shape[2]),
+        "n_bins": int(test.counts.shape[0] * test.counts.shape[1]),
+        "n_bins_per_trial": int(test.counts.shape[1]),
+        "n_test_trials": int(test.counts.shape[0]),
+        "n_train_trials": int(train.counts.shape[0]),
+        "bin_size_s": data.bin_size,
+        "per_neuron_bits_per_spike": per_neuron,
+        "unit_ids": [str(u) for u in data.unit_ids],
+        "train_log_likelihood": train_ll,
+        "train_bits_per_spike": model.score(train),
+        "n_parameters": model.n_parameters(),
+        "aic": aic(train_ll, model.n_parameters()),
+        "fit_time_s": fit_time,
+        "seed": seed,
+        "device": device,
+        "convergence": {k: v for k, v in model.fit_report_.to_dict().items() if k != "history"},
+    }
+    if hasattr(model, "time_constants"):
+        eig, tau = model.time_constants()
+        metrics["time_constants_s"] = tau
+        metrics["eigenvalues_R"] = [[float(e.real), float(e.imag)] for e in eig]
+    if heldout is not None:
+        metrics.update(cosmoothing.cosmoothing_metrics(test.counts, rates, train.counts, heldout,
+                                                       obs))
+    return FitResult(spec, model, data, train, test, rates, metrics)

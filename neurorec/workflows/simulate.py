@@ -1,0 +1,56 @@
+"""Simulate fitted models: reload a ``neurorec fit`` output directory and sample from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neurorec.core.errors import DataError, DivergenceError
+from neurorec.data.recording import Recording, counts_to_spike_times
+from neurorec.families import Model, model_for
+from neurorec.spec import load_model_spec
+from neurorec.workflows.fit_outputs import FITTED_ATTRIBUTES
+
+GAP_S = 0.3  # silence between simulated trials on the exported timeline
+
+
+def load_fitted(fit_dir: Path, device: str = "cpu") -> Model:
+    """The model saved by ``neurorec fit`` in ``fit_dir`` (``spec.yaml`` + ``params.npz``)."""
+    params_path = fit_dir / "params.npz"
+    if not params_path.is_file():
+        raise DataError(f"{fit_dir}: params.npz: not found (not a `neurorec fit` output dir)")
+    spec = load_model_spec(fit_dir / "spec.yaml")
+    model = model_for(spec, device=device)
+    with np.load(params_path) as arrays:
+        model.params_ = {k.removeprefix("param_"): arrays[k] for k in arrays.files
+                         if k.startswith("param_")}
+        for attr in FITTED_ATTRIBUTES:
+            value = arrays[f"fitted_{attr}"]
+            setattr(model, attr, value.item() if value.ndim == 0 else value)
+    return model
+
+
+def simulate_fit_dir(fit_dir: Path, seed: int = 0) -> Recording:
+    """Sample one trial per held-out trial's condition (and binned stimulus series, for a
+    model with a stimulus filter) from the model fitted in ``fit_dir``."""
+    model = load_fitted(fit_dir)
+    with np.load(fit_dir / "predictions.npz") as pred:
+        condition, unit_ids = pred["condition"], pred["unit_ids"]
+        stimulus = pred["stimulus"] if "stimulus" in pred.files else None
+    try:
+        extra = {} if stimulus is None else {"stimulus": stimulus}
+        counts = model.sample(condition, seed=seed, **extra).astype(np.int64)
+    except DivergenceError as err:
+        raise DataError(f"{fit_dir}: {err.lines[0]}") from None
+    bin_size = float(model.bin_size_)
+    duration = counts.shape[1] * bin_size
+    start = np.arange(len(condition)) * (duration + GAP_S)
+    trials = pd.DataFrame({"start_time": start, "stop_time": start + duration,
+                           "condition": condition})
+    return Recording(spike_times=counts_to_spike_times(counts, start, bin_size),
+                     unit_ids=np.asarray(unit_ids), trials=trials,
+                     stimulus_columns=("condition",), source=f"simulation of {fit_dir}",
+                     metadata={"simulated_from": str(fit_dir), "seed": seed,
+                               "bin_size_s": bin_size})
