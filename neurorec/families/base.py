@@ -8,12 +8,16 @@ every folder and returns the table, so the CLI, the fit pipeline, memory estimat
 
 from __future__ import annotations
 
+import copy
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import torch
 
 from neurorec.core.errors import NotFittedError
 from neurorec.core.metrics import bits_per_spike, log_likelihood
@@ -38,8 +42,29 @@ SCORES = frozenset({"bits_per_spike", "perplexity", "task_loss", "accuracy", "re
 
 
 @dataclass(frozen=True)
+class Example:
+    """A small real problem every family provides for the conformance suite
+    (``tests/test_contract.py``), like a row of dynamax's table of model configurations.
+
+    ``make()`` returns an unfitted model of a small spec; ``fit(model)`` fits it on small real
+    data and returns what ``fit`` returned; ``score(model)`` is the family's score on held-out
+    data; ``simulate(model, seed)`` a seeded draw / simulation (None: the family has no
+    stochastic simulation).
+    """
+
+    make: Callable[[], Estimator]
+    fit: Callable[[Estimator], Estimator]
+    score: Callable[[Estimator], float]
+    simulate: Callable[[Estimator, int], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
 class Family:
-    """One registered kind: its spec schema, its model class and what it can do."""
+    """One registered kind: its spec schema, its model class and what it can do.
+
+    ``example``: a zero-argument callable returning the family's :class:`Example` (lazy, so
+    registering a family loads no data).
+    """
 
     kind: str
     spec: type[Spec]
@@ -47,6 +72,7 @@ class Family:
     score: str = "bits_per_spike"
     capabilities: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    example: Callable[[], Example] | None = None
 
     def supports(self, capability: str) -> bool:
         if capability not in CAPABILITIES:
@@ -60,7 +86,8 @@ MODELS: dict[str, type[Model]] = {}
 
 
 def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "bits_per_spike",
-                    capabilities: Iterable[str] = (), description: str = "") -> Family:
+                    capabilities: Iterable[str] = (), description: str = "",
+                    example: Callable[[], Example] | None = None) -> Family:
     """Register ``model`` as the class that realises specs of ``kind`` (schema ``spec``)."""
     caps = frozenset(capabilities)
     if unknown := caps - CAPABILITIES:
@@ -72,7 +99,8 @@ def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "b
     if spec.model_fields["kind"].default != kind:
         raise ValueError(f"{kind}: spec {spec.__name__}.kind defaults to "
                          f"{spec.model_fields['kind'].default!r}")
-    family = Family(kind, spec, model, score, caps, description or (spec.__doc__ or "").strip())
+    family = Family(kind, spec, model, score, caps, description or (spec.__doc__ or "").strip(),
+                    example)
     FAMILIES[kind] = family
     model.kind = kind
     if "binned_trials" in caps:
@@ -85,7 +113,111 @@ def model_for(spec: Spec, **kwargs) -> Model:
     return FAMILIES[spec.kind].model(spec, **kwargs)
 
 
-class Model(ABC):
+def check_fitted(model: object, attribute: str) -> None:
+    """NotFittedError unless ``model`` has the learned ``attribute`` (set by ``fit``)."""
+    if getattr(model, attribute, None) is None:
+        raise NotFittedError(f"{type(model).__name__}: call fit() before using the model")
+
+
+class Estimator(ABC):
+    """The contract of every family (scikit-learn's, as nemos keeps it).
+
+    ``__init__`` stores the spec and options only; ``fit`` returns ``self``; learned
+    attributes end in ``_``; using a model before ``fit`` raises NotFittedError;
+    ``save(directory)`` / ``load(directory)`` round-trip with identical predictions on CPU;
+    ``score`` is the family's score (:data:`SCORES`, declared in its :class:`Family`).
+    """
+
+    kind: ClassVar[str]
+    #: the learned attribute that marks a fitted model
+    fitted_attribute: ClassVar[str] = "params_"
+
+    def check_fitted(self) -> None:
+        check_fitted(self, self.fitted_attribute)
+
+    @abstractmethod
+    def fit(self, *args, **kwargs) -> Estimator: ...
+
+    @abstractmethod
+    def score(self, *args, **kwargs) -> float: ...
+
+    #: options set on an instance before ``fit`` that belong to the fitted model
+    #: (e.g. a co-smoothing mask) and are saved with it
+    saved_options: ClassVar[tuple[str, ...]] = ()
+
+    def learned_state(self) -> dict[str, Any]:
+        """Every learned attribute (name ending in ``_``) and saved option, as saved."""
+        names = [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
+        return {k: _to_cpu(getattr(self, k)) for k in (*names, *self.saved_options)
+                if k in vars(self) or k in names}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`learned_state` returned (onto this model's device)."""
+        device = getattr(self, "device", "cpu")
+        for k, v in state.items():
+            setattr(self, k, _to_device(v, device))
+
+    def init_options(self) -> dict[str, Any]:
+        """The constructor arguments besides ``spec`` and ``device`` (sklearn's
+        ``get_params``): every parameter of ``__init__`` stored under its own name."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters
+                 if n not in ("self", "spec", "device")]
+        return {n: getattr(self, n) for n in names if n in vars(self)}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``spec.yaml`` and ``model.pt`` (learned state) into ``directory``."""
+        from neurorec.fit.checkpoint import save_checkpoint
+        from neurorec.spec.load import dump_spec
+
+        self.check_fitted()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SPEC_FILE).write_text(dump_spec(self.spec))
+        save_checkpoint(out / STATE_FILE, {"kind": self.kind, "options": self.init_options(),
+                                           "state": self.learned_state()})
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> Estimator:
+        """The fitted model that :meth:`save` wrote into ``directory``."""
+        from neurorec.core.errors import DataError
+        from neurorec.fit.checkpoint import load_checkpoint
+        from neurorec.spec.load import load_model_spec
+
+        where = Path(directory)
+        if not (where / STATE_FILE).is_file():
+            raise DataError(f"{where}: {STATE_FILE}: not found (not a saved model)")
+        spec = load_model_spec(where / SPEC_FILE)
+        saved = load_checkpoint(where / STATE_FILE)
+        if saved["kind"] != cls.kind or spec.kind != cls.kind:
+            raise DataError(f"{where}: kind: saved a {saved['kind']!r} model, loading as "
+                            f"{cls.kind!r}")
+        model = cls(spec, device=device, **saved["options"])
+        model.restore_state(saved["state"])
+        return model
+
+
+SPEC_FILE = "spec.yaml"
+STATE_FILE = "model.pt"
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor | torch.nn.Module):
+        return copy.deepcopy(value).cpu() if isinstance(value, torch.nn.Module) else value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value
+
+
+def _to_device(value: Any, device: Any) -> Any:
+    if isinstance(value, torch.Tensor | torch.nn.Module):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+class Model(Estimator):
     """sklearn-like contract: ``fit`` returns self, learned attributes end in ``_``.
 
     Every method taking data takes :class:`BinnedTrials`; rates are expected counts per bin,
@@ -113,8 +245,7 @@ class Model(ABC):
     def n_parameters(self) -> int: ...
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "params_"):
-            raise NotFittedError(f"{type(self).__name__}: call fit() before using the model")
+        self.check_fitted()
 
     def noise_scale(self) -> np.ndarray | None:
         """(n_units,) noise standard deviation of Gaussian observations, else None."""

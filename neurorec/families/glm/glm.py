@@ -82,6 +82,7 @@ class GLM(Model):
     """
 
     heldout: np.ndarray | None = None
+    saved_options = ("heldout",)
 
     def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0):
         self.spec = spec
