@@ -166,7 +166,7 @@ def _family(observation: str, link: str) -> str:
 
 
 def _nll(family: str, eta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(units,) summed NLL without the data-only constant; non-finite values mean +inf."""
+    """(k,) summed NLL of eta, y (k, n) without the data-only constant; NaN becomes +inf."""
     if family == "poisson/exp":
         val = torch.exp(eta) - y * eta
     elif family == "poisson/softplus":
@@ -174,13 +174,13 @@ def _nll(family: str, eta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         val = mu - torch.xlogy(y, mu)  # xlogy: 0 where y == 0 even if mu underflowed to 0
     else:
         val = torch.nn.functional.softplus(eta) - y * eta
-    out = val.sum(0)
+    out = val.sum(1)
     return torch.where(torch.isnan(out), torch.full_like(out, math.inf), out)
 
 
 def _grad_curv(family: str, eta: torch.Tensor, y: torch.Tensor,
                curvature: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """dNLL/deta and d²NLL/deta² (>= 0), both (n, units)."""
+    """dNLL/deta and d²NLL/deta² (>= 0), both shaped like eta."""
     if family == "poisson/exp":
         mu = torch.exp(eta)
         return mu - y, (mu if curvature else None)
@@ -193,16 +193,17 @@ def _grad_curv(family: str, eta: torch.Tensor, y: torch.Tensor,
     r = s * (1.0 - ratio)
     if not curvature:
         return r, None
+    # exact: mu'' (1 - y/mu) + y mu'^2 / mu^2 with mu' = s, mu'' = s (1 - s); >= 0 (docstring)
     q = s / mu
     c = s * (1.0 - s) * (1.0 - ratio) + y * q * q
     return r, c.clamp_min(0.0)
 
 
 def _constant(family: str, y: torch.Tensor) -> torch.Tensor:
-    """(units,) the NLL's data-only part: sum log y! for Poisson, 0 for Bernoulli."""
+    """(k,) the NLL's data-only part of y (k, n): sum log y! for Poisson, 0 for Bernoulli."""
     if family.startswith("poisson"):
-        return torch.lgamma(y + 1.0).sum(0)
-    return y.new_zeros(y.shape[1])
+        return torch.lgamma(y + 1.0).sum(1)
+    return y.new_zeros(y.shape[0])
 
 
 def _link(family: str, mean: torch.Tensor) -> torch.Tensor:
@@ -219,81 +220,79 @@ def _link(family: str, mean: torch.Tensor) -> torch.Tensor:
 
 def _gram(c: torch.Tensor, X_rest: torch.Tensor, UX: torch.Tensor | None,
           block: StimulusBlock | None, order_inv: torch.Tensor) -> torch.Tensor:
-    """Per-unit weighted Grams ``[X, UX_u]' diag(c[:, u]) [X, UX_u]``.
+    """Per-unit weighted Grams ``[X, UX_u]' diag(c[u]) [X, UX_u]``.
 
     Args:
-        c: (n, Ua) curvature weights.
+        c: (Ua, n) curvature weights.
         X_rest: (n, R) the columns of X not in ``block`` (all of X without a block).
         UX: (n, Ua, E) per-unit extra columns, or None.
-        block: the stimulus block (its tensors on c's device/dtype), or None.
-        order_inv: (Q,) maps column j of the result to its position in [block, rest, extra].
+        block: the stimulus block (tensors on c's device and dtype), or None.
+        order_inv: (Q,) position of each result column in the order [block, rest, extra].
 
     Returns:
-        (Ua, Q, Q), Q = n_cols(X) + E.
+        (Ua, Q, Q), ``Q = P + E``.
     """
-    n, ua = c.shape
+    ua, n = c.shape
     r_cols = X_rest.shape[1]
     e_cols = 0 if UX is None else UX.shape[2]
     d_cols = r_cols + e_cols
     item = c.element_size()
-    parts_rr = c.new_zeros(ua, r_cols, r_cols)
-    parts_re = c.new_zeros(ua, r_cols, e_cols)
-    parts_ee = c.new_zeros(ua, e_cols, e_cols)
+    rr = c.new_zeros(ua, r_cols, r_cols)
+    re = c.new_zeros(ua, r_cols, e_cols)
+    ee = c.new_zeros(ua, e_cols, e_cols)
     if d_cols:
-        # one einsum per row chunk; it lowers to a batched GEMM over units (measured faster
-        # than explicit bmm / one folded GEMM on 2 cores)
-        step = max(1, _CHUNK_BYTES // (ua * max(d_cols, 1) * item * 2))
+        # dense columns: one einsum per row chunk (it lowers to a batched GEMM over units;
+        # measured as fast as explicit bmm and faster than one folded GEMM on 2 cores)
+        step = max(1, _CHUNK_BYTES // (ua * d_cols * item * 2))
         for s in range(0, n, step):
-            cc = c[s:s + step]
+            cc = c[:, s:s + step]
+            xr = X_rest[s:s + step]
             if r_cols:
-                xr = X_rest[s:s + step]
-                parts_rr += torch.einsum("nu,ni,nj->uij", cc, xr, xr)
+                rr += torch.einsum("un,ni,nj->uij", cc, xr, xr)
             if e_cols:
                 ue = UX[s:s + step]
-                cue = cc[:, :, None] * ue
-                parts_ee += torch.einsum("nui,nuj->uij", cue, ue)
+                cue = ue * cc.T[:, :, None]
+                ee += torch.einsum("nui,nuj->uij", cue, ue)
                 if r_cols:
-                    parts_re += torch.einsum("nui,nj->uji", cue, X_rest[s:s + step])
+                    re += torch.einsum("nui,nj->uji", cue, xr)
     if block is None:
-        top = torch.cat([parts_rr, parts_re], 2)
-        bottom = torch.cat([parts_re.transpose(1, 2), parts_ee], 2)
-        full = torch.cat([top, bottom], 1)
-    else:
-        S = block.basis  # (T, K)
-        t_bins, k = S.shape
-        n_cond = int(block.n_conditions)
-        cond = block.condition
-        c3 = c.reshape(-1, t_bins, ua)  # (trials, T, Ua)
-        # block-diagonal part: S' diag(sum over the condition's trials of c) S, per condition
-        wsum = c.new_zeros(n_cond, t_bins, ua).index_add_(0, cond, c3)
-        ss = (S[:, :, None] * S[:, None, :]).reshape(t_bins, k * k)
-        bb = torch.einsum("ctu,tm->cum", wsum, ss).reshape(n_cond, ua, k, k)
-        hbb = c.new_zeros(ua, n_cond, k, n_cond, k)
-        ar = torch.arange(n_cond, device=c.device)
-        hbb[:, ar, :, ar, :] = bb  # advanced indices (dims 1, 3) go first: (C, Ua, K, K)
-        hbb = hbb.reshape(ua, n_cond * k, n_cond * k)
-        hbd = c.new_zeros(ua, n_cond * k, d_cols)
-        if d_cols:
-            # cross terms: M[c, t, u, d] = sum over trials of condition c of c * x_d, then S'
-            m = c.new_zeros(n_cond, t_bins, ua, d_cols)
-            x3 = X_rest.reshape(-1, t_bins, r_cols)
-            u4 = None if UX is None else UX.reshape(-1, t_bins, ua, e_cols)
-            per_trial = t_bins * ua * d_cols * item * 2
-            step = max(1, _CHUNK_BYTES // per_trial)
-            for s in range(0, c3.shape[0], step):
-                cj = c3[s:s + step, :, :, None]
-                pieces = []
-                if r_cols:
-                    pieces.append(cj * x3[s:s + step, :, None, :])
-                if e_cols:
-                    pieces.append(cj * u4[s:s + step])
-                m.index_add_(0, cond[s:s + step], torch.cat(pieces, 3))
-            hbd = torch.einsum("tk,ctud->uckd", S, m).reshape(ua, n_cond * k, d_cols)
-        top = torch.cat([hbb, hbd], 2)
-        mid = torch.cat([hbd[:, :, :r_cols].transpose(1, 2), parts_rr, parts_re], 2)
-        bottom = torch.cat([hbd[:, :, r_cols:].transpose(1, 2), parts_re.transpose(1, 2),
-                            parts_ee], 2)
-        full = torch.cat([top, mid, bottom], 1)
+        full = torch.cat([torch.cat([rr, re], 2), torch.cat([re.transpose(1, 2), ee], 2)], 1)
+        return full[:, order_inv][:, :, order_inv]
+    S = block.basis  # (T, K)
+    t_bins, k = S.shape
+    n_cond = int(block.n_conditions)
+    cond = block.condition
+    c3 = c.reshape(ua, -1, t_bins)  # (Ua, trials, T): rows are trial-major
+    # block-diagonal part: S' diag(sum over the condition's trials of c) S for each condition
+    wsum = c.new_zeros(ua, n_cond, t_bins).index_add_(1, cond, c3)
+    ss = (S[:, :, None] * S[:, None, :]).reshape(t_bins, k * k)
+    bb = (wsum @ ss).reshape(ua, n_cond, k, k)
+    hbb = c.new_zeros(ua, n_cond, k, n_cond, k)
+    ar = torch.arange(n_cond, device=c.device)
+    hbb[:, ar, :, ar, :] = bb.transpose(0, 1)  # the advanced indices' dim goes first: (C, Ua, ..)
+    hbb = hbb.reshape(ua, n_cond * k, n_cond * k)
+    hbd = c.new_zeros(ua, n_cond * k, d_cols)
+    if d_cols:
+        # cross terms: M[u, c, t, d] = sum over trials of condition c of c * x_d at bin t,
+        # then the basis: sum_t S[t, k] M[u, c, t, d]
+        m = c.new_zeros(ua, n_cond, t_bins, d_cols)
+        x3 = X_rest.reshape(-1, t_bins, r_cols)
+        u4 = None if UX is None else UX.reshape(-1, t_bins, ua, e_cols)
+        step = max(1, _CHUNK_BYTES // (ua * t_bins * d_cols * item * 2))
+        for s in range(0, c3.shape[1], step):
+            cj = c3[:, s:s + step, :, None]
+            pieces = []
+            if r_cols:
+                pieces.append(cj * x3[None, s:s + step])
+            if e_cols:
+                pieces.append(cj * u4[s:s + step].permute(2, 0, 1, 3))
+            m.index_add_(1, cond[s:s + step], torch.cat(pieces, 3))
+        hbd = torch.einsum("tk,uctd->uckd", S, m).reshape(ua, n_cond * k, d_cols)
+    full = torch.cat([
+        torch.cat([hbb, hbd], 2),
+        torch.cat([hbd[:, :, :r_cols].transpose(1, 2), rr, re], 2),
+        torch.cat([hbd[:, :, r_cols:].transpose(1, 2), re.transpose(1, 2), ee], 2),
+    ], 1)
     return full[:, order_inv][:, :, order_inv]
 
 
@@ -301,9 +300,9 @@ def _newton_direction(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """-H^-1 g per unit; Cholesky, with a growing ridge for the units where it fails."""
     L, info = torch.linalg.cholesky_ex(H)
     bad = info != 0
+    scale = torch.diagonal(H, dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
     if bool(bad.any()):
         eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-        scale = torch.diagonal(H, dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
         tau = 1e-12 * scale
         for _ in range(_MAX_RIDGE_TRIES):
             idx = bad.nonzero().flatten()
@@ -325,7 +324,7 @@ def _newton_direction(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _per_unit(value, n_units: int, n_cols: int, name: str, like: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    t = torch.as_tensor(value).to(dtype=like.dtype, device=like.device)
     if t.ndim == 0 or t.shape == (n_cols,):
         return t.expand(n_units, n_cols).clone()
     if t.shape == (n_units, n_cols):
@@ -337,12 +336,7 @@ def _per_unit(value, n_units: int, n_cols: int, name: str, like: torch.Tensor) -
 def _single_block(blocks, X: torch.Tensor) -> StimulusBlock | None:
     if blocks is None:
         return None
-    if isinstance(blocks, StimulusBlock):
-        items = [blocks]
-    elif isinstance(blocks, Sequence):
-        items = list(blocks)
-    else:
-        raise TypeError("fit_batched_glm: blocks: expected a StimulusBlock or a list of them")
+    items = [blocks] if isinstance(blocks, StimulusBlock) else list(blocks)
     if not items:
         return None
     if len(items) > 1:
@@ -384,27 +378,28 @@ def fit_batched_glm(
 ) -> NewtonResult:
     """Fit one penalised GLM per column of ``Y`` on the shared design ``X`` by Newton's method.
 
-    Computation runs on ``X``'s device in ``X``'s dtype (float64 unless X is float32; integer
-    X becomes float64); the other tensors are moved there.
+    Computation runs on ``X``'s device in ``X``'s dtype (integer X becomes float64; use
+    float64: float32 cannot reach the default ``tol``); the other tensors are moved there.
 
     Args:
         X: (n_rows, P) shared design.
-        Y: (n_rows, n_units) counts (Bernoulli: 0/1).
+        Y: (n_rows, n_units) counts (Bernoulli: values in [0, 1], normally 0/1).
         observation, link: ``poisson``/``exp``, ``poisson``/``softplus``,
             ``bernoulli``/``logistic`` (module docstring).
-        l2: scalar, (n_cols,) or (n_units, n_cols) ridge weights: the penalty
-            ``sum_j l2_j w_j^2`` is added to the per-unit summed NLL as is (no rescaling).
-            Zero entries leave columns unpenalised. ``n_cols = P + n_extra``.
-        mask: (n_units, n_cols) bool, True where the unit uses the column; other coefficients
-            are held at exactly 0 (zero gradient, identity Hessian rows/columns).
+        l2: scalar, (n_cols,) or (n_units, n_cols) ridge weights >= 0: the penalty
+            ``sum_j l2_j w_j^2`` is added to the unit's summed NLL as is (no rescaling);
+            zero entries leave columns unpenalised. ``n_cols = P + n_extra``.
+        mask: (n_units, n_cols) bool, True where the unit uses the column; the other
+            coefficients are held at exactly 0 (zero gradient, identity Hessian rows/columns).
         offset: (n_rows, n_units) fixed drive added to the linear predictor.
-        coef0: (n_units, n_cols) start; default: per unit, the better (lower objective) of 0
-            and the least-squares fit of ``X w = link(mean(y_u)) - offset_u``.
-        unit_X: (n_rows, n_units, n_extra) per-unit columns appended after X's for unit u.
+        coef0: (n_units, n_cols) start (masked entries are set to 0); default: per unit, the
+            lower-objective of 0 and the least-squares solution of
+            ``X w = link(mean(y_u)) - offset_u`` (an intercept-like start).
+        unit_X: (n_rows, n_units, n_extra) per-unit columns, appended after X's for unit u.
         tol: convergence tolerance (module docstring).
         max_iter: most Newton iterations.
-        blocks: a :class:`StimulusBlock` (or a list with one) describing a one-hot ⊗ basis
-            column group of X, for the fast Hessian; checked against X.
+        blocks: a :class:`StimulusBlock` (or a list holding one) describing a
+            one-hot ⊗ basis column group of X, for the fast Hessian; it is checked against X.
 
     Returns:
         :class:`NewtonResult`.
@@ -435,19 +430,20 @@ def fit_batched_glm(
     if bool((lam < 0).any()):
         raise ValueError("fit_batched_glm: l2: must be >= 0")
     if mask is None:
-        free = torch.ones(n_units, q, dtype=torch.bool, device=dev)
+        free = torch.ones(n_units, q, dtype=dt, device=dev)
     else:
-        free = torch.as_tensor(mask, device=dev).to(torch.bool)
-        if free.shape != (n_units, q):
+        m = torch.as_tensor(mask, device=dev)
+        if m.shape != (n_units, q):
             raise ValueError(f"fit_batched_glm: mask: expected ({n_units}, {q}), got "
-                             f"{tuple(free.shape)}")
-    freef = free.to(dt)
+                             f"{tuple(m.shape)}")
+        free = m.to(torch.bool).to(dt)
     off = None
     if offset is not None:
         off = torch.as_tensor(offset).to(device=dev, dtype=dt)
         if off.shape != (n, n_units):
             raise ValueError(f"fit_batched_glm: offset: expected ({n}, {n_units}), got "
                              f"{tuple(off.shape)}")
+        off = off.T.contiguous()
     block = _single_block(blocks, X)
     if block is None:
         rest = torch.arange(p, device=dev)
@@ -460,126 +456,181 @@ def fit_batched_glm(
                            rest, torch.arange(p, q, device=dev)])
     order_inv = torch.argsort(order)
     X_rest = X[:, rest]
-    const = _constant(family, Y)
+    # unit-major layout (unit, row): selecting the active units is then a contiguous gather
+    Yt = Y.T.contiguous()
+    const = _constant(family, Yt)
+    ops = _Ops(family, X, block, X_rest, rest)
 
-    def eta_of(W: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """(n, len(idx)) linear predictor of units idx with coefficients W (len(idx), q)."""
-        eta = X @ W[:, :p].T
-        if UX is not None:
-            eta = eta + torch.einsum("nue,ue->nu", UX[:, idx], W[:, p:])
-        if off is not None:
-            eta = eta + off[:, idx]
-        return eta
-
-    def objective(eta: torch.Tensor, W: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return _nll(family, eta, Y[:, idx]) + (lam[idx] * W * W).sum(1)
-
-    def gradient(eta: torch.Tensor, W: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        r, _ = _grad_curv(family, eta, Y[:, idx], curvature=False)
-        g = torch.empty(len(idx), q, dtype=dt, device=dev)
-        g[:, :p] = (X.T @ r).T
-        if UX is not None:
-            g[:, p:] = torch.einsum("nue,nu->ue", UX[:, idx], r)
-        return (g + 2.0 * lam[idx] * W) * freef[idx]
-
-    all_idx = torch.arange(n_units, device=dev)
     if coef0 is not None:
         W = torch.as_tensor(coef0).to(device=dev, dtype=dt).clone()
         if W.shape != (n_units, q):
             raise ValueError(f"fit_batched_glm: coef0: expected ({n_units}, {q}), got "
                              f"{tuple(W.shape)}")
-        W = W * freef
-        eta = eta_of(W, all_idx)
-        f = objective(eta, W, all_idx)
+        W = W * free
+        eta = ops.eta(W, UX, off)
+        f = ops.objective(eta, W, Yt, lam)
     else:
-        W, eta, f = _start(family, X, Y, off, free, block, X_rest, order_inv[:p], p, q,
-                           eta_of, objective)
-    g = gradient(eta, W, all_idx)
+        W, eta, f = _start(ops, Yt, UX, off, lam, free, block, X_rest, order_inv[:p], q)
+    r, c = _grad_curv(family, eta, Yt)
+    g = ops.gradient(r, W, UX, lam, free)
     history = [float((f + const).sum())]
     converged = torch.zeros(n_units, dtype=torch.bool, device=dev)
-    done = torch.zeros(n_units, dtype=torch.bool, device=dev)
+    # the active units' state; frozen units are dropped from it
+    idx = torch.arange(n_units, device=dev)
+    Wa, ea, fa, ga, ca, ya, uxa, lama, fma = W, eta, f, g, c, Yt, UX, lam, free
     n_iter = 0
     for _ in range(max_iter):
-        idx = (~done).nonzero().flatten()
         if len(idx) == 0:
             break
         n_iter += 1
-        Wa, etaa, fa, ga = W[idx], eta[:, idx], f[idx], g[idx]
-        _, c = _grad_curv(family, etaa, Y[:, idx])
-        H = _gram(c, X_rest, None if UX is None else UX[:, idx], block, order_inv)
-        H = H + torch.diag_embed(2.0 * lam[idx])
-        fm = freef[idx]
-        H = H * fm[:, :, None] * fm[:, None, :] + torch.diag_embed(1.0 - fm)
-        d = _newton_direction(H, ga) * fm
+        H = _gram(ca, X_rest, uxa, block, order_inv) + torch.diag_embed(2.0 * lama)
+        H = H * fma[:, :, None] * fma[:, None, :] + torch.diag_embed(1.0 - fma)
+        d = _newton_direction(H, ga) * fma
         gd = (ga * d).sum(1)  # = -lambda^2 <= 0
-        scale = fa.abs().clamp_min(1.0)
-        passed = (-0.5 * gd <= tol * scale) & (
+        passed = (-0.5 * gd <= tol * fa.abs().clamp_min(1.0)) & (
             ga.abs().amax(1) <= math.sqrt(tol) * (fa.abs() / n).clamp_min(1.0))
-        # backtracking per unit: the units still searching halve their step together
-        xd = X @ d[:, :p].T
-        if UX is not None:
-            xd = xd + torch.einsum("nue,ue->nu", UX[:, idx], d[:, p:])
-        step = torch.ones(len(idx), dtype=dt, device=dev)
-        accepted = torch.zeros(len(idx), dtype=torch.bool, device=dev)
-        f_new = fa.clone()
-        for _ in range(_MAX_HALVINGS):
+        # backtracking per unit: the units still searching halve their steps together
+        xd = ops.eta(d, uxa, None)
+        step = torch.ones_like(fa)
+        accepted = torch.zeros_like(passed)
+        e_new, f_new = ea + xd, ops.objective(ea + xd, Wa + d, ya, lama)
+        ok = torch.isfinite(f_new) & (f_new <= fa + _ARMIJO * gd)
+        accepted |= ok
+        for _ in range(_MAX_HALVINGS - 1):
             pend = (~accepted).nonzero().flatten()
             if len(pend) == 0:
                 break
-            sp = step[pend]
-            w_try = Wa[pend] + sp[:, None] * d[pend]
-            e_try = etaa[:, pend] + sp[None, :] * xd[:, pend]
-            f_try = objective(e_try, w_try, idx[pend])
-            ok = torch.isfinite(f_try) & (f_try <= fa[pend] + _ARMIJO * sp * gd[pend])
+            step[pend] *= 0.5
+            sp = step[pend, None]
+            e_try = ea[pend] + sp * xd[pend]
+            f_try = ops.objective(e_try, Wa[pend] + sp * d[pend], ya[pend], lama[pend])
+            ok = torch.isfinite(f_try) & (f_try <= fa[pend] + _ARMIJO * sp[:, 0] * gd[pend])
             accepted[pend[ok]] = True
-            f_new[pend[ok]] = f_try[ok]
-            step[pend[~ok]] *= 0.5
+            e_new[pend[ok]], f_new[pend[ok]] = e_try[ok], f_try[ok]
         step = torch.where(accepted, step, torch.zeros_like(step))
-        moved = idx[accepted]
-        if len(moved):
-            W[moved] = Wa[accepted] + step[accepted, None] * d[accepted]
-            # recompute eta from W (not eta + t·Xd) so round-off does not accumulate
-            eta[:, moved] = eta_of(W[moved], moved)
-            f[moved] = objective(eta[:, moved], W[moved], moved)
-            g[moved] = gradient(eta[:, moved], W[moved], moved)
-        converged[idx[passed]] = True
-        done[idx[passed | ~accepted]] = True  # stalled units stop, not converged
+        if bool(accepted.all()):
+            Wa, ea, fa = Wa + step[:, None] * d, e_new, f_new
+            ra, ca = _grad_curv(family, ea, ya)
+            ga = ops.gradient(ra, Wa, uxa, lama, fma)
+        else:
+            mv = accepted.nonzero().flatten()
+            Wa, ea, fa, ga, ca = Wa.clone(), ea.clone(), fa.clone(), ga.clone(), ca.clone()
+            Wa[mv] = Wa[mv] + step[mv, None] * d[mv]
+            ea[mv], fa[mv] = e_new[mv], f_new[mv]
+            rm, ca[mv] = _grad_curv(family, ea[mv], ya[mv])
+            ga[mv] = ops.gradient(rm, Wa[mv], None if uxa is None else uxa[:, mv], lama[mv],
+                                  fma[mv])
+        W[idx], f[idx], g[idx] = Wa, fa, ga
         history.append(float((f + const).sum()))
+        converged[idx[passed]] = True
+        stop = passed | ~accepted  # a unit with no decrease in 50 halvings is stalled
+        if bool(stop.any()):
+            keep = ~stop
+            idx = idx[keep]
+            Wa, ea, fa, ga, ca, ya, lama, fma = (
+                t[keep] for t in (Wa, ea, fa, ga, ca, ya, lama, fma))
+            uxa = None if uxa is None else uxa[:, keep]
     return NewtonResult(coef=W, n_iter=n_iter, converged=converged, objective=f + const,
                         grad_norm=g.abs().amax(1) if q else f.new_zeros(n_units),
                         history=history)
 
 
-def _start(family, X, Y, off, free, block, X_rest, order_x, p, q, eta_of, objective):
-    """Per unit, the lower-objective of 0 and the least-squares intercept-like start."""
-    n, n_units = Y.shape
+class _Ops:
+    """Linear predictor, objective and gradient for a subset of units (unit-major tensors).
+
+    With a stimulus block, ``X w`` and ``X' r`` over the block's columns use its structure:
+    ``(S w_c)[t]`` gathered by each trial's condition, and ``S' (sum over the condition's
+    trials of r)``: O(n · units) instead of O(n · cols · units).
+    """
+
+    def __init__(self, family: str, X: torch.Tensor, block: StimulusBlock | None,
+                 X_rest: torch.Tensor, rest: torch.Tensor) -> None:
+        self.family, self.X, self.p = family, X, X.shape[1]
+        self.block, self.X_rest, self.rest = block, X_rest, rest
+
+    def x_times(self, W: torch.Tensor) -> torch.Tensor:
+        """(k, n) = W[:, :P] @ X'."""
+        b = self.block
+        if b is None:
+            return W[:, :self.p] @ self.X.T
+        k = W.shape[0]
+        wb = W[:, b.columns].reshape(k, int(b.n_conditions), -1)
+        per_cond = torch.einsum("tk,uck->uct", b.basis, wb)  # (k, C, T)
+        out = per_cond[:, b.condition, :].reshape(k, -1)
+        if len(self.rest):
+            out = torch.addmm(out, W[:, self.rest], self.X_rest.T)
+        return out
+
+    def xt_times(self, r: torch.Tensor) -> torch.Tensor:
+        """(k, P) = r @ X for r (k, n)."""
+        b = self.block
+        if b is None:
+            return r @ self.X
+        k, t_bins = r.shape[0], b.basis.shape[0]
+        g = r.new_empty(k, self.p)
+        rs = r.new_zeros(k, int(b.n_conditions), t_bins).index_add_(
+            1, b.condition, r.reshape(k, -1, t_bins))
+        g[:, b.columns] = torch.einsum("uct,tk->uck", rs, b.basis).reshape(k, -1)
+        if len(self.rest):
+            g[:, self.rest] = r @ self.X_rest
+        return g
+
+    def eta(self, W: torch.Tensor, UX: torch.Tensor | None,
+            off: torch.Tensor | None) -> torch.Tensor:
+        """(k, n) from W (k, q), UX (n, k, E) and off (k, n)."""
+        eta = self.x_times(W)
+        if UX is not None:
+            eta = eta + torch.einsum("nue,ue->un", UX, W[:, self.p:])
+        if off is not None:
+            eta = eta + off
+        return eta
+
+    def objective(self, eta: torch.Tensor, W: torch.Tensor, y: torch.Tensor,
+                  lam: torch.Tensor) -> torch.Tensor:
+        """(k,) summed NLL (without constants) plus the ridge penalty."""
+        return _nll(self.family, eta, y) + (lam * W * W).sum(1)
+
+    def gradient(self, r: torch.Tensor, W: torch.Tensor, UX: torch.Tensor | None,
+                 lam: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+        """(k, q) gradient of the objective from r = dNLL/deta (k, n); 0 on masked columns."""
+        g = torch.empty_like(W)
+        g[:, :self.p] = self.xt_times(r)
+        if UX is not None:
+            g[:, self.p:] = torch.einsum("nue,un->ue", UX, r)
+        return (g + 2.0 * lam * W) * free
+
+
+def _start(ops: _Ops, Yt: torch.Tensor, UX: torch.Tensor | None, off: torch.Tensor | None,
+           lam: torch.Tensor, free: torch.Tensor, block: StimulusBlock | None,
+           X_rest: torch.Tensor, order_x: torch.Tensor,
+           q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per unit the lower-objective of 0 and the least-squares intercept-like start.
+
+    Returns W (units, q), eta (units, n), objective (units,).
+    """
+    X, p = ops.X, ops.p
+    n_units, n = Yt.shape
     dev, dt = X.device, X.dtype
-    all_idx = torch.arange(n_units, device=dev)
     W0 = torch.zeros(n_units, q, dtype=dt, device=dev)
-    eta0 = eta_of(W0, all_idx)
-    f0 = objective(eta0, W0, all_idx)
+    eta0 = ops.eta(W0, UX, off)
+    f0 = ops.objective(eta0, W0, Yt, lam)
     if p == 0:
         return W0, eta0, f0
-    lo = 0.5 / n  # keep link(mean) finite for all-zero (or all-one) units
-    mean = Y.mean(0).clamp(lo, 1.0 - lo) if family.startswith("bernoulli") else (
-        Y.mean(0).clamp_min(lo))
-    target = _link(family, mean)  # (units,)
-    # the Gram X'X through the same (structured) Hessian pass, one "unit" of weight 1
-    G = _gram(torch.ones(n, 1, dtype=dt, device=dev), X_rest, None, block, order_x)[0]
-    if off is None:
-        rhs = target[:, None] * X.sum(0)[None, :]
-    else:
-        rhs = (X.T @ (target[None, :] - off)).T
-    fx = free[:, :p].to(dt)
-    ridge = 1e-10 * torch.diagonal(G).abs().max().clamp_min(1.0)
+    lo = 0.5 / n  # keeps link(mean) finite for an all-zero (Bernoulli: all-one) unit
+    mean = Yt.mean(1)
+    mean = mean.clamp(lo, 1.0 - lo) if ops.family.startswith("bernoulli") else mean.clamp_min(lo)
+    target = _link(ops.family, mean)  # (units,)
+    # X'X through the same (structured) Gram pass, as one "unit" of weight 1
+    G = _gram(torch.ones(1, n, dtype=dt, device=dev), X_rest, None, block, order_x)[0]
+    rhs = target[:, None] * X.sum(0) if off is None else (target[:, None] - off) @ X
+    fx = free[:, :p]
+    ridge = 1e-10 * torch.diagonal(G).abs().max().clamp_min(1.0)  # for all-zero columns
     Gu = G * fx[:, :, None] * fx[:, None, :] + torch.diag_embed(1.0 - fx)
     Gu = Gu + ridge * torch.eye(p, dtype=dt, device=dev)
-    Wls = W0.clone()
-    Wls[:, :p] = torch.linalg.solve(Gu, (rhs * fx)[:, :, None])[:, :, 0] * fx
-    eta1 = eta_of(Wls, all_idx)
-    f1 = objective(eta1, Wls, all_idx)
+    W1 = W0.clone()
+    W1[:, :p] = torch.linalg.solve(Gu, (rhs * fx)[:, :, None])[:, :, 0] * fx
+    eta1 = ops.eta(W1, UX, off)
+    f1 = ops.objective(eta1, W1, Yt, lam)
     better = torch.isfinite(f1) & (f1 < f0)
-    W = torch.where(better[:, None], Wls, W0)
-    eta = torch.where(better[None, :], eta1, eta0)
-    f = torch.where(better, f1, f0)
-    return W, eta, f
+    return (torch.where(better[:, None], W1, W0), torch.where(better[:, None], eta1, eta0),
+            torch.where(better, f1, f0))
