@@ -1,4 +1,4 @@
-"""Wall-clock budget and the process pool of the study pipelines (workflows.budget): results
+"""Wall-clock budget and the process pool of the study pipelines (workflows.study): results
 in job order and equal to a serial run, failures and time-outs reported per job, busy workers
 terminated at the budget's end, and the conv-RNN fit stopping between epochs."""
 
@@ -16,7 +16,7 @@ from neurorec.families.conv_rnn.model import ConvRNN
 from neurorec.families.conv_rnn.spec import ConvRNNSpec
 from neurorec.spec.oscillator import OscillatingObjectSpec
 from neurorec.stimuli.oscillator import make_movies
-from neurorec.workflows.budget import Budget, OutOfTime, current_budget, require, run_jobs, summary
+from neurorec.workflows.study import Budget, OutOfTime, current_budget, require, run_jobs, summary
 
 
 def test_budget_from_minutes():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from neurorec.core.errors import DataError
-from neurorec.workflows.runs import markdown_table, parse_sessions, run_cached
+from neurorec.workflows.study import markdown_table, parse_sessions, run_cached
 
 
 def square(x: float) -> dict:
