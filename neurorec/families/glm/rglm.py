@@ -16,33 +16,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neurorec.core.recurrence import linear_recurrence
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.spec import RGLMSpec
 
 Tensor = torch.Tensor
-STATE_MAX = 1e6  # |x| never comes near this in a fitted model; it keeps trial steps finite
-
-
-def linear_recurrence(u: Tensor, R: Tensor) -> Tensor:
-    """States of ``x_t = u_t + R x_{t-1}`` from ``x_{-1} = 0`` (each entry bounded by
-    ``STATE_MAX``, far beyond any fitted model's states).
-
-    Args:
-        u: (n_trials, n_bins, dim) inputs.
-        R: (dim, dim) recurrence.
-    Returns:
-        (n_trials, n_bins, dim) states.
-    """
-    states = []
-    x = torch.zeros_like(u[:, 0])
-    for t in range(u.shape[1]):
-        # bounded only for absurd R (a far line-search trial): R^t would overflow to inf/NaN
-        x = (u[:, t] + x @ R.T).clamp(-STATE_MAX, STATE_MAX)
-        states.append(x)
-    return torch.stack(states, dim=1)
-
-
+__all__ = ["RGLM", "linear_recurrence", "time_constants"]
 def time_constants(R: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues of ``R`` (sorted by modulus, largest first) and their time constants (s).
 
