@@ -152,7 +152,7 @@ def test_fit_improves_likelihood_and_resumes_bitwise(tmp_path):
     resumed = SpikeSlabRNN(spec, seed=1).fit(clips, progress=False, checkpoint=ck)
     for a in ("W_", "R_", "b_"):
         np.testing.assert_array_equal(getattr(resumed, a), getattr(full, a))
-    loaded = SpikeSlabRNN.load(spec, ck)
+    loaded = SpikeSlabRNN.from_checkpoint(spec, ck)
     np.testing.assert_array_equal(loaded.R_, full.R_)
     z, _logits = loaded.infer(clips[:3])
     assert z.shape == (3, 5, 6) and np.isfinite(loaded.log_likelihood(clips[:3]))

@@ -24,28 +24,34 @@ at the end no single-coordinate change improves ``L_t`` by more than ``tol``.
     ∂/∂R_jk = Σ_t (h_j^t − π_j^t) z_k^{t-1}          (STDP-like: pre before post)
     ∂/∂b_j = Σ_t (h_j^t − π_j^t)
 
-averaged over clips and frames, applied with momentum; W's columns are renormalised.
+averaged over clips and frames, applied with momentum; W's columns are renormalised. The
+update is not an optimiser step on a loss (``R`` follows the STDP-like rule at the greedily
+inferred ``z``), so the loop is :func:`neurorec.fit.engine.run_loop` with this body and no
+``Stepper``: its checkpoints (parameters, momenta, the clip-order generator, the curves) resume
+bitwise on CPU.
+
+**Score** (``score="reconstruction"``): the mean squared error per whitened pixel,
+``mean |y_t − W z_t|²``, of held-out clips at their greedily filtered ``z``. Lower is better
+(whitened pixels have variance ≈ 1, so 1 is the error of ``z = 0``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.nn.functional import logsigmoid
-from tqdm.auto import tqdm
 
-from neurorec.core.errors import DataError, NotFittedError
-from neurorec.fit.checkpoint import (
-    generator_states,
-    load_checkpoint,
-    restore_generators,
-    save_checkpoint,
-)
+from neurorec.core.errors import DataError, DivergenceError
+from neurorec.families.base import Estimator
+from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
+from neurorec.fit.engine import run_loop
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -189,9 +195,24 @@ class TrainingRecord:
     seconds: float
 
 
-class SpikeSlabRNN:
-    """Spike-and-slab RNN trained on natural-movie clips (sklearn-like: ``fit`` returns self;
-    learned ``W_`` (D, n), ``R_`` (n, n), ``b_`` (n,), ``history_``).
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingRecord))
+
+
+def _records(rows: list[dict[str, float]]) -> list[TrainingRecord]:
+    """The engine's curves (``LoopLog.train``) as training records."""
+    return [TrainingRecord(**{k: row[k] for k in _RECORD_FIELDS}) for row in rows]
+
+
+class SpikeSlabRNN(Estimator):
+    """Spike-and-slab RNN trained on natural-movie clips.
+
+    ``fit`` returns self and learns ``W_`` (D, n), ``R_`` (n, n), ``b_`` (n,) and
+    ``history_`` (one :class:`TrainingRecord` per iteration). ``score(clips)`` is the held-out
+    reconstruction error: mean squared error per whitened pixel of ``W z`` at the greedily
+    filtered ``z`` (**lower is better**). Inference is deterministic; ``sample`` draws clips
+    from the generative model, reproducibly in its seed. ``save(dir)`` / ``load(dir)`` round-trip
+    (:class:`~neurorec.families.base.Estimator`); :meth:`from_checkpoint` reads a training
+    checkpoint.
 
     Args:
         spec: an :class:`~neurorec.families.ssrnn.spec.SSRNNSpec`.
@@ -199,6 +220,7 @@ class SpikeSlabRNN:
     """
 
     kind = "ssrnn"
+    fitted_attribute: ClassVar[str] = "W_"
 
     def __init__(self, spec, device: str = "cpu", seed: int = 0):
         self.spec = spec
@@ -210,12 +232,8 @@ class SpikeSlabRNN:
     def dtype(self) -> torch.dtype:
         return torch.float64 if self.spec.learning.dtype == "float64" else torch.float32
 
-    def _tensor(self, a) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(a), dtype=self.dtype, device=self.device)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "W_"):
-            raise NotFittedError("SpikeSlabRNN: call fit() (or load()) before using the model")
+    def _tensor(self, a, device: str | None = None) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=self.dtype, device=device or self.device)
 
     @staticmethod
     def _flatten(clips: np.ndarray) -> np.ndarray:
@@ -244,49 +262,56 @@ class SpikeSlabRNN:
         R = torch.zeros(s.n_units, s.n_units, dtype=self.dtype)
         return {k: v.to(self.device) for k, v in {"W": W, "R": R, "b": b}.items()}
 
+    def _checkpoint_to_resume(self, checkpoint: Path, n_pixels: int) -> bool:
+        """Whether ``checkpoint`` exists and is resumed; checks it fits this model, and lets a
+        finished run that stopped short of ``n_iterations`` continue to the new total."""
+        if not checkpoint.is_file():
+            return False
+        saved = load_checkpoint(checkpoint)
+        params = saved.get("state", {}).get("params") if isinstance(saved, dict) else None
+        if params is None:
+            raise DataError(f"{checkpoint}: not an ssrnn training checkpoint of this version "
+                            "(delete it to train from scratch)")
+        expected = (n_pixels, self.spec.n_units)
+        if tuple(params["W"].shape) != expected:
+            raise DataError(f"{checkpoint}: checkpoint W has shape {tuple(params['W'].shape)}, "
+                            f"expected {expected}")
+        if saved.get("finished") and saved["iteration"] < self.spec.learning.n_iterations:
+            save_checkpoint(checkpoint, {**saved, "finished": False})
+        return True
+
     # -- public API
     def fit(self, clips: np.ndarray, progress: bool = True,
-            checkpoint: str | Path | None = None) -> SpikeSlabRNN:
+            checkpoint: str | Path | None = None,
+            callback: Callable[[int, dict[str, float]], None] | None = None) -> SpikeSlabRNN:
         """Learn W, R, b on ``clips`` (n_clips, n_frames, h, w) or (n_clips, n_frames, D).
 
         With ``checkpoint`` a path, the state is saved there every ``checkpoint_every``
-        iterations and at the end, and an existing checkpoint is resumed (bitwise on CPU).
+        iterations and at the end, and an existing checkpoint is resumed (bitwise on CPU; a
+        finished shorter run continues to ``n_iterations``). ``callback(i, row)`` runs after
+        every iteration (:func:`~neurorec.fit.engine.run_loop`).
         """
         s, lr = self.spec, self.spec.learning
         Y = self._flatten(clips)
+        resume = checkpoint is not None and self._checkpoint_to_resume(Path(checkpoint),
+                                                                       Y.shape[-1])
         gen = torch.Generator().manual_seed(self.seed)
-        state = None
-        if checkpoint is not None and Path(checkpoint).is_file():
-            state = load_checkpoint(checkpoint)
-            if state["params"]["W"].shape != (Y.shape[-1], s.n_units):
-                raise DataError(f"{checkpoint}: checkpoint W has shape "
-                                f"{tuple(state['params']['W'].shape)}, expected "
-                                f"{(Y.shape[-1], s.n_units)}")
-        if state is None:
-            params = self._init_params(Y, gen)
-            velocity = {k: torch.zeros_like(v) for k, v in params.items()}
-            start, history = 0, []
-        else:
-            params = {k: v.to(self.device, self.dtype) for k, v in state["params"].items()}
-            velocity = {k: v.to(self.device, self.dtype) for k, v in state["velocity"].items()}
-            start, history = state["iteration"], [TrainingRecord(**r) for r in state["history"]]
-            restore_generators(state["generators"], torch_gen=gen)
+        params = self._init_params(Y, gen)
+        velocity = {k: torch.zeros_like(v) for k, v in params.items()}
         Yt = self._tensor(Y)
-        bar = tqdm(range(start, lr.n_iterations), desc="ssrnn", disable=not progress,
-                   initial=start, total=lr.n_iterations)
         scale = {"W": lr.lr_w * s.tau_y**2, "R": lr.lr_r, "b": lr.lr_b}
 
-        def save(iteration: int) -> None:
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, {
-                    "params": {k: v.cpu() for k, v in params.items()},
+        def get_state() -> dict[str, Any]:
+            return {"params": {k: v.cpu() for k, v in params.items()},
                     "velocity": {k: v.cpu() for k, v in velocity.items()},
-                    "iteration": iteration, "history": [r.__dict__ for r in history],
-                    "generators": generator_states(torch_gen=gen),
-                    "spec": s.model_dump(mode="json"), "seed": self.seed})
+                    "spec": s.model_dump(mode="json"), "seed": self.seed}
 
-        for it in bar:
-            t0 = time.perf_counter()
+        def set_state(state: dict[str, Any]) -> None:
+            for name, into in (("params", params), ("velocity", velocity)):
+                for k, v in state[name].items():
+                    into[k] = v.to(self.device, self.dtype)
+
+        def body(it: int) -> dict[str, float]:
             idx = torch.randint(len(Yt), (min(lr.batch_clips, len(Yt)),), generator=gen)
             batch = Yt[idx.to(self.device)]
             with torch.no_grad():
@@ -295,9 +320,14 @@ class SpikeSlabRNN:
                                             s.inference.tol)
                 ll = clip_log_likelihood(batch, Z, params["W"], params["R"], params["b"],
                                          s.tau_x, s.tau_y)
-                grads = dict(zip("WRb", learning_gradients(batch, Z, params["W"], params["R"],
-                                                           params["b"], s.tau_y), strict=False))
                 n_frames = batch.shape[0] * batch.shape[1]
+                ll_frame = float(ll.sum()) / n_frames
+                if not math.isfinite(ll_frame):
+                    raise DivergenceError(f"ssrnn: the log-likelihood became {ll_frame} at "
+                                          f"iteration {it}; lower the learning rates (the last "
+                                          "good checkpoint is kept)")
+                grads = dict(zip("WRb", learning_gradients(batch, Z, params["W"], params["R"],
+                                                           params["b"], s.tau_y), strict=True))
                 grads["R"] = grads["R"] / n_frames - lr.l2_r * params["R"]
                 for k in ("W", "b"):
                     grads[k] = grads[k] / n_frames
@@ -307,25 +337,21 @@ class SpikeSlabRNN:
                 if lr.normalise_w:
                     params["W"] /= params["W"].norm(dim=0, keepdim=True).clamp_min(1e-12)
             mse = float(((batch - Z @ params["W"].T) ** 2).mean())
-            rec = TrainingRecord(it + 1, float(ll.sum()) / n_frames, mse,
-                                 float((Z != 0).float().mean()), float(moves),
-                                 time.perf_counter() - t0)
-            if not math.isfinite(rec.log_likelihood_per_frame):
-                raise DataError(f"ssrnn: the log-likelihood became {rec.log_likelihood_per_frame}"
-                                f" at iteration {it + 1}; lower the learning rates")
-            history.append(rec)
-            bar.set_postfix(ll=f"{rec.log_likelihood_per_frame:.1f}", mse=f"{mse:.3f}",
-                            active=f"{rec.fraction_active:.3f}")
-            if (it + 1) % lr.checkpoint_every == 0:
-                save(it + 1)
-        save(max(start, lr.n_iterations))
+            return {"log_likelihood_per_frame": ll_frame, "mse_per_pixel": mse,
+                    "fraction_active": float((Z != 0).float().mean()),
+                    "moves_per_frame": float(moves)}
+
+        log = run_loop(lr.n_iterations, body, get_state=get_state, set_state=set_state,
+                       torch_generator=gen, checkpoint=checkpoint,
+                       checkpoint_every=lr.checkpoint_every, resume=resume, progress=progress,
+                       desc="ssrnn", callback=callback)
         self.W_, self.R_, self.b_ = (params[k].cpu().numpy() for k in "WRb")
-        self.history_ = history
+        self.history_ = _records(log.train)
         return self
 
     def infer(self, clips: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Greedy filtering of ``clips``: (z, logits), each (n_clips, n_frames, n_units)."""
-        self._check_fitted()
+        self.check_fitted()
         Y = self._flatten(clips)
         if Y.shape[-1] != self.W_.shape[0]:
             raise DataError(f"clips: {Y.shape[-1]} pixels per frame, the model has "
@@ -349,15 +375,47 @@ class SpikeSlabRNN:
         return float(clip_log_likelihood(Y, self._tensor(z), W, R, b, self.spec.tau_x,
                                          self.spec.tau_y).sum())
 
+    def score(self, clips: np.ndarray) -> float:
+        """Reconstruction error of ``clips``: ``mean |y_t − W z_t|²`` per whitened pixel at the
+        greedily filtered ``z`` — **lower is better** (≈ 1 is no better than ``z = 0`` on
+        whitened patches)."""
+        z, _ = self.infer(clips)
+        Y = self._flatten(clips).astype(np.float64)
+        return float(np.mean((Y - z.astype(np.float64) @ self.W_.T.astype(np.float64)) ** 2))
+
+    def sample(self, n_clips: int, n_frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clips drawn ancestrally from the generative model (``z_0 = 0`` before the first
+        frame), on CPU from a generator seeded by ``seed``.
+
+        Returns:
+            y (n_clips, n_frames, D) whitened patches and z (n_clips, n_frames, n_units).
+        """
+        self.check_fitted()
+        gen = torch.Generator().manual_seed(seed)
+        W, R, b = (self._tensor(a, "cpu") for a in (self.W_, self.R_, self.b_))
+        n, D = W.shape[1], W.shape[0]
+        Z = torch.zeros(n_clips, n_frames, n, dtype=self.dtype)
+        prev = torch.zeros(n_clips, n, dtype=self.dtype)
+        for t in range(n_frames):
+            on = torch.rand(n_clips, n, generator=gen, dtype=self.dtype) < torch.sigmoid(
+                prev @ R.T + b)
+            prev = Z[:, t] = on * self.spec.tau_x * torch.randn(n_clips, n, generator=gen,
+                                                                 dtype=self.dtype)
+        noise = torch.randn(n_clips, n_frames, D, generator=gen, dtype=self.dtype)
+        return (Z @ W.T + self.spec.tau_y * noise).numpy(), Z.numpy()
+
     def n_parameters(self) -> int:
-        self._check_fitted()
+        self.check_fitted()
         return int(self.W_.size + self.R_.size + self.b_.size)
 
     @classmethod
-    def load(cls, spec, checkpoint: str | Path, device: str = "cpu") -> SpikeSlabRNN:
-        """A model with the parameters of a checkpoint written by :meth:`fit`."""
-        state = load_checkpoint(checkpoint)
+    def from_checkpoint(cls, spec, checkpoint: str | Path, device: str = "cpu") -> SpikeSlabRNN:
+        """A model with the parameters and curves of a training checkpoint of :meth:`fit`."""
+        saved = load_checkpoint(checkpoint)
+        state = saved.get("state") if isinstance(saved, dict) else None
+        if not isinstance(state, dict) or "params" not in state:
+            raise DataError(f"{checkpoint}: not an ssrnn training checkpoint of this version")
         model = cls(spec, device=device, seed=state.get("seed", 0))
         model.W_, model.R_, model.b_ = (state["params"][k].numpy() for k in "WRb")
-        model.history_ = [TrainingRecord(**r) for r in state["history"]]
+        model.history_ = _records(saved["log"]["train"])
         return model
