@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from neurorec.core.errors import DataError, DivergenceError, NotFittedError
+from neurorec.core.errors import DataError
+from neurorec.families.base import Estimator
 from neurorec.families.rnn.spec import RNNSpec
-from neurorec.fit.checkpoint import (
-    generator_states,
-    load_checkpoint,
-    restore_generators,
-    save_checkpoint,
-)
+from neurorec.fit.engine import Stepper, run_loop
 
 VARIANTS = ("hidden", "cut", "extended")
 
@@ -81,13 +77,21 @@ class TanhRNN(nn.Module):
         return h @ self.V.T + self.c, hs
 
 
-class SequenceRNN:
-    """sklearn-like wrapper: ``fit(x, y)`` returns self; learned ``net_`` and ``history_``.
+class _Pause(Exception):
+    """Raised by an epoch past ``fit(epochs=...)``: the run stops there, resumable."""
+
+
+class SequenceRNN(Estimator):
+    """sklearn-like estimator: ``fit(x, y)`` returns self; learned ``net_`` (the network),
+    ``init_state_`` (its parameters at initialisation) and ``history_`` (per epoch: loss,
+    train accuracy, seconds); ``score`` is the classification accuracy.
 
     Args:
         spec: the ``kind: rnn`` spec.
         device: ``"cpu"`` or ``"cuda"``.
     """
+
+    fitted_attribute: ClassVar[str] = "net_"
 
     def __init__(self, spec: RNNSpec, device: str = "cpu"):
         self.spec = spec
@@ -96,73 +100,71 @@ class SequenceRNN:
     # ---------------------------------------------------------------- training
     def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, progress: bool = True,
             checkpoint: str | Path | None = None, epochs: int | None = None) -> SequenceRNN:
-        """Adam on cross-entropy; x (n, T, n_inputs) float, y (n,) int.
+        """Adam on cross-entropy through :func:`neurorec.fit.engine.run_loop` (one iteration
+        an epoch of minibatches); x (n, T, n_inputs) float, y (n,) int.
 
-        ``checkpoint``: a file saved after every epoch and resumed from when present.
-        ``epochs`` overrides ``spec.fit.epochs``.
+        ``checkpoint``: a file saved after every epoch and resumed from (bitwise) when present.
+        ``epochs``: stop after this many epochs (default ``spec.fit.epochs``); a later call
+        with the same checkpoint continues from there.
         """
         if x.ndim != 3 or x.shape[2] != self.spec.n_inputs or len(x) != len(y):
             raise DataError(f"fit: x must be (n, T, {self.spec.n_inputs}) and y (n,), got "
                             f"{x.shape} and {np.shape(y)}")
         fs = self.spec.fit
-        n_epochs = fs.epochs if epochs is None else epochs
+        stop_after = fs.epochs if epochs is None else epochs
         gen = torch.Generator().manual_seed(seed)
         net = TanhRNN(self.spec.n_inputs, self.spec.n_units, self.spec.n_outputs,
                       self.spec.init_gain, gen).to(self.device)
-        self.init_state_ = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        init_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         opt = torch.optim.Adam(net.parameters(), lr=fs.lr)
+        stepper = Stepper(net.parameters(), opt, grad_clip=fs.grad_clip, name="rnn fit")
         xt = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         yt = torch.as_tensor(y, dtype=torch.long, device=self.device)
         history: list[dict] = []
-        start_epoch = 0
-        if checkpoint is not None and Path(checkpoint).is_file():
-            state = load_checkpoint(checkpoint)
-            net.load_state_dict(state["net"])
-            opt.load_state_dict(state["optimizer"])
-            restore_generators(state["generators"], gen)
-            self.init_state_ = state["init_state"]
-            history, start_epoch = state["history"], state["epoch"]
-        bar = tqdm(range(start_epoch, n_epochs), disable=not progress, desc="rnn")
-        for epoch in bar:
-            t0 = time.perf_counter()
+
+        def epoch(i: int) -> dict[str, float]:
+            if i > stop_after:
+                raise _Pause
             order = torch.randperm(len(xt), generator=gen).to(self.device)
             total, correct = 0.0, 0
-            for i in range(0, len(xt), fs.batch_size):
-                idx = order[i:i + fs.batch_size]
+            t0 = time.perf_counter()
+            for s in range(0, len(xt), fs.batch_size):
+                idx = order[s:s + fs.batch_size]
                 logits, _ = net(xt[idx])
-                loss = nn.functional.cross_entropy(logits, yt[idx])
-                if not torch.isfinite(loss):
-                    raise DivergenceError(f"rnn fit: loss became {loss.item()} at epoch {epoch}")
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), fs.grad_clip)
-                opt.step()
-                total += loss.item() * len(idx)
+                loss = stepper.step(nn.functional.cross_entropy(logits, yt[idx]),
+                                    where=f"epoch {i}")
+                total += loss * len(idx)
                 correct += int((logits.argmax(1) == yt[idx]).sum())
-            history.append({"epoch": epoch + 1, "loss": total / len(xt),
+            history.append({"epoch": i, "loss": total / len(xt),
                             "train_accuracy": correct / len(xt),
                             "seconds": time.perf_counter() - t0})
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}",
-                            acc=f"{history[-1]['train_accuracy']:.3f}")
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, {"net": net.state_dict(),
-                                             "optimizer": opt.state_dict(),
-                                             "generators": generator_states(gen),
-                                             "init_state": self.init_state_,
-                                             "history": history, "epoch": epoch + 1})
-        self.net_ = net
-        self.history_ = history
-        return self
+            return {"loss": history[-1]["loss"], "train_accuracy": correct / len(xt)}
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise NotFittedError("SequenceRNN: call fit() before using the model")
+        def get_state() -> dict:
+            return {"net": net.state_dict(), "optimizer": opt.state_dict(),
+                    "init_state": init_state, "history": history}
+
+        def set_state(state: dict) -> None:
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["optimizer"])
+            init_state.update(state["init_state"])
+            history[:] = state["history"]
+
+        resume = checkpoint is not None and Path(checkpoint).is_file()
+        try:
+            run_loop(max(fs.epochs, stop_after), epoch, get_state=get_state,
+                     set_state=set_state, torch_generator=gen, checkpoint=checkpoint,
+                     resume=resume, progress=progress, desc="rnn", unit="epoch")
+        except _Pause:
+            pass
+        self.net_, self.init_state_, self.history_ = net, init_state, history
+        return self
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
     def forward(self, x: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """Logits (n, n_out) and hidden states (n, T, N) for sequences x (n, T, n_inputs)."""
-        self._check_fitted()
+        self.check_fitted()
         logits, states = [], []
         for i in range(0, len(x), batch_size):
             lo, hs = self.net_(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32,
@@ -182,7 +184,7 @@ class SequenceRNN:
     # ---------------------------------------------------------------- autonomous dynamics
     def recurrent_params(self, initial: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(W (N, N), b (N,)) float64 after training, or at initialisation (``initial``)."""
-        self._check_fitted()
+        self.check_fitted()
         state = self.init_state_ if initial else self.net_.state_dict()
         return (state["W"].detach().cpu().double().numpy(),
                 state["b"].detach().cpu().double().numpy())
