@@ -300,11 +300,12 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
              weights: Path | None, brian2_device: str, dtype: str, seed: int, device: str,
              overrides: Sequence[str], overwrite: bool, quiet: bool) -> None:
     """Simulate a ctrnn spec on trials of a task protocol: DIR/activity.npz and a report."""
-    from neurorec.families.ctrnn.run import simulate_to_dir
+    from neurorec.families.ctrnn.run import check_inputs, simulate_to_dir
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
     spec = load_model_spec(spec_path, overrides)
     task_spec = load_stimulus_spec(protocol)
+    check_inputs(spec, task_spec, spec_path, protocol)
     _refuse_existing(out, overwrite)
     summary = simulate_to_dir(spec, task_spec, out, backend=backend, n_trials=trials,
                               weights_path=weights, brian2_device=brian2_device, dtype=dtype,
@@ -330,14 +331,17 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
 def train(spec_path: Path, task_path: Path, out: Path, seed: int, device: str,
           overrides: Sequence[str], overwrite: bool, quiet: bool, resume: bool) -> None:
     """Train a ctrnn spec on a task (Adam, masked L2); checkpoints in OUT.partial/."""
-    from neurorec.families.ctrnn.run import train_to_dir
+    from neurorec.families.ctrnn.run import check_inputs, train_to_dir
+    from neurorec.fit import interrupt
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
     spec = load_model_spec(spec_path, overrides)
     task_spec = load_stimulus_spec(task_path)
+    check_inputs(spec, task_spec, spec_path, task_path)
     _refuse_existing(out, overwrite)
-    m = train_to_dir(spec, task_spec, out, seed=seed, device=device, overwrite=overwrite,
-                     resume=resume, progress=not quiet)
+    with interrupt.handle_signals():  # SIGTERM: stop at the next checkpoint, exit 143
+        m = train_to_dir(spec, task_spec, out, seed=seed, device=device, overwrite=overwrite,
+                         resume=resume, progress=not quiet)
     click.echo(f"{spec.name} on {task_spec.name}: {m['n_steps']} steps in "
                f"{m['train_time_s']:.1f} s, validation loss {m['val_loss']:.4g}, "
                f"accuracy {m['val_accuracy']:.3f}")

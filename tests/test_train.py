@@ -78,7 +78,7 @@ def test_resume_is_bitwise_identical(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(CTRNN(spec, 1, 1, seed=1), task, spec.training, seed=3, progress=False,
               work_dir=tmp_path / "b", callback=interrupt)
-    assert torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=False)["step"] == 5
+    assert torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=False)["iteration"] == 5
     resumed = train(CTRNN(spec, 1, 1, seed=1), task, spec.training, seed=3, progress=False,
                     work_dir=tmp_path / "b", resume=True)
     assert resumed.resumed_from == 5
@@ -96,13 +96,14 @@ def test_divergence_names_the_step_and_keeps_the_checkpoint(tmp_path):
             with torch.no_grad():
                 model.w_rec_raw[0, 1] = float("nan")
 
-    with pytest.raises(DivergenceError, match="training step 7: loss is nan"):
+    with pytest.raises(DivergenceError, match="training: step 7: loss became nan"):
         train(CTRNN(spec, 1, 1, seed=1), task, spec.training, seed=0, progress=False,
               work_dir=tmp_path, callback=poison)
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
-    assert state["step"] == 5 and torch.isfinite(state["model"]["w_rec_raw"]).all()
+    assert state["iteration"] == 5
+    assert torch.isfinite(state["state"]["model"]["w_rec_raw"]).all()
     explode = CTRNNSpec(n_units=8, init={"gain": 20.0}, training={"n_steps": 3})
-    with pytest.raises(DivergenceError, match=r"training step 1: loss is (inf|nan)"):
+    with pytest.raises(DivergenceError, match=r"training: step 1: loss became (inf|nan)"):
         train(CTRNN(explode, 1, 1, seed=0), make_task(load_stimulus_spec(
             REPO / "stimuli/task_perception.yaml")), explode.training, progress=False)
 

@@ -12,6 +12,7 @@ sparsity); with Dale's law it is ``|W| · diag(sign)`` (column j keeps unit j's 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -25,7 +26,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def activation(name: str, leak_angle_deg: float = 0.0) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The nonlinearity ``f`` (elementwise, differentiable)."""
+    """The nonlinearity ``f`` (elementwise, differentiable; picklable, so a saved model holds
+    its network whole)."""
     if name == "relu":
         return torch.relu
     if name == "tanh":
@@ -33,9 +35,12 @@ def activation(name: str, leak_angle_deg: float = 0.0) -> Callable[[torch.Tensor
     if name == "softplus":
         return torch.nn.functional.softplus  # log(1+e^x); x itself above 20, as in brian2
     if name == "leaky_relu":
-        slope = math.tan(math.radians(leak_angle_deg))
-        return lambda x: torch.where(x > 0, x, slope * x)
+        return functools.partial(_leaky_relu, slope=math.tan(math.radians(leak_angle_deg)))
     raise ValueError(f"unknown nonlinearity {name!r}")
+
+
+def _leaky_relu(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return torch.where(x > 0, x, slope * x)
 
 
 def noise_std(spec: CTRNNSpec) -> float:

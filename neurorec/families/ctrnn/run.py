@@ -6,10 +6,10 @@
 
 ``train_to_dir`` writes ``weights_before.npz``, ``weights_after.npz`` (effective ``w_rec``,
 ``w_in``, ``w_out``, ``b``), ``history.json`` (learning curves), ``metrics.json``,
-``spec.yaml`` (resolved), ``report.html`` with ``training.png``. While it runs, checkpoints go to
-the sibling ``OUT.partial/`` (kept when the run is interrupted or diverges, so ``resume``
-continues from it); the output directory appears atomically at the end and the work directory
-is removed.
+``spec.yaml`` (resolved), ``model.pt`` (the trained ``TaskRNN``: ``TaskRNN.load(OUT)``),
+``report.html`` with ``training.png``. While it runs, checkpoints go to the sibling
+``OUT.partial/`` (kept when the run is interrupted or diverges, so ``resume`` continues from
+it); the output directory appears atomically at the end and the work directory is removed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from neurorec.core.errors import DataError, OutputError, SpecError
 from neurorec.core.outputs import atomic_dir, write_json
@@ -30,11 +29,21 @@ from neurorec.spec.base import Spec
 WEIGHT_KEYS = ("w_rec", "w_in", "w_out", "b")
 
 
-def _check_kinds(spec: Spec, task_spec: Spec) -> None:
+def check_inputs(spec: Spec, task_spec: Spec, spec_where: str | Path = "SPEC",
+                 task_where: str | Path = "STIM") -> None:
+    """``simulate`` / ``train`` take a ctrnn spec and a task protocol on the network's clock;
+    anything else is one SpecError line naming the file and the field."""
+    from neurorec.tasks.base import TASKS
+
     if not isinstance(spec, CTRNNSpec):
-        raise SpecError(f"SPEC: kind {spec.kind!r}: simulate and train take a ctrnn spec")
+        raise SpecError(f"{spec_where}: kind: '{spec.kind}' is not a ctrnn spec (simulate and "
+                        "train take kind: ctrnn)")
+    if task_spec.kind not in TASKS:
+        raise SpecError(f"{task_where}: kind: '{task_spec.kind}' is not a task protocol "
+                        f"(simulate and train take stimuli/task_*.yaml: "
+                        f"{', '.join(sorted(TASKS))})")
     if abs(task_spec.timing.dt - spec.dt) > 1e-12 * spec.dt:
-        raise SpecError(f"{task_spec.name}: timing.dt: {task_spec.timing.dt} s differs from the "
+        raise SpecError(f"{task_where}: timing.dt: {task_spec.timing.dt} s differs from the "
                         f"network's dt {spec.dt} s (use --set dt=... or edit the protocol)")
 
 
@@ -54,14 +63,14 @@ def simulate_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, backend: str = 
                     brian2_device: str = "runtime", dtype: str = "float64", seed: int = 0,
                     device: str = "cpu", overwrite: bool = False) -> dict:
     """Simulate ``n_trials`` trials of the task; see the module docstring for the files."""
-    from neurorec.families.ctrnn.model import build_ctrnn, load_weights
+    from neurorec.families.ctrnn.estimator import TaskRNN, activity, run_network
+    from neurorec.families.ctrnn.model import load_weights
     from neurorec.families.ctrnn.report import simulation_report
     from neurorec.tasks import make_task
 
-    _check_kinds(spec, task_spec)
+    check_inputs(spec, task_spec, spec.name, task_spec.name)
     task = make_task(task_spec)
-    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=device,
-                        dtype=dtype)
+    model = TaskRNN(spec, device=device, seed=seed, dtype=dtype).build(task)
     if weights_path is not None:
         weights = load_weights_npz(weights_path)
         if weights["w_rec"].shape != (spec.n_units, spec.n_units):
@@ -71,19 +80,14 @@ def simulate_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, backend: str = 
     trials = task.generate(n_trials, np.random.default_rng([seed, 3]))
     start = time.perf_counter()
     if backend == "torch":
-        gen = torch.Generator(device=device).manual_seed(seed)
-        with torch.no_grad():
-            r, z = model(torch.as_tensor(trials.inputs, dtype=model.w_out.dtype, device=device),
-                         generator=gen)
-        rates, outputs = r.double().cpu().numpy(), z.double().cpu().numpy()
+        rates, outputs = run_network(model, trials, seed)
     else:
         from neurorec.families.ctrnn.brian2 import simulate_brian2
 
         rates, outputs = simulate_brian2(spec, model.weights(), trials.inputs, seed=seed,
                                          device=brian2_device)
     seconds = time.perf_counter() - start
-    activity = {"rates": rates, "time": trials.time, "outputs": outputs,
-                "inputs": trials.inputs, "targets": trials.targets, "mask": trials.mask}
+    arrays = activity(rates, outputs, trials)
     summary = {"spec": spec.name, "task": task_spec.name, "backend": backend,
                "brian2_device": brian2_device if backend == "brian2" else None,
                "dtype": dtype if backend == "torch" else "float64", "seed": seed,
@@ -92,11 +96,11 @@ def simulate_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, backend: str = 
                "accuracy": task.accuracy(outputs, trials),
                "weights": str(weights_path) if weights_path else "initialisation"}
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        np.savez_compressed(tmp / "activity.npz", **activity)
+        np.savez_compressed(tmp / "activity.npz", **arrays)
         write_json(tmp / "summary.json", summary)
         (tmp / "spec.yaml").write_text(dump_spec(spec))
         simulation_report(tmp, f"{spec.name} on {task_spec.name} ({backend})",
-                          list(summary.items()), activity)
+                          list(summary.items()), arrays)
     return summary
 
 
@@ -109,13 +113,13 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
                  progress: bool = True) -> dict:
     """Train and write the outputs; returns metrics.json's content."""
     from neurorec.analysis.dynamics import weight_change
-    from neurorec.families.ctrnn.model import build_ctrnn
+    from neurorec.families.ctrnn.estimator import TaskRNN
     from neurorec.families.ctrnn.report import training_report
-    from neurorec.families.ctrnn.train import evaluate, train
+    from neurorec.families.ctrnn.train import History, evaluate
     from neurorec.fit.checkpoint import CHECKPOINT_NAME
     from neurorec.tasks import make_task
 
-    _check_kinds(spec, task_spec)
+    check_inputs(spec, task_spec, spec.name, task_spec.name)
     task = make_task(task_spec)
     work = work_dir_for(out)
     if resume and not (work / CHECKPOINT_NAME).is_file():
@@ -126,25 +130,24 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
                               "--resume to continue it or --overwrite to start again")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=device)
+    model = TaskRNN(spec, device=device, seed=seed)
     before_path = work / "weights_before.npz"
     if not resume:
-        np.savez(before_path, **model.weights())
+        np.savez(before_path, **model.build(task).weights())
         (work / "spec.yaml").write_text(dump_spec(spec))
     elif (work / "spec.yaml").read_text() != dump_spec(spec):
         raise SpecError(f"{work}: the checkpoint was trained with another spec "
                         "(resume with the same SPEC and --set)")
-    result = train(model, task, spec.training, seed=seed, work_dir=work, resume=resume,
-                   progress=progress)
+    model.fit(task, progress=progress, work_dir=work, resume=resume)
     before = dict(np.load(before_path))
     after = model.weights()
     test = task.generate(spec.training.validation_trials, np.random.default_rng([seed, 4]))
-    test_loss, test_acc = evaluate(model, task, test, seed + 5)
-    h = result.history
+    test_loss, test_acc = evaluate(model.network_, task, test, seed + 5)
+    h = History(**model.history_)
     change = weight_change(before["w_rec"], after["w_rec"])
     metrics = {"spec": spec.name, "task": task_spec.name, "seed": seed, "device": device,
-               "n_steps": result.n_steps, "train_time_s": result.seconds,
-               "resumed_from_step": result.resumed_from,
+               "n_steps": model.n_steps_, "train_time_s": model.train_seconds_,
+               "resumed_from_step": model.resumed_from_,
                "final_train_loss": h.train_loss[-1] if h.train_loss else None,
                "val_loss": h.val_loss[-1], "val_accuracy": h.val_accuracy[-1],
                "test_loss": test_loss, "test_accuracy": test_acc,
@@ -159,8 +162,7 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
     with atomic_dir(out, overwrite=overwrite) as tmp:
         shutil.copy(before_path, tmp / "weights_before.npz")
         np.savez(tmp / "weights_after.npz", **after)
-        torch.save(model.state_dict(), tmp / "model.pt")
-        (tmp / "spec.yaml").write_text(dump_spec(spec))
+        model.save(tmp)  # model.pt (TaskRNN.load reads it) and spec.yaml
         write_json(tmp / "history.json", h.as_dict())
         write_json(tmp / "metrics.json", metrics)
         training_report(tmp, f"{spec.name} trained on {task_spec.name}", metrics,

@@ -9,31 +9,26 @@ state, the step, the curves and both generators' states; training resumed from i
 with the very numbers the uninterrupted run would have drawn.
 
 A NaN or Inf loss, gradient or parameter stops training at once with a
-:class:`~neurorec.core.errors.DivergenceError` naming the step and the tensor; the last checkpoint
-written (all finite) is left in place.
+:class:`~neurorec.core.errors.DivergenceError` naming the step and the tensor (the engine's
+:class:`~neurorec.fit.engine.Stepper`); the last checkpoint written (all finite) is left in
+place. A SIGTERM inside the loop (with :func:`neurorec.fit.interrupt.handle_signals` installed)
+stops it at the next checkpoint.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from neurorec.core.errors import DivergenceError
 from neurorec.families.ctrnn.model import CTRNN
 from neurorec.families.ctrnn.spec import TrainingSpec
-from neurorec.fit.checkpoint import (
-    CHECKPOINT_NAME,
-    generator_states,
-    load_checkpoint,
-    restore_generators,
-    save_checkpoint,
-)
+from neurorec.fit import interrupt
+from neurorec.fit.checkpoint import CHECKPOINT_NAME
+from neurorec.fit.engine import Stepper, run_loop
 from neurorec.tasks.base import Task, Trials
 
 
@@ -91,22 +86,14 @@ def evaluate(model: CTRNN, task: Task, trials: Trials, seed: int) -> tuple[float
     return float(loss), task.accuracy(outputs.double().cpu().numpy(), trials)
 
 
-def _check_finite(step: int, loss: torch.Tensor | None, model: CTRNN, what: str) -> None:
-    if loss is not None and not torch.isfinite(loss):
-        raise DivergenceError(f"training step {step}: loss is {float(loss)}; the last good "
-                              "checkpoint is kept (lower training.learning_rate or init.gain)")
-    for name, p in model.named_parameters():
-        t = p.grad if what == "gradient" else p
-        if t is not None and not torch.isfinite(t).all():
-            bad = "nan" if torch.isnan(t).any() else "inf"
-            raise DivergenceError(f"training step {step}: {what} of {name} contains {bad}; "
-                                  "the last good checkpoint is kept")
-
-
 def train(model: CTRNN, task: Task, config: TrainingSpec, seed: int = 0,
           work_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
           callback: Callable[[int, CTRNN, float], None] | None = None) -> TrainResult:
     """Train ``model``'s trainable weights on ``task`` for ``config.n_steps`` steps.
+
+    Runs on :mod:`neurorec.fit.engine`: each iteration is one :class:`~neurorec.fit.engine.
+    Stepper` step (divergence guard, clipping), :func:`~neurorec.fit.engine.run_loop` owns
+    validation, checkpoints and resume.
 
     work_dir: where ``checkpoint.pt`` is written every ``config.checkpoint_every`` steps and
     at the end; resume: continue from it (a missing checkpoint is a DataError).
@@ -119,53 +106,51 @@ def train(model: CTRNN, task: Task, config: TrainingSpec, seed: int = 0,
     val_trials = task.generate(config.validation_trials, np.random.default_rng([seed, 1]))
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.learning_rate)
+    stepper = Stepper(params, optimiser, grad_clip=config.grad_clip, name="training")
     history = History()
-    start_step, resumed_from = 0, None
-    ckpt = Path(work_dir) / CHECKPOINT_NAME if work_dir is not None else None
-    if resume:
-        if ckpt is None:
-            raise ValueError("resume needs a work_dir")
-        state = load_checkpoint(ckpt)
+
+    def body(step: int) -> dict[str, float]:
+        trials = task.generate(config.batch_size, rng)
+        loss = stepper.step(batch_loss(model, trials, config.rate_l2, gen)[0],
+                            where=f"step {step}")
+        history.step.append(step)
+        history.train_loss.append(loss)
+        return {"loss": loss}
+
+    def validate() -> float:
+        vl, va = evaluate(model, task, val_trials, seed + 2)
+        history.val_step.append(len(history.step))
+        history.val_loss.append(vl)
+        history.val_accuracy.append(va)
+        return vl
+
+    def get_state() -> dict:
+        return {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                "history": history.as_dict(), "seed": seed}
+
+    def set_state(state: dict) -> None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
-        restore_generators(state["generators"], gen, rng)
-        history = History(**state["history"])
-        start_step = resumed_from = state["step"]
+        for k, v in state["history"].items():
+            setattr(history, k, list(v))
 
-    def save(step: int) -> None:
-        if ckpt is not None:
-            save_checkpoint(ckpt, {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                   "generators": generator_states(gen, rng), "step": step,
-                                   "history": history.as_dict(), "seed": seed})
+    def after(step: int, row: dict[str, float]) -> None:
+        if callback is not None:
+            callback(step, model, row["loss"])
+        if step % config.checkpoint_every == 0 or step == config.n_steps:
+            interrupt.raise_if_requested(
+                f"at step {step}" + (f"; checkpoint saved in {work_dir}; run the same command "
+                                     "with --resume to continue" if work_dir is not None
+                                     else " (no checkpointing)"))
 
-    t0 = time.perf_counter()
-    bar = tqdm(total=config.n_steps, initial=start_step, disable=not progress,
-               desc=f"train {model.spec.name}", unit="step", leave=False)
-    try:
-        for step in range(start_step + 1, config.n_steps + 1):
-            trials = task.generate(config.batch_size, rng)
-            optimiser.zero_grad(set_to_none=True)
-            loss, _ = batch_loss(model, trials, config.rate_l2, gen)
-            _check_finite(step, loss, model, "value")
-            loss.backward()
-            _check_finite(step, None, model, "gradient")
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimiser.step()
-            _check_finite(step, None, model, "value")
-            history.step.append(step)
-            history.train_loss.append(loss.item())
-            if step % config.validate_every == 0 or step == config.n_steps:
-                vl, va = evaluate(model, task, val_trials, seed + 2)
-                history.val_step.append(step)
-                history.val_loss.append(vl)
-                history.val_accuracy.append(va)
-                bar.set_postfix(loss=f"{loss.item():.4g}", val=f"{vl:.4g}", acc=f"{va:.2f}")
-            if step % config.checkpoint_every == 0 or step == config.n_steps:
-                save(step)
-            bar.update(1)
-            if callback is not None:
-                callback(step, model, loss.item())
-    finally:
-        bar.close()
-    return TrainResult(model, history, config.n_steps, time.perf_counter() - t0, resumed_from)
+    if resume and work_dir is None:
+        raise ValueError("resume needs a work_dir")
+    with interrupt.deferring():
+        log = run_loop(config.n_steps, body, get_state=get_state, set_state=set_state,
+                       torch_generator=gen, numpy_generator=rng,
+                       checkpoint=None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME,
+                       checkpoint_every=config.checkpoint_every, resume=resume,
+                       validate=validate, validate_every=config.validate_every,
+                       progress=progress, desc=f"train {model.spec.name}", unit="step",
+                       callback=after)
+    return TrainResult(model, history, config.n_steps, log.seconds, log.resumed_from)
