@@ -16,9 +16,10 @@ __all__ = ["simulate_brian2"]
 
 
 def simulate_brian2(model: Any, condition: np.ndarray, seed: int, n_bins: int | None = None,
-                    dt_substeps: int = 1) -> np.ndarray:
+                    dt_substeps: int = 1, stimulus: np.ndarray | None = None) -> np.ndarray:
     """Sample a fitted GLM / R-GLM as a Brian 2 network; see
-    :func:`neurorec.families.glm.brian2.simulate_brian2`."""
+    :func:`neurorec.families.glm.brian2.simulate_brian2`. ``stimulus`` (n_trials, n_bins,
+    n_channels) drives a model with a stimulus filter, as in ``model.sample``."""
     from neurorec.core.errors import SpecError
     from neurorec.families import family_of
 
@@ -27,5 +28,6 @@ def simulate_brian2(model: Any, condition: np.ndarray, seed: int, n_bins: int | 
         raise SpecError(f"{model.kind}: no Brian 2 backend (families with one: "
                         "glm, rglm, ctrnn)")
     backend = importlib.import_module(f"{type(model).__module__.rsplit('.', 1)[0]}.brian2")
+    extra = {} if stimulus is None else {"stimulus": stimulus}
     return backend.simulate_brian2(model, condition, seed, n_bins=n_bins,
-                                   dt_substeps=dt_substeps)
+                                   dt_substeps=dt_substeps, **extra)

@@ -1,15 +1,23 @@
-"""Figures of a fitted model against held-out data (matplotlib, no screen needed)."""
+"""Figures of a fitted model against held-out data (matplotlib, no screen needed).
+
+Figures are :class:`matplotlib.figure.Figure` objects written with ``fig.savefig`` (Agg for
+PNG): no pyplot, so importing or calling this module leaves matplotlib's global backend and
+pyplot's figure list alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+
+
+def _subplots(*grid: int, figsize: tuple[float, float], **kwargs):
+    """``(fig, axes)`` like ``pyplot.subplots``, on a figure no pyplot state knows about."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def _condition_label(table: pd.DataFrame, c: int) -> str:
@@ -32,7 +40,7 @@ def psth_figure(counts: np.ndarray, rates: np.ndarray, condition: np.ndarray,
     # data are smoothed for display only (boxcar of ~smooth_s); the model is drawn as predicted
     width = max(1, round(smooth_s / bin_size))
     kernel = np.ones(width) / width
-    fig, axes = plt.subplots(len(units), len(conds), figsize=(1.6 * len(conds) + 1,
+    fig, axes = _subplots(len(units), len(conds), figsize=(1.6 * len(conds) + 1,
                              1.4 * len(units) + 0.8), sharex=True, squeeze=False)
     for r, u in enumerate(units):
         top = max(max(np.convolve(counts[condition == c, :, u].mean(0), kernel, "same").max(),
@@ -58,7 +66,6 @@ def psth_figure(counts: np.ndarray, rates: np.ndarray, condition: np.ndarray,
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -66,7 +73,7 @@ def filters_figure(stimulus_drive: np.ndarray | None, history: np.ndarray | None
                    coupling: np.ndarray | None, bin_size: float, path: Path) -> Path:
     """Stimulus drive (unit × condition), history gains and coupling strengths."""
     panels = [p for p in (stimulus_drive, history, coupling) if p is not None]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.6),
+    fig, axes = _subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.6),
                              squeeze=False)
     axes = list(axes[0])
     if stimulus_drive is not None:
@@ -90,13 +97,12 @@ def filters_figure(stimulus_drive: np.ndarray | None, history: np.ndarray | None
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def eigenvalue_figure(eigenvalues: np.ndarray, tau_s: np.ndarray, path: Path) -> Path:
     """Eigenvalues of ``R`` in the complex plane and their time constants (ms)."""
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig, (ax, bx) = _subplots(1, 2, figsize=(8, 3.6))
     theta = np.linspace(0, 2 * np.pi, 200)
     ax.plot(np.cos(theta), np.sin(theta), color="0.7", lw=0.8)
     ax.scatter(eigenvalues.real, eigenvalues.imag, s=18, color="C0")
@@ -106,26 +112,24 @@ def eigenvalue_figure(eigenvalues: np.ndarray, tau_s: np.ndarray, path: Path) ->
     bx.set(xlabel="mode (by |λ|)", ylabel="time constant (ms)", title="latent time constants")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def bits_per_spike_figure(per_neuron: np.ndarray, unit_ids: np.ndarray, path: Path) -> Path:
     """Held-out bits/spike of every unit."""
-    fig, ax = plt.subplots(figsize=(max(4, 0.22 * len(per_neuron) + 1), 3))
+    fig, ax = _subplots(figsize=(max(4, 0.22 * len(per_neuron) + 1), 3))
     ax.bar(np.arange(len(per_neuron)), np.nan_to_num(per_neuron), color="C2")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xticks(np.arange(len(per_neuron)), [str(u) for u in unit_ids], rotation=90, fontsize=6)
     ax.set(ylabel="bits/spike (held out)", title="per-unit held-out bits/spike")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def training_curve_figure(history: list[dict], path: Path) -> Path:
     """Objective and held-out NLL over L-BFGS iterations."""
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig, ax = _subplots(figsize=(4.5, 3))
     it = [h["iter"] for h in history]
     ax.plot(it, [h["objective"] for h in history], label="training objective")
     ax.set(xlabel="L-BFGS iteration", ylabel="objective", title="convergence")
@@ -139,7 +143,6 @@ def training_curve_figure(history: list[dict], path: Path) -> Path:
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -162,7 +165,7 @@ def structure_figure(data: np.ndarray, data_condition: np.ndarray,
     lags = np.arange(-max_lag, max_lag + 1) * bin_size_s * 1e3
     n_cond = int(max([data_condition.max(), *[c.max() for _, c in samples.values()]])) + 1
     t = (np.arange(data.shape[1]) + 0.5) * bin_size_s
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
     axes[1].plot(lags, cross_correlogram(data, data_condition, i, j, max_lag), "k-", lw=2,
                  label="data")
     axes[2].plot(t, np.nanmean(psth(data, data_condition, n_cond), axis=(0, 2)) / bin_size_s,
@@ -188,5 +191,4 @@ def structure_figure(data: np.ndarray, data_condition: np.ndarray,
         ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -90,7 +90,19 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
         from neurorec.workflows.resources import check_fit_memory
 
         check_fit_memory(spec, recording)
-    torch.manual_seed(seed)
+    # Torch's global generator is the caller's: the fit runs on a fork of it seeded with
+    # ``seed`` (what a family that draws from it, e.g. torch's default layer init, sees), and
+    # the caller's state, CPU and CUDA, is given back afterwards.
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        return _fit_and_evaluate(spec, recording, seed, device, progress, work_dir, resume,
+                                 heldout_neurons)
+
+
+def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
+                      progress: bool, work_dir: Path | None, resume: bool,
+                      heldout_neurons: str | float | list | None) -> FitResult:
     data = bin_for_spec(spec, recording, seed)
     train, test = data.subset(~data.is_test), data.subset(data.is_test)
     if len(test.counts) == 0 or len(train.counts) < 2:

@@ -7,6 +7,9 @@ ancestral sampler exactly, not an ODE approximation of it:
   ``b * n_units + i``), so all trials run side by side in one simulation;
 - the stimulus drive is a 2-D ``TimedArray`` over (bin, condition × unit) read at the unit's
   ``condition * n_units + unit`` column; the bias when the stimulus is off is a constant column;
+- the stimulus filter ``Σ_c Σ_k κ[i, c, k] Σ_l K_k(l) s_c(t - l)`` on the caller's stimulus
+  series is an input fixed per bin (it reads no spike), precomputed from that series as in
+  the model and read from a second 2-D ``TimedArray`` over (bin, trial × unit);
 - spike history and coupling are finite (raised-cosine) lag filters: every unit keeps a ring
   buffer of its last ``L`` bin counts in state variables, shifted once per bin by a
   ``run_regularly`` operation, and the basis features ``Σ_l basis[l, k] y(t - l)`` are formed
@@ -46,9 +49,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from neurorec.core.errors import DataError, DivergenceError
-from neurorec.families.glm.glm import GLM, MAX_RATE_HZ
+from neurorec.families.glm.glm import GLM, MAX_RATE_HZ, history_features
 
 CACHE_ENV = "NEUROREC_BRIAN2_CACHE"
 
@@ -160,6 +164,26 @@ def _stimulus_table(model: GLM, n_bins: int) -> np.ndarray:
     return np.ascontiguousarray(drive.reshape(n_bins, -1), dtype=np.float64)
 
 
+def _stimulus_filter_table(model: GLM, stimulus: np.ndarray | None, n_trials: int,
+                           n_bins: int) -> np.ndarray | None:
+    """(n_bins, n_trials * n_units) stimulus-filter drive, column ``b * n_units + i``; None
+    for a model without a stimulus filter (which ignores ``stimulus``, as ``model.sample``)."""
+    p = model.params_
+    if "k" not in p:
+        return None
+    n_channels = p["k"].shape[1]
+    got = None if stimulus is None else np.shape(stimulus)
+    if got != (n_trials, n_bins, n_channels):
+        raise DataError(f"simulate_brian2({type(model).__name__}): stimulus: a model with a "
+                        f"stimulus filter samples given a stimulus of shape ({n_trials}, "
+                        f"{n_bins}, {n_channels}) (trials, bins, channels), got {got}")
+    basis = torch.as_tensor(model.stimulus_filter_basis(model.bin_size_), dtype=torch.float64)
+    features = history_features(torch.as_tensor(np.asarray(stimulus), dtype=torch.float64),
+                                basis, first_lag=0).numpy()
+    drive = np.einsum("btck,ick->tbi", features, p["k"])
+    return np.ascontiguousarray(drive.reshape(n_bins, -1), dtype=np.float64)
+
+
 def _block_pairs(n_trials: int, n_pre: int, n_post: int,
                  skip_diagonal: bool = False) -> dict[str, np.ndarray]:
     """``connect`` arguments joining all (pre, post) pairs inside each trial's block."""
@@ -178,9 +202,11 @@ def _linear(terms: list[str]) -> str:
 
 def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None,
          dt_substeps: int = 1, counts: np.ndarray | None = None,
-         record_drive: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+         record_drive: bool = False,
+         stimulus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Build and run the network; ``counts`` (n_trials, n_bins, n_units) replaces the draws by
-    given counts (the drive then is the model's one-step-ahead drive on them).
+    given counts (the drive then is the model's one-step-ahead drive on them); ``stimulus``
+    (n_trials, n_bins, n_channels) drives a model with a stimulus filter.
 
     Returns (n_trials, n_bins, n_units) counts and, with ``record_drive``, the drive.
     """
@@ -194,6 +220,7 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     if in_bin:  # one sub-step per unit: rank r draws at sub-step r
         n_sub = n_units
     n = n_trials * n_units
+    stim_filter = _stimulus_filter_table(model, stimulus, n_trials, n_bins)
     if n_trials == 0:
         return np.zeros((0, n_bins, n_units)), (np.zeros((0, n_bins, n_units))
                                                  if record_drive else None)
@@ -230,6 +257,9 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
 
     stim = b2.TimedArray(_stimulus_table(model, n_bins), dt=bin_dt, name="neurorec_stim")
     namespace = {"neurorec_stim": stim}
+    if stim_filter is not None:
+        namespace["neurorec_stim_filter"] = b2.TimedArray(stim_filter, dt=bin_dt,
+                                                          name="neurorec_stim_filter")
     if counts is not None:
         given = np.ascontiguousarray(counts.reshape(n_trials, n_bins, n_units)
                                      .transpose(1, 0, 2).reshape(n_bins, n), dtype=np.float64)
@@ -272,6 +302,8 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
 
     # drive and expected count (order 4)
     terms = ["neurorec_stim(t, cu)"]
+    if stim_filter is not None:
+        terms.append("neurorec_stim_filter(t, i)")
     if "h" in bases:
         terms += [f"h_{k} * fh_{k}" for k in range(bases["h"].shape[1])]
     if "c" in bases:
@@ -425,10 +457,11 @@ def _raise_runaway(model: GLM, first_over: np.ndarray) -> None:
 
 
 def simulate_brian2(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None,
-                    dt_substeps: int = 1) -> np.ndarray:
+                    dt_substeps: int = 1, stimulus: np.ndarray | None = None) -> np.ndarray:
     """Sample a fitted GLM / R-GLM with Brian 2, one trial per entry of ``condition``.
 
-    The same distribution as ``model.sample(condition, n_bins, seed)`` (not the same draws:
+    The same distribution as ``model.sample(condition, n_bins, seed, stimulus)`` (not the
+    same draws:
     Brian's generator is numpy's, seeded with ``seed``; numpy's global state is restored).
 
     Args:
@@ -441,22 +474,28 @@ def simulate_brian2(model: GLM, condition: np.ndarray, seed: int, n_bins: int | 
         dt_substeps: clock steps per bin (Poisson only); the bin's count is the sum of
             ``Poisson(λ / dt_substeps)`` draws, exactly ``Poisson(λ)``. Must be 1 with in-bin
             correlations (which take one step per unit).
+        stimulus: (n_trials, n_bins, n_channels) binned stimulus series driving a model with a
+            stimulus filter (required there, like ``model.sample``); others ignore it.
     Returns:
         (n_trials, n_bins, n_units) counts (float64, like ``model.sample``).
     Raises:
+        DataError: a model with a stimulus filter got no stimulus, or one of another shape.
         DivergenceError: a unit's expected count exceeded ``MAX_RATE_HZ × bin_size``.
     """
     with _brian2_settings():
-        return _run(model, condition, seed, n_bins=n_bins, dt_substeps=dt_substeps)[0]
+        return _run(model, condition, seed, n_bins=n_bins, dt_substeps=dt_substeps,
+                    stimulus=stimulus)[0]
 
 
-def drive_brian2(model: GLM, counts: np.ndarray, condition: np.ndarray) -> np.ndarray:
+def drive_brian2(model: GLM, counts: np.ndarray, condition: np.ndarray,
+                 stimulus: np.ndarray | None = None) -> np.ndarray:
     """(n_trials, n_bins, n_units) drive the network computes when it is fed ``counts``
-    instead of its own draws: the one-step-ahead drive ``model._drive`` defines."""
+    instead of its own draws (and ``stimulus``, for a stimulus filter): the one-step-ahead
+    drive ``model._drive`` defines."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 3 or counts.shape[2] != getattr(model, "n_units_", counts.shape[2]):
         raise DataError(f"drive_brian2: counts: expected (n_trials, n_bins, n_units), got "
                         f"shape {counts.shape}")
     with _brian2_settings():
         return _run(model, condition, 0, n_bins=counts.shape[1], counts=counts,
-                    record_drive=True)[1]
+                    record_drive=True, stimulus=stimulus)[1]
