@@ -29,13 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neurorec.workflows.runs import (
-    load_clean,
-    markdown_table,
-    parse_sessions,
-    run_cached,
-    write_csv,
-)
+from neurorec.workflows import study
+from neurorec.workflows.study import load_clean
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ["smoothing", "gpfa", "glm", "rglm", "ctrnn"]
@@ -169,17 +164,9 @@ def run_dynamics(dataset: str, seed: int, out: str) -> dict:
     axes[2].set(title="Jacobian eigenvalues at fixed points", xlabel="Re", ylabel="Im",
                 aspect="equal")
     axes[2].legend(fontsize=6, frameon=False)
-    fig.tight_layout()
-    fig.savefig(out_dir / "dynamics.png", dpi=110)
-    plt.close(fig)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    study.save_figure(fig, out_dir / "dynamics.png")
+    study.write_json(out_dir / "summary.json", summary)
     return summary
-
-
-def _mean_sem(values: list[float]) -> str:
-    v = np.asarray(values, dtype=float)
-    sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{v.mean():.4f} ± {sem:.4f} (n={len(v)})"
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -193,7 +180,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             mine = [r for r in members if r["model"] == model]
             if not mine:
                 continue
-            entry[f"{group} co-bps"] = _mean_sem([r["co_bps"] for r in mine])
+            entry[f"{group} co-bps"] = study.mean_sem([r["co_bps"] for r in mine])
             entry[f"{group} fit time (s)"] = f"{np.mean([r['fit_time_s'] for r in mine]):.1f}"
         out.append(entry)
     return out
@@ -221,85 +208,56 @@ def wins(rows: list[dict]) -> list[str]:
 
 
 def figure(rows: list[dict], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    from neurorec.report import figures  # noqa: F401  (selects the Agg backend)
-
-    datasets = sorted({r["dataset"] for r in rows})
-    value = {(r["dataset"], r["model"]): r["co_bps"] for r in rows}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    v1 = [d for d in datasets if d.startswith("v1")]
-    grid = np.array([[value.get((d, m), np.nan) for m in MODELS] for d in v1])
-    for ys in grid:
-        axes[0].plot(range(len(MODELS)), ys, color="0.75", lw=0.8)
-    if v1:
-        axes[0].errorbar(range(len(MODELS)), np.nanmean(grid, axis=0),
-                         np.nanstd(grid, axis=0, ddof=1) / np.sqrt(len(v1)), fmt="o-",
-                         color="C3", label=f"mean ± s.e.m. ({len(v1)} sessions)")
-        axes[0].legend(frameon=False, fontsize=8)
-    axes[0].set(title="V1 drifting gratings", ylabel="co-bps (held-out units, test trials)")
-    for d in (d for d in datasets if d.startswith("locust")):
-        axes[1].bar(range(len(MODELS)), [value.get((d, m), np.nan) for m in MODELS])
-    axes[1].set(title="locust antennal lobe", ylabel="co-bps")
-    for ax in axes:
-        ax.set_xticks(range(len(MODELS)), MODELS, fontsize=8)
-        ax.axhline(0, color="0.5", lw=0.6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    study.model_comparison_figure(
+        rows, "co_bps", MODELS, path, v1_title="V1 drifting gratings",
+        v1_ylabel="co-bps (held-out units, test trials)", locust_ylabel="co-bps",
+        with_sem=True, zero_line=True, legend_fontsize=8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--v1-sessions", default="0-26")
-    parser.add_argument("--no-locust", action="store_true")
+    study.add_common_args(parser, "out", "v1_sessions", "no_locust")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--dynamics-dataset", default="v1_gratings:14",
                         help="dataset whose ct-RNN fit is analysed ('' to skip)")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true")
+    study.add_common_args(parser, "jobs", "seed", "overwrite", jobs=2)
     args = parser.parse_args()
 
     from neurorec.core.errors import NeurorecError
-    from neurorec.core.outputs import atomic_dir
     from neurorec.report import html
 
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise NeurorecError(f"--models: unknown {unknown}; choose from {MODELS}")
-    datasets = [f"v1_gratings:{s}" for s in parse_sessions(args.v1_sessions)]
-    datasets += [] if args.no_locust else ["locust_al"]
+    datasets = study.real_datasets(args)
     for d in datasets + ([args.dynamics_dataset] if args.dynamics_dataset else []):
         load_clean(d)  # a bad dataset or session fails now, in one line, not after the fits
-    cache = args.out.with_name(f"{args.out.name}.partial")
+    study.refuse_existing(args.out, args.overwrite)
+    study.apply_thread_policy(1)
+    cache = study.beside(args.out, ".partial", hidden=False)
     jobs = [(f"{d}__{m}.json", run_one, (d, m, args.seed)) for d in datasets for m in models]
     if args.dynamics_dataset:
         jobs.append(("dynamics.json", run_dynamics,
                      (args.dynamics_dataset, args.seed, str(cache / "dynamics"))))
-    results, errors = run_cached(jobs, cache, args.jobs)
+    results, errors = study.run_cached(jobs, cache, args.jobs)
     failed = [{"job": key, "error": error} for key, _, error in errors]
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+    with study.output_dir(args) as tmp:
         rows = [r for k, r in results.items() if k != "dynamics.json"]
         rows.sort(key=lambda r: (r["dataset"], MODELS.index(r["model"])))
-        write_csv(tmp / "table.csv", rows)
+        study.write_csv(tmp / "table.csv", rows)
         summary = summarise(rows)
-        write_csv(tmp / "summary.csv", summary)
-        header = list(dict.fromkeys(k for r in summary for k in r))
-        md = [*markdown_table(summary), ""] + [f"- {line}" for line in wins(rows)]
+        study.write_csv(tmp / "summary.csv", summary)
+        md = [*study.markdown_table(summary), ""] + [f"- {line}" for line in wins(rows)]
         (tmp / "summary.md").write_text("\n".join(md) + "\n")
-        sections = [("Co-smoothing (co-bps, mean ± s.e.m. over sessions)", html.table(
-            [[r.get(k, "") for k in header] for r in summary], header)
-            + "".join(f"<p>{line}</p>" for line in wins(rows)))]
+        sections = [("Co-smoothing (co-bps, mean ± s.e.m. over sessions)",
+                     study.html_table(summary) + "".join(f"<p>{line}</p>" for line in wins(rows)))]
         figure(rows, tmp / "cosmoothing.png")
         sections.append(("Co-bps per model", html.figure("cosmoothing.png",
                                                          "co-bps per session and model")))
         if failed:
-            write_csv(tmp / "failed.csv", failed)
-            sections.append(("Failed fits", html.table([tuple(f.values()) for f in failed],
-                                                       ("job", "error"))))
+            study.write_csv(tmp / "failed.csv", failed)
+            sections.append(("Failed fits", study.html_table(failed)))
         if "dynamics.json" in results:
             shutil.copytree(cache / "dynamics", tmp / "dynamics")
             dyn = json.loads((cache / "dynamics.json").read_text())
@@ -307,10 +265,8 @@ def main() -> None:
                 json.dumps(dyn, indent=1)) + html.figure(
                 "dynamics/dynamics.png", "W_rec spectrum; PCA trajectories per direction with "
                 "fixed points; Jacobian spectra at the fixed points")))
-        sections.append(("All fits", html.table([[r.get(k, "") for k in rows[0]] for r in rows],
-                                                list(rows[0]))))
-        html.page("Co-smoothing: recurrent families vs baselines", sections,
-                  tmp / "report.html")
+        sections.append(("All fits", study.html_table(rows, list(rows[0]))))
+        study.write_report(tmp, "Co-smoothing: recurrent families vs baselines", sections)
     shutil.rmtree(cache, ignore_errors=True)
     print((args.out / "summary.md").read_text())
     print(f"report: {args.out / 'report.html'}")

@@ -18,7 +18,6 @@ Writes ``results.csv`` (one row per network), ``metrics.json`` (the headline num
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -31,10 +30,7 @@ import pandas as pd
 import scipy.stats
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-from neurorec.analysis.dynamics import (  # noqa: E402
+from neurorec.analysis.dynamics import (
     centrality,
     dca_predictive_information,
     eigen_spectrum,
@@ -42,20 +38,16 @@ from neurorec.analysis.dynamics import (  # noqa: E402
     subspace_angles,
     weight_change,
 )
-from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points  # noqa: E402
-from neurorec.core.outputs import atomic_dir, write_json  # noqa: E402
-from neurorec.families.ctrnn.model import build_ctrnn  # noqa: E402
-from neurorec.families.ctrnn.train import evaluate, train  # noqa: E402
-from neurorec.report import html  # noqa: E402
-from neurorec.spec import load_model_spec, load_stimulus_spec  # noqa: E402
-from neurorec.tasks import make_task  # noqa: E402
-from neurorec.workflows.budget import (  # noqa: E402
-    Budget,
-    current_budget,
-    limit_threads,
-    require,
-    run_jobs,
-)
+from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points
+from neurorec.families.ctrnn.model import build_ctrnn
+from neurorec.families.ctrnn.train import evaluate, train
+from neurorec.report import html
+from neurorec.spec import load_model_spec, load_stimulus_spec
+from neurorec.tasks import make_task
+from neurorec.workflows import study
+from neurorec.workflows.study import Budget, current_budget
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def rollout(model, task, seed: int, n_trials: int = 64):
@@ -193,8 +185,7 @@ def flip_flop(args, out: Path) -> dict:
         ax.scatter(*xyz, color={"stable": "k", "saddle": "r", "unstable": "b"}[s],
                    marker="o" if f else "x", s=25)
     ax.set_title("flip-flop: stable (black), saddle (red) points")
-    fig.savefig(out / "flipflop_fixed_points.png", dpi=90)
-    plt.close(fig)
+    study.save_figure(fig, out / "flipflop_fixed_points.png", dpi=90, tight=False)
     return {"flipflop_steps": args.flipflop_steps,
             "flipflop_val_accuracy": result.history.val_accuracy[-1],
             "flipflop_stable_fixed_points": len(stable),
@@ -206,12 +197,12 @@ def flip_flop(args, out: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
+    study.add_common_args(ap, "out")
     ap.add_argument("--spec", type=Path, default=REPO / "models/ctrnn_study.yaml")
     ap.add_argument("--tasks", default="perception,decision")
     ap.add_argument("--networks", type=int, default=10, help="seeds per task")
     ap.add_argument("--steps", type=int, default=None, help="override training.n_steps")
-    ap.add_argument("--set", action="append", default=[], help="spec override FIELD=VALUE")
+    study.add_common_args(ap, "set")
     ap.add_argument("--thetas", type=float, nargs="*", default=[0.0, 15.0, 30.0, 45.0])
     ap.add_argument("--theta-networks", type=int, default=3)
     ap.add_argument("--flipflop-steps", type=int, default=1500)
@@ -220,18 +211,14 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=3, help="latent dimension (PCA, DCA)")
     ap.add_argument("--window", type=int, default=5, help="DCA past/future window T, steps")
     ap.add_argument("--skip", default="", help="comma list of: theta, flipflop")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="worker processes (one thread each); one job per network")
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="wall-clock budget: stop training in time to write the report")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (every worker uses it)")
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--overwrite", action="store_true")
+    study.add_common_args(ap, "jobs", "max_minutes", "device", "quiet", "overwrite", helps={
+        "jobs": "worker processes (one thread each); one job per network",
+        "device": "cpu or cuda (every worker uses it)"})
     args = ap.parse_args()
-    require({"dca": "DynamicalComponentsAnalysis", "networkx": "networkx",
-             "sklearn": "scikit-learn"})
+    study.require({"dca": "DynamicalComponentsAnalysis", "networkx": "networkx",
+                   "sklearn": "scikit-learn"})
     budget = Budget.from_minutes(args.max_minutes)
-    limit_threads()
+    study.apply_thread_policy(1)
     args.progress = not args.quiet and args.jobs <= 1  # bars from many workers would interleave
     if args.steps is not None:
         args.set = [*args.set, f"training.n_steps={args.steps}"]
@@ -240,7 +227,7 @@ def main() -> None:
     tasks = args.tasks.split(",")
     skip = set(filter(None, args.skip.split(",")))
     start = time.perf_counter()
-    with atomic_dir(args.out, overwrite=args.overwrite) as out:
+    with study.output_dir(args) as out:
         (out / "weights").mkdir()
         # flip-flop first (shorter, so it does not trail), then the main networks, then the
         # θ sweep seed by seed (a run stopped by --max-minutes has every angle's first seeds)
@@ -259,9 +246,8 @@ def main() -> None:
                     else:
                         jobs.append((("theta", theta, seed), theta_network,
                                      (args.spec, theta, seed, args)))
-        print(f"{len(jobs)} jobs on {args.jobs} worker(s), device {args.device}"
-              + (f", budget {args.max_minutes:g} min" if args.max_minutes else ""), flush=True)
-        outcomes = run_jobs(jobs, args.jobs, budget, on_done=_progress_line)
+        print(study.start_line(len(jobs), args), flush=True)
+        outcomes = study.run_jobs(jobs, args.jobs, budget, on_done=_progress_line)
 
         rows, extras, rollout_acc = [], {}, {}
         for key, o in outcomes.items():
@@ -273,16 +259,15 @@ def main() -> None:
         rows.sort(key=lambda r: (tasks.index(r["task"]), r["seed"]))
         table = pd.DataFrame(rows)
         table.to_csv(out / "results.csv", index=False)
-        not_done = [(" ".join(map(str, key)), o.status, o.error.strip().splitlines()[-1]
-                     if o.error else "") for key, o in outcomes.items() if o.status != "done"]
+        not_done = [(_name(key), o.status, o.detail) for key, o in outcomes.items()
+                    if o.status != "done"]
         metrics = {"spec": spec.name, "n_steps": spec.training.n_steps,
                    "learning_rate": spec.training.learning_rate, "trained": list(spec.train),
                    "n_units": spec.n_units, "networks_per_task": args.networks,
                    "networks_completed": {t: int((table["task"] == t).sum()) if len(table)
                                           else 0 for t in tasks},
                    "jobs": args.jobs, "device": args.device, "max_minutes": args.max_minutes,
-                   "jobs_not_completed": [f"{k}: {s}" + (f" ({e})" if e else "")
-                                          for k, s, e in not_done]}
+                   "jobs_not_completed": study.not_completed(outcomes, _name)}
         for task_name, group in (table.groupby("task") if len(table) else []):
             for col in ("test_accuracy", "untrained_accuracy", "delta_w_rank90", "delta_w_pr",
                         "delta_w_sv1_frac", "radius_before", "radius_after",
@@ -331,28 +316,26 @@ def main() -> None:
             sections.append(("3-bit flip-flop fixed points",
                              html.figure("flipflop_fixed_points.png", "fixed points")))
         metrics["wall_time_s"] = time.perf_counter() - start
-        write_json(out / "metrics.json", metrics)
+        study.write_json(out / "metrics.json", metrics)
         if not_done:
             sections.insert(0, ("Jobs not completed (failed, or stopped by --max-minutes)",
                                 html.table([list(r) for r in not_done],
                                            ["job", "status", "detail"])))
         sections.insert(0, ("Headline numbers", html.table(list(metrics.items()),
                                                            ["metric", "value"])))
-        html.page("ctrnn study: perception and decision networks", sections,
-                  out / "report.html")
+        study.write_report(out, "ctrnn study: perception and decision networks", sections)
     print(f"report: {args.out / 'report.html'}")
-    failed = [o for o in outcomes.values() if o.status == "failed"]
-    for o in failed:
-        print(f"job {' '.join(map(str, o.key))} failed:\n{o.error}", file=sys.stderr)
-    if failed:
-        sys.exit(1)
+    study.exit_if_failed(outcomes, lambda key: f"job {_name(key)}")
+
+
+def _name(key: tuple) -> str:
+    return " ".join(map(str, key))
 
 
 def _progress_line(o) -> None:
     name = " ".join(f"{k:g}" if isinstance(k, float) else str(k) for k in o.key)
     if o.status != "done":
-        print(f"{name}: {o.status} {o.error.strip().splitlines()[-1] if o.error else ''}",
-              flush=True)
+        print(f"{name}: {o.status} {o.detail}", flush=True)
     elif o.key[0] == "main":
         row = o.result
         print(f"{row['task']} seed {row['seed']}: test accuracy {row['test_accuracy']:.3f} "
@@ -389,9 +372,7 @@ def _figures(out: Path, extras: dict) -> None:
         ax.axvline(1.0, color="k", lw=0.5, ls="--")  # Re λ = 1: the linearised stability edge
         ax.set(xlabel="Re λ", ylabel="Im λ", title=f"W_rec eigenvalues {when} training",
                xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
-    fig.tight_layout()
-    fig.savefig(out / "training.png", dpi=90)
-    plt.close(fig)
+    study.save_figure(fig, out / "training.png", dpi=90)
 
 
 def _theta_figure(sweep: pd.DataFrame, path: Path) -> None:
@@ -401,9 +382,7 @@ def _theta_figure(sweep: pd.DataFrame, path: Path) -> None:
         ax.errorbar(g.index, g[(col, "mean")], g[(col, "std")], marker="o", label=label)
     ax.set(xlabel="leaky-ReLU angle θ (deg)", ylabel="predictive information (nats)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    study.save_figure(fig, path, dpi=90)
 
 
 if __name__ == "__main__":

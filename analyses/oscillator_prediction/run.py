@@ -28,22 +28,15 @@ reports with the epochs that finished (the reports say how many).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from neurorec.workflows import study
+from neurorec.workflows.study import Budget, current_budget
 
-from neurorec.workflows.budget import (  # noqa: E402
-    Budget,
-    current_budget,
-    limit_threads,
-    require,
-    run_jobs,
-)
+ROOT = Path(__file__).resolve().parents[2]
 
 STUDY = {"decoding_rnn": 0.95, "decoding_encoder": 0.76}
 SPLITS = ("random", "left_right", "up_down")
@@ -78,7 +71,6 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
 
     from neurorec.analysis.decoding import svm_decode_cv
     from neurorec.analysis.dmd import dmd
-    from neurorec.core.outputs import write_json
     from neurorec.families.conv_rnn.model import ConvRNN, frame_bce
     from neurorec.report import html
     from neurorec.spec import dump_spec
@@ -187,9 +179,7 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
             ax[i, j].set_yticks([])
             ax[i, j].set_title(f"{lab}, t={t}", fontsize=8)
     fig.suptitle(f"held-out angle {test.angle_deg[0]:g} deg")
-    fig.tight_layout()
-    fig.savefig(d / "frames.png", dpi=90)
-    plt.close(fig)
+    study.save_figure(fig, d / "frames.png", dpi=90)
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
     hist = model.history_
@@ -206,9 +196,7 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
     ax[2].bar(["RNN", "encoder", "chance"],
               [m["decoding_rnn"], m["decoding_encoder"], m["decoding_chance"]])
     ax[2].set(ylim=(0, 1), ylabel="accuracy", title="motion direction (linear SVM)")
-    fig.tight_layout()
-    fig.savefig(d / "summary.png", dpi=90)
-    plt.close(fig)
+    study.save_figure(fig, d / "summary.png", dpi=90)
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
     ax[0].plot(out_test["hidden"][0][:, :8])
@@ -225,11 +213,9 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
     ax[2].axvline(true_f, color="k", label="true")
     ax[2].set(xlabel="cycles / frame", title="DMD dominant sustained mode")
     ax[2].legend()
-    fig.tight_layout()
-    fig.savefig(d / "dynamics.png", dpi=90)
-    plt.close(fig)
+    study.save_figure(fig, d / "dynamics.png", dpi=90)
 
-    write_json(d / "metrics.json", m)
+    study.write_json(d / "metrics.json", m)
     (d / "spec.yaml").write_text(dump_spec(spec))
     (d / "stimulus.yaml").write_text(dump_spec(stim))
     rows = [
@@ -277,16 +263,15 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
              f"lowest such frequency with ≥ 10 % of its amplitude (fundamental); "
              f"{m['dmd_movies_without_sustained_mode']} movies had no sustained mode.")
     md = ["# Oscillating-object prediction: results", "", setup, "",
-          "| " + " | ".join(header) + " |", "|---|---|---|",
-          *["| " + " | ".join(map(str, r)) + " |" for r in rows], "",
+          *study.markdown_table(rows, header), "",
           "Figures: `frames.png`, `summary.png`, `dynamics.png`.", ""]
     (d / "RESULTS.md").write_text("\n".join(md))
-    html.page("Oscillating-object prediction (conv encoder + RNN)", [
+    study.write_report(d, "Oscillating-object prediction (conv encoder + RNN)", [
         ("Setup", f"<p>{setup}</p>"), ("Numbers", html.table(rows, header)),
         ("Example frames", html.figure("frames.png", "true vs predicted vs reconstructed")),
         ("Training, PCA, decoding", html.figure("summary.png", "summary")),
         ("Dynamics", html.figure("dynamics.png", "units, tuning, DMD")),
-    ], d / "report.html")
+    ])
     if not model.stopped_early_:  # a stopped fit keeps its checkpoint: run again to go on
         ckpt.unlink(missing_ok=True)
     return m
@@ -334,34 +319,28 @@ def _summary_value(m: dict, keys: tuple[str, ...], fmt: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
+    study.add_common_args(ap, "out")
     ap.add_argument("--stimulus", type=Path, default=ROOT / "stimuli" / "oscillator.yaml")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "conv_rnn.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[],
-                    help="model spec override, e.g. rnn.epochs=10 (repeatable)")
-    ap.add_argument("--stimulus-set", dest="stim_overrides", action="append", default=[])
+    study.add_common_args(ap, "set", helps={
+        "set": "model spec override, e.g. rnn.epochs=10 (repeatable)"})
+    ap.add_argument("--stimulus-set", dest="stim_overrides", action="append", default=[],
+                    metavar="FIELD=VALUE", help="stimulus spec override (repeatable)")
     ap.add_argument("--splits", default=None,
                     help="comma list of test sets (random, left_right, up_down): one fit each, "
                          "reports in OUT/<split>/ and a summary table in OUT")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--jobs", type=int, default=1, help="splits fitted in parallel processes")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="wall-clock budget: stop training in time to write the report")
-    ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--quiet", action="store_true")
+    study.add_common_args(ap, "seed", "device", "jobs", "threads", "max_minutes", "overwrite",
+                          "quiet", helps={"jobs": "splits fitted in parallel processes"})
     args = ap.parse_args(argv)
-    require({"pydmd": "pydmd", "sklearn": "scikit-learn"})
+    study.require({"pydmd": "pydmd", "sklearn": "scikit-learn"})
 
     from neurorec.core.errors import SpecError
-    from neurorec.core.outputs import atomic_dir, write_json
     from neurorec.report import html
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
     budget = Budget.from_minutes(args.max_minutes, reserve_s=45.0)
-    limit_threads(args.threads)
-    spec = load_model_spec(args.model, args.overrides)
+    study.apply_thread_policy(args.threads)
+    spec = load_model_spec(args.model, args.set)
     if args.splits is None:
         stims = {None: load_stimulus_spec(args.stimulus, args.stim_overrides)}
     else:
@@ -371,24 +350,23 @@ def main(argv: list[str] | None = None) -> dict:
             raise SpecError(f"--splits: {bad or args.splits!r}: choose from {', '.join(SPLITS)}")
         stims = {x: load_stimulus_spec(args.stimulus, [*args.stim_overrides, f"split={x}"])
                  for x in splits}
-    with atomic_dir(args.out, args.overwrite) as d:
+    with study.output_dir(args) as d:
         jobs = []
         for split, stim in stims.items():
             tag = "" if split is None else f".{split}"
-            ckpt = args.out.with_name(f".{args.out.name}{tag}.checkpoint.pt")
+            ckpt = study.beside(args.out, f"{tag}.checkpoint.pt")
             jobs.append((split, run_split, (stim, spec, args, d if split is None else d / split,
                                             ckpt)))
-        outcomes = run_jobs(jobs, args.jobs, budget, n_threads=args.threads,
-                            on_done=None if args.quiet else _progress_line)
+        outcomes = study.run_jobs(jobs, args.jobs, budget, n_threads=args.threads,
+                                  on_done=None if args.quiet else _progress_line)
         failed = {k: o for k, o in outcomes.items() if o.status != "done"}
         results = {k: o.result for k, o in outcomes.items() if o.status == "done"}
         if args.splits is not None:
             header = ["quantity", *results, "study"]
             rows = [(label, *(_summary_value(m, keys, fmt) for m in results.values()), study)
                     for label, keys, fmt, study in SUMMARY_ROWS]
-            not_done = [f"{k}: {o.status}" + (f" ({o.error.strip().splitlines()[-1]})"
-                                              if o.error else "") for k, o in failed.items()]
-            write_json(d / "metrics.json", {"splits": {k: {kk: v for kk, v in m.items()
+            not_done = study.not_completed(failed)
+            study.write_json(d / "metrics.json", {"splits": {k: {kk: v for kk, v in m.items()
                                                            if kk != "history"}
                                                        for k, m in results.items()},
                                             "splits_not_completed": not_done,
@@ -400,30 +378,24 @@ def main(argv: list[str] | None = None) -> dict:
             if not_done:
                 intro += " Not completed: " + "; ".join(not_done) + "."
             md = ["# Oscillating-object prediction: test sets", "", intro, "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                  *["| " + " | ".join(map(str, r)) + " |" for r in rows], "",
+                  *study.markdown_table(rows, header), "",
                   *[f"- `{k}/RESULTS.md`, `{k}/report.html`" for k in results], ""]
             (d / "RESULTS.md").write_text("\n".join(md))
             links = "".join(f'<li><a href="{k}/report.html">{k}</a></li>' for k in results)
-            html.page("Oscillating-object prediction: test sets", [
+            study.write_report(d, "Oscillating-object prediction: test sets", [
                 ("Setup", f"<p>{intro}</p>"), ("Numbers", html.table(rows, header)),
-                ("Per-split reports", f"<ul>{links}</ul>")], d / "report.html")
+                ("Per-split reports", f"<ul>{links}</ul>")])
         elif failed:
             o = next(iter(failed.values()))
             raise SystemExit(f"the fit did not finish: {o.status}\n{o.error}")
-    for k, o in failed.items():
-        if o.status == "failed":
-            print(f"split {k} failed:\n{o.error}", file=sys.stderr)
-    if any(o.status == "failed" for o in failed.values()):
-        raise SystemExit(1)
+    study.exit_if_failed(outcomes, lambda k: f"split {k}")
     return results[None] if args.splits is None else results
 
 
 def _progress_line(o) -> None:
     name = o.key or "fit"
     if o.status != "done":
-        print(f"{name}: {o.status} {o.error.strip().splitlines()[-1] if o.error else ''}",
-              flush=True)
+        print(f"{name}: {o.status} {o.detail}", flush=True)
         return
     m = o.result
     print(f"{name}: prediction BCE {m['prediction_bce']:.4f} (mean-frame baseline "

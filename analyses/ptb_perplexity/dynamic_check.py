@@ -12,13 +12,12 @@ import math
 import sys
 import time
 
-import torch
-
 from neurorec.datasets.ptb import load_ptb
 from neurorec.families.rglm_lm.model import RGLMLanguageModel
 from neurorec.spec import load_model_spec
+from neurorec.workflows.study import apply_thread_policy
 
-torch.set_num_threads(2)
+apply_thread_policy(2)
 seconds = sys.argv[1] if len(sys.argv) > 1 else "420"
 data = load_ptb()
 spec = load_model_spec("models/lm/irlm.yaml", [

@@ -17,6 +17,8 @@ import math
 import time
 from pathlib import Path
 
+from neurorec.workflows import study
+
 DEFAULT_GRID = ("10:2e-4:1000,10:3e-4:1000,10:6e-4:1000,10:1e-3:1000,10:2e-3:1000,"
                 "5:3e-4:1000,20:3e-4:1000,10:2e-4:5000,10:3e-4:5000")
 
@@ -45,7 +47,7 @@ def main() -> None:
     ap.add_argument("spec", type=Path)
     ap.add_argument("--tokens", type=int, default=15_000)
     ap.add_argument("--grid", default=DEFAULT_GRID)
-    ap.add_argument("--threads", type=int, default=2)
+    study.add_common_args(ap, "threads", threads=2)
     args = ap.parse_args()
     from neurorec.core.errors import NeurorecError
     from neurorec.spec import load_model_spec
@@ -55,13 +57,11 @@ def main() -> None:
     if not args.checkpoint.is_file():
         raise NeurorecError(f"{args.checkpoint}: checkpoint not found")
 
-    import torch
-
     from neurorec.datasets.ptb import load_ptb
     from neurorec.families.rglm_lm.model import RGLMLanguageModel
     from neurorec.fit.checkpoint import load_checkpoint
 
-    torch.set_num_threads(args.threads)
+    study.apply_thread_policy(args.threads)
     data = load_ptb()
     model = RGLMLanguageModel(spec, data.vocab_size, data.eos_id).init_net()
     model.net_.load_state_dict(load_checkpoint(args.checkpoint)["best_net"])

@@ -18,7 +18,6 @@ on valid. Writes ``table.csv`` / ``table.md`` (talk value beside ours), ``curves
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from neurorec.workflows import study
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,13 +122,10 @@ def setting_key(setting: tuple[str, float, float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
+    study.add_common_args(ap, "out")
     ap.add_argument("--specs", nargs="+", type=Path, default=[ROOT / "models/lm/irlm_cpu.yaml"])
-    ap.add_argument("--set", dest="overrides", action="append", default=[],
-                    help="override applied to every spec (repeatable)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    study.add_common_args(ap, "set", "device", "seed", "threads", helps={
+        "set": "override applied to every spec (repeatable)"})
     ap.add_argument("--no-dynamic", action="store_true")
     ap.add_argument("--valid-tokens", type=int, default=10_000,
                     help="valid tokens scored at each check during training (0 = all)")
@@ -139,7 +137,7 @@ def main() -> None:
     ap.add_argument("--tf32", action="store_true",
                     help="CUDA: TF32 matmuls while training (tensor cores: several times the "
                     "float32 matmul rate); every reported perplexity is scored in full float32")
-    ap.add_argument("--quiet", action="store_true")
+    study.add_common_args(ap, "quiet")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="RESULTS_JSON",
                     help="train nothing: write OUT/table.md from the rows of earlier runs' "
                     "results.json (several models trained at once, e.g. on one GPU)")
@@ -151,7 +149,7 @@ def main() -> None:
     from neurorec.spec import load_model_spec
 
     # bad specs, overrides or --dynamic-lrs fail now, before anything is written or trained
-    specs = [load_model_spec(p, args.overrides) for p in args.specs]
+    specs = [load_model_spec(p, args.set) for p in args.specs]
     dynamic_settings(args.dynamic_lrs, LMDynamicSpec())
 
     import matplotlib
@@ -170,7 +168,7 @@ def main() -> None:
     from neurorec.families.rglm_lm.model import RGLMLanguageModel, time_constants_tokens
     from neurorec.report import html
 
-    torch.set_num_threads(args.threads)
+    study.apply_thread_policy(args.threads)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = load_ptb()
@@ -262,10 +260,7 @@ def main() -> None:
     # --- outputs ----------------------------------------------------------------
     keys = ["row", "model", "valid", "test", "hidden", "tokens_trained", "train_tokens_per_s",
             "weights"]
-    with open(out / "table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    study.write_csv(out / "table.csv", rows, keys)
     talk_lines = ["| talk row | talk test ppl |", "|---|---:|"]
     talk_lines += [f"| {r} | {v} |" for r, v in TALK]
     ours = ["| our row (measured) | valid ppl | test ppl | interpolation weights |",
@@ -282,9 +277,7 @@ def main() -> None:
             ax.plot(log.valid_tokens, log.valid_ppl, "o-", label=f"{name} valid (checks)")
     ax.set(xlabel="training tokens", ylabel="perplexity", yscale="log")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, out / "curves.png", dpi=120)
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for name, (ev, tau) in timescales.items():
@@ -297,23 +290,21 @@ def main() -> None:
     axes[1].set(xlabel="mode (sorted)", ylabel="time constant τ = −1/ln|λ| (tokens)",
                 yscale="log", title="R-GLM memory time scales")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "timescales.png", dpi=120)
-    plt.close(fig)
+    study.save_figure(fig, out / "timescales.png", dpi=120)
 
     results["rows"] = rows
     results["curves"] = {k: dataclasses.asdict(v) for k, v in curves.items()}
     results["time_constants_tokens"] = {k: np.sort(v[1])[::-1][:20].tolist()
                                         for k, v in timescales.items()}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    html.page("PTB perplexity: R-GLM vs n-gram and cache", [
+    study.write_report(out, "PTB perplexity: R-GLM vs n-gram and cache", [
         ("Talk", html.table(TALK, ["row", "test perplexity"])),
         ("Measured here", html.table(
             [[r["row"], f"{r['valid']:.1f}", f"{r['test']:.1f}"] for r in rows],
             ["row", "valid", "test"])),
         ("Training curves", html.figure("curves.png", "running train and valid perplexity")),
         ("Time scales", html.figure("timescales.png", "eigenvalues of R, time constants")),
-    ], out / "report.html")
+    ])
     print((out / "table.md").read_text())
 
 

@@ -22,13 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neurorec.workflows.runs import (
-    load_clean,
-    markdown_table,
-    parse_sessions,
-    run_cached,
-    write_csv,
-)
+from neurorec.workflows import study
+from neurorec.workflows.study import load_clean
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNGS = sorted((ROOT / "models" / "ladder").glob("*.yaml"))
@@ -93,8 +88,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             values = np.array([r["bits_per_spike"] for r in members if r["model"] == model])
             if len(values) == 0:
                 continue
-            sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-            entry[group] = f"{values.mean():.4f} ± {sem:.4f} (n={len(values)})"
+            entry[group] = study.mean_sem(values)
             nc = [r.get("noise_correlation_r", np.nan) for r in members if r["model"] == model]
             stable = sum(r["closed_loop_stable"] for r in members if r["model"] == model)
             entry[f"{group} noise-corr r"] = (f"{np.nanmean(nc):.2f}" if np.isfinite(nc).any()
@@ -108,91 +102,59 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def figure(rows: list[dict], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    from neurorec.report import figures  # noqa: F401  (selects the Agg backend)
-
-    datasets = sorted({r["dataset"] for r in rows})
-    value = {(r["dataset"], r["model"]): r["bits_per_spike"] for r in rows}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    v1 = [d for d in datasets if d.startswith("v1")]
-    deltas = np.array([[value.get((d, m), np.nan) - value.get((d, "independent"), np.nan)
-                        for m in TALK_ORDER] for d in v1]).reshape(len(v1), len(TALK_ORDER))
-    for ys in deltas:
-        axes[0].plot(range(len(TALK_ORDER)), ys, color="0.75", lw=0.8)
-    if v1:
-        axes[0].plot(range(len(TALK_ORDER)), np.nanmean(deltas, axis=0), "o-", color="C3",
-                     label="mean over sessions")
-        axes[0].legend(frameon=False)
-    axes[0].set(title="V1 sessions", ylabel="Δ bits/spike vs independent Poisson")
-    for d in (d for d in datasets if d.startswith("locust")):
-        axes[1].bar(range(len(TALK_ORDER)), [value.get((d, m), np.nan) for m in TALK_ORDER],
-                    color="C0")
-    axes[1].set(title="locust antennal lobe", ylabel="held-out bits/spike")
-    for ax in axes:
-        ax.set_xticks(range(len(TALK_ORDER)), TALK_ORDER, rotation=20, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    study.model_comparison_figure(
+        rows, "bits_per_spike", TALK_ORDER, path, v1_title="V1 sessions",
+        v1_ylabel="Δ bits/spike vs independent Poisson", locust_ylabel="held-out bits/spike",
+        relative_to="independent", tick_rotation=20, bar_color="C0")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--v1-sessions", default="0-26")
-    parser.add_argument("--no-locust", action="store_true")
+    study.add_common_args(parser, "out", "v1_sessions", "no_locust")
     parser.add_argument("--orders", type=int, default=10, help="random unit orders to try")
     parser.add_argument("--order-dataset", default="v1_gratings:3")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true")
+    study.add_common_args(parser, "jobs", "seed", "overwrite", jobs=2)
     args = parser.parse_args()
 
-    from neurorec.core.outputs import atomic_dir
     from neurorec.report import html
 
-    tasks = [(f"v1_gratings:{s}", str(p), (), args.seed, True)
-             for s in parse_sessions(args.v1_sessions) for p in RUNGS]
-    if not args.no_locust:
-        tasks += [("locust_al", str(p), LOCUST_OVERRIDES, args.seed, False) for p in RUNGS]
+    tasks = [(d, str(p), LOCUST_OVERRIDES if d.startswith("locust") else (), args.seed,
+              not d.startswith("locust")) for d in study.real_datasets(args) for p in RUNGS]
+    study.apply_thread_policy(1)
     # every finished fit is kept in OUT.partial/ at once: an interrupted run started again
     # fits only what is missing (the cache is removed once OUT is written)
-    cache = args.out.with_name(f"{args.out.name}.partial")
+    cache = study.beside(args.out, ".partial", hidden=False)
     jobs = [(f"{t[0]}__{Path(t[1]).stem}.json", run_one, t) for t in tasks]
     jobs += [(f"order__{args.order_dataset}__{k}.json", run_order,
               (args.order_dataset, k, args.seed)) for k in range(args.orders)]
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
-        results, errors = run_cached(jobs, cache, args.jobs)
+    with study.output_dir(args) as tmp:
+        results, errors = study.run_cached(jobs, cache, args.jobs)
         failed = [{"dataset": a[0], "spec": Path(str(a[1])).stem, "error": e}
                   for _, a, e in errors]
         results = list(results.values())
         rows = [r for r in results if "order_seed" not in r]
         orders = [r for r in results if "order_seed" in r]
         if failed:
-            write_csv(tmp / "failed.csv", failed)
+            study.write_csv(tmp / "failed.csv", failed)
         rows.sort(key=lambda r: (r["dataset"], TALK_ORDER.index(r["model"])))
-        write_csv(tmp / "table.csv", rows)
+        study.write_csv(tmp / "table.csv", rows)
         summary = summarise(rows)
-        write_csv(tmp / "summary.csv", summary)
-        header = list(dict.fromkeys(k for r in summary for k in r))
-        (tmp / "summary.md").write_text("\n".join(markdown_table(summary)) + "\n")
-        sections = [("Held-out bits/spike by rung", html.table(
-            [[r.get(k, "") for k in header] for r in summary], header))]
+        study.write_csv(tmp / "summary.csv", summary)
+        (tmp / "summary.md").write_text("\n".join(study.markdown_table(summary)) + "\n")
+        sections = [("Held-out bits/spike by rung", study.html_table(summary))]
         if orders:
-            write_csv(tmp / "ordering.csv", orders)
+            study.write_csv(tmp / "ordering.csv", orders)
             bps = np.array([o["bits_per_spike"] for o in orders])
             sections.append(("Unit order (correlated rung)", html.table(
                 [(args.order_dataset, len(bps), f"{bps.mean():.4f}", f"{bps.std(ddof=1):.4f}",
                   f"{bps.min():.4f}", f"{bps.max():.4f}")],
                 ("dataset", "random orders", "mean", "sd", "min", "max"))))
         if failed:
-            sections.append(("Failed fits", html.table(
-                [tuple(f.values()) for f in failed], ("dataset", "spec", "error"))))
+            sections.append(("Failed fits", study.html_table(failed)))
         figure(rows, tmp / "ladder.png")
         sections.append(("Ladder", html.figure("ladder.png", "held-out bits/spike per rung")))
-        sections.append(("All fits", html.table([[r.get(k, "") for k in rows[0]] for r in rows],
-                                                list(rows[0]))))
-        html.page("R-GLM model ladder on real populations", sections, tmp / "report.html")
+        sections.append(("All fits", study.html_table(rows, list(rows[0]))))
+        study.write_report(tmp, "R-GLM model ladder on real populations", sections)
     shutil.rmtree(cache, ignore_errors=True)
     print((args.out / "summary.md").read_text())
     if orders:

@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from neurorec.workflows import study
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNGS = ("2_correlated", "4_glm_corr", "5_rglm_corr")
@@ -27,22 +28,21 @@ RUNGS = ("2_correlated", "4_glm_corr", "5_rglm_corr")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
+    study.add_common_args(parser, "out")
     parser.add_argument("--data", default="v1_gratings:14")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    study.add_common_args(parser, "seed")
     parser.add_argument("--link", default="softplus")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    study.apply_thread_policy(1)
 
     from neurorec.analysis.statistics import structure_agreement
-    from neurorec.core.outputs import atomic_dir, write_json
+    from neurorec.core.outputs import atomic_dir
     from neurorec.report.figures import structure_figure
     from neurorec.spec import load_model_spec
     from neurorec.workflows.pipeline import fit_and_evaluate
-    from neurorec.workflows.runs import load_clean
 
-    recording = load_clean(args.data)
+    recording = study.load_clean(args.data)
     numbers, samples, test = {}, {}, None
     for rung in RUNGS:
         spec = load_model_spec(ROOT / "models" / "ladder" / f"{rung}.yaml",
@@ -57,12 +57,14 @@ def main() -> None:
                                                     condition)}
         print(spec.name, json.dumps(numbers[spec.name]))
     with atomic_dir(args.out, overwrite=True) as tmp:
-        write_json(tmp / "structure.json", {"data": args.data, "link": args.link,
-                                            "repeats": args.repeats, "models": numbers})
+        study.write_json(tmp / "structure.json", {"data": args.data, "link": args.link,
+                                                  "repeats": args.repeats, "models": numbers})
         structure_figure(test.counts, test.condition, samples, tmp / "structure.png",
                          bin_size_s=test.bin_size)
     print(f"wrote {args.out}/structure.json and structure.png")
 
 
 if __name__ == "__main__":
-    main()
+    from neurorec.core.errors import run_script
+
+    run_script(main)

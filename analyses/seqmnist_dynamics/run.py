@@ -24,30 +24,23 @@ same command run again continues it).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from neurorec.workflows import study
+from neurorec.workflows.study import Budget, current_budget
 
-from neurorec.workflows.budget import (  # noqa: E402
-    Budget,
-    current_budget,
-    limit_threads,
-    require,
-    run_jobs,
-)
+ROOT = Path(__file__).resolve().parents[2]
 
 STUDY_ACCURACY = 0.93  # the study, trained on the full 60,000-image training set
 TSNE_TIMES = (7, 14, 21, 28)
 
 
 def checkpoint_path(out: Path, k: int) -> Path:
-    return out.with_name(f".{out.name}.net{k}.checkpoint.pt")
+    return study.beside(out, f".net{k}.checkpoint.pt")
 
 
 def network_job(spec, k: int, sub: np.ndarray, args) -> dict:
@@ -130,8 +123,7 @@ def network_job(spec, k: int, sub: np.ndarray, args) -> dict:
 
 def _progress_line(o) -> None:
     if o.status != "done":
-        detail = o.error.strip().splitlines()[-1] if o.error else ""
-        print(f"network {o.key}: {o.status} {detail}", flush=True)
+        print(f"network {o.key}: {o.status} {o.detail}", flush=True)
         return
     row = o.result["row"]
     print(f"network {o.key}: test accuracy {row['test_accuracy']:.4f}, "
@@ -141,59 +133,47 @@ def _progress_line(o) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
+    study.add_common_args(ap, "out")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "seq_mnist.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    study.add_common_args(ap, "set")
     ap.add_argument("--n-networks", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
+    study.add_common_args(ap, "seed", "device")
     ap.add_argument("--lyapunov-steps", type=int, default=500)
     ap.add_argument("--attractor-images", type=int, default=300)
     ap.add_argument("--attractor-transient", type=int, default=3000)
     ap.add_argument("--attractor-tol", type=float, default=1e-4)
     ap.add_argument("--tsne-images", type=int, default=800)
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="worker processes (one thread each); one job per network")
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="wall-clock budget: stop training in time to write the report")
-    ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--quiet", action="store_true")
+    study.add_common_args(ap, "jobs", "max_minutes", "overwrite", "quiet", helps={
+        "jobs": "worker processes (one thread each); one job per network"})
     args = ap.parse_args(argv)
-    require({"sklearn": "scikit-learn"})
+    study.require({"sklearn": "scikit-learn"})
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from neurorec.core.outputs import atomic_dir, write_json
     from neurorec.datasets.mnist import mnist_split
     from neurorec.families.rnn.model import VARIANTS
     from neurorec.report import html
     from neurorec.spec import dump_spec, load_model_spec
 
-    if args.out.exists() and not args.overwrite:  # say so now, not after the training
-        from neurorec.core.errors import OutputError
-
-        raise OutputError(f"{args.out}: output directory exists (pass --overwrite to replace it)")
+    study.refuse_existing(args.out, args.overwrite)  # say so now, not after the training
     # training stops 100 s before the end: a network's analyses take ~60 s on one core
     budget = Budget.from_minutes(args.max_minutes, reserve_s=100.0)
-    limit_threads()
-    spec = load_model_spec(args.model, args.overrides)
+    study.apply_thread_policy(1)
+    spec = load_model_spec(args.model, args.set)
     data = mnist_split(spec.data.n_test, spec.data.split_seed)
     ns = np.arange(29)
     rng = np.random.default_rng(args.seed)
     sub = rng.choice(len(data.x_test), args.attractor_images, replace=False)
     jobs = [(k, network_job, (spec, k, sub, args)) for k in range(args.n_networks)]
     if not args.quiet:
-        print(f"{len(jobs)} networks on {args.jobs} worker(s), device {args.device}"
-              + (f", budget {args.max_minutes:g} min" if args.max_minutes else ""), flush=True)
-    outcomes = run_jobs(jobs, args.jobs, budget,
-                        on_done=None if args.quiet else _progress_line)
+        print(study.start_line(len(jobs), args, "networks"), flush=True)
+    outcomes = study.run_jobs(jobs, args.jobs, budget,
+                              on_done=None if args.quiet else _progress_line)
     done = [k for k, o in outcomes.items() if o.status == "done"]
-    not_done = [f"network {k}: {o.status}" + (f" ({o.error.strip().splitlines()[-1]})"
-                                               if o.error else "")
-                for k, o in outcomes.items() if o.status != "done"]
+    not_done = study.not_completed(outcomes, _network)
     if not done:
         for o in outcomes.values():
             if o.status == "failed":
@@ -223,14 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
         m[f"lyapunov_max_{when}_mean"] = float(lm.mean())
         m[f"lyapunov_max_{when}_positive_fraction"] = float(np.mean(lm > 1e-3))
 
-    with atomic_dir(args.out, args.overwrite) as d:
-        with open(d / "accuracy_vs_n.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["variant", "n", "network", "accuracy"])
-            for v in VARIANTS:
-                for i, k in enumerate(done):
-                    for j, n in enumerate(ns):
-                        w.writerow([v, int(n), k, f"{acc[v][i, j]:.4f}"])
+    with study.output_dir(args) as d:
+        study.write_csv(d / "accuracy_vs_n.csv", [
+            {"variant": v, "n": int(n), "network": k, "accuracy": f"{acc[v][i, j]:.4f}"}
+            for v in VARIANTS for i, k in enumerate(done) for j, n in enumerate(ns)])
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
         for v in VARIANTS:
             ax[0].errorbar(ns, acc[v].mean(0), acc[v].std(0), label=v, capsize=2)
@@ -246,9 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         ax[2].plot(lyap_example["trained_running"], label="after")
         ax[2].set(xlabel="step", ylabel="running λ1", title="convergence")
         ax[2].legend()
-        fig.tight_layout()
-        fig.savefig(d / "accuracy_lyapunov.png", dpi=90)
-        plt.close(fig)
+        study.save_figure(fig, d / "accuracy_lyapunov.png", dpi=90)
 
         if tsne is not None:
             embeds = tsne["embeds"]
@@ -257,18 +231,14 @@ def main(argv: list[str] | None = None) -> dict:
                 sc = a.scatter(e[:, 0], e[:, 1], c=tsne["labels"], cmap="tab10", s=4)
                 a.set(title=f"t = {t}", xticks=[], yticks=[])
             fig.colorbar(sc, ax=ax[-1])
-            fig.tight_layout()
-            fig.savefig(d / "tsne.png", dpi=90)
-            plt.close(fig)
+            study.save_figure(fig, d / "tsne.png", dpi=90)
 
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot([r["loss"] for r in history0], "o-")
         ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"training, network {done[0]}")
-        fig.tight_layout()
-        fig.savefig(d / "training.png", dpi=90)
-        plt.close(fig)
+        study.save_figure(fig, d / "training.png", dpi=90)
 
-        write_json(d / "metrics.json", m)
+        study.write_json(d / "metrics.json", m)
         (d / "spec.yaml").write_text(dump_spec(spec))
         rows = [("test accuracy (28 rows)", f"{m['test_accuracy_mean']:.4f} ± "
                  f"{m['test_accuracy_sd']:.4f}", f"{STUDY_ACCURACY:.2f} (60k training images)")]
@@ -303,27 +273,26 @@ def main(argv: list[str] | None = None) -> dict:
                  f"{args.attractor_transient} steps transient, periods up to 100, tolerance "
                  f"{args.attractor_tol:g}.")
         md = ["# Sequential-MNIST dynamics: results", "", setup, "",
-              "| " + " | ".join(header) + " |", "|---|---|---|",
-              *["| " + " | ".join(map(str, r)) + " |" for r in rows], "",
+              *study.markdown_table(rows, header), "",
               "Figures: `accuracy_lyapunov.png`, `tsne.png`, `training.png`; per-network "
               "numbers in `metrics.json`, curves in `accuracy_vs_n.csv`.", ""]
         (d / "RESULTS.md").write_text("\n".join(md))
-        html.page("Sequential-MNIST dynamics (tanh RNN)", [
+        study.write_report(d, "Sequential-MNIST dynamics (tanh RNN)", [
             ("Setup", f"<p>{setup}</p>"), ("Numbers", html.table(rows, header)),
             ("Accuracy vs n, Lyapunov spectrum",
              html.figure("accuracy_lyapunov.png", "variants and spectra")),
             *([("t-SNE of hidden states by digit", html.figure("tsne.png", "t-SNE"))]
               if tsne is not None else []),
             ("Training", html.figure("training.png", "loss")),
-        ], d / "report.html")
+        ])
     for k in done:  # an unfinished network keeps its checkpoint: the same command continues it
         checkpoint_path(args.out, k).unlink(missing_ok=True)
-    failed = [o for o in outcomes.values() if o.status == "failed"]
-    for o in failed:
-        print(f"network {o.key} failed:\n{o.error}", file=sys.stderr)
-    if failed:  # the report is written; the exit status still says a job broke
-        raise SystemExit(1)
+    study.exit_if_failed(outcomes, _network)
     return m
+
+
+def _network(k: int) -> str:
+    return f"network {k}"
 
 
 if __name__ == "__main__":

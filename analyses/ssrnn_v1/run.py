@@ -26,7 +26,6 @@ Writes ``report.html``, ``results.json``, ``di_model.csv``, ``di_v1.csv``,
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -36,7 +35,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from neurorec.analysis import compact_filters as cf
 from neurorec.analysis import connectomics as cx
@@ -46,7 +44,6 @@ from neurorec.analysis.tuning import (
     v1_direction_responses,
     vector_selectivity,
 )
-from neurorec.core.outputs import atomic_dir
 from neurorec.datasets.v1_gratings import N_SESSIONS
 from neurorec.families.ssrnn.model import SpikeSlabRNN
 from neurorec.report import html
@@ -57,6 +54,7 @@ from neurorec.stimuli.gabors import gabor
 from neurorec.stimuli.gratings import conditions as grating_conditions
 from neurorec.stimuli.gratings import grating
 from neurorec.stimuli.timing import n_frames
+from neurorec.workflows import study
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "ssrnn_movies.yaml"
@@ -115,20 +113,6 @@ def summary(x: np.ndarray) -> dict:
             "frac_di_gt_0.5": float(np.mean(x > 0.5)) if len(x) else np.nan}
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
-
-
 def compact_filter_study(quick: bool) -> tuple[list[dict], dict]:
     rows, info = [], {}
     for bank, rigid in (("quadrature", False), ("rigid", True)):
@@ -163,23 +147,22 @@ def _compact_filters(quick: bool, rigid: bool) -> tuple[list[dict], dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    study.add_common_args(parser, "out", "seed")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--quick", action="store_true",
                         help="reduced run: 600 clips, 300 iterations, shorter filter fits")
     parser.add_argument("--model-set", action="append", default=[], metavar="K=V")
     parser.add_argument("--movie-set", action="append", default=[], metavar="K=V")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--overwrite", action="store_true")
+    study.add_common_args(parser, "device", "quiet", "overwrite",
+                          choices={"device": ["cpu", "cuda"]})
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    study.apply_thread_policy(1)
     extra = QUICK if args.quick else {"model": [], "movie": []}
     mspec = load_model_spec(MODEL, extra["model"] + args.model_set)
     vspec = load_stimulus_spec(MOVIE, extra["movie"] + args.movie_set)
     gspec, bspec = load_stimulus_spec(GRATINGS), load_stimulus_spec(GABORS)
-    ckpt = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
+    study.refuse_existing(args.out, args.overwrite)  # say so now, not after the training
+    ckpt = args.checkpoint or study.beside(args.out, ".checkpoint.pt", hidden=False)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -238,7 +221,7 @@ def main() -> None:
     cf_rows, cf_info = compact_filter_study(args.quick)
     timings["compact_filters_s"] = time.perf_counter() - t0
 
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+    with study.output_dir(args) as tmp:
         figs = {}
         # training curve
         h = model.history_
@@ -250,7 +233,7 @@ def main() -> None:
                                 "fraction of units on"), strict=False):
             a.plot(it, [getattr(r, key) for r in h], lw=0.6)
             a.set(xlabel="iteration", ylabel=lab)
-        figs["training"] = save(fig, tmp / "training.png")
+        figs["training"] = study.save_figure(fig, tmp / "training.png")
         # dictionary (unwhitened back to pixels for display)
         pix = movie.whitener.unwhiten_matrix() @ model.W_
         order = np.argsort(-np.nan_to_num(tun.di))
@@ -260,7 +243,7 @@ def main() -> None:
             if k < n:
                 a.imshow(pix[:, order[k]].reshape(p, p), cmap="gray")
                 a.set_title(f"{tun.di[order[k]]:.2f}", fontsize=6)
-        figs["filters"] = save(fig, tmp / "filters.png")
+        figs["filters"] = study.save_figure(fig, tmp / "filters.png")
         # DI side by side
         fig, ax = plt.subplots(1, 2, figsize=(8, 3), sharex=True)
         bins = np.linspace(0, 1, 21)
@@ -269,7 +252,7 @@ def main() -> None:
                   ylabel="units")
         ax[1].hist(di_v1[np.isfinite(di_v1)], bins, color="C1")
         ax[1].set(title=f"macaque V1 (n={np.isfinite(di_v1).sum()})", xlabel="DI")
-        figs["di"] = save(fig, tmp / "di_model_vs_v1.png")
+        figs["di"] = study.save_figure(fig, tmp / "di_model_vs_v1.png")
         # speed tuning of the most direction-selective units among the strongly responding
         # half (a unit that barely responds can have DI = 1 from one tiny response)
         r_pref = tun.responses.reshape(n, -1).max(axis=1)
@@ -284,7 +267,7 @@ def main() -> None:
         vals, cnt = np.unique(tun.preferred_speed[responsive], return_counts=True)
         ax[1].bar([str(v) for v in vals], cnt)
         ax[1].set(xlabel="preferred speed (deg/s)", ylabel="units")
-        figs["speed"] = save(fig, tmp / "speed_tuning.png")
+        figs["speed"] = study.save_figure(fig, tmp / "speed_tuning.png")
         # direction tuning, polar plots of small drifting Gabors at each unit's RF centre
         pos = np.array(bspec.positions)
         bdirs = np.asarray(bspec.directions, float)
@@ -301,7 +284,7 @@ def main() -> None:
                         f"{pos[at][1]:.1f}) deg", fontsize=8)
             a.set_xticklabels([])
             a.set_yticklabels([])
-        figs["polar"] = save(fig, tmp / "gabor_polar.png")
+        figs["polar"] = study.save_figure(fig, tmp / "gabor_polar.png")
         # connectomics figures
         fig, ax = plt.subplots(1, 3, figsize=(12, 3.4))
         if tuned.sum() >= 5:
@@ -322,7 +305,7 @@ def main() -> None:
                   title="targets of direction-selective units", aspect="equal")
         ax[2].scatter(eig.real, eig.imag, s=6)
         ax[2].set(xlabel="Re λ", ylabel="Im λ", title="spectrum of R", aspect="equal")
-        figs["connectomics"] = save(fig, tmp / "connectomics.png")
+        figs["connectomics"] = study.save_figure(fig, tmp / "connectomics.png")
 
         model_rows = [{"unit": k, "di": tun.di[k], "preferred_direction":
                        tun.preferred_direction[k], "dsi": tun.dsi[k], "osi": tun.osi[k],
@@ -330,14 +313,14 @@ def main() -> None:
                        "preferred_speed": tun.preferred_speed[k], "responsive":
                        bool(responsive[k]), "rf_x": centres[k, 0], "rf_y": centres[k, 1]}
                       for k in range(n)]
-        write_csv(tmp / "di_model.csv", model_rows)
-        write_csv(tmp / "di_v1.csv", v1)
+        study.write_csv(tmp / "di_model.csv", model_rows)
+        study.write_csv(tmp / "di_v1.csv", v1)
         pred_rows = [{"statement": q.statement, "effect_name": q.effect_name,
                       "effect": q.effect, "ci_low": q.ci_low, "ci_high": q.ci_high,
                       "p_value": q.p_value, "n_units": q.n_units} for q in preds]
         if pred_rows:
-            write_csv(tmp / "predictions.csv", pred_rows)
-        write_csv(tmp / "compact_filters.csv", cf_rows)
+            study.write_csv(tmp / "predictions.csv", pred_rows)
+        study.write_csv(tmp / "compact_filters.csv", cf_rows)
         np.savez(tmp / "tuning.npz", responses=tun.responses, directions=dirs, speeds=speeds,
                  spatial_frequencies=sfs, gabor_responses=bgrid, gabor_positions=pos,
                  W=model.W_, R=model.R_, b=model.b_, eigenvalues=eig,
@@ -405,7 +388,7 @@ def main() -> None:
                                     "training_mean_last_20": results["training_mean_last_20"]},
                                    indent=1))),
         ]
-        html.page("Spike-and-slab RNN on natural movies", sections, tmp / "report.html")
+        study.write_report(tmp, "Spike-and-slab RNN on natural movies", sections)
     print(json.dumps({k: results[k] for k in ("di_model", "di_v1", "predictions",
                                               "compact_filters", "spectral_radius_R",
                                               "timings_s")}, indent=1, default=float))

@@ -10,7 +10,6 @@ model), ``bits_per_spike.png`` and ``report.html``.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -18,15 +17,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from neurorec.core.outputs import atomic_dir
 from neurorec.datasets import load
 from neurorec.report import html
 from neurorec.spec import load_model_spec
+from neurorec.workflows import study
 from neurorec.workflows.pipeline import fit_and_evaluate
-from neurorec.workflows.runs import parse_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = (ROOT / "models" / "glm_v1.yaml", ROOT / "models" / "rglm_v1.yaml")
@@ -34,16 +31,15 @@ SPECS = (ROOT / "models" / "glm_v1.yaml", ROOT / "models" / "rglm_v1.yaml")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
+    study.add_common_args(parser, "out")
     parser.add_argument("--sessions", default="0-26")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true")
+    study.add_common_args(parser, "seed", "overwrite")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    study.apply_thread_policy(None)  # one process: torch keeps every core
     specs = [load_model_spec(p) for p in SPECS]
     rows = []
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
-        for session in tqdm(parse_sessions(args.sessions), desc="sessions"):
+    with study.output_dir(args) as tmp:
+        for session in tqdm(study.parse_sessions(args.sessions), desc="sessions"):
             rec = load(f"v1_gratings:{session}")
             for spec in specs:
                 m = fit_and_evaluate(spec, rec, seed=args.seed, progress=False).metrics
@@ -52,10 +48,7 @@ def main() -> None:
                              "bits_per_spike": m["bits_per_spike"],
                              "log_likelihood": m["log_likelihood"],
                              "fit_time_s": m["fit_time_s"]})
-        with open(tmp / "table.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        study.write_csv(tmp / "table.csv", rows)
         names = [s.name for s in specs]
         bps = {n: np.array([r["bits_per_spike"] for r in rows if r["model"] == n]) for n in names}
         fig, ax = plt.subplots(figsize=(4, 4))
@@ -64,21 +57,17 @@ def main() -> None:
         ax.plot(lim, lim, color="0.6", lw=0.8)
         ax.set(xlabel=f"{names[0]} bits/spike", ylabel=f"{names[1]} bits/spike",
                title="held-out bits/spike per V1 session")
-        fig.tight_layout()
-        fig.savefig(tmp / "bits_per_spike.png", dpi=110)
-        plt.close(fig)
+        study.save_figure(fig, tmp / "bits_per_spike.png")
         diff = bps[names[1]] - bps[names[0]]
-        summary = [(n, f"{bps[n].mean():.4f} ± {bps[n].std(ddof=1) / np.sqrt(len(bps[n])):.4f}")
-                   for n in names]
+        summary = [(n, study.mean_sem(bps[n], with_n=False)) for n in names]
         summary.append((f"{names[1]} − {names[0]}", f"{diff.mean():+.4f} ± "
-                        f"{diff.std(ddof=1) / np.sqrt(len(diff)):.4f} "
+                        f"{study.sem(diff):.4f} "
                         f"({(diff > 0).sum()}/{len(diff)} sessions better)"))
-        html.page("GLM vs R-GLM on V1 sessions",
-                  [("Held-out bits/spike (mean ± s.e.m. over sessions)",
-                    html.table(summary, ("model", "bits/spike"))),
-                   ("Per session", html.figure("bits_per_spike.png", "one dot per session")),
-                   ("Table", html.table([tuple(r.values()) for r in rows], list(rows[0])))],
-                  tmp / "report.html")
+        study.write_report(tmp, "GLM vs R-GLM on V1 sessions", [
+            ("Held-out bits/spike (mean ± s.e.m. over sessions)",
+             html.table(summary, ("model", "bits/spike"))),
+            ("Per session", html.figure("bits_per_spike.png", "one dot per session")),
+            ("Table", study.html_table(rows))])
     for name, value in summary:
         print(f"{name:<16} {value}")
     print(f"report: {args.out / 'report.html'}")

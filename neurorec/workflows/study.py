@@ -96,7 +96,8 @@ COMMON_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "help": "leave out the locust antennal-lobe dataset"}),
     "overwrite": ("--overwrite", {"action": "store_true",
                                   "help": "replace an existing --out"}),
-    "quiet": ("--quiet", {"action": "store_true", "help": "no progress bars"}),
+    "quiet": ("--quiet", {"action": "store_true",
+                          "help": "less output: no progress bars or per-job lines"}),
 }
 
 
@@ -290,7 +291,8 @@ class JobOutcome:
     @property
     def detail(self) -> str:
         """The last line of ``error`` (the exception, or where the job stopped), or ''."""
-        return self.error.strip().splitlines()[-1] if self.error else ""
+        lines = self.error.strip().splitlines()
+        return lines[-1] if lines else ""
 
 
 _BUDGET: Budget | None = None
@@ -450,7 +452,7 @@ def start_line(n: int, args: argparse.Namespace, what: str = "jobs") -> str:
 def not_completed(outcomes: dict[Hashable, JobOutcome],
                   name: Callable[[Hashable], str] = str) -> list[str]:
     """``"NAME: STATUS (last error line)"`` for each job that did not finish."""
-    return [f"{name(k)}: {o.status}" + (f" ({o.detail})" if o.error else "")
+    return [f"{name(k)}: {o.status}" + (f" ({o.detail})" if o.detail else "")
             for k, o in outcomes.items() if o.status != "done"]
 
 
