@@ -15,20 +15,17 @@ import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from neurorec.core.errors import DataError, DivergenceError, NotFittedError
+from neurorec.core.errors import DataError
+from neurorec.families.base import Estimator
 from neurorec.families.conv_rnn.spec import ConvRNNSpec
-from neurorec.fit.checkpoint import (
-    generator_states,
-    load_checkpoint,
-    restore_generators,
-    save_checkpoint,
-)
+from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
+from neurorec.fit.engine import Stepper, run_loop
 
 bce = nn.functional.binary_cross_entropy_with_logits
 
@@ -110,9 +107,30 @@ class CodeRNN(nn.Module):
         return self.W.abs().sum() + self.U.abs().sum() + self.V.abs().sum()
 
 
-class ConvRNN:
+class _Stop(Exception):
+    """Raised after an epoch when ``should_stop`` says so: the fit ends there, resumable."""
+
+
+def _reopen(checkpoint: Path, n_iter: int) -> None:
+    """Let a checkpoint of a run that ran to its last epoch continue to ``n_iter`` epochs
+    (a spec with more epochs; run_loop takes every finished checkpoint as final)."""
+    saved = load_checkpoint(checkpoint)
+    if "state" not in saved:
+        raise DataError(f"{checkpoint}: a checkpoint of an older neurorec (not resumable "
+                        "here); delete it to train afresh")
+    if saved.get("finished") and saved["log"]["stopped_by"] == "n_iter" and (
+            saved["iteration"] < n_iter):
+        save_checkpoint(checkpoint, {**saved, "finished": False})
+
+
+class ConvRNN(Estimator):
     """The two-stage model; ``fit(movies)`` returns self. Learned: ``autoencoder_``, ``rnn_``,
-    ``history_`` (per stage and epoch: train / validation loss, seconds)."""
+    ``history_`` (per stage and epoch: train / validation loss, seconds),
+    ``validation_movies_``, ``stopped_early_``. ``score`` is the held-out reconstruction
+    error of the predicted frames (mean binary cross-entropy, nats per pixel; lower is
+    better)."""
+
+    fitted_attribute: ClassVar[str] = "rnn_"
 
     def __init__(self, spec: ConvRNNSpec, device: str = "cpu"):
         self.spec = spec
@@ -124,11 +142,14 @@ class ConvRNN:
             should_stop: Callable[[], bool] | None = None) -> ConvRNN:
         """Train on movies ``frames`` (n_movies, T, S, S) in [0, 1].
 
-        ``checkpoint``: a file written after every epoch (both stages) and resumed from.
-        ``should_stop``: asked after every epoch (a wall-clock budget); when it says True the
-        running stage keeps its best epoch so far and training ends (stopped in stage 1, the
-        RNN keeps its initial weights). ``stopped_early_`` says whether that happened;
-        ``history_`` has the epochs that ran.
+        One :func:`neurorec.fit.engine.run_loop` over ``autoencoder.epochs + rnn.epochs``
+        epochs: the first ones train stage 1, the rest stage 2 (the autoencoder frozen at its
+        best validation epoch). ``checkpoint``: a file written after every epoch and resumed
+        from (bitwise). ``should_stop``: asked after every epoch but the last (a wall-clock
+        budget); when it says True the running stage keeps its best epoch so far and training
+        ends (stopped in stage 1, the RNN keeps its initial weights), resumable from the
+        checkpoint. ``stopped_early_`` says whether that happened; ``history_`` has the epochs
+        that ran.
         """
         if frames.ndim != 4 or frames.shape[2] != frames.shape[3]:
             raise DataError(f"fit: frames must be (n_movies, T, S, S), got {frames.shape}")
@@ -136,119 +157,118 @@ class ConvRNN:
         if frames.shape[1] <= dt:
             raise DataError(f"fit: movies of {frames.shape[1]} frames are too short to predict "
                             f"{dt} frames ahead")
+        ae_spec, rs = self.spec.autoencoder, self.spec.rnn
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
         n = len(frames)
         n_val = round(self.spec.validation_fraction * n)
         perm = rng.permutation(n)
         val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        self.validation_movies_ = val
-        ae = ConvAutoencoder(frames.shape[2], self.spec.autoencoder.channels, gen).to(self.device)
-        rnn = CodeRNN(int(np.prod(ae.code_shape)), self.spec.rnn.n_units, gen).to(self.device)
-        state = {"stage": "autoencoder", "epoch": 0, "history": [], "best": None,
-                 "best_loss": np.inf}
-        opt_state = None
-        stop = False
-        if checkpoint is not None and Path(checkpoint).is_file():
-            state = load_checkpoint(checkpoint)
-            ae.load_state_dict(state["ae"])
-            rnn.load_state_dict(state["rnn"])
-            restore_generators(state["generators"], gen)
-            opt_state = state["optimizer"]
+        ae = ConvAutoencoder(frames.shape[2], ae_spec.channels, gen).to(self.device)
+        rnn = CodeRNN(int(np.prod(ae.code_shape)), rs.n_units, gen).to(self.device)
         x = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
-
-        def save(stage: str, epoch: int, opt: torch.optim.Optimizer) -> None:
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, {**state, "stage": stage, "epoch": epoch,
-                                             "ae": ae.state_dict(), "rnn": rnn.state_dict(),
-                                             "optimizer": opt.state_dict(),
-                                             "generators": generator_states(gen)})
-
-        # ---- stage 1: frame reconstruction
-        ae_spec = self.spec.autoencoder
         tr_frames = x[torch.as_tensor(train)].reshape(-1, 1, *x.shape[2:])
         va_frames = x[torch.as_tensor(val)].reshape(-1, 1, *x.shape[2:])
-        opt = torch.optim.Adadelta(ae.parameters(), lr=ae_spec.lr)
-        if state["stage"] == "autoencoder":
-            if opt_state is not None:
-                opt.load_state_dict(opt_state)
-            for epoch in tqdm(range(state["epoch"], ae_spec.epochs), disable=not progress,
-                              desc="autoencoder"):
-                t0 = time.perf_counter()
-                loss = self._epoch(lambda idx: bce(ae(tr_frames[idx]), tr_frames[idx]),
-                                   len(tr_frames), ae_spec.batch_size, opt, gen, ae)
-                vloss = self._eval(lambda idx: bce(ae(va_frames[idx]), va_frames[idx]),
-                                   len(va_frames), 256) if n_val else loss
-                state["history"].append({"stage": "autoencoder", "epoch": epoch + 1,
-                                         "loss": loss, "val_loss": vloss,
-                                         "seconds": time.perf_counter() - t0})
-                if vloss < state["best_loss"]:
-                    state["best"], state["best_loss"] = copy.deepcopy(ae.state_dict()), vloss
-                save("autoencoder", epoch + 1, opt)
-                if should_stop is not None and epoch + 1 < ae_spec.epochs and should_stop():
-                    stop = True
-                    break
-            if state["best"] is not None:
-                ae.load_state_dict(state["best"])
-            state.update(stage="rnn", epoch=0, best=None, best_loss=np.inf)
-            opt_state = None
-        for p in ae.parameters():
-            p.requires_grad_(False)
-        ae.eval()
+        opts = {"autoencoder": torch.optim.Adadelta(ae.parameters(), lr=ae_spec.lr),
+                "rnn": torch.optim.Adadelta(rnn.parameters(), lr=rs.lr)}
+        steppers = {"autoencoder": Stepper(ae.parameters(), opts["autoencoder"],
+                                           name="conv_rnn fit (autoencoder)"),
+                    "rnn": Stepper(rnn.parameters(), opts["rnn"], grad_clip=rs.grad_clip,
+                                   name="conv_rnn fit (rnn)")}
+        # the running stage's best validation epoch (its parameters and loss)
+        state: dict = {"history": [], "best": None, "best_loss": np.inf}
+        codes: list[torch.Tensor] = []  # stage 2's inputs, encoded once
 
-        # ---- stage 2: prediction delta_t frames ahead in the frozen code space
-        rs = self.spec.rnn
-        with torch.no_grad():
-            codes = torch.cat([ae.encoder(x[i].unsqueeze(1)).flatten(1).unsqueeze(0)
-                               for i in range(n)])  # (n, T, D)
+        def ae_loss(frames_: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return bce(ae(frames_[idx]), frames_[idx])
 
         def pred_loss(movies: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
+            if not codes:
+                for p in ae.parameters():
+                    p.requires_grad_(False)
+                ae.eval()
+                with torch.no_grad():
+                    codes.append(torch.cat([ae.encoder(x[i].unsqueeze(1)).flatten(1)[None]
+                                            for i in range(n)]))  # (n, T, D)
             sel = torch.as_tensor(movies, device=self.device)[idx]
-            _, zhat = rnn(codes[sel])
+            _, zhat = rnn(codes[0][sel])
             zhat = zhat[:, :-dt].reshape(-1, *ae.code_shape)
             target = x[sel][:, dt:].reshape(-1, 1, *x.shape[2:])
             return bce(ae.decoder(zhat), target)
 
-        opt = torch.optim.Adadelta(rnn.parameters(), lr=rs.lr)
-        if opt_state is not None:
-            opt.load_state_dict(opt_state)
-        for epoch in tqdm(range(state["epoch"], 0 if stop else rs.epochs), disable=not progress,
-                          desc="rnn"):
-            if should_stop is not None and should_stop():
-                stop = True
-                break
+        def keep_best(module: nn.Module) -> None:
+            if state["best"] is not None:
+                module.load_state_dict(state["best"])
+
+        def epoch(i: int) -> dict[str, float]:
             t0 = time.perf_counter()
-            loss = self._epoch(lambda idx: pred_loss(train, idx) + rs.l1 * rnn.l1(),
-                               len(train), rs.batch_size, opt, gen, rnn, rs.grad_clip)
-            vloss = (self._eval(lambda idx: pred_loss(val, idx), len(val), rs.batch_size)
-                     if n_val else loss)
-            state["history"].append({"stage": "rnn", "epoch": epoch + 1, "loss": loss,
+            if i <= ae_spec.epochs:
+                stage, module = "autoencoder", ae
+                loss = self._epoch(lambda idx: ae_loss(tr_frames, idx), len(tr_frames),
+                                   ae_spec.batch_size, steppers[stage], gen, ae, i)
+                vloss = self._eval(lambda idx: ae_loss(va_frames, idx), len(va_frames),
+                                   256) if n_val else loss
+            else:
+                stage, module = "rnn", rnn
+                loss = self._epoch(lambda idx: pred_loss(train, idx) + rs.l1 * rnn.l1(),
+                                   len(train), rs.batch_size, steppers[stage], gen, rnn, i)
+                vloss = (self._eval(lambda idx: pred_loss(val, idx), len(val), rs.batch_size)
+                         if n_val else loss)
+            stage_epoch = i if stage == "autoencoder" else i - ae_spec.epochs
+            state["history"].append({"stage": stage, "epoch": stage_epoch, "loss": loss,
                                      "val_loss": vloss, "seconds": time.perf_counter() - t0})
             if vloss < state["best_loss"]:
-                state["best"], state["best_loss"] = copy.deepcopy(rnn.state_dict()), vloss
-            save("rnn", epoch + 1, opt)
-        if state["best"] is not None:
-            rnn.load_state_dict(state["best"])
+                state["best"], state["best_loss"] = copy.deepcopy(module.state_dict()), vloss
+            if i == ae_spec.epochs:  # stage 1 done: its best epoch is the frozen autoencoder
+                keep_best(ae)
+                state.update(best=None, best_loss=np.inf)
+            return {"loss": loss, "val_loss": vloss}
+
+        def get_state() -> dict:
+            return {**state, "ae": ae.state_dict(), "rnn": rnn.state_dict(),
+                    "optimizers": {k: o.state_dict() for k, o in opts.items()}}
+
+        def set_state(saved: dict) -> None:
+            ae.load_state_dict(saved["ae"])
+            rnn.load_state_dict(saved["rnn"])
+            for k, o in opts.items():
+                o.load_state_dict(saved["optimizers"][k])
+            state.update(history=saved["history"], best=saved["best"],
+                         best_loss=saved["best_loss"])
+
+        def ask(i: int, row: dict) -> None:
+            if should_stop is not None and i < n_iter and should_stop():
+                raise _Stop
+
+        n_iter = ae_spec.epochs + rs.epochs
+        resume = checkpoint is not None and Path(checkpoint).is_file()
+        if resume:
+            _reopen(Path(checkpoint), n_iter)
+        stop = False
+        try:
+            run_loop(n_iter, epoch, get_state=get_state, set_state=set_state,
+                     torch_generator=gen, checkpoint=checkpoint, resume=resume,
+                     progress=progress, desc="conv_rnn", unit="epoch", callback=ask)
+        except _Stop:
+            stop = True
+        done = len(state["history"])
+        keep_best(ae if done < ae_spec.epochs else rnn)
+        for p in ae.parameters():
+            p.requires_grad_(False)
+        ae.eval()
         self.autoencoder_, self.rnn_, self.history_ = ae, rnn, state["history"]
+        self.validation_movies_ = val
         self.stopped_early_ = stop
         return self
 
-    def _epoch(self, loss_fn, n: int, batch_size: int, opt: torch.optim.Optimizer,
-               gen: torch.Generator, module: nn.Module, clip: float | None = None) -> float:
+    def _epoch(self, loss_fn, n: int, batch_size: int, stepper: Stepper,
+               gen: torch.Generator, module: nn.Module, i: int) -> float:
         module.train()
         order = torch.randperm(n, generator=gen).to(self.device)
         total = 0.0
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            loss = loss_fn(idx)
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"conv_rnn fit: loss became {loss.item()}")
-            opt.zero_grad()
-            loss.backward()
-            if clip is not None:
-                nn.utils.clip_grad_norm_(module.parameters(), clip)
-            opt.step()
-            total += loss.item() * len(idx)
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
+            total += stepper.step(loss_fn(idx), where=f"epoch {i}") * len(idx)
         return total / n
 
     @torch.no_grad()
@@ -260,13 +280,9 @@ class ConvRNN:
         return total / n
 
     # ---------------------------------------------------------------- inference
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "rnn_"):
-            raise NotFittedError("ConvRNN: call fit() before using the model")
-
     def n_parameters(self) -> dict[str, int]:
         """Trainable parameters of the autoencoder and of the RNN."""
-        self._check_fitted()
+        self.check_fitted()
         return {"autoencoder": sum(p.numel() for p in self.autoencoder_.parameters()),
                 "rnn": sum(p.numel() for p in self.rnn_.parameters())}
 
@@ -278,7 +294,7 @@ class ConvRNN:
         ``reconstruction`` (n, T, S, S) autoencoder output; ``prediction`` (n, T, S, S) the
         frame predicted for t + delta_t from frames ≤ t.
         """
-        self._check_fitted()
+        self.check_fitted()
         ae, rnn = self.autoencoder_, self.rnn_
         out: dict[str, list[np.ndarray]] = {k: [] for k in
                                             ("code", "hidden", "reconstruction", "prediction")}
@@ -292,6 +308,15 @@ class ConvRNN:
             pred = ae.decoder(zhat[0].reshape(-1, *ae.code_shape))
             out["prediction"].append(torch.sigmoid(pred)[:, 0].cpu().numpy())
         return {k: np.stack(v) for k, v in out.items()}
+
+
+    def score(self, frames: np.ndarray) -> float:
+        """Reconstruction error of the predicted frames of movies ``frames`` (n, T, S, S):
+        mean binary cross-entropy (nats per pixel, :func:`frame_bce`) of every frame
+        ``t + delta_t`` predicted from frames ``<= t``. Lower is better."""
+        dt = self.spec.rnn.delta_t
+        pred = self.transform(frames)["prediction"]
+        return frame_bce(np.asarray(frames)[:, dt:], pred[:, :-dt])
 
 
 def frame_bce(target: np.ndarray, predicted: np.ndarray, eps: float = 1e-7) -> float:

@@ -1,0 +1,34 @@
+"""The conv_rnn family's row in the conformance suite: tiny movies of the oscillating object
+(:mod:`neurorec.stimuli.oscillator`), scored on its held-out angles."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from neurorec.families.base import Example
+from neurorec.families.conv_rnn.model import ConvRNN
+from neurorec.families.conv_rnn.spec import ConvRNNSpec
+from neurorec.spec.oscillator import OscillatingObjectSpec
+from neurorec.stimuli.oscillator import OscillatorMovies, make_movies
+
+
+@cache
+def movies_small() -> tuple[OscillatorMovies, OscillatorMovies]:
+    """21-px movies of 14 frames at 12 angles; (train, test) by the stimulus' own split."""
+    movies = make_movies(OscillatingObjectSpec(size_px=21, n_frames=14, n_angles=12,
+                                               amplitude_px=5, period_frames=8,
+                                               object={"sigma_px": 1.0}))
+    return movies.subset(~movies.is_test), movies.subset(movies.is_test)
+
+
+def conv_rnn_example() -> Example:
+    spec = ConvRNNSpec(autoencoder={"channels": (4, 4), "epochs": 2, "batch_size": 16},
+                       rnn={"n_units": 8, "delta_t": 3, "epochs": 2, "batch_size": 2})
+
+    def fit(model: ConvRNN) -> ConvRNN:
+        return model.fit(movies_small()[0].frames, seed=0, progress=False)
+
+    def score(model: ConvRNN) -> float:
+        return model.score(movies_small()[1].frames)
+
+    return Example(make=lambda: ConvRNN(spec), fit=fit, score=score, simulate=None)
