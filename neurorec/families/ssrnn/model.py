@@ -31,8 +31,8 @@ inferred ``z``), so the loop is :func:`neurorec.fit.engine.run_loop` with this b
 bitwise on CPU.
 
 **Score** (``score="reconstruction"``): the mean squared error per whitened pixel,
-``mean |y_t − W z_t|²``, of held-out clips at their greedily filtered ``z``. Lower is better
-(whitened pixels have variance ≈ 1, so 1 is the error of ``z = 0``).
+``mean |y_t − W z_t|²``, of held-out clips at their greedily filtered ``z``. Lower is better;
+``mean y²`` (≈ 1 for whitened pixels) is the error of ``z = 0``.
 """
 
 from __future__ import annotations
@@ -377,8 +377,8 @@ class SpikeSlabRNN(Estimator):
 
     def score(self, clips: np.ndarray) -> float:
         """Reconstruction error of ``clips``: ``mean |y_t − W z_t|²`` per whitened pixel at the
-        greedily filtered ``z`` — **lower is better** (≈ 1 is no better than ``z = 0`` on
-        whitened patches)."""
+        greedily filtered ``z`` — **lower is better** (``mean y²``, ≈ 1 on whitened patches, is
+        the error of ``z = 0``)."""
         z, _ = self.infer(clips)
         Y = self._flatten(clips).astype(np.float64)
         return float(np.mean((Y - z.astype(np.float64) @ self.W_.T.astype(np.float64)) ** 2))
