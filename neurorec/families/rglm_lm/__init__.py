@@ -2,10 +2,11 @@
 (kind ``rglm_lm``)."""
 
 from neurorec.families.base import register_family
+from neurorec.families.rglm_lm.conformance import rglm_lm_example
 from neurorec.families.rglm_lm.model import RGLMLanguageModel
 from neurorec.families.rglm_lm.spec import RGLMLMSpec
 
 register_family("rglm_lm", RGLMLMSpec, RGLMLanguageModel, score="perplexity",
-                capabilities=("resume",))
+                capabilities=("resume",), example=rglm_lm_example)
 
 __all__ = ["RGLMLMSpec", "RGLMLanguageModel"]

@@ -16,25 +16,25 @@ NLL; the state is carried on. The prediction of token ``t`` therefore depends on
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from neurorec.core.errors import DivergenceError, SpecError
+from neurorec.core.errors import DataError, SpecError
+from neurorec.families.base import Estimator
 from neurorec.families.rglm_lm.spec import RGLMLMSpec
-from neurorec.fit.checkpoint import (
-    generator_states,
-    load_checkpoint,
-    restore_generators,
-    save_checkpoint,
-)
+from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
+from neurorec.fit.engine import LoopLog, Stepper, run_loop
 
 
 def _device(device: str) -> torch.device:
@@ -148,10 +148,16 @@ class TrainingLog:
     stopped_by_budget: bool = False  # train.max_seconds ended training before train.epochs
 
 
-class RGLMLanguageModel:
+class _Finished(Exception):
+    """Training ended before its last step (the learning rate annealed away, or a resumed
+    run had ended so): the checkpoint stays as it is."""
+
+
+class RGLMLanguageModel(Estimator):
     """R-GLM language model (``kind: rglm_lm``).
 
-    ``__init__`` stores the spec; :meth:`fit` learns ``net_`` and ``log_``.
+    ``__init__`` stores the spec; :meth:`fit` learns ``net_``, ``log_`` and ``train_ids_``;
+    ``score`` is the perplexity; :meth:`sample` draws token streams with a seed.
 
     Args:
         spec: the validated :class:`~neurorec.families.rglm_lm.spec.RGLMLMSpec`.
@@ -159,6 +165,8 @@ class RGLMLanguageModel:
         seed: seeds the initialisation, the sparse mask, dropout and nothing else.
         device: ``"cpu"`` or ``"cuda"``.
     """
+
+    fitted_attribute: ClassVar[str] = "net_"
 
     def __init__(self, spec: RGLMLMSpec, vocab_size: int, eos_id: int, seed: int = 0,
                  device: str = "cpu"):
@@ -175,12 +183,12 @@ class RGLMLanguageModel:
     def init_net(self) -> RGLMLanguageModel:
         """Draw the initial parameters (done by :meth:`fit`; public for tests)."""
         r = self.spec.recurrent
-        self.gen_ = torch.Generator().manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
         self.net_ = RGLMNet(self.vocab_size, r.dim, r.density, r.init_radius, r.init_scale,
-                            generator=self.gen_, dtype=self._dtype(),
+                            generator=gen, dtype=self._dtype(),
                             structure=r.structure).to(_device(self.device))
         # dropout draws on the parameters' device (a CPU generator would copy every mask over)
-        self.drop_gen_ = torch.Generator(device=self.net_.R.device).manual_seed(self.seed + 1)
+        self._drop_gen = torch.Generator(device=self.net_.R.device).manual_seed(self.seed + 1)
         return self
 
     def _h0(self, n: int) -> torch.Tensor:
@@ -190,7 +198,7 @@ class RGLMLanguageModel:
     def _dropout_mask(self, shape: tuple[int, ...], p: float) -> torch.Tensor | None:
         if p <= 0:
             return None
-        keep = torch.rand(shape, generator=self.drop_gen_, device=self.net_.R.device) >= p
+        keep = torch.rand(shape, generator=self._drop_gen, device=self.net_.R.device) >= p
         return keep.to(self._dtype()) / (1 - p)
 
     @torch.no_grad()
@@ -210,20 +218,48 @@ class RGLMLanguageModel:
                 net.R.mul_(r_max / radius)
 
     # ------------------------------------------------------------------ training
+    def check_steps(self, n_train: int) -> list[int]:
+        """The step counts after which training checks the valid perplexity: whenever
+        ``train.eval_every`` more tokens have been trained on, and after the last step.
+        ``n_train``: training tokens (after ``train.max_train_tokens``)."""
+        t = self.spec.train
+        n_rows = (n_train + 1) // t.batch_size  # the stream starts with one <eos>
+        n_steps_epoch = max(1, (n_rows - 1 + t.bptt - 1) // t.bptt)
+        total_steps = max(1, round(t.epochs * n_steps_epoch))
+        ends, tokens, next_eval = [], 0, t.eval_every
+        for step in range(1, total_steps + 1):
+            pos = ((step - 1) % n_steps_epoch) * t.bptt
+            tokens += t.batch_size * min(t.bptt, n_rows - 1 - pos)
+            if tokens >= next_eval or step == total_steps:
+                ends.append(step)
+                next_eval += t.eval_every
+        return ends
+
     def fit(self, train: np.ndarray, valid: np.ndarray | None = None, progress: bool = True,
             checkpoint: str | Path | None = None, resume: bool = False,
             on_eval: Callable[[dict], None] | None = None) -> RGLMLanguageModel:
         """Truncated BPTT on ``train``; valid perplexity every ``train.eval_every`` tokens.
 
+        One :func:`neurorec.fit.engine.run_loop` iteration trains up to the next valid check
+        (:meth:`check_steps`) and makes it; every step goes through a
+        :class:`~neurorec.fit.engine.Stepper` (divergence guard, ``train.clip``).
+        ``train.max_seconds`` is the loop's wall-clock budget: the step that exceeds it is
+        followed by a valid check and training ends. With ``schedule: plateau`` it also ends
+        once ``lr_decay`` has taken the learning rate below ``train.min_lr``.
+
         Args:
             train, valid: int token ids, shape (n_tokens,).
-            checkpoint: file for :func:`~neurorec.fit.checkpoint.save_checkpoint` after every
-                valid check (parameters, optimiser, position, generator states, log).
-            resume: continue from ``checkpoint`` if it exists.
+            checkpoint: the loop's checkpoint, written after every valid check (parameters,
+                optimiser, position, dropout generator, log, best parameters).
+            resume: continue from ``checkpoint`` if it exists (bitwise on CPU); a run that
+                had spent its time budget or annealed its learning rate away is finished:
+                resuming it scores the same parameters, it does not train on.
+            on_eval: called after every valid check with ``tokens``, ``train_ppl``,
+                ``valid_ppl``.
 
         Returns:
             self, with ``net_`` (the parameters with the best valid perplexity seen, or the
-            last ones without ``valid``) and ``log_`` (:class:`TrainingLog`).
+            last ones without ``valid``), ``log_`` (:class:`TrainingLog`) and ``train_ids_``.
         """
         t = self.spec.train
         self.init_net()
@@ -233,135 +269,124 @@ class RGLMLanguageModel:
         self.train_ids_ = train  # for rms dynamic evaluation's gradient statistics
         data = batchify(np.concatenate([[self.eos_id], train]), t.batch_size).to(net.R.device)
         n_steps_epoch = max(1, (data.shape[0] - 1 + t.bptt - 1) // t.bptt)
-        total_steps = max(1, round(t.epochs * n_steps_epoch))
+        ends = self.check_steps(len(train))
+        total_steps = ends[-1]
         with torch.no_grad():  # start the readout at the training unigram log-frequencies
             freq = np.bincount(train, minlength=self.vocab_size) + 0.5
             net.b.copy_(torch.as_tensor(np.log(freq / freq.sum())))
         params = [net.W0t, net.R, net.B, net.b]
         opt = (torch.optim.Adam(params, lr=t.lr) if t.optimizer == "adam"
                else torch.optim.SGD(params, lr=t.lr, momentum=t.momentum))
-        log = TrainingLog()
-        step, tokens_seen, lr, bad_checks = 0, 0, t.lr, 0
-        best = (math.inf, None)
-        h = self._h0(t.batch_size)
-        next_eval = t.eval_every
-        run_nll, run_n = 0.0, 0
-        if resume and checkpoint is not None and Path(checkpoint).is_file():
-            state = load_checkpoint(checkpoint)
-            net.load_state_dict(state["net"])
-            opt.load_state_dict(state["optimizer"])
-            restore_generators(state["generators"], torch_gen=self.gen_)
-            if "dropout_generator" in state:
-                self.drop_gen_.set_state(state["dropout_generator"])
-            step, tokens_seen, lr = state["step"], state["tokens_seen"], state["lr"]
-            bad_checks = state.get("bad_checks", 0)
-            h = state["h"].to(net.R.device)
-            next_eval, log = state["next_eval"], state["log"]
-            best = (state["best_ppl"], state["best_net"])
-        for g in opt.param_groups:
-            g["lr"] = lr
-        # a resumed run that had already spent its time budget or annealed its learning rate
-        # away is finished: resuming it scores the same parameters, it does not train on
-        plateau = t.schedule == "plateau"
-        annealed = plateau and lr < t.min_lr
-        out_of_budget = t.max_seconds is not None and log.seconds > t.max_seconds
-        if resume and 0 < step < total_steps and (annealed or out_of_budget):
-            log.stopped_by_budget = not annealed
-            step = total_steps
+        stepper = Stepper(params, opt, grad_clip=t.clip, name="rglm_lm")
         reg = self.spec.regularisation
-        l2 = reg.l2
-        start = time.perf_counter() - log.seconds
-        bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="rglm_lm",
-                   unit="batch")
-        while step < total_steps:
+        plateau = t.schedule == "plateau"
+        st = {"step": 0, "tokens_seen": 0, "lr": t.lr, "bad_checks": 0, "h": self._h0(
+            t.batch_size), "log": TrainingLog(), "best_ppl": math.inf, "best_net": None}
+        clock: dict[str, float] = {}  # this call's wall clock, continuing the log's seconds
+
+        def elapsed() -> float:
+            return time.perf_counter() - clock["t0"]
+
+        def finished() -> bool:
+            return (plateau and st["lr"] < t.min_lr) or (
+                t.max_seconds is not None and st["log"].seconds > t.max_seconds)
+
+        def set_lr(lr: float) -> None:
+            st["lr"] = lr
+            for g in opt.param_groups:
+                g["lr"] = lr
+
+        def train_step() -> tuple[float, int]:
+            step = st["step"]
             pos = (step % n_steps_epoch) * t.bptt
             if pos == 0:
-                h = self._h0(t.batch_size)  # a new epoch starts the streams afresh
+                st["h"] = self._h0(t.batch_size)  # a new epoch starts the streams afresh
             seq = min(t.bptt, data.shape[0] - 1 - pos)
             x, y = data[pos:pos + seq], data[pos + 1:pos + 1 + seq]
             if not plateau:
-                lr = t.lr * (1 - step / total_steps)
-                for g in opt.param_groups:
-                    g["lr"] = lr
+                set_lr(t.lr * (1 - step / total_steps))
             shape = (*x.shape, self.spec.recurrent.dim)
-            hs = net.states(x, h.detach(), self._dropout_mask(shape, reg.input_dropout))
-            h = hs[-1]
+            hs = net.states(x, st["h"].detach(), self._dropout_mask(shape, reg.input_dropout))
+            st["h"] = hs[-1]
             mask = self._dropout_mask(shape, reg.dropout)
             feats = hs * mask if mask is not None else hs
             loss = F.cross_entropy(net.logits(feats).reshape(-1, self.vocab_size), y.reshape(-1))
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"rglm_lm: training loss is {loss.item()} at step {step} "
-                                      "(lower train.lr or recurrent.init_radius)")
-            obj = loss + (l2 * sum((p ** 2).sum() for p in params) if l2 > 0 else 0.0)
-            opt.zero_grad(set_to_none=True)
-            obj.backward()
-            torch.nn.utils.clip_grad_norm_(params, t.clip)
-            opt.step()
-            step += 1
-            self._constrain(lr, check_radius=step % self.spec.recurrent.radius_every == 0
-                            or step == total_steps)
-            n_tok = y.numel()
-            tokens_seen += n_tok
-            run_nll += loss.item() * n_tok
-            run_n += n_tok
-            bar.update(1)
-            out_of_time = (t.max_seconds is not None
-                           and time.perf_counter() - start > t.max_seconds)
-            if tokens_seen >= next_eval or step == total_steps or out_of_time:
-                next_eval += t.eval_every
-                log.tokens.append(tokens_seen)
-                log.train_ppl.append(math.exp(run_nll / run_n))
-                log.lr.append(lr)
-                run_nll, run_n = 0.0, 0
-                if valid is not None:
-                    ppl = self.perplexity(valid)
-                    log.valid_tokens.append(tokens_seen)
-                    log.valid_ppl.append(ppl)
-                    bar.set_postfix(valid_ppl=f"{ppl:.1f}")
-                    if ppl < best[0]:
-                        best = (ppl, {k: v.detach().clone() for k, v in net.state_dict().items()})
-                        bad_checks = 0
-                    elif plateau and len(log.valid_ppl) > 1:
-                        bad_checks += 1
-                        if bad_checks >= t.patience:
-                            lr *= t.lr_decay
-                            bad_checks = 0
-                            for g in opt.param_groups:
-                                g["lr"] = lr
-                log.seconds = time.perf_counter() - start
-                log.tokens_per_s = tokens_seen / log.seconds
-                if on_eval is not None:
-                    on_eval({"tokens": tokens_seen, "train_ppl": log.train_ppl[-1],
-                             "valid_ppl": log.valid_ppl[-1] if log.valid_ppl else None})
-                if checkpoint is not None:
-                    save_checkpoint(checkpoint, {
-                        "net": net.state_dict(), "optimizer": opt.state_dict(),
-                        "generators": generator_states(torch_gen=self.gen_),
-                        "dropout_generator": self.drop_gen_.get_state(), "step": step,
-                        "tokens_seen": tokens_seen, "lr": lr, "bad_checks": bad_checks,
-                        "h": h.detach().cpu(),
-                        "next_eval": next_eval, "log": log, "best_ppl": best[0],
-                        "best_net": best[1], "spec": self.spec.model_dump(mode="json")})
-            if out_of_time and step < total_steps:
-                log.stopped_by_budget = True
-                break
-            if plateau and lr < t.min_lr:  # annealed to nothing: further steps cannot help
-                break
-        bar.close()
-        log.seconds = time.perf_counter() - start
-        log.tokens_per_s = tokens_seen / max(log.seconds, 1e-9)
-        if best[1] is not None:
-            net.load_state_dict(best[1])
+            obj = loss + (reg.l2 * sum((p ** 2).sum() for p in params) if reg.l2 > 0 else 0.0)
+            stepper.step(obj, where=f"step {step} (lower train.lr or recurrent.init_radius)")
+            st["step"] = step + 1
+            self._constrain(st["lr"], check_radius=st["step"] % self.spec.recurrent.radius_every
+                            == 0 or st["step"] == total_steps)
+            return loss.item(), y.numel()
+
+        def train_to_check(i: int) -> dict[str, float]:
+            if finished():  # a resumed run that had ended: it does not train on
+                raise _Finished
+            clock.setdefault("t0", time.perf_counter() - st["log"].seconds)
+            log, run_nll, run_n = st["log"], 0.0, 0
+            while st["step"] < ends[i - 1]:
+                loss, n_tok = train_step()
+                st["tokens_seen"] += n_tok
+                run_nll, run_n = run_nll + loss * n_tok, run_n + n_tok
+                if t.max_seconds is not None and elapsed() > t.max_seconds:
+                    break  # the loop's budget ends training after this check
+            log.tokens.append(st["tokens_seen"])
+            log.train_ppl.append(math.exp(run_nll / run_n))
+            log.lr.append(st["lr"])
+            row = {"train_ppl": log.train_ppl[-1], "lr": st["lr"]}
+            if valid is not None:
+                ppl = row["valid_ppl"] = self.perplexity(valid)
+                log.valid_tokens.append(st["tokens_seen"])
+                log.valid_ppl.append(ppl)
+                if ppl < st["best_ppl"]:
+                    st["best_ppl"], st["bad_checks"] = ppl, 0
+                    st["best_net"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                elif plateau and len(log.valid_ppl) > 1:
+                    st["bad_checks"] += 1
+                    if st["bad_checks"] >= t.patience:
+                        set_lr(st["lr"] * t.lr_decay)
+                        st["bad_checks"] = 0
+            log.seconds = elapsed()
+            log.tokens_per_s = st["tokens_seen"] / log.seconds
+            if on_eval is not None:
+                on_eval({"tokens": st["tokens_seen"], "train_ppl": log.train_ppl[-1],
+                         "valid_ppl": log.valid_ppl[-1] if log.valid_ppl else None})
+            return row
+
+        def get_state() -> dict:
+            return {"net": net.state_dict(), "optimizer": opt.state_dict(),
+                    **{k: v for k, v in st.items()}, "spec": self.spec.model_dump(mode="json")}
+
+        def set_state(saved: dict) -> None:
+            net.load_state_dict(saved["net"])
+            opt.load_state_dict(saved["optimizer"])
+            st.update({k: saved[k] for k in st})
+            st["h"] = st["h"].to(net.R.device)
+            set_lr(st["lr"])
+
+        def stop_if_annealed(i: int, row: dict) -> None:
+            if plateau and st["lr"] < t.min_lr:  # annealed to nothing: steps cannot help
+                raise _Finished
+
+        resume = resume and checkpoint is not None and Path(checkpoint).is_file()
+        if resume:
+            self._upgrade_checkpoint(Path(checkpoint), ends)
+        with contextlib.suppress(_Finished):
+            run_loop(len(ends), train_to_check, get_state=get_state, set_state=set_state,
+                     torch_generator=self._drop_gen, checkpoint=checkpoint, resume=resume,
+                     max_seconds=t.max_seconds, progress=progress, desc="rglm_lm",
+                     unit="check", callback=stop_if_annealed)
+        log = st["log"]
+        if "t0" in clock:
+            log.seconds = elapsed()
+        log.tokens_per_s = st["tokens_seen"] / max(log.seconds, 1e-9)
+        # short of the last step, training ended by the budget or by annealing
+        log.stopped_by_budget = st["step"] < total_steps and not (plateau and st["lr"] < t.min_lr)
+        if st["best_net"] is not None:
+            net.load_state_dict(st["best_net"])
         self.log_ = log
         return self
 
     # ------------------------------------------------------------------ evaluation
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            from neurorec.core.errors import NotFittedError
-
-            raise NotFittedError("rglm_lm: call fit (or init_net) before scoring")
-
     @torch.no_grad()
     def token_nll(self, ids: np.ndarray, chunk: int = 256) -> np.ndarray:
         """NLL (nats) of every token of ``ids`` given the ones before it (and a leading <eos>).
@@ -372,7 +397,7 @@ class RGLMLanguageModel:
         Returns:
             float64 array, shape (n,).
         """
-        self._check_fitted()
+        self.check_fitted()
         net = self.net_
         x_all, y_all = self._stream(ids)
         h = self._h0(1)
@@ -388,6 +413,50 @@ class RGLMLanguageModel:
     def perplexity(self, ids: np.ndarray) -> float:
         """``exp(mean NLL per token)``, every token (``<eos>`` included) predicted once."""
         return float(math.exp(self.token_nll(ids).mean()))
+
+    def score(self, ids: np.ndarray) -> float:
+        """The family's score: :meth:`perplexity` of ``ids`` (lower is better)."""
+        return self.perplexity(ids)
+
+    @torch.no_grad()
+    def sample(self, n_tokens: int, seed: int, prompt: np.ndarray | None = None) -> np.ndarray:
+        """(n_tokens,) int64 token ids drawn ancestrally from the model, each from
+        ``softmax(B h_t + b)`` given the ones before it; the stream starts after one ``<eos>``
+        and then ``prompt`` (token ids, not returned). Draws on a CPU generator seeded with
+        ``seed``, so a seed gives the same tokens on every device."""
+        self.check_fitted()
+        net, dev = self.net_, self.net_.R.device
+        gen = torch.Generator().manual_seed(seed)
+        context = np.concatenate([[self.eos_id], np.asarray(
+            [] if prompt is None else prompt, dtype=np.int64)]).astype(np.int64)
+        h = net.states(torch.as_tensor(context, device=dev)[:, None], self._h0(1))[-1]
+        out = np.empty(n_tokens, dtype=np.int64)
+        for k in range(n_tokens):
+            p = torch.softmax(net.logits(h[0]).double().cpu(), 0)
+            out[k] = int(torch.multinomial(p, 1, generator=gen))
+            h = net.states(torch.as_tensor([[out[k]]], device=dev), h)[-1]
+        return out
+
+    def _upgrade_checkpoint(self, path: Path, ends: list[int]) -> None:
+        """Rewrite a checkpoint of the training loop before :mod:`neurorec.fit.engine` (keys
+        ``net``, ``step``, ``log``, ...) as a run_loop checkpoint, so a run in progress
+        resumes where it was (and one that had ended stays ended)."""
+        saved = load_checkpoint(path)
+        if "state" in saved:
+            return
+        if "net" not in saved or "step" not in saved:
+            raise DataError(f"{path}: not a checkpoint of an rglm_lm fit")
+        keys = ("net", "optimizer", "step", "tokens_seen", "lr", "bad_checks", "h", "log",
+                "best_ppl", "best_net")
+        state = {k: saved[k] for k in keys if k in saved}
+        state.setdefault("bad_checks", 0)
+        state["spec"] = saved.get("spec")
+        drop = saved.get("dropout_generator", self._drop_gen.get_state())
+        save_checkpoint(path, {"state": state, "generators": {"torch": drop},
+                               "log": LoopLog(seconds=state["log"].seconds).as_dict(),
+                               "best_state": None, "since_best": 0,
+                               "iteration": bisect.bisect_right(ends, state["step"]),
+                               "finished": False})
 
     def _stream(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (the leading <eos>, then ``ids[:-1]``) and targets ``ids``, (n,) each, on the
@@ -413,7 +482,7 @@ class RGLMLanguageModel:
         Returns:
             ``{name: tensor}`` per parameter of the network (``W0t``, ``R``, ``B``, ``b``).
         """
-        self._check_fitted()
+        self.check_fitted()
         d = self.spec.dynamic
         n_segments = d.ms_segments if n_segments is None else n_segments
         bptt = d.bptt if bptt is None else bptt
@@ -446,7 +515,7 @@ class RGLMLanguageModel:
         Returns:
             float64 array, shape (n,).
         """
-        self._check_fitted()
+        self.check_fitted()
         d = self.spec.dynamic
         lr = d.lr if lr is None else lr
         bptt = d.bptt if bptt is None else bptt
@@ -501,13 +570,13 @@ class RGLMLanguageModel:
     # ------------------------------------------------------------------ analysis
     def eigenvalues(self) -> np.ndarray:
         """Eigenvalues of R (complex, shape (H,)), sorted by decreasing modulus."""
-        self._check_fitted()
+        self.check_fitted()
         R = self.net_.R_eff().detach().double().cpu().numpy()
         ev = np.diag(R).astype(complex) if self.net_.diagonal else np.linalg.eigvals(R)
         return ev[np.argsort(-np.abs(ev))]
 
     def n_parameters(self) -> int:
-        self._check_fitted()
+        self.check_fitted()
         n = sum(p.numel() for p in (self.net_.W0t, self.net_.B, self.net_.b))
         n_r = self.net_.R.numel() if self.net_.diagonal else self.net_.mask.sum().item()
         return int(n + n_r)
