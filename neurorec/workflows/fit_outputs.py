@@ -1,6 +1,7 @@
 """Everything ``neurorec fit`` leaves in its output directory.
 
-``metrics.json``, ``predictions.npz``, ``params.npz``, ``spec.yaml``, figures and
+``metrics.json``, ``predictions.npz``, ``params.npz``, ``spec.yaml`` and ``model.pt`` (the
+fitted model, ``Estimator.save``: ``family.model.load(out)`` restores it whole), figures and
 ``report.html``; written into a temporary directory that becomes ``out`` only when complete.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from neurorec.core.outputs import atomic_dir, write_json
+from neurorec.families import family_of
 from neurorec.report import figures, html
 from neurorec.spec.load import dump_spec
 from neurorec.workflows.pipeline import FitResult
@@ -25,11 +27,10 @@ def save_params(result: FitResult, path: Path) -> None:
     model = result.model
     arrays = {f"param_{k}": v for k, v in model.params_.items()}
     arrays.update({f"fitted_{k}": np.asarray(getattr(model, k)) for k in FITTED_ATTRIBUTES})
-    for name in ("stimulus_drive", "history_filters", "coupling_filters"):
-        value = getattr(model, name)()
+    for name, value in _filters(model).items():
         if value is not None:
             arrays[name] = value
-    if hasattr(model, "time_constants"):
+    if family_of(result.spec.kind).supports("latent_dynamics"):
         arrays["eigenvalues_R"], arrays["time_constants_s"] = model.time_constants()
     np.savez(path, **arrays)
 
@@ -45,10 +46,21 @@ def write_fit_outputs(result: FitResult, out: str | Path, overwrite: bool = Fals
                  time_s=test.time, condition=test.condition, unit_ids=test.unit_ids.astype(str),
                  trial_index=np.flatnonzero(result.data.is_test), **extra)
         save_params(result, tmp / "params.npz")
+        result.model.save(tmp)  # model.pt and spec.yaml
         (tmp / "spec.yaml").write_text(dump_spec(result.spec))
         write_json(tmp / "fit_history.json", {"history": result.model.fit_report_.history})
         _report(result, tmp)
     return out / "report.html"
+
+
+def _filters(model) -> dict[str, np.ndarray | None]:
+    return {"stimulus_drive": model.stimulus_drive(), "history_filters": model.history_filters(),
+            "coupling_filters": model.coupling_filters()}
+
+
+_FILTER_CAPTIONS = {"stimulus_drive": "stimulus drive per unit and condition",
+                    "history_filters": "spike-history gains",
+                    "coupling_filters": "coupling strengths"}
 
 
 def _report(result: FitResult, tmp: Path) -> None:
@@ -57,21 +69,24 @@ def _report(result: FitResult, tmp: Path) -> None:
     order = np.argsort(-np.nan_to_num(per_neuron, nan=-np.inf))
     rates_hz = test.counts.mean(axis=(0, 1)) / test.bin_size
     top = np.array([u for u in order if rates_hz[u] > 1.0][:4] or order[:4])
-    figs = [
-        ("psth.png", "Held-out trial-averaged rate per condition for the best-predicted units: "
-                     "data (grey) vs model (red)."),
-        ("filters.png", "Fitted filters: stimulus drive per unit and condition, spike-history "
-                        "gains, coupling strengths."),
-        ("bits_per_spike.png", "Held-out bits/spike per unit."),
-        ("convergence.png", "Training objective and held-back NLL during L-BFGS."),
-    ]
+    # what was fitted decides the figures and their captions: filters only where the model has
+    # them, the optimiser as the fit report names it (L-BFGS unless it says otherwise)
+    filters = _filters(model)
+    fitted = [caption for name, caption in _FILTER_CAPTIONS.items() if filters[name] is not None]
+    optimizer = m["convergence"].get("optimizer", "L-BFGS")
+    figs = [("psth.png", "Held-out trial-averaged rate per condition for the best-predicted "
+                         "units: data (grey) vs model (red).")]
+    if fitted:
+        figs.append(("filters.png", f"Fitted filters: {', '.join(fitted)}."))
+    figs += [("bits_per_spike.png", "Held-out bits/spike per unit."),
+             ("convergence.png", f"Training objective and held-back NLL during {optimizer}.")]
     figures.psth_figure(test.counts, result.test_rates, test.condition, test.condition_table,
                         test.time, test.bin_size, test.unit_ids, top, tmp / "psth.png")
-    figures.filters_figure(model.stimulus_drive(), model.history_filters(),
-                           model.coupling_filters(), test.bin_size, tmp / "filters.png")
+    if fitted:
+        figures.filters_figure(*filters.values(), test.bin_size, tmp / "filters.png")
     figures.bits_per_spike_figure(per_neuron, test.unit_ids, tmp / "bits_per_spike.png")
     figures.training_curve_figure(model.fit_report_.history, tmp / "convergence.png")
-    if hasattr(model, "time_constants"):
+    if family_of(result.spec.kind).supports("latent_dynamics"):
         eig, tau = model.time_constants()
         figures.eigenvalue_figure(eig, tau, tmp / "eigenvalues.png")
         figs.append(("eigenvalues.png", "Eigenvalues of the recurrence R (unit circle in grey) "

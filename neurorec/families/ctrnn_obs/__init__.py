@@ -1,11 +1,14 @@
 """Data-constrained continuous-time RNN with a Poisson / Bernoulli readout of recorded units
-(kind ``ctrnn_obs``), fitted by likelihood (BPTT)."""
+(kind ``ctrnn_obs``), fitted by likelihood (BPTT, Adam on the shared engine: checkpoints in
+``neurorec fit``'s ``OUT.partial/``, ``--resume`` continues bitwise)."""
 
 from neurorec.families.base import register_family
+from neurorec.families.ctrnn_obs.conformance import ctrnn_obs_example
 from neurorec.families.ctrnn_obs.model import CTRNNObs
 from neurorec.families.ctrnn_obs.spec import CTRNNObsSpec
 
 register_family("ctrnn_obs", CTRNNObsSpec, CTRNNObs,
-                capabilities=("binned_trials", "heldout_neurons"))
+                capabilities=("binned_trials", "heldout_neurons", "resume"),
+                example=ctrnn_obs_example)
 
 __all__ = ["CTRNNObs", "CTRNNObsSpec"]

@@ -23,21 +23,24 @@ set it would read the very spikes it predicts).
 
 Training: Adam on the mean NLL per bin and unit plus ``l2 · mean(W_rec²)``, minibatches of
 trials, gradient clipping; with early stopping a stratified share of the training trials is
-held back and the parameters with the best held-back NLL are kept.
+held back and the parameters with the best held-back NLL are kept. The loop is the shared
+engine's (:mod:`neurorec.fit.engine`); inside ``neurorec fit`` (a
+:func:`neurorec.fit.lbfgs.checkpointing` block) it checkpoints to ``OUT.partial/adam-<i>.pt``
+every ``validate_every`` steps, and ``--resume`` continues bitwise on CPU.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from neurorec.core.errors import DataError, DivergenceError
+from neurorec.core.errors import DataError
 from neurorec.core.observations import make_observation
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
@@ -45,9 +48,25 @@ from neurorec.families.base import Model
 from neurorec.families.ctrnn.model import CTRNN, DTYPES
 from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.families.ctrnn_obs.spec import CTRNNObsSpec
-from neurorec.fit.lbfgs import FitReport
+from neurorec.fit import interrupt
+from neurorec.fit.engine import LoopLog, Stepper, run_loop
+from neurorec.fit.lbfgs import _CHECKPOINTING, FitReport
 
 Tensor = torch.Tensor
+
+
+@dataclass
+class AdamFitReport(FitReport):
+    """A :class:`FitReport` that says which optimiser produced it (``metrics.json``'s
+    ``convergence.optimizer``, the report's captions)."""
+
+    optimizer: str = "Adam"
+
+
+def active_checkpointing():
+    """The :func:`neurorec.fit.lbfgs.checkpointing` block ``neurorec fit`` runs the fit in, or
+    None: the Adam loop checkpoints into the same ``OUT.partial/`` as the GLM's L-BFGS."""
+    return _CHECKPOINTING.get()
 
 
 def network_spec(spec: CTRNNObsSpec) -> CTRNNSpec:
@@ -138,6 +157,8 @@ class CTRNNObs(Model):
     """
 
     heldout: np.ndarray | None = None
+    fitted_attribute: ClassVar[str] = "module_"
+    saved_options: ClassVar[tuple[str, ...]] = ("heldout",)
 
     def __init__(self, spec: CTRNNObsSpec, device: str = "cpu", seed: int = 0):
         self.spec = spec
@@ -218,63 +239,97 @@ class CTRNNObs(Model):
         t_all = self._tensors(data)
         train_idx = torch.as_tensor(np.flatnonzero(~is_val), device=self.device)
         val_idx = torch.as_tensor(np.flatnonzero(is_val), device=self.device)
-        params = [p for p in module.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=tr.learning_rate)
-        gen = torch.Generator(device="cpu").manual_seed(self.seed + 1)
-        history: list[dict] = []
-        best = (math.inf, copy.deepcopy(module.state_dict()), 0)
-        bad_checks, reason = 0, f"{tr.n_steps} steps"
-        start = time.perf_counter()
-        bar = tqdm(total=tr.n_steps, disable=not progress, desc=f"fit {spec.name}",
-                   unit="step", leave=False)
-        step, loss = 0, torch.zeros(())
-        try:
-            for step in range(1, tr.n_steps + 1):
-                pick = torch.randperm(len(train_idx), generator=gen)[:tr.batch_size]
-                batch = train_idx[pick.to(self.device)]
-                opt.zero_grad(set_to_none=True)
-                loss = self._objective(module, t_all, batch)
-                if not torch.isfinite(loss):
-                    raise DivergenceError(f"{spec.name}: training step {step}: loss is "
-                                          f"{float(loss)} (lower training.learning_rate)")
-                loss.backward()
-                if tr.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, tr.grad_clip)
-                opt.step()
-                bar.update(1)
-                if step % tr.validate_every and step != tr.n_steps:
-                    continue
-                entry = {"iter": step, "objective": loss.item()}
-                if len(val_idx):
-                    with torch.no_grad():
-                        val = float(self.obs.nll(t_all["y"][val_idx],
-                                                 self._drive(module, t_all, val_idx)).sum())
-                    entry["validation_nll"] = val
-                    if val < best[0]:
-                        best, bad_checks = (val, copy.deepcopy(module.state_dict()), step), 0
-                    else:
-                        bad_checks += 1
-                    bar.set_postfix(loss=f"{loss.item():.4g}", val=f"{val:.5g}")
-                history.append(entry)
-                if bad_checks >= tr.patience:
-                    reason = f"early stopping (best held-back NLL at step {best[2]})"
-                    break
-        finally:
-            bar.close()
-        if len(val_idx):
-            module.load_state_dict(best[1])
+        log, best = self._train(module, t_all, train_idx, val_idx, progress)
+        if best is not None:  # the parameters with the best held-back NLL
+            module.load_state_dict(best["state"])
         module.eval()
         with torch.no_grad():
             final = float(self._objective(module, t_all, train_idx))
-        grads = [p.grad.abs().max() for p in params if p.grad is not None]
+        grads = [p.grad.abs().max() for p in module.parameters() if p.grad is not None]
+        val = dict(log.validation)
+        history = [{"iter": row["iteration"], "objective": row["loss"]}
+                   | ({"validation_nll": val[row["iteration"]]} if row["iteration"] in val else {})
+                   for row in log.train
+                   if row["iteration"] % tr.validate_every == 0 or row is log.train[-1]]
+        stopped = log.stopped_by == "early_stopping"
         self.module_ = module
-        self.fit_report_ = FitReport(
-            converged=reason.startswith("early"), reason=reason, n_iter=step, n_evals=step,
+        self.fit_report_ = AdamFitReport(
+            converged=stopped, n_iter=len(log.train), n_evals=len(log.train),
+            reason=(f"early stopping (best held-back NLL at step {log.best_iteration})"
+                    if stopped else f"{tr.n_steps} steps"),
             final_objective=final, max_abs_grad=float(max(grads)) if grads else 0.0,
-            best_validation_nll=best[0] if len(val_idx) else None,
-            fit_time_s=time.perf_counter() - start, history=history)
+            best_validation_nll=best["value"] if best is not None else None,
+            fit_time_s=log.seconds, history=history)
         self.params_ = self._numpy_params()
         return self
+
+    def _train(self, module: ObservedCTRNN, t_all: dict[str, Tensor], train_idx: Tensor,
+               val_idx: Tensor, progress: bool) -> tuple[LoopLog, dict | None]:
+        """Adam through the engine: minibatch steps, held-back NLL every ``validate_every``
+        steps with early stopping, checkpoints (inside :func:`neurorec.fit.lbfgs.
+        checkpointing`, as ``neurorec fit`` runs it) and bitwise resume.
+
+        Returns the loop's log and the best held-back state (None without held-back trials).
+        """
+        spec, tr = self.spec, self.spec.training
+        params = [p for p in module.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=tr.learning_rate)
+        stepper = Stepper(params, opt, grad_clip=tr.grad_clip, name=spec.name)
+        gen = torch.Generator(device="cpu").manual_seed(self.seed + 1)
+        best: dict = {"value": math.inf, "state": None}
+        ckpt = active_checkpointing()
+        path, every, fingerprint = None, tr.validate_every, {}
+        if ckpt is not None:
+            path = ckpt.directory / f"adam-{ckpt.calls}.pt"
+            ckpt.calls += 1
+            every *= ckpt.every
+            fingerprint = ckpt.fingerprint
+
+        def body(step: int) -> dict[str, float]:
+            pick = torch.randperm(len(train_idx), generator=gen)[:tr.batch_size]
+            loss = self._objective(module, t_all, train_idx[pick.to(self.device)])
+            return {"loss": stepper.step(loss, where=f"training step {step}")}
+
+        def validate() -> float:
+            with torch.no_grad():
+                value = float(self.obs.nll(t_all["y"][val_idx],
+                                           self._drive(module, t_all, val_idx)).sum())
+            if value < best["value"]:
+                best.update(value=value, state=copy.deepcopy(module.state_dict()))
+            return value
+
+        def get_state() -> dict:
+            return {"module": module.state_dict(), "optimizer": opt.state_dict(),
+                    "best": best, "fingerprint": fingerprint}
+
+        def set_state(state: dict) -> None:
+            if state["fingerprint"] != fingerprint:
+                differ = sorted(k for k in {*state["fingerprint"], *fingerprint}
+                                if state["fingerprint"].get(k) != fingerprint.get(k))
+                raise DataError(f"{path}: checkpoint of another run ({', '.join(differ)} "
+                                "differ); resume with the same spec, data, seed and device, "
+                                "or pass --overwrite to start over")
+            module.load_state_dict(state["module"])
+            opt.load_state_dict(state["optimizer"])
+            best.update(copy.deepcopy(state["best"]))
+
+        def stop_if_asked(step: int, row: dict[str, float]) -> None:
+            if step % every == 0 or step == tr.n_steps:  # a checkpoint was just written
+                interrupt.raise_if_requested(
+                    f"at step {step}" + (f"; checkpoint saved in {path.parent}; run the same "
+                                         "command with --resume to continue"
+                                         if path is not None else " (no checkpointing)"))
+
+        with interrupt.deferring():
+            log = run_loop(tr.n_steps, body, get_state=get_state, set_state=set_state,
+                           torch_generator=gen, checkpoint=path, checkpoint_every=every,
+                           resume=ckpt is not None and ckpt.resume and path.is_file(),
+                           validate=validate if len(val_idx) else None,
+                           validate_every=tr.validate_every,
+                           patience=tr.patience if len(val_idx) else None,
+                           progress=progress, desc=f"fit {spec.name}", unit="step",
+                           callback=stop_if_asked)
+        return log, best if len(val_idx) else None
 
     def _objective(self, module: ObservedCTRNN, t: dict[str, Tensor], index: Tensor) -> Tensor:
         nll = self.obs.nll(t["y"][index], self._drive(module, t, index)).mean()
@@ -309,7 +364,7 @@ class CTRNNObs(Model):
 
     # ---------------------------------------------------------------- Model contract
     def _check_shape(self, data: BinnedTrials) -> None:
-        self._check_fitted()
+        self.check_fitted()
         got = data.counts.shape[1:]
         if got != (self.n_bins_, self.n_units_) or data.n_conditions != self.n_conditions_:
             raise DataError(f"{data.source}: counts: model was fitted to {self.n_bins_} bins × "
@@ -335,7 +390,7 @@ class CTRNNObs(Model):
     def condition_rates(self) -> np.ndarray:
         """(n_conditions, n_bins · steps_per_bin, N) network rates per condition for a typical
         trial (encoder input at the training mean, z = 0)."""
-        self._check_fitted()
+        self.check_fitted()
         cond = torch.arange(self.n_conditions_, device=self.device)
         z = None
         if self.module_.encoded:
@@ -349,7 +404,7 @@ class CTRNNObs(Model):
                ) -> np.ndarray:
         """Counts drawn from the observation model around the deterministic network rates
         (encoder input at the training mean, z = 0); ``n_bins`` at most the fitted length."""
-        self._check_fitted()
+        self.check_fitted()
         n_bins = n_bins or self.n_bins_
         if n_bins > self.n_bins_:
             raise DataError(f"{self.spec.name}: n_bins: the input is defined for "
@@ -365,7 +420,7 @@ class CTRNNObs(Model):
             return self.obs.sample(drive[:, :n_bins], gen).cpu().numpy()
 
     def n_parameters(self) -> int:
-        self._check_fitted()
+        self.check_fitted()
         m = self.module_
         n = int(m.net.mask.sum().item())  # W_rec entries present
         n += sum(p.numel() for name, p in m.named_parameters()
@@ -386,7 +441,7 @@ class CTRNNObs(Model):
         input while it is on (None: input off), for the fixed-point tools."""
         from neurorec.analysis.fixed_points import ctrnn_step_map
 
-        self._check_fitted()
+        self.check_fitted()
         u = np.zeros(self.module_.net.n_inputs)
         if condition is not None:
             full = condition_inputs(self.spec, self.condition_table_, self.n_bins_,
