@@ -99,3 +99,47 @@ def test_svm_decoding_reference():
     assert svm_decode_cv(x, y, groups) >= 0.98
     # labels unrelated to the features: chance
     assert abs(svm_decode_cv(x[:, 1:], y, groups) - 0.5) < 0.15
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_fit_interrupted_in_either_stage_resumes_bitwise(small_movies, tmp_path):
+    """``should_stop`` (asked from run_loop's callback, after the epoch's checkpoint) raises:
+    a kill in stage 1 or in stage 2; the fit resumed from the checkpoint equals the
+    uninterrupted one exactly (both modules, every epoch's losses)."""
+    frames = small_movies.frames
+    full = ConvRNN(small_spec(2, 3)).fit(frames, seed=4, progress=False)
+    for kill_after in (1, 3):  # autoencoder epoch 1; rnn epoch 1
+        calls = []
+
+        def kill(kill_after=kill_after, calls=calls):
+            calls.append(1)
+            if len(calls) == kill_after:
+                raise _Killed
+            return False
+
+        ck = tmp_path / f"ck{kill_after}.pt"
+        with pytest.raises(_Killed):
+            ConvRNN(small_spec(2, 3)).fit(frames, seed=4, progress=False, checkpoint=ck,
+                                          should_stop=kill)
+        resumed = ConvRNN(small_spec(2, 3)).fit(frames, seed=4, progress=False, checkpoint=ck)
+        assert not resumed.stopped_early_
+        for name in ("autoencoder_", "rnn_"):
+            want = getattr(full, name).state_dict()
+            for k, v in getattr(resumed, name).state_dict().items():
+                assert torch.equal(v, want[k]), (kill_after, name, k)
+        assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in full.history_]
+
+
+def test_score_is_the_bce_of_predicted_frames_and_needs_a_fit(small_movies):
+    from neurorec.core.errors import NotFittedError
+
+    spec = small_spec(1, 1)
+    with pytest.raises(NotFittedError, match="call fit"):
+        ConvRNN(spec).score(small_movies.frames[:2])
+    model = ConvRNN(spec).fit(small_movies.frames, seed=0, progress=False)
+    out = model.transform(small_movies.frames[:3])
+    want = frame_bce(small_movies.frames[:3, 3:], out["prediction"][:, :-3])
+    assert model.score(small_movies.frames[:3]) == want

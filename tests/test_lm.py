@@ -3,6 +3,7 @@ peeking, regularisers, spec files."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from neurorec.cli import main
+from neurorec.core.errors import NotFittedError
 from neurorec.families.rglm_lm.model import RGLMLanguageModel, batchify, time_constants_tokens
 from neurorec.families.rglm_lm.spec import RGLMLMSpec
 from neurorec.spec import load_model_spec
@@ -346,3 +348,53 @@ def test_ptb_table_merge_takes_the_dropout_row_best_on_valid(tmp_path):
     assert "| R-GLM, dropout + column normalisation | 102.0 | 112.0 (115.0) |" in table
     assert "| 5-gram Kneser-Ney | 141.2 | 141.1 (147.7) |" in table
     assert len(__import__("json").loads((tmp_path / "t" / "rows.json").read_text())) == 3
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_fit_killed_between_checkpoints_resumes_bitwise(tmp_path):
+    """A fit killed mid-way (``on_eval`` raising at the 4th valid check, before that check's
+    checkpoint) and fitted again from the checkpoint: parameters, the dropout draws and the
+    curves equal the uninterrupted fit's exactly."""
+    ids = stream(1200)
+    kw = {"train": {"epochs": 2, "eval_every": 60},
+          "regularisation": {"dropout": 0.2, "input_dropout": 0.1}}
+    full = tiny(**copy.deepcopy(kw)).fit(ids, ids[:50], progress=False)
+    checks = []
+
+    def killed_at_four(row):
+        checks.append(row)
+        if len(checks) == 4:
+            raise _Killed
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(_Killed):
+        tiny(**copy.deepcopy(kw)).fit(ids, ids[:50], progress=False, checkpoint=ck,
+                                      on_eval=killed_at_four)
+    resumed = tiny(**copy.deepcopy(kw)).fit(ids, ids[:50], progress=False, checkpoint=ck,
+                                            resume=True)
+    for k, v in full.net_.state_dict().items():
+        assert torch.equal(resumed.net_.state_dict()[k], v), k
+    assert resumed.log_.valid_ppl == full.log_.valid_ppl
+    assert resumed.log_.train_ppl == full.log_.train_ppl and len(full.log_.tokens) > 5
+
+
+def test_sample_is_seeded_and_follows_the_model():
+    m = tiny()
+    a, b, c = m.sample(30, seed=1), m.sample(30, seed=1), m.sample(30, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and a.dtype == np.int64 and a.shape == (30,)
+    assert ((0 <= a) & (a < V)).all()
+    # the draws follow the model's own next-word probabilities: a unigram model's
+    # frequencies over many draws match its softmax(b)
+    with torch.no_grad():
+        for t in (m.net_.R, m.net_.W0t, m.net_.B):
+            t.zero_()
+        p = np.arange(1, V + 1) / np.arange(1, V + 1).sum()
+        m.net_.b.copy_(torch.as_tensor(np.log(p)))
+    draws = m.sample(20_000, seed=0)
+    np.testing.assert_allclose(np.bincount(draws, minlength=V) / 20_000, p, atol=0.01)
+    with pytest.raises(NotFittedError, match="call fit"):
+        RGLMLanguageModel(m.spec, V, eos_id=0).sample(3, seed=0)

@@ -142,3 +142,36 @@ def test_attractors_of_maps_with_known_cycles():
                           1e-12)
     assert att.n_fixed_points == 2 and att.attractor.tolist() == [0, 1, 0]
     assert orbit_period(np.tile([[0.0], [1.0], [2.0]], (4, 1)), 5, 1e-12) == 3
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_fit_interrupted_mid_run_resumes_bitwise(split, tmp_path, monkeypatch):
+    """run_loop's callback raises after epoch 2 (a kill after that checkpoint); fitting again
+    on the checkpoint ends with exactly the parameters and curves of an uninterrupted fit."""
+    import neurorec.families.rnn.model as module
+
+    spec = RNNSpec(n_units=16, fit={"epochs": 4, "batch_size": 50})
+    xs, ys = split.x_train[:300], split.y_train[:300]
+    full = SequenceRNN(spec).fit(xs, ys, seed=1, progress=False)
+    run_loop = module.run_loop
+
+    def killed_after_two(*args, **kwargs):
+        def callback(i, row):
+            if i == 2:
+                raise _Killed
+        return run_loop(*args, **kwargs, callback=callback)
+
+    ck = tmp_path / "ck.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "run_loop", killed_after_two)
+        with pytest.raises(_Killed):
+            SequenceRNN(spec).fit(xs, ys, seed=1, progress=False, checkpoint=ck)
+    resumed = SequenceRNN(spec).fit(xs, ys, seed=1, progress=False, checkpoint=ck)
+    for k, v in full.net_.state_dict().items():
+        assert torch.equal(resumed.net_.state_dict()[k], v), k
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in full.history_]
+    for k, v in full.init_state_.items():
+        assert torch.equal(resumed.init_state_[k], v)
