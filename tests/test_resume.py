@@ -216,3 +216,35 @@ def test_divergence_in_a_cli_fit_is_one_line_and_keeps_the_checkpoint(
     assert state["n_iter"] == int(m[3]) < int(m[1])
     assert all(torch.isfinite(v).all() for v in state["params"].values())
     assert not out.exists()
+
+
+# ------------------------------------------------------------------- ctrnn_obs (Adam, engine)
+CTRNN_V1 = REPO / "models" / "ctrnn_v1.yaml"
+# 4 recorded units, 4 network units; a checkpoint (and a held-back NLL) every 5 steps
+SMALL_OBS_FIT = ["--quiet", "--seed", "1", "--set", "network.n_units=4",
+                 "--set", "training.n_steps=200", "--set", "training.batch_size=16",
+                 "--set", "training.validate_every=5", "--set", "training.patience=1000"]
+
+
+def test_sigterm_stops_a_ctrnn_obs_fit_at_a_checkpoint_and_resume_finishes_it(
+        small_nwb, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    assert main(["fit", str(CTRNN_V1), "--data", str(small_nwb), "--out", str(ref),
+                 *SMALL_OBS_FIT]) == 0
+    out, work = tmp_path / "fit", tmp_path / "fit.partial"
+    code, _, err = run_and_kill(["fit", CTRNN_V1, "--data", small_nwb, "--out", out,
+                                 *SMALL_OBS_FIT], work, "adam-*.pt", signal.SIGTERM)
+    state = load_checkpoint(work / "adam-0.pt")
+    step = state["iteration"]
+    assert code == 143 and not state["finished"] and 0 < step < 200 and step % 5 == 0
+    assert err.strip().splitlines() == [f"stopped by SIGTERM at step {step}; checkpoint saved "
+                                        f"in {work}; run the same command with --resume to "
+                                        "continue"]
+    assert not out.exists()
+    assert main(["fit", str(CTRNN_V1), "--data", str(small_nwb), "--out", str(out),
+                 *SMALL_OBS_FIT, "--resume"]) == 0
+    want, got = params_of(ref), params_of(out)
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)  # bitwise
+    assert not work.exists()

@@ -12,6 +12,7 @@ import torch
 
 from neurorec.cli import main
 from neurorec.core.errors import DivergenceError
+from neurorec.families.ctrnn.estimator import TaskRNN
 from neurorec.families.ctrnn.model import CTRNN
 from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.families.ctrnn.train import batch_loss, train
@@ -123,6 +124,8 @@ def test_train_and_simulate_commands(tmp_path, capsys):
     assert not np.array_equal(before["w_rec"], after["w_rec"])
     np.testing.assert_array_equal(before["w_in"], after["w_in"])  # only W_rec trained
     assert (out / "report.html").is_file() and (out / "training.png").is_file()
+    trained = TaskRNN.load(out)  # model.pt: the trained network, scored as training tracked it
+    assert trained.score(load_stimulus_spec(task)) == metrics["val_loss"]
     assert main(["train", str(spec), "--task", str(task), "--out", str(tmp_path / "x"),
                  "--resume", "--quiet", *sets]) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
