@@ -400,6 +400,17 @@ class RGLM(RegressorMixin, BaseEstimator):
     against the same ``y``. ``predict(X)`` without ``y`` runs the model closed loop in the
     mean-field approximation (``y_{t-1}`` replaced by its predicted mean; a loop over rows).
 
+    Parameters:
+        dim: state dimension.
+        alpha: L2 strength (above); also the warm-start GLM's.
+        fit_intercept: per-unit unpenalised intercepts.
+        tol: L-BFGS ``tolerance_grad`` (max |gradient| of the objective above).
+        max_iter: L-BFGS iterations (``max_eval = 2 max_iter``).
+        glm_max_iter: Newton iterations of the warm start.
+        init_scale: scale of the random ``W0`` start (``init_scale / sqrt(n_units)``);
+            ``R`` starts as a random orthogonal matrix times 0.5.
+        random_state: seed of the ``W0``/``R`` start.
+
     Attributes:
         coef_ (n_units, n_features), intercept_ (n_units,), W0_ (dim, n_units), R_ (dim, dim),
         B_ (n_units, dim) — 1-D training y: coef_ (n_features,), intercept_ float;
