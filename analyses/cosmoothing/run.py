@@ -171,8 +171,7 @@ def run_dynamics(dataset: str, seed: int, out: str) -> dict:
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Model × dataset group (V1 sessions pooled): co-bps and fit time, mean ± s.e.m."""
-    groups = {"V1": [r for r in rows if r["dataset"].startswith("v1_gratings")],
-              "locust AL": [r for r in rows if r["dataset"].startswith("locust")]}
+    groups = study.dataset_groups(rows)
     out = []
     for model in MODELS:
         entry = {"model": model}

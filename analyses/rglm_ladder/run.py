@@ -79,8 +79,7 @@ def run_order(dataset: str, order_seed: int, seed: int) -> dict:
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Rung × dataset group (V1 sessions pooled): mean ± s.e.m. of held-out bits/spike."""
-    groups = {"V1 (sessions)": [r for r in rows if r["dataset"].startswith("v1_gratings")],
-              "locust AL": [r for r in rows if r["dataset"].startswith("locust")]}
+    groups = study.dataset_groups(rows, "V1 (sessions)")
     out = []
     for model in TALK_ORDER:
         entry = {"model": model}

@@ -49,10 +49,11 @@ from neurorec.data.recording import Recording
 __all__ = [
     "END_LARGE_V1_SESSION", "FIRST_LARGE_V1_SESSION", "THREAD_VARS", "Budget", "Job",
     "JobError", "JobOutcome", "OutOfTime", "add_common_args", "apply_thread_policy", "beside",
-    "current_budget", "exit_if_failed", "html_table", "limit_threads", "load_clean",
-    "markdown_table", "mean_sem", "model_comparison_figure", "not_completed", "output_dir",
-    "parse_sessions", "real_datasets", "refuse_existing", "require", "run_cached", "run_jobs",
-    "save_figure", "sem", "start_line", "summary", "write_csv", "write_json", "write_report",
+    "current_budget", "dataset_groups", "exit_if_failed", "html_table", "limit_threads",
+    "load_clean", "markdown_table", "mean_sem", "model_comparison_figure", "not_completed",
+    "output_dir", "parse_sessions", "real_datasets", "refuse_existing", "require", "run_cached",
+    "run_jobs", "save_figure", "sem", "start_line", "summary", "write_csv", "write_json",
+    "write_report",
 ]
 
 Job = tuple[Hashable, Callable[..., Any], tuple]  # (key, function, its arguments)
@@ -129,6 +130,13 @@ def real_datasets(args: argparse.Namespace) -> list[str]:
     """The datasets of ``--v1-sessions`` and (unless ``--no-locust``) the locust population."""
     datasets = [f"v1_gratings:{s}" for s in parse_sessions(args.v1_sessions)]
     return datasets + ([] if args.no_locust else ["locust_al"])
+
+
+def dataset_groups(rows: Sequence[Mapping], v1: str = "V1") -> dict[str, list[Mapping]]:
+    """Result rows of the real-population studies by group: ``{v1: the V1 sessions' rows,
+    "locust AL": the locust rows}`` (a row's ``dataset`` says which)."""
+    return {v1: [r for r in rows if r["dataset"].startswith("v1_gratings")],
+            "locust AL": [r for r in rows if r["dataset"].startswith("locust")]}
 
 
 def parse_sessions(text: str) -> list[int]:
