@@ -269,3 +269,16 @@ def test_coef0_start_reaches_same_optimum(v1, poisson_fit):
     assert rel(warm.coef, res.coef) < 1e-9
     cold = fit_batched_glm(v1.X, v1.Y, coef0=torch.zeros_like(res.coef), blocks=v1.block)
     assert rel(cold.coef, res.coef) < 1e-9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(v1, mixed, poisson_fit):
+    res, _ = poisson_fit
+    gpu = fit_batched_glm(v1.X.cuda(), v1.Y.cuda(), blocks=v1.block)
+    assert gpu.coef.device.type == "cuda"
+    assert rel(gpu.coef.cpu(), res.coef) < 1e-9
+    cpu_mixed = fit_batched_glm(mixed.X, v1.Y, unit_X=mixed.UX, blocks=mixed.block)
+    gpu_mixed = fit_batched_glm(mixed.X.cuda(), v1.Y.cuda(), unit_X=mixed.UX.cuda(),
+                                blocks=mixed.block, mask=torch.ones(v1.Y.shape[1],
+                                mixed.X.shape[1] + 2, dtype=torch.bool, device="cuda"))
+    assert rel(gpu_mixed.coef.cpu(), cpu_mixed.coef) < 1e-9

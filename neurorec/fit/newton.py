@@ -43,21 +43,34 @@ Structure: a stimulus block "one-hot(condition) ⊗ basis" with trial-major rows
 each Hessian then costs O(n_rows · n_units) (sum the weights over trials of each condition)
 instead of O(n_rows · n_cols^2 · n_units); cross terms with the other (dense or per-unit)
 columns are summed over trials per condition and bin first, then multiplied by the basis.
-``X`` must still hold the block's columns (the gradient and linear predictor use ``X``); the
-block is checked against them.
+``X`` must still hold the block's columns: they are checked against the block once; the fit
+then uses the structure for the linear predictor (``S w_c`` gathered by condition) and the
+gradient (``S'`` times the residuals summed over the condition's trials) as well.
 
-Measured (2-core CPU, torch 2.13 CPU, float64, 2 threads, ``v1_gratings:3`` training trials:
-544 trials × 90 bins of 10 ms = 48 960 rows, 16 conditions, units with > 5 basis-weighted
-spikes in every column, ``tol=1e-10``; times are best of 3, the machine was shared):
+Measured (this 2-core CPU, torch 2.13 CPU, float64, ``tol=1e-10``, default start; stimulus
+only, one-hot(direction) ⊗ ``raised_cosine_linear(90, K)``, training trials of
+``bin_trials(rec, 0.01, test_fraction=0.2, seed=0)``, units with > 5 basis-weighted spikes
+in every column; the machine was shared with other jobs, load average 6-11 on 2 cores, so
+absolute times are inflated and noisy):
 
-========================================================  ==========  ==============
-design                                                    this module  statsmodels IRLS
-========================================================  ==========  ==============
-6 basis (96 cols), 14 units, ``blocks=StimulusBlock``       see below   see below
-6 basis (96 cols), 14 units, dense Hessians                 see below
-========================================================  ==========  ==============
+==========================================  ============  =========  ==========  ===========
+data                                        blocks (1 th)  dense      statsmodels  coef diff
+==========================================  ============  =========  ==========  ===========
+session 3, K=6: 48 960 × 96, 14 units         0.36-0.64 s    10.4 s     752 s [*]    1.9e-9
+session 3, K=8: 48 960 × 128, 13 units        0.43-0.76 s    16.5 s
+session 14, K=6: 11 520 × 96, 2 units          0.063 s       0.49 s     4.6 s        2.5e-9
+session 14, K=3: 11 520 × 48, 8 units          0.094 s       0.52 s     4.6 s        1.3e-9
+==========================================  ============  =========  ==========  ===========
 
-(filled in below from ``_timings``).
+8 Newton iterations for session 3 (7 for session 14); "coef diff" is the max over units of
+``max|w - w_sm| / max|w_sm|`` against ``sm.GLM(y, X, Poisson()).fit()``. [*] 2 threads at
+load average ~8 (in the same run this module took 4.2 s with blocks and 13.5 s dense, i.e.
+OpenMP threads contending for busy cores); benchmarks/README.md reports statsmodels at
+39.7 s for the same 14-unit session-3 fit on a quiet machine. Apart from [*], every time is
+with 1 torch / BLAS thread; best of 5 (ranges: separate runs) for blocks, one run for dense
+and statsmodels. The dense path spends
+nearly all its time in the per-unit Grams (n · P² · units multiply-adds per iteration); the
+stimulus block removes that term, leaving O(n · units) work per iteration.
 """
 
 from __future__ import annotations
@@ -232,7 +245,7 @@ def _gram(c: torch.Tensor, X_rest: torch.Tensor, UX: torch.Tensor | None,
     Returns:
         (Ua, Q, Q), ``Q = P + E``.
     """
-    ua, n = c.shape
+    ua = c.shape[0]
     r_cols = X_rest.shape[1]
     e_cols = 0 if UX is None else UX.shape[2]
     d_cols = r_cols + e_cols
@@ -241,20 +254,22 @@ def _gram(c: torch.Tensor, X_rest: torch.Tensor, UX: torch.Tensor | None,
     re = c.new_zeros(ua, r_cols, e_cols)
     ee = c.new_zeros(ua, e_cols, e_cols)
     if d_cols:
-        # dense columns: one einsum per row chunk (it lowers to a batched GEMM over units;
-        # measured as fast as explicit bmm and faster than one folded GEMM on 2 cores)
-        step = max(1, _CHUNK_BYTES // (ua * d_cols * item * 2))
-        for s in range(0, n, step):
-            cc = c[:, s:s + step]
-            xr = X_rest[s:s + step]
+        # dense columns: one GEMM per unit on the weighted copy of the design. Measured on
+        # 2 cores (48 960 × 96, 14 units): 1.4 s per pass here vs 1.6 s for
+        # einsum("nu,ni,nj->uij"), 2.0 s for one GEMM on the units-folded product and 3.2 s
+        # for einsum("un,ni,nj->uij") (the batched forms are memory-bound); the temporary is
+        # one (n, R) array whatever the number of units
+        z = torch.empty_like(X_rest)
+        for u in range(ua):
+            cu = c[u][:, None]
             if r_cols:
-                rr += torch.einsum("un,ni,nj->uij", cc, xr, xr)
+                torch.mul(X_rest, cu, out=z)
+                torch.mm(z.T, X_rest, out=rr[u])
             if e_cols:
-                ue = UX[s:s + step]
-                cue = ue * cc.T[:, :, None]
-                ee += torch.einsum("nui,nuj->uij", cue, ue)
+                ue = UX[:, u]
+                ee[u] = (ue * cu).T @ ue
                 if r_cols:
-                    re += torch.einsum("nui,nj->uji", cue, xr)
+                    re[u] = z.T @ ue
     if block is None:
         full = torch.cat([torch.cat([rr, re], 2), torch.cat([re.transpose(1, 2), ee], 2)], 1)
         return full[:, order_inv][:, :, order_inv]
