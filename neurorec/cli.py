@@ -67,9 +67,13 @@ def validate(paths: Sequence[Path], overrides: Sequence[str]) -> None:
 @click.option("--heldout-neurons", "heldout_neurons", default=None, metavar="FRACTION|IDS",
               help="Co-smoothing: hold out this fraction of units (drawn with --seed) or these "
                    "comma-separated unit ids; adds co_bps to metrics.json.")
+@click.option("--cv", "cv", type=click.IntRange(min=2), default=None, metavar="K",
+              help="Choose penalty.l2 (and penalty.l1 where used) by K-fold cross-validation "
+                   "over the training trials, stratified by condition; adds cv to "
+                   "metrics.json and a CV curve to the report.")
 def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
         overrides: Sequence[str], overwrite: bool, resume: bool, quiet: bool,
-        heldout_neurons: str | None = None) -> None:
+        heldout_neurons: str | None = None, cv: int | None = None) -> None:
     """Fit a model spec to recorded spike trains and evaluate it on held-out trials.
 
     The optimiser checkpoints to OUT.partial/ as it goes; a run stopped by SIGTERM saves a
@@ -96,7 +100,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
                                   "to continue it or --overwrite to start over")
             shutil.rmtree(work)
         if resume:
-            found = sorted(work.glob("lbfgs-*.pt")) if work.is_dir() else []
+            found = sorted(work.glob("*.pt")) if work.is_dir() else []
             click.echo(f"resuming from {work}" if found else
                        f"--resume: no checkpoint in {work}, starting from the beginning",
                        err=True)
@@ -104,7 +108,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
             recording = load_recording(data)
             result = fit_and_evaluate(spec, recording, seed=seed, device=device,
                                       progress=not quiet, work_dir=work, resume=resume,
-                                      heldout_neurons=heldout_neurons)
+                                      heldout_neurons=heldout_neurons, cv=cv)
             report = write_fit_outputs(result, out, overwrite=overwrite)
         finally:
             if work.is_dir() and not any(work.iterdir()):
@@ -115,6 +119,9 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
                f"log-likelihood {m['log_likelihood']:.1f} nats over {m['n_bins']} bins × "
                f"{m['n_neurons']} units, fit {m['fit_time_s']:.1f} s "
                f"({m['convergence']['reason']})")
+    if "cv" in m:
+        chosen = ", ".join(f"{k} = {v:g}" for k, v in m["cv"]["chosen"].items())
+        click.echo(f"cross-validation ({m['cv']['k']} folds): chose {chosen}")
     if "co_bps" in m:
         click.echo(f"co-smoothing: co-bps {m['co_bps']:.4f} ({m['n_heldout_neurons']} held-out "
                    f"units), held-in {m['heldin_bits_per_spike']:.4f} bits/spike")

@@ -205,10 +205,11 @@ def test_export_of_a_runaway_model_is_a_user_error(rglm_fit, tmp_path, capsys):
 
     fit = tmp_path / "fit"
     shutil.copytree(rglm_fit, fit)
-    with np.load(fit / "params.npz") as p:
-        arrays = dict(p)
-    arrays["param_h"] = np.full_like(arrays["param_h"], 5.0)
-    np.savez(fit / "params.npz", **arrays)
+    from neurorec.families import RGLM
+
+    model = RGLM.load(fit)  # model.pt is what export-nwb loads
+    model.params_["h"] = np.full_like(model.params_["h"], 5.0)
+    model.save(fit)
     code, _, err = run(capsys, "export-nwb", fit, "--out", tmp_path / "sim.nwb")
     assert code == 2
     assert len(err) == 1 and err[0].startswith(f"{fit}: simulation diverged: unit ")

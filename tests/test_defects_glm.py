@@ -28,7 +28,9 @@ WINDOW = 100  # bins per PSTH window
 
 @pytest.fixture(scope="module")
 def fitted():
-    spec = load_model_spec("models/glm_grasshopper.yaml", ["fit.max_iter=30"])
+    # the earlier-fitted, closed-loop-stable model: 30 L-BFGS steps, no stimulus ridge
+    spec = load_model_spec("models/glm_grasshopper.yaml", ["fit.max_iter=30", "fit.solver=lbfgs",
+                                                          "penalty.stimulus_l2=0"])
     return fit_and_evaluate(spec, load("grasshopper:1"), seed=0, progress=False)
 
 

@@ -39,6 +39,7 @@ def fitted(v1_session3):
     spec = GLMSpec(stimulus={"n_basis": N_BASIS},
                    history={"n_basis": N_HIST, "duration": LAGS * 0.01},
                    coupling={"enabled": True, "n_basis": N_COUP, "duration": LAGS * 0.01},
+                   penalty={"stimulus_l2": 0.0},  # the plain MLE, as statsmodels
                    fit={"early_stopping": False, "max_iter": 3000, "tol": 1e-10})
     model = GLM(spec).fit(train, progress=False)
     hist, coup = raised_cosine_log(LAGS, N_HIST), raised_cosine_log(LAGS, N_COUP)

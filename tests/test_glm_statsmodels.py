@@ -35,6 +35,7 @@ def fitted(v1_session3):
     assert len(units) >= 10
     train = select_units(train, units)
     spec = GLMSpec(stimulus={"n_basis": N_BASIS}, history={"enabled": False},
+                   penalty={"stimulus_l2": 0.0},  # the plain MLE, as statsmodels
                    fit={"early_stopping": False, "max_iter": 3000, "tol": 1e-10})
     model = GLM(spec).fit(train, progress=False)
     y = y[:, units]
@@ -65,3 +66,27 @@ def test_per_unit_log_likelihood_equals_statsmodels(fitted):
 
     per_unit = -poisson_nll(train.counts, model.predict_rate(train)).sum(axis=(0, 1))
     np.testing.assert_allclose(per_unit, [r.llf for r in refs], rtol=1e-8)
+
+
+@pytest.mark.parametrize("observation,link", [("poisson", "exp"), ("bernoulli", "logistic")])
+def test_newton_and_lbfgs_reach_the_same_penalised_optimum(observation, link):
+    """The batched Newton path and the L-BFGS path minimise the same objective: the full GLM
+    (stimulus ridge centred on the mean rate, history, coupling, in-bin A, l2)."""
+    from neurorec.data import bin_trials
+    from neurorec.datasets import load
+
+    data = bin_trials(load("v1_gratings:14"), 0.01, test_fraction=0.2, seed=0)
+    train = select_units(data.subset(~data.is_test), np.arange(5))
+    common = dict(observation=observation, link=link, stimulus={"n_basis": 4},
+                  history={"n_basis": 3, "duration": 0.05},
+                  coupling={"enabled": True, "n_basis": 2, "duration": 0.03},
+                  correlated={"enabled": True}, penalty={"l2": 1e-4, "stimulus_l2": 1e-6})
+    newton = GLM(GLMSpec(**common, fit={"solver": "newton"})).fit(train, progress=False)
+    lbfgs = GLM(GLMSpec(**common, fit={"solver": "lbfgs", "early_stopping": False,
+                                       "max_iter": 5000, "tol": 1e-10})).fit(train,
+                                                                            progress=False)
+    assert newton.fit_report_.converged and newton.fit_report_.reason.startswith("newton")
+    for name, w in newton.params_.items():
+        np.testing.assert_allclose(w, lbfgs.params_[name], rtol=1e-4,
+                                   atol=1e-4 * np.abs(w).max(), err_msg=name)
+    assert newton.log_likelihood(train) == pytest.approx(lbfgs.log_likelihood(train), rel=1e-7)

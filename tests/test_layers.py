@@ -6,7 +6,7 @@ Layers, lowest first (a module may import its own layer or lower ones):
 2. ``fit`` (generic solvers and training engine)
 3. ``analysis`` (pure analyses on arrays)
 4. ``report`` (figures, html)
-5. ``families`` and ``backends``
+5. ``families``, ``backends`` and ``sklearn`` (estimator facades over the solvers)
 6. ``workflows``
 7. ``cli``
 
@@ -32,7 +32,7 @@ LAYERS = {
     "fit": 2,
     "analysis": 3,
     "report": 4,
-    "families": 5, "backends": 5,
+    "families": 5, "backends": 5, "sklearn": 5,  # the scikit-learn facade over fit/ and core/
     "workflows": 6,
     "cli": 7,
 }

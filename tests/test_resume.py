@@ -35,7 +35,10 @@ GLM_V1 = REPO / "models" / "glm_v1.yaml"
 # trials tracked (early stopping with a patience it never exhausts), a checkpoint every 2 its
 SMALL_FIT = ["--quiet", "--seed", "3", "--set", "coupling.enabled=false",
              "--set", "fit.max_iter=60", "--set", "fit.check_every=2",
-             "--set", "fit.patience=100"]
+             "--set", "fit.patience=100",
+             # the L-BFGS loop is what checkpoints (a batched Newton GLM fit takes seconds and
+             # starts over on --resume, to the same result)
+             "--set", "fit.solver=lbfgs"]
 # same threads in the subprocess as in this process (conftest: 1), so the numbers can agree
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

@@ -62,7 +62,8 @@ def _lagged(x: np.ndarray, basis: np.ndarray, first_lag: int) -> np.ndarray:
 
 
 def test_stimulus_filter_glm_equals_statsmodels(grasshopper):
-    spec = load_model_spec(SPEC, ["penalty.l2=0", "fit.early_stopping=false"])
+    spec = load_model_spec(SPEC, ["penalty.l2=0", "penalty.stimulus_l2=0",
+                                  "fit.early_stopping=false"])
     result = fit_and_evaluate(spec, grasshopper, seed=0, progress=False)
     train, test = result.train, result.test
     stim_basis = raised_cosine_log(25, 12)

@@ -73,6 +73,9 @@ class Family:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
     example: Callable[[], Example] | None = None
+    #: ``(spec, (n_trials, n_bins, n_units, n_conditions)) -> {part: bytes}``, the peak
+    #: memory of a fit, checked by ``neurorec fit`` before it starts; None: not estimated
+    memory_estimate: Callable[[Spec, tuple[int, int, int, int]], dict[str, int]] | None = None
 
     def supports(self, capability: str) -> bool:
         if capability not in CAPABILITIES:
@@ -87,7 +90,8 @@ MODELS: dict[str, type[Model]] = {}
 
 def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "bits_per_spike",
                     capabilities: Iterable[str] = (), description: str = "",
-                    example: Callable[[], Example] | None = None) -> Family:
+                    example: Callable[[], Example] | None = None,
+                    memory_estimate: Callable | None = None) -> Family:
     """Register ``model`` as the class that realises specs of ``kind`` (schema ``spec``)."""
     caps = frozenset(capabilities)
     if unknown := caps - CAPABILITIES:
@@ -100,7 +104,7 @@ def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "b
         raise ValueError(f"{kind}: spec {spec.__name__}.kind defaults to "
                          f"{spec.model_fields['kind'].default!r}")
     family = Family(kind, spec, model, score, caps, description or (spec.__doc__ or "").strip(),
-                    example)
+                    example, memory_estimate)
     FAMILIES[kind] = family
     model.kind = kind
     if "binned_trials" in caps:

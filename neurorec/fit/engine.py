@@ -163,7 +163,9 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
         log = LoopLog(**saved["log"])
         best_state, since_best = saved["best_state"], saved["since_best"]
         start = log.resumed_from = saved["iteration"]
-        if saved.get("finished"):  # a finished run resumed: nothing left to do
+        if saved.get("finished") and log.stopped_by != "n_iter":
+            # stopped early (budget, early stopping): it trains no further; a run that ran
+            # to its n_iter continues when resumed with a larger one
             n_iter = start
 
     def save(i: int, finished: bool) -> None:
@@ -205,6 +207,8 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
                 stop = "budget"
             log.seconds = time.perf_counter() - t0
             finished = stop is not None or i == n_iter
+            if stop is not None:
+                log.stopped_by = stop
             if finished and stop == "early_stopping" and best_state is not None:
                 set_state(best_state)
             if path is not None and (finished or i % checkpoint_every == 0):
@@ -213,7 +217,6 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
             if callback is not None:
                 callback(i, row)
             if stop is not None:
-                log.stopped_by = stop
                 break
     finally:
         bar.close()

@@ -40,6 +40,7 @@ class FitReport:
     best_validation_nll: float | None
     fit_time_s: float
     history: list[dict] = field(default_factory=list)
+    optimizer: str = "L-BFGS"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +71,12 @@ class Checkpointing:
 
 _CHECKPOINTING: ContextVar[Checkpointing | None] = ContextVar("lbfgs_checkpointing",
                                                                default=None)
+
+
+def active_checkpointing() -> Checkpointing | None:
+    """The :func:`checkpointing` block the current fit runs in (``neurorec fit`` opens one in
+    ``OUT.partial/``), or None; any family's loop may checkpoint there."""
+    return _CHECKPOINTING.get()
 
 
 @contextmanager
@@ -262,6 +269,15 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
             "elapsed_s": elapsed_before + time.perf_counter() - start})
         ckpt.last, ckpt.last_iter = path, n_iter
 
+    if use_val and best_state is None and n_iter == 0:
+        # the start is a candidate too: a warm start (the R-GLM from its fitted GLM) is never
+        # left for iterates that are worse on the held-back trials
+        loss0 = closure()
+        best_val = validation_nll()
+        best_state = {k: v.detach().clone() for k, v in params.items()}
+        history.append({"iter": 0, "objective": float(loss0.detach()), "validation_nll": best_val,
+                        "max_abs_grad": max(float(t.grad.abs().max()) for t in tensors
+                                            if t.grad is not None)})
     bar = tqdm(total=spec.max_iter, initial=min(n_iter, spec.max_iter), desc=desc,
                disable=not progress, leave=False, unit="it")
     with interrupt.deferring():

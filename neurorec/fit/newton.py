@@ -249,7 +249,6 @@ def _gram(c: torch.Tensor, X_rest: torch.Tensor, UX: torch.Tensor | None,
     r_cols = X_rest.shape[1]
     e_cols = 0 if UX is None else UX.shape[2]
     d_cols = r_cols + e_cols
-    item = c.element_size()
     rr = c.new_zeros(ua, r_cols, r_cols)
     re = c.new_zeros(ua, r_cols, e_cols)
     ee = c.new_zeros(ua, e_cols, e_cols)
@@ -259,17 +258,19 @@ def _gram(c: torch.Tensor, X_rest: torch.Tensor, UX: torch.Tensor | None,
         # einsum("nu,ni,nj->uij"), 2.0 s for one GEMM on the units-folded product and 3.2 s
         # for einsum("un,ni,nj->uij") (the batched forms are memory-bound); the temporary is
         # one (n, R) array whatever the number of units
-        z = torch.empty_like(X_rest)
-        for u in range(ua):
-            cu = c[u][:, None]
-            if r_cols:
-                torch.mul(X_rest, cu, out=z)
+        if r_cols:
+            z = torch.empty_like(X_rest)
+            for u in range(ua):
+                torch.mul(X_rest, c[u][:, None], out=z)
                 torch.mm(z.T, X_rest, out=rr[u])
-            if e_cols:
-                ue = UX[:, u]
-                ee[u] = (ue * cu).T @ ue
-                if r_cols:
-                    re[u] = z.T @ ue
+        if e_cols:
+            # per-unit columns: all units in two batched products, (Ua, E, n) @ (Ua, n, E)
+            # and one GEMM X_rest' (c ∘ UX) for the cross terms
+            wux = UX * c.T[:, :, None]  # (n, Ua, E)
+            ee = torch.bmm(wux.permute(1, 2, 0), UX.permute(1, 0, 2))
+            if r_cols:
+                re = (X_rest.T @ wux.reshape(-1, ua * e_cols)).reshape(r_cols, ua, e_cols)
+                re = re.permute(1, 0, 2)
     if block is None:
         full = torch.cat([torch.cat([rr, re], 2), torch.cat([re.transpose(1, 2), ee], 2)], 1)
         return full[:, order_inv][:, :, order_inv]
@@ -288,20 +289,24 @@ def _gram(c: torch.Tensor, X_rest: torch.Tensor, UX: torch.Tensor | None,
     hbb = hbb.reshape(ua, n_cond * k, n_cond * k)
     hbd = c.new_zeros(ua, n_cond * k, d_cols)
     if d_cols:
-        # cross terms: M[u, c, t, d] = sum over trials of condition c of c * x_d at bin t,
-        # then the basis: sum_t S[t, k] M[u, c, t, d]
+        # cross terms: M[u, c, t, d] = sum over trials j of condition c of c[u, j, t] x[j, t, d],
+        # then the basis: sum_t S[t, k] M[u, c, t, d]. Per condition, one batched product
+        # over bins, (T, Ua, n_c) @ (T, n_c, R): ~2·Ua·n·R flops in all (measured 0.05 s for
+        # 51 840 rows × 79 columns × 25 units, against 16 s for a scatter-add of the
+        # elementwise products)
         m = c.new_zeros(ua, n_cond, t_bins, d_cols)
-        x3 = X_rest.reshape(-1, t_bins, r_cols)
+        x3 = X_rest.reshape(-1, t_bins, r_cols) if r_cols else None
         u4 = None if UX is None else UX.reshape(-1, t_bins, ua, e_cols)
-        step = max(1, _CHUNK_BYTES // (ua * t_bins * d_cols * item * 2))
-        for s in range(0, c3.shape[1], step):
-            cj = c3[:, s:s + step, :, None]
-            pieces = []
-            if r_cols:
-                pieces.append(cj * x3[None, s:s + step])
-            if e_cols:
-                pieces.append(cj * u4[s:s + step].permute(2, 0, 1, 3))
-            m.index_add_(1, cond[s:s + step], torch.cat(pieces, 3))
+        if r_cols:
+            for cc in range(n_cond):
+                idx = torch.nonzero(cond == cc).flatten()
+                if len(idx):
+                    m[:, cc, :, :r_cols] = torch.bmm(c3[:, idx, :].permute(2, 0, 1),
+                                                     x3[idx].permute(1, 0, 2)).permute(1, 0, 2)
+        if e_cols:  # (trials, T, Ua, E) products summed over each condition's trials
+            prod = c3.permute(1, 2, 0)[..., None] * u4
+            sums = prod.new_zeros(n_cond, t_bins, ua, e_cols).index_add_(0, cond, prod)
+            m[:, :, :, r_cols:] = sums.permute(2, 0, 1, 3)
         hbd = torch.einsum("tk,uctd->uckd", S, m).reshape(ua, n_cond * k, d_cols)
     full = torch.cat([
         torch.cat([hbb, hbd], 2),
@@ -643,7 +648,12 @@ def _start(ops: _Ops, Yt: torch.Tensor, UX: torch.Tensor | None, off: torch.Tens
     Gu = G * fx[:, :, None] * fx[:, None, :] + torch.diag_embed(1.0 - fx)
     Gu = Gu + ridge * torch.eye(p, dtype=dt, device=dev)
     W1 = W0.clone()
-    W1[:, :p] = torch.linalg.solve(Gu, (rhs * fx)[:, :, None])[:, :, 0] * fx
+    # Gu is symmetric positive definite (Gram + ridge): Cholesky, not LU (MKL's batched LU
+    # printed DLASWP parameter errors on some of these systems); a unit whose factorisation
+    # fails keeps the zero start
+    L, info = torch.linalg.cholesky_ex(Gu)
+    sol = torch.cholesky_solve((rhs * fx)[:, :, None], L)[:, :, 0] * fx
+    W1[:, :p] = torch.where((info == 0)[:, None], sol, torch.zeros_like(sol))
     eta1 = ops.eta(W1, UX, off)
     f1 = ops.objective(eta1, W1, Yt, lam)
     better = torch.isfinite(f1) & (f1 < f0)

@@ -127,12 +127,12 @@ def bits_per_spike_figure(per_neuron: np.ndarray, unit_ids: np.ndarray, path: Pa
     return path
 
 
-def training_curve_figure(history: list[dict], path: Path) -> Path:
-    """Objective and held-out NLL over L-BFGS iterations."""
+def training_curve_figure(history: list[dict], path: Path, optimizer: str = "L-BFGS") -> Path:
+    """Objective and held-out NLL over the optimiser's iterations."""
     fig, ax = _subplots(figsize=(4.5, 3))
     it = [h["iter"] for h in history]
     ax.plot(it, [h["objective"] for h in history], label="training objective")
-    ax.set(xlabel="L-BFGS iteration", ylabel="objective", title="convergence")
+    ax.set(xlabel=f"{optimizer} iteration", ylabel="objective", title="convergence")
     # a Newton-CG polish entry has no held-back NLL: plot the checks that have one
     checks = [(h["iter"], h["validation_nll"]) for h in history if "validation_nll" in h]
     if checks:
@@ -189,6 +189,31 @@ def structure_figure(data: np.ndarray, data_condition: np.ndarray,
                 title="population PSTH (all conditions)")
     for ax in axes:
         ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def cv_curve_figure(cv: dict, path: Path) -> Path:
+    """Mean held-out log-likelihood (± SEM over folds) against the penalty strength, one
+    line per L1 strength; the chosen point circled."""
+    grid = cv["grid"]
+    folds = np.asarray(cv["fold_heldout_ll"], dtype=float)
+    mean = folds.mean(axis=1)
+    sem = folds.std(axis=1, ddof=1) / np.sqrt(folds.shape[1]) if folds.shape[1] > 1 else 0 * mean
+    fig, ax = _subplots(figsize=(4.5, 3))
+    l2 = np.array([g["l2"] for g in grid])
+    floor = l2[l2 > 0].min() / 10 if (l2 > 0).any() else 1e-8
+    x = np.where(l2 > 0, l2, floor)  # l2 = 0 drawn one decade below the smallest strength
+    for l1 in sorted({g.get("l1", 0.0) for g in grid}):
+        sel = np.array([g.get("l1", 0.0) == l1 for g in grid])
+        ax.errorbar(x[sel], mean[sel], yerr=sem[sel] if np.ndim(sem) else None, marker="o",
+                    ms=3, capsize=2, label=f"l1 = {l1:g}")
+    best = next(i for i, g in enumerate(grid) if g == cv["chosen"])
+    ax.plot(x[best], mean[best], "o", mfc="none", mec="k", ms=10)
+    ax.set(xscale="log", xlabel="penalty.l2 (0 at the left end)",
+           ylabel="held-out LL (nats, mean over folds)", title="cross-validation")
+    ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

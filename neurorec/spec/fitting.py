@@ -10,7 +10,17 @@ from neurorec.spec.base import Spec
 
 
 class FitSpec(Spec):
-    """Penalised maximum likelihood with L-BFGS."""
+    """Penalised maximum likelihood.
+
+    ``solver``: ``newton`` — batched Newton/IRLS over all units at once
+    (:mod:`neurorec.fit.newton`), for the convex models (GLM without a latent, Poisson or
+    Bernoulli, no L1): the exact penalised optimum on all training trials in a few Hessian
+    passes; early stopping does not apply (the penalty regularises). ``lbfgs`` — L-BFGS with
+    early stopping on held-back training trials. ``auto`` (default): ``newton`` where it
+    applies, else ``lbfgs``.
+    """
+
+    solver: Literal["auto", "newton", "lbfgs"] = "auto"
 
     max_iter: int = Field(500, ge=1, le=100_000, description="L-BFGS iterations in all")
     tol: float = Field(1e-9, gt=0, lt=1, description="stop when the max |gradient| falls below")

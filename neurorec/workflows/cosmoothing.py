@@ -139,7 +139,10 @@ def cosmoothing_metrics(test_counts: np.ndarray, test_rates: np.ndarray,
 
 
 def check_supports(model, kind: str) -> None:
-    """A model fits in co-smoothing mode when it has a ``heldout`` attribute it honours."""
-    if not hasattr(model, "heldout"):
+    """A model fits in co-smoothing mode when its family declares ``heldout_neurons``."""
+    from neurorec.families import registered
+
+    able = sorted(k for k, f in registered().items() if f.supports("heldout_neurons"))
+    if kind not in able:
         raise DataError(f"--heldout-neurons: models of kind '{kind}' do not support "
-                        "co-smoothing (glm, rglm, ctrnn_obs do)")
+                        f"co-smoothing ({', '.join(able)} do)")

@@ -85,12 +85,19 @@ def _report(result: FitResult, tmp: Path) -> None:
     if fitted:
         figures.filters_figure(*filters.values(), test.bin_size, tmp / "filters.png")
     figures.bits_per_spike_figure(per_neuron, test.unit_ids, tmp / "bits_per_spike.png")
-    figures.training_curve_figure(model.fit_report_.history, tmp / "convergence.png")
+    figures.training_curve_figure(model.fit_report_.history, tmp / "convergence.png",
+                                  optimizer)
     if family_of(result.spec.kind).supports("latent_dynamics"):
         eig, tau = model.time_constants()
         figures.eigenvalue_figure(eig, tau, tmp / "eigenvalues.png")
         figs.append(("eigenvalues.png", "Eigenvalues of the recurrence R (unit circle in grey) "
                                         "and their time constants τ = -Δt / ln|λ|."))
+    if "cv" in m:
+        figures.cv_curve_figure(m["cv"], tmp / "cv.png")
+        chosen = ", ".join(f"{k} = {v:g}" for k, v in m["cv"]["chosen"].items())
+        figs.append(("cv.png", f"{m['cv']['k']}-fold cross-validation over the training "
+                               f"trials: mean held-out log-likelihood per penalty strength "
+                               f"(± SEM over folds); chosen {chosen}."))
     conv = m["convergence"]
     rows = [("held-out bits/spike", m["bits_per_spike"]),
             ("held-out log-likelihood (nats)", m["log_likelihood"]),

@@ -22,7 +22,7 @@ from neurorec.core.metrics import (
 )
 from neurorec.data.binning import bin_trials
 from neurorec.data.recording import BinnedTrials, Recording
-from neurorec.families import Model, model_for
+from neurorec.families import Model, family_of, model_for
 from neurorec.spec.base import Spec
 
 
@@ -71,7 +71,8 @@ def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
 def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: str = "cpu",
                      progress: bool = True, work_dir: Path | None = None,
                      resume: bool = False, check_memory: bool = True,
-                     heldout_neurons: str | float | list | None = None) -> FitResult:
+                     heldout_neurons: str | float | list | None = None,
+                     cv: int | None = None) -> FitResult:
     """Fit ``spec`` on the training trials of ``recording`` and score the test trials.
 
     ``heldout_neurons`` (a fraction, or a comma list of unit ids / positions): co-smoothing
@@ -85,6 +86,9 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
             an uninterrupted run gives (CPU, same seed).
         check_memory: refuse up front a fit estimated to need more memory than available
             (:mod:`neurorec.workflows.resources`).
+        cv: K: choose the penalty strengths by K-fold cross-validation over the training
+            trials (:mod:`neurorec.workflows.cv`), then fit all training trials with them;
+            ``metrics["cv"]`` holds the grid, the mean held-out LL per point and the choice.
     """
     if check_memory:
         from neurorec.workflows.resources import check_fit_memory
@@ -97,12 +101,13 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         return _fit_and_evaluate(spec, recording, seed, device, progress, work_dir, resume,
-                                 heldout_neurons)
+                                 heldout_neurons, cv)
 
 
 def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
                       progress: bool, work_dir: Path | None, resume: bool,
-                      heldout_neurons: str | float | list | None) -> FitResult:
+                      heldout_neurons: str | float | list | None,
+                      cv: int | None = None) -> FitResult:
     data = bin_for_spec(spec, recording, seed)
     train, test = data.subset(~data.is_test), data.subset(data.is_test)
     if len(test.counts) == 0 or len(train.counts) < 2:
@@ -111,6 +116,15 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
     if test.counts.sum() == 0:
         raise DataError(f"{recording.source}: units: no spikes in the held-out trials")
     start = time.perf_counter()
+    cv_result = None
+    if cv is not None:
+        from neurorec.workflows.cv import cross_validate, with_penalty
+
+        if heldout_neurons is not None:
+            raise DataError("--cv: cross-validation with --heldout-neurons is not supported "
+                            "(choose the penalty without co-smoothing, then pass it with --set)")
+        cv_result = cross_validate(spec, train, cv, seed, resolve_device(device))
+        spec = with_penalty(spec, cv_result.chosen)
     model = model_for(spec, device=resolve_device(device), seed=seed)
     heldout = None
     if heldout_neurons is not None:
@@ -159,10 +173,12 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
         "device": device,
         "convergence": {k: v for k, v in model.fit_report_.to_dict().items() if k != "history"},
     }
-    if hasattr(model, "time_constants"):
+    if family_of(spec.kind).supports("latent_dynamics"):
         eig, tau = model.time_constants()
         metrics["time_constants_s"] = tau
         metrics["eigenvalues_R"] = [[float(e.real), float(e.imag)] for e in eig]
+    if cv_result is not None:
+        metrics["cv"] = cv_result.to_dict()
     if heldout is not None:
         metrics.update(cosmoothing.cosmoothing_metrics(test.counts, rates, train.counts, heldout,
                                                        obs))

@@ -22,14 +22,6 @@ import numpy as np
 from neurorec.core.errors import NeurorecError
 from neurorec.data.recording import Recording
 
-# copies of the (trials × bins × units × features) design alive during one objective +
-# gradient evaluation (drive terms, rate, NLL, einsum intermediates and their gradients).
-# Calibrated on glm_v1.yaml, V1 session 0 (208 × 90 × 38, 8 feature planes): peak RSS grew
-# by 428 MiB over the imported interpreter; 12 copies estimate 547 MiB (an upper bound).
-ACTIVATION_COPIES = 12
-# int64 counts, float64 copy for initialisation, train/validation subsets
-COUNT_COPIES_BYTES = 32
-LBFGS_HISTORY = 20
 # the interpreter with torch, numpy, pandas and the bundled data loaded (measured: 313 MiB)
 PROCESS_BASE_BYTES = 320 * 2**20
 
@@ -88,41 +80,17 @@ def _data_shape(spec, recording: Recording) -> tuple[int, int, int, int]:
 
 
 def estimate_fit_memory(spec, recording: Recording) -> MemoryEstimate | None:
-    """Peak memory of fitting ``spec`` (a GLM-family spec with ``data.bin_size``) to
-    ``recording``; None for specs this estimate does not describe."""
+    """Peak memory of fitting ``spec`` to ``recording``, from the family's own estimate
+    (``Family.memory_estimate``); None for families that declare none."""
+    from neurorec.families import family_of
+
+    estimate = family_of(spec.kind).memory_estimate
     data = getattr(spec, "data", None)
-    if data is None or not hasattr(data, "bin_size"):
+    if estimate is None or data is None or not hasattr(data, "bin_size"):
         return None
-    n_trials, n_bins, n_units, n_cond = _data_shape(spec, recording)
-    fit = getattr(spec, "fit", None)
-    item = 4 if getattr(fit, "dtype", "float64") == "float32" else 8
-    cells = n_trials * n_bins * n_units
-
-    def enabled(name: str) -> bool:
-        part = getattr(spec, name, None)
-        return part is not None and getattr(part, "enabled", True)
-
-    k_hist = spec.history.n_basis if enabled("history") else 0
-    k_coup = spec.coupling.n_basis if enabled("coupling") else 0
-    k_stim = spec.stimulus.n_basis if enabled("stimulus") else 1
-    rec = getattr(spec, "recurrent", None)
-    dim = rec.dim if rec is not None else 0
-    correlated = enabled("correlated") and getattr(spec.correlated, "enabled", False)
-    n_params = (n_units * n_cond * k_stim + n_units * k_hist + n_units * n_units * k_coup
-                + (n_units * n_units if correlated else 0) + 2 * dim * n_units + dim * dim)
-    parts = {
-        "counts": COUNT_COPIES_BYTES * cells,
-        "design": item * cells * (1 + k_hist + k_coup),
-        "autograd": item * ACTIVATION_COPIES * (cells * (1 + k_hist + k_coup)
-                                                + 2 * n_trials * n_bins * dim),
-        # each block's Gauss-Newton matrix, its Cholesky factor and inverse (preconditioner)
-        "gram matrices": 3 * item * (n_units * (n_units * k_coup) ** 2
-                                     + n_units * n_cond * k_stim ** 2 + n_units * k_hist ** 2
-                                     + (n_units ** 3 if correlated else 0)),
-        "L-BFGS": item * n_params * (2 * LBFGS_HISTORY + 8),
-        "process": PROCESS_BASE_BYTES,
-    }
-    return MemoryEstimate(int(sum(parts.values())), parts, (n_trials, n_bins, n_units))
+    shape = _data_shape(spec, recording)
+    parts = {**estimate(spec, shape), "process": PROCESS_BASE_BYTES}
+    return MemoryEstimate(int(sum(parts.values())), parts, shape[:3])
 
 
 def check_fit_memory(spec, recording: Recording, available: int | None = None) -> None:

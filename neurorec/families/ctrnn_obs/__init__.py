@@ -6,9 +6,10 @@ from neurorec.families.base import register_family
 from neurorec.families.ctrnn_obs.conformance import ctrnn_obs_example
 from neurorec.families.ctrnn_obs.model import CTRNNObs
 from neurorec.families.ctrnn_obs.spec import CTRNNObsSpec
+from neurorec.families.glm.resources import glm_fit_memory
 
 register_family("ctrnn_obs", CTRNNObsSpec, CTRNNObs,
                 capabilities=("binned_trials", "heldout_neurons", "resume"),
-                example=ctrnn_obs_example)
+                example=ctrnn_obs_example, memory_estimate=glm_fit_memory)
 
 __all__ = ["CTRNNObs", "CTRNNObsSpec"]

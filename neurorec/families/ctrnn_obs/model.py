@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -50,23 +49,9 @@ from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.families.ctrnn_obs.spec import CTRNNObsSpec
 from neurorec.fit import interrupt
 from neurorec.fit.engine import LoopLog, Stepper, run_loop
-from neurorec.fit.lbfgs import _CHECKPOINTING, FitReport
+from neurorec.fit.lbfgs import FitReport, active_checkpointing
 
 Tensor = torch.Tensor
-
-
-@dataclass
-class AdamFitReport(FitReport):
-    """A :class:`FitReport` that says which optimiser produced it (``metrics.json``'s
-    ``convergence.optimizer``, the report's captions)."""
-
-    optimizer: str = "Adam"
-
-
-def active_checkpointing():
-    """The :func:`neurorec.fit.lbfgs.checkpointing` block ``neurorec fit`` runs the fit in, or
-    None: the Adam loop checkpoints into the same ``OUT.partial/`` as the GLM's L-BFGS."""
-    return _CHECKPOINTING.get()
 
 
 def network_spec(spec: CTRNNObsSpec) -> CTRNNSpec:
@@ -253,13 +238,13 @@ class CTRNNObs(Model):
                    if row["iteration"] % tr.validate_every == 0 or row is log.train[-1]]
         stopped = log.stopped_by == "early_stopping"
         self.module_ = module
-        self.fit_report_ = AdamFitReport(
+        self.fit_report_ = FitReport(
             converged=stopped, n_iter=len(log.train), n_evals=len(log.train),
             reason=(f"early stopping (best held-back NLL at step {log.best_iteration})"
                     if stopped else f"{tr.n_steps} steps"),
             final_objective=final, max_abs_grad=float(max(grads)) if grads else 0.0,
             best_validation_nll=best["value"] if best is not None else None,
-            fit_time_s=log.seconds, history=history)
+            fit_time_s=log.seconds, history=history, optimizer="Adam")
         self.params_ = self._numpy_params()
         return self
 

@@ -7,12 +7,14 @@ brian2.py (Brian 2 network of a fitted model).
 from neurorec.families.base import register_family
 from neurorec.families.glm.conformance import glm_example, rglm_example
 from neurorec.families.glm.glm import GLM
+from neurorec.families.glm.resources import glm_fit_memory
 from neurorec.families.glm.rglm import RGLM
 from neurorec.families.glm.spec import GLMSpec, RGLMSpec
 
 _CAPS = ("binned_trials", "heldout_neurons", "brian2", "stimulus_filter")
-register_family("glm", GLMSpec, GLM, capabilities=_CAPS, example=glm_example)
+register_family("glm", GLMSpec, GLM, capabilities=_CAPS, example=glm_example,
+                memory_estimate=glm_fit_memory)
 register_family("rglm", RGLMSpec, RGLM, capabilities=(*_CAPS, "latent_dynamics"),
-                example=rglm_example)
+                example=rglm_example, memory_estimate=glm_fit_memory)
 
 __all__ = ["GLM", "RGLM", "GLMSpec", "RGLMSpec"]

@@ -26,18 +26,21 @@ at zero. With ``heldout`` None (the default) nothing changes.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import torch
 
 from neurorec.core.bases import raised_cosine_linear, raised_cosine_log
-from neurorec.core.errors import DataError, DivergenceError
+from neurorec.core.errors import DataError, DivergenceError, SpecError
 from neurorec.core.observations import make_observation
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.base import Model
 from neurorec.families.glm.spec import GLMSpec
 from neurorec.fit.lbfgs import FitReport, fit_lbfgs
+from neurorec.fit.newton import StimulusBlock, fit_batched_glm
 
 Tensor = torch.Tensor
 MAX_RATE_HZ = 10_000.0  # beyond any neuron: a sample this high means runaway excitation
@@ -83,6 +86,9 @@ class GLM(Model):
 
     heldout: np.ndarray | None = None
     saved_options = ("heldout",)
+    #: parameters to start the fit from (e.g. the neighbouring strength on a CV path); None:
+    #: the default start
+    warm_start_params: dict[str, np.ndarray] | None = None
 
     def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0):
         self.spec = spec
@@ -199,6 +205,10 @@ class GLM(Model):
 
     def _extra_init(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
         return {}
+
+    def _warm_start(self, data: BinnedTrials, init: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Where L-BFGS starts (``init``: the values the preconditioner was built at)."""
+        return init
 
     def _curvature(self, y: Tensor) -> Tensor:
         """(n_units,) second derivative of one bin's NLL in the drive, at the mean rate."""
@@ -362,6 +372,12 @@ class GLM(Model):
     def _objective(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
         nll = self._nll(p, d).mean()
         pen = self.spec.penalty
+        if pen.stimulus_l2:
+            if "beta" in p:  # towards each unit's mean rate, not towards a rate of 1 per bin
+                centre = self._tensor(self.stimulus_centre_)  # set by fit from the data
+                nll = nll + pen.stimulus_l2 * ((p["beta"] - centre) ** 2).sum()
+            if "k" in p:
+                nll = nll + pen.stimulus_l2 * (p["k"] ** 2).sum()
         for name in self.penalised_names():
             if name in p:
                 w = p[name]
@@ -393,6 +409,12 @@ class GLM(Model):
             raise DataError(f"{data.source}: units: correlated observations need ≥ 2 units "
                             "(a lower-triangular coupling of one unit is empty)")
         self.unit_order_ = self._choose_order(data)
+        if self.solver() == "newton":
+            self.fit_report_ = self._fit_newton(data, progress)
+            self.n_bins_, self.n_units_ = data.counts.shape[1], data.counts.shape[2]
+            self.n_conditions_ = data.n_conditions
+            self.bin_size_ = data.bin_size
+            return self
         gen = torch.Generator().manual_seed(self.seed)
         train, val = data, None
         if self.spec.fit.early_stopping:
@@ -402,8 +424,11 @@ class GLM(Model):
                 train, val = data.subset(~is_val), data.subset(is_val)
         d_train = self._design(train)
         init = self._init_params(train, gen)
+        if "beta" in init:
+            self.stimulus_centre_ = init["beta"].detach().cpu().numpy()
         to_model, to_internal = self._preconditioner(train, d_train, init)
-        internal = {k: v.detach().requires_grad_() for k, v in to_internal(init).items()}
+        start = self._warm_start(train, init)
+        internal = {k: v.detach().requires_grad_() for k, v in to_internal(start).items()}
         d_val = self._design(val) if val is not None else None
 
         def validation_nll() -> float:
@@ -421,6 +446,158 @@ class GLM(Model):
         self.n_conditions_ = data.n_conditions
         self.bin_size_ = data.bin_size
         return self
+
+    # ---------------------------------------------------------------- batched Newton
+    def solver(self) -> str:
+        """``newton`` or ``lbfgs``: what :meth:`fit` uses for this spec (``fit.solver``)."""
+        convex = (self.spec.kind == "glm" and self.observation_name in ("poisson", "bernoulli")
+                  and not self.spec.penalty.l1)
+        choice = self.spec.fit.solver
+        if choice == "newton" and not convex:
+            raise SpecError(f"{self.spec.name}: fit.solver: newton needs a convex model (kind "
+                            "glm, poisson or bernoulli observations, penalty.l1 = 0)")
+        return "newton" if choice == "newton" or (choice == "auto" and convex) else "lbfgs"
+
+    def newton_design(self, data: BinnedTrials) -> dict[str, object]:
+        """The fit as per-unit regressions on one shared design (given the data, every term
+        of a GLM without a latent is linear in fixed features).
+
+        Returns ``X`` (n_rows, P) shared columns ``[stimulus | coupling | in-bin A |
+        stimulus filter]`` (a bias column instead of the stimulus block when it is off),
+        ``unit_X`` (n_rows, n_units, K_h) each unit's own history features or None,
+        ``Y`` (n_rows, n_units), ``mask`` (n_units, P + K_h), ``l2`` (n_units, P + K_h) on
+        the summed NLL (``penalty.l2`` or ``penalty.stimulus_l2`` times ``n_rows · n_units``:
+        the objective is the mean NLL over bins and units), the
+        :class:`~neurorec.fit.newton.StimulusBlock` and ``slices`` {param name: column
+        slice}. Rows are trial-major.
+        """
+        d = self._design(data)
+        y = d["y"]
+        n_trials, n_bins, n_units = y.shape
+        rows = n_trials * n_bins
+        cols: list[Tensor] = []
+        masks: list[Tensor] = []
+        slices: dict[str, slice] = {}
+        block = None
+        ones = y.new_ones(n_units, 1)
+
+        def add(name: str, features: Tensor, mask: Tensor) -> None:
+            start = sum(c.shape[1] for c in cols)
+            cols.append(features)
+            masks.append(mask)
+            slices[name] = slice(start, start + features.shape[1])
+
+        if "S" in d:
+            k = d["S"].shape[1]
+            block = StimulusBlock(d["condition"].cpu(), d["S"].cpu(), data.n_conditions, 0)
+            add("beta", block.design(y.dtype, y.device), ones.expand(-1, block.n_cols))
+        else:
+            add("bias", y.new_ones(rows, 1), ones)
+        keep = self._heldin()
+        if "C" in d:
+            k = d["C"].shape[3]
+            used = 1 - torch.eye(n_units, dtype=y.dtype, device=y.device)
+            if keep is not None:
+                used = used * keep[None, :]
+            add("J", d["C"].reshape(rows, n_units * k), used.repeat_interleave(k, dim=1))
+        if self.spec.correlated.enabled:
+            add("A", self._inputs(y).reshape(rows, n_units), self._order_mask())
+        if "X" in d:
+            feats = d["X"].reshape(rows, -1)
+            add("k", feats, ones.expand(-1, feats.shape[1]))
+        X = torch.cat(cols, dim=1)
+        unit_X = None
+        if "H" in d:
+            kh = d["H"].shape[3]
+            unit_X = d["H"].reshape(rows, n_units, kh)
+            own = ones.expand(-1, kh) if keep is None else keep[:, None].expand(-1, kh)
+            masks.append(own)
+            slices["h"] = slice(X.shape[1], X.shape[1] + kh)
+        mask = torch.cat(masks, dim=1) > 0
+        penalty = self.spec.penalty
+        stim = {"beta", "k"}  # ridge `stimulus_l2`; the bias is never penalised
+        weight = torch.zeros(mask.shape[1], dtype=y.dtype, device=y.device)
+        for name, sl in slices.items():
+            weight[sl] = (penalty.stimulus_l2 if name in stim else
+                          0.0 if name == "bias" else penalty.l2)
+        l2 = (weight * rows * n_units)[None].expand(n_units, -1)
+        return {"X": X, "unit_X": unit_X, "Y": y.reshape(rows, n_units), "mask": mask,
+                "l2": l2, "block": block, "slices": slices}
+
+    def _params_from_coef(self, coef: Tensor, slices: dict[str, slice],
+                          data: BinnedTrials) -> dict[str, np.ndarray]:
+        """Parameter arrays of the model from the stacked per-unit coefficients."""
+        n_units = coef.shape[0]
+        c = coef.detach().cpu().numpy()
+        out: dict[str, np.ndarray] = {}
+        for name, sl in slices.items():
+            w = c[:, sl]
+            if name == "beta":
+                w = w.reshape(n_units, data.n_conditions, -1)
+            elif name == "J":
+                w = w.reshape(n_units, n_units, -1)
+            elif name == "k":
+                w = w.reshape(n_units, data.stimulus.shape[2], -1)
+            elif name == "bias":
+                w = w[:, 0]
+            out[name] = np.ascontiguousarray(w)
+        return out
+
+    def _coef_from_params(self, params: dict[str, np.ndarray], slices: dict[str, slice],
+                          n_cols: int) -> Tensor:
+        """(n_units, n_cols) stacked coefficients of ``params`` (the inverse of
+        :meth:`_params_from_coef`)."""
+        n_units = len(next(iter(params.values())))
+        coef = torch.zeros(n_units, n_cols, dtype=torch.float64, device=self.device)
+        for name, sl in slices.items():
+            coef[:, sl] = torch.as_tensor(np.asarray(params[name]).reshape(n_units, -1),
+                                          dtype=torch.float64, device=self.device)
+        return coef
+
+    def _fit_newton(self, data: BinnedTrials, progress: bool) -> FitReport:
+        start = time.perf_counter()
+        prob = self.newton_design(data)
+        X = prob["X"].to(torch.float64)
+        unit_X = None if prob["unit_X"] is None else prob["unit_X"].to(torch.float64)
+        offset = None
+        centre = None
+        if "beta" in prob["slices"]:
+            # the stimulus ridge is centred on each unit's mean rate: solve for the deviation
+            # v = β - β₀ with the fixed drive X β₀ as an offset
+            init = self._init_params(data, torch.Generator().manual_seed(self.seed))
+            self.stimulus_centre_ = init["beta"].detach().cpu().numpy()
+            centre = torch.zeros(X.shape[0] and len(self.stimulus_centre_),
+                                 X.shape[1] + (0 if unit_X is None else unit_X.shape[2]),
+                                 dtype=torch.float64, device=X.device)
+            sl = prob["slices"]["beta"]
+            centre[:, sl] = torch.as_tensor(self.stimulus_centre_.reshape(len(centre), -1),
+                                            dtype=torch.float64, device=X.device)
+            offset = X[:, sl] @ centre[:, sl].T
+        coef0 = None
+        if self.warm_start_params is not None:
+            q = X.shape[1] + (0 if unit_X is None else unit_X.shape[2])
+            coef0 = self._coef_from_params(self.warm_start_params, prob["slices"], q)
+            if centre is not None:
+                coef0 = coef0 - centre
+        link = "logistic" if self.observation_name == "bernoulli" else self.spec.link
+        res = fit_batched_glm(X, prob["Y"].to(torch.float64), observation=self.observation_name,
+                              link=link, l2=prob["l2"].to(torch.float64), mask=prob["mask"],
+                              unit_X=unit_X, blocks=prob["block"], offset=offset, coef0=coef0,
+                              tol=min(self.spec.fit.tol, 1e-10),
+                              max_iter=min(self.spec.fit.max_iter, 200))
+        coef = res.coef if centre is None else res.coef + centre
+        self.params_ = self._params_from_coef(coef, prob["slices"], data)
+        n_el = prob["Y"].numel()
+        converged = bool(res.converged.all())
+        return FitReport(
+            converged=converged,
+            reason="newton: converged" if converged else
+            f"newton: {int((~res.converged).sum())} unit(s) not converged",
+            n_iter=res.n_iter, n_evals=res.n_iter, final_objective=float(res.objective.sum())
+            / n_el, max_abs_grad=float(res.grad_norm.max()) / n_el, best_validation_nll=None,
+            fit_time_s=time.perf_counter() - start,
+            history=[{"iter": i, "objective": v / n_el}
+                     for i, v in enumerate(res.history)])
 
     def _fitted_tensors(self) -> dict[str, Tensor]:
         self._check_fitted()

@@ -19,7 +19,7 @@ import torch
 from neurorec.core.recurrence import linear_recurrence
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.glm.glm import GLM
-from neurorec.families.glm.spec import RGLMSpec
+from neurorec.families.glm.spec import GLMSpec, RGLMSpec
 
 Tensor = torch.Tensor
 __all__ = ["RGLM", "linear_recurrence", "time_constants"]
@@ -51,6 +51,28 @@ class RGLM(GLM):
             W0[:, np.asarray(self.heldout, dtype=bool)] = 0.0
         return {"W0": self._tensor(W0), "R": self._tensor(q * rec.init_radius),
                 "B": self._tensor(B)}
+
+    def _warm_start(self, data: BinnedTrials, init: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The fitted GLM (the same spec without the latent, batched Newton on the same
+        trials) with the latent's readout ``B = 0``: the first iterate *is* that GLM, and
+        L-BFGS can only lower the penalised objective from there (``W0``, ``R`` keep their
+        random start so that the gradient in ``B`` is not zero)."""
+        if not self.spec.recurrent.warm_start or self.observation_name == "gaussian" or \
+                self.spec.penalty.l1:
+            return init
+        glm_spec = GLMSpec(**self.spec.model_dump(exclude={"kind", "recurrent", "name"}),
+                           name=f"{self.spec.name} (warm start)")
+        glm = GLM(glm_spec, device=str(self.device), seed=self.seed)
+        glm.heldout = self.heldout
+        glm.unit_order_ = self.unit_order_
+        glm.stimulus_centre_ = getattr(self, "stimulus_centre_", None)
+        glm._fit_newton(data, progress=False)
+        self.warm_start_ = glm.params_
+        start = {k: v for k, v in init.items()}
+        for name, value in glm.params_.items():
+            start[name] = self._tensor(value)
+        start["B"] = torch.zeros_like(init["B"])
+        return start
 
     def penalised_names(self) -> tuple[str, ...]:
         return (*super().penalised_names(), "W0", "R", "B")

@@ -59,11 +59,20 @@ class StimulusFilterSpec(HistorySpec):
 
 
 class PenaltySpec(Spec):
-    """Penalties on history, coupling, in-bin and latent weights; the stimulus drive and the
-    stimulus filter are not penalised."""
+    """Penalties on history, coupling, in-bin and latent weights (``l1``, ``l2``), and a
+    separate ridge on the stimulus drive and stimulus filter (``stimulus_l2``).
+
+    ``stimulus_l2`` exists for separation: a unit that never fires in a condition (or in one
+    raised cosine's support) has its unpenalised maximum-likelihood weight at −∞, which
+    predicts rate 0 there and an infinite held-out loss for a single test spike; statsmodels
+    fails or warns on such units. A weak ridge keeps the optimum finite and changes
+    well-supported weights by far less than their standard errors. 0 gives the plain MLE.
+    """
 
     l1: float = Field(0.0, ge=0, description="L1 weight, per bin and neuron (smoothed, see fit)")
     l2: float = Field(0.0, ge=0, description="L2 weight, per bin and neuron")
+    stimulus_l2: float = Field(1e-6, ge=0, description="L2 weight on the stimulus drive and "
+                               "stimulus filter, per bin and neuron")
 
 
 
@@ -113,6 +122,9 @@ class RecurrentSpec(Spec):
     init_radius: float = Field(0.5, ge=0, lt=1, description="spectral radius of R at init")
     init_scale: float = Field(0.1, ge=0, le=10, description="std of W0 and readout at init "
                               "(too small and the penalty zeroes R before W0, B grow)")
+    warm_start: bool = Field(True, description="start from the fitted GLM (batched Newton, "
+                             "same trials) with the readout B = 0, so the fit can only "
+                             "improve on it")
 
 
 @register_model("rglm")
