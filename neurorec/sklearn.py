@@ -170,7 +170,17 @@ def _warn_convergence(name: str, converged) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class PoissonGLM(RegressorMixin, BaseEstimator):
+class _CountTargets:
+    """Tags of estimators of spike counts: non-negative targets, one or several units."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class PoissonGLM(_CountTargets, RegressorMixin, BaseEstimator):
     """Poisson GLM with log link, several outputs (units) at once, fitted by batched Newton.
 
     Objective per output: ``mean_n (mu_n - y_n eta_n) + alpha/2 ||coef||²`` — the same
@@ -197,12 +207,6 @@ class PoissonGLM(RegressorMixin, BaseEstimator):
         self.link = link
         self.tol = tol
         self.max_iter = max_iter
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.positive_only = True
-        tags.target_tags.multi_output = True
-        return tags
 
     def fit(self, X, y):
         """Fit on X (n_samples, n_features) and counts y (n_samples,) or (n_samples, n_outputs)."""
@@ -373,7 +377,7 @@ def _segments(groups, n: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     return seg, pos, n_seg, length
 
 
-class RGLM(RegressorMixin, BaseEstimator):
+class RGLM(_CountTargets, RegressorMixin, BaseEstimator):
     """Recurrent Poisson GLM on a design whose rows are consecutive time bins.
 
     Model (per row ``t`` of a trial, units ``u``)::
@@ -429,12 +433,6 @@ class RGLM(RegressorMixin, BaseEstimator):
         self.glm_max_iter = glm_max_iter
         self.init_scale = init_scale
         self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.positive_only = True
-        tags.target_tags.multi_output = True
-        return tags
 
     # -- model ------------------------------------------------------------------------------
 

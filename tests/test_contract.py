@@ -103,3 +103,13 @@ def test_seeded_simulation_is_reproducible(kind):
     a, b, c = ex.simulate(model, 5), ex.simulate(model, 5), ex.simulate(model, 6)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c), f"{kind}: the seed changes nothing"
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if FAMILIES[k].supports("brian2")])
+def test_brian2_agrees_with_torch(kind):
+    ex = _example(kind)
+    assert ex.brian2 is not None, f"{kind}: declares brian2 but its Example has no brian2 check"
+    model, _ = _fit(kind)
+    ours, theirs = ex.brian2(model)
+    assert ours.shape == theirs.shape and np.abs(ours).max() > 0.05  # a non-trivial quantity
+    np.testing.assert_allclose(theirs, ours, rtol=0, atol=ex.brian2_atol)

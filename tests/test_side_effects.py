@@ -59,3 +59,20 @@ def test_fit_and_figures_keep_matplotlib_backend(tmp_path):
         print(matplotlib.get_backend(), png.read_bytes()[:4] == b"\\x89PNG")
         """)
     assert out == "svg True", f"backend / PNG after importing neurorec and fitting: {out}"
+
+
+def test_ctrnn_obs_fit_and_ctrnn_report_leave_global_state():
+    """A direct ``CTRNNObs.fit`` keeps torch's global RNG; the ctrnn report module does not
+    switch matplotlib's backend when imported."""
+    out = _python("""
+        import matplotlib
+        matplotlib.use("svg")
+        import torch
+        import neurorec.families.ctrnn.report  # noqa: F401
+        from neurorec.families.ctrnn_obs.conformance import ctrnn_obs_example
+        before = torch.random.get_rng_state().clone()
+        ex = ctrnn_obs_example()
+        ex.fit(ex.make())
+        print(matplotlib.get_backend(), bool(torch.equal(before, torch.random.get_rng_state())))
+    """)
+    assert out.split()[-2:] == ["svg", "True"]

@@ -56,6 +56,10 @@ class Example:
     fit: Callable[[Estimator], Estimator]
     score: Callable[[Estimator], float]
     simulate: Callable[[Estimator, int], np.ndarray] | None = None
+    #: for families with the ``brian2`` capability: ``brian2(model) -> (torch, brian2)``, the
+    #: same noise-free quantity computed by both backends (equal to ``brian2_atol``)
+    brian2: Callable[[Estimator], tuple[np.ndarray, np.ndarray]] | None = None
+    brian2_atol: float = 1e-9
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,23 @@ def ctrnn_example() -> Example:
     def simulate(model, seed: int) -> np.ndarray:
         return model.simulate(perception_task(), n_trials=4, seed=seed)["rates"]
 
+    def brian2(model) -> tuple[np.ndarray, np.ndarray]:
+        """Noise-free rates of the trained network on random inputs: torch vs Brian 2."""
+        import torch
+
+        from neurorec.families.ctrnn.brian2 import simulate_brian2
+        from neurorec.families.ctrnn.model import CTRNN
+
+        quiet = model.spec.model_copy(update={"sigma": 0.0})
+        net = model.network_
+        twin = CTRNN(quiet, net.w_in.shape[1], net.w_out.shape[0], seed=0, dtype="float64")
+        twin.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+        u = np.random.default_rng(1).uniform(0, 1, size=(2, 30, net.w_in.shape[1]))
+        with torch.no_grad():
+            rates, _ = twin(torch.tensor(u))
+        return rates.numpy(), simulate_brian2(quiet, twin.weights(), u)[0]
+
     return Example(make=lambda: TaskRNN(spec, seed=0),
                    fit=lambda model: model.fit(perception_task(), progress=False),
-                   score=lambda model: model.score(perception_task()), simulate=simulate)
+                   score=lambda model: model.score(perception_task()), simulate=simulate,
+                   brian2=brian2, brian2_atol=1e-6)

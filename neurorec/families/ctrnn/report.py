@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from neurorec.analysis.dynamics import eigen_spectrum, pca_trajectories
 from neurorec.report import html
@@ -17,7 +14,9 @@ from neurorec.report import html
 def activity_figure(time: np.ndarray, rates: np.ndarray, outputs: np.ndarray,
                     targets: np.ndarray | None, mask: np.ndarray | None, path: Path) -> Path:
     """Rates of a few units, outputs against targets, and the top-2 PCA trajectories."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    # a Figure object, not pyplot: writing a report never touches the global backend
+    fig = Figure(figsize=(14, 3.6))
+    axes = fig.subplots(1, 3)
     for unit in range(min(8, rates.shape[2])):
         axes[0].plot(time, rates[0, :, unit], lw=1)
     axes[0].set(xlabel="time (s)", ylabel="rate", title="trial 0, first units")
@@ -34,7 +33,6 @@ def activity_figure(time: np.ndarray, rates: np.ndarray, outputs: np.ndarray,
                 title=f"PCA ({100 * pca.explained.sum():.0f} % variance)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
@@ -49,7 +47,9 @@ def simulation_report(out: Path, title: str, summary: list[tuple[str, object]],
 
 def training_figure(history: dict, w_before: np.ndarray, w_after: np.ndarray,
                     path: Path) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    # a Figure object, not pyplot: writing a report never touches the global backend
+    fig = Figure(figsize=(14, 3.6))
+    axes = fig.subplots(1, 3)
     axes[0].semilogy(history["step"], history["train_loss"], lw=0.8, label="train")
     axes[0].semilogy(history["val_step"], history["val_loss"], "o-", ms=3, label="validation")
     axes[0].set(xlabel="step", ylabel="masked L2 loss", title="learning curves")
@@ -64,7 +64,6 @@ def training_figure(history: dict, w_before: np.ndarray, w_after: np.ndarray,
     axes[2].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 

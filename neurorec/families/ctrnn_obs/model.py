@@ -184,7 +184,16 @@ class CTRNNObs(Model):
 
     # ---------------------------------------------------------------- fit
     def fit(self, data: BinnedTrials, progress: bool = True) -> CTRNNObs:
-        """Fit on all trials of ``data`` (pass training trials only)."""
+        """Fit on all trials of ``data`` (pass training trials only).
+
+        What draws from torch's global generator here (torch's default layer initialisation)
+        draws from a fork of it seeded with ``seed``; the caller's state is given back."""
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.seed)
+            return self._fit(data, progress)
+
+    def _fit(self, data: BinnedTrials, progress: bool) -> CTRNNObs:
         spec, tr = self.spec, self.spec.training
         if data.counts.ndim != 3 or data.counts.shape[0] < 2:
             raise DataError(f"{data.source}: counts: expected ≥ 2 trials × bins × units, "
@@ -197,7 +206,6 @@ class CTRNNObs(Model):
             raise DataError(f"{spec.name}: initial_state: 'encoder' reads the trial's held-in "
                             "spikes, so it needs --heldout-neurons (without a held-out set it "
                             "would read the spikes it predicts); use initial_state: condition")
-        torch.manual_seed(self.seed)
         self.n_bins_, self.n_units_ = n_bins, n_units
         self.n_conditions_, self.bin_size_ = data.n_conditions, data.bin_size
         self.unit_order_ = np.arange(n_units)

@@ -35,8 +35,19 @@ def _example(spec_raw: dict) -> Example:
     def simulate(model, seed: int) -> np.ndarray:
         return model.sample(v1_small()[1].condition[:4], n_bins=20, seed=seed)
 
+    def brian2(model) -> tuple[np.ndarray, np.ndarray]:
+        """The one-step-ahead drive on recorded held-out counts: torch vs the Brian 2 net."""
+        import torch
+
+        from neurorec.families.glm.brian2 import drive_brian2
+
+        test = v1_small()[1].subset(np.arange(len(v1_small()[1].condition)) < 3)
+        with torch.no_grad():
+            ours = model._drive(model._fitted_tensors(), model._design(test)).cpu().numpy()
+        return ours, drive_brian2(model, test.counts, test.condition)
+
     return Example(make=lambda: model_for(spec, seed=0), fit=fit, score=score,
-                   simulate=simulate)
+                   simulate=simulate, brian2=brian2, brian2_atol=1e-10)
 
 
 _COMMON = {"data": {"bin_size": "10 ms"}, "stimulus": {"n_basis": 6},
@@ -46,8 +57,7 @@ _COMMON = {"data": {"bin_size": "10 ms"}, "stimulus": {"n_basis": 6},
 
 def glm_example() -> Example:
     return _example({"kind": "glm", **_COMMON, "coupling": {"enabled": True, "n_basis": 2,
-                                                            "duration": "30 ms"},
-                     "correlated": {"enabled": True}})
+                                                            "duration": "30 ms"}})
 
 
 def rglm_example() -> Example:

@@ -71,7 +71,7 @@ class PenaltySpec(Spec):
 
     l1: float = Field(0.0, ge=0, description="L1 weight, per bin and neuron (smoothed, see fit)")
     l2: float = Field(0.0, ge=0, description="L2 weight, per bin and neuron")
-    stimulus_l2: float = Field(1e-6, ge=0, description="L2 weight on the stimulus drive and "
+    stimulus_l2: float = Field(1e-7, ge=0, description="L2 weight on the stimulus drive and "
                                "stimulus filter, per bin and neuron")
 
 
