@@ -59,8 +59,7 @@ def test_family_lives_in_its_folder(kind):
 
 @pytest.mark.parametrize("kind", [k for k in KINDS if FAMILIES[k].supports("brian2")])
 def test_brian2_capability_has_a_backend(kind):
-    folder = FAMILIES[kind].model.__module__.split(".")[2]
-    backend = importlib.import_module(f"neurorec.families.{folder}.brian2")
+    backend = importlib.import_module(f"{FAMILIES[kind].package}.brian2")
     assert callable(getattr(backend, "simulate_brian2", None))
 
 

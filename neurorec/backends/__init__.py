@@ -21,13 +21,13 @@ def simulate_brian2(model: Any, condition: np.ndarray, seed: int, n_bins: int | 
     :func:`neurorec.families.glm.brian2.simulate_brian2`. ``stimulus`` (n_trials, n_bins,
     n_channels) drives a model with a stimulus filter, as in ``model.sample``."""
     from neurorec.core.errors import SpecError
-    from neurorec.families import family_of
+    from neurorec.families import family_of, kinds_supporting
 
     family = family_of(model.kind)
     if not family.supports("brian2"):
         raise SpecError(f"{model.kind}: no Brian 2 backend (families with one: "
-                        "glm, rglm, ctrnn)")
-    backend = importlib.import_module(f"{type(model).__module__.rsplit('.', 1)[0]}.brian2")
+                        f"{', '.join(kinds_supporting('brian2'))})")
+    backend = importlib.import_module(f"{family.package}.brian2")
     extra = {} if stimulus is None else {"stimulus": stimulus}
     return backend.simulate_brian2(model, condition, seed, n_bins=n_bins,
                                    dt_substeps=dt_substeps, **extra)

@@ -34,6 +34,11 @@ def registered() -> dict[str, Family]:
     return dict(FAMILIES)
 
 
+def kinds_supporting(capability: str) -> list[str]:
+    """The registered kinds that declare ``capability``, sorted."""
+    return sorted(k for k, f in FAMILIES.items() if f.supports(capability))
+
+
 def family_of(kind: str) -> Family:
     """The family registered for ``kind``; KeyError naming the known kinds otherwise."""
     try:
@@ -47,4 +52,4 @@ from neurorec.families.ctrnn_obs import CTRNNObs  # noqa: E402  (convenience re-
 from neurorec.families.glm import GLM, RGLM  # noqa: E402
 
 __all__ = ["CAPABILITIES", "FAMILIES", "GLM", "MODELS", "RGLM", "CTRNNObs", "Family", "Model",
-           "family_of", "model_for", "register_family", "registered"]
+           "family_of", "kinds_supporting", "model_for", "register_family", "registered"]

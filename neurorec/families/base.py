@@ -14,17 +14,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from neurorec.core.errors import NotFittedError
+from neurorec.core.errors import DataError, NotFittedError
 from neurorec.core.metrics import bits_per_spike, log_likelihood
 from neurorec.data.recording import BinnedTrials
+from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
 from neurorec.spec.base import Spec
-
-M = TypeVar("M", bound=type)
+from neurorec.spec.load import dump_spec, load_model_spec
 
 #: What a family can do, declared as data (never probed with ``hasattr``).
 CAPABILITIES = frozenset({
@@ -80,6 +80,12 @@ class Family:
     #: ``(spec, (n_trials, n_bins, n_units, n_conditions)) -> {part: bytes}``, the peak
     #: memory of a fit, checked by ``neurorec fit`` before it starts; None: not estimated
     memory_estimate: Callable[[Spec, tuple[int, int, int, int]], dict[str, int]] | None = None
+
+    @property
+    def package(self) -> str:
+        """The family's folder as a module path, e.g. ``neurorec.families.glm`` (where its
+        optional ``brian2`` module lives)."""
+        return self.model.__module__.rsplit(".", 1)[0]
 
     def supports(self, capability: str) -> bool:
         if capability not in CAPABILITIES:
@@ -174,9 +180,6 @@ class Estimator(ABC):
 
     def save(self, directory: str | Path) -> Path:
         """Write ``spec.yaml`` and ``model.pt`` (learned state) into ``directory``."""
-        from neurorec.fit.checkpoint import save_checkpoint
-        from neurorec.spec.load import dump_spec
-
         self.check_fitted()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -188,10 +191,6 @@ class Estimator(ABC):
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> Estimator:
         """The fitted model that :meth:`save` wrote into ``directory``."""
-        from neurorec.core.errors import DataError
-        from neurorec.fit.checkpoint import load_checkpoint
-        from neurorec.spec.load import load_model_spec
-
         where = Path(directory)
         if not (where / STATE_FILE).is_file():
             raise DataError(f"{where}: {STATE_FILE}: not found (not a saved model)")

@@ -208,6 +208,10 @@ def newton_polish(tensors: list[torch.Tensor], objective: Callable[[], torch.Ten
     return grad_max, kept
 
 
+def _max_abs_grad(tensors: list[torch.Tensor]) -> float:
+    return max(float(t.grad.abs().max()) for t in tensors if t.grad is not None)
+
+
 def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Tensor],
               spec: FitSpec, validation_nll: Callable[[], float] | None = None,
               progress: bool = True, desc: str = "fit") -> FitReport:
@@ -238,7 +242,7 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
     reason, converged, n_iter, n_evals = "max_iter reached", False, 0, 0
     finished, elapsed_before, n_steps = False, 0.0, 0
     use_val = validation_nll is not None and spec.early_stopping
-    ckpt = _CHECKPOINTING.get()
+    ckpt = active_checkpointing()
     path = None
     if ckpt is not None:
         path = ckpt.directory / f"lbfgs-{ckpt.calls}.pt"
@@ -276,8 +280,7 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
         best_val = validation_nll()
         best_state = {k: v.detach().clone() for k, v in params.items()}
         history.append({"iter": 0, "objective": float(loss0.detach()), "validation_nll": best_val,
-                        "max_abs_grad": max(float(t.grad.abs().max()) for t in tensors
-                                            if t.grad is not None)})
+                        "max_abs_grad": _max_abs_grad(tensors)})
     bar = tqdm(total=spec.max_iter, initial=min(n_iter, spec.max_iter), desc=desc,
                disable=not progress, leave=False, unit="it")
     with interrupt.deferring():
@@ -290,7 +293,7 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
             with torch.no_grad():
                 loss = objective()
             _check_finite(params, loss, n_iter, ckpt)
-            grad = max(float(t.grad.abs().max()) for t in tensors if t.grad is not None)
+            grad = _max_abs_grad(tensors)
             entry = {"iter": n_iter, "objective": float(loss), "max_abs_grad": grad}
             if validation_nll is not None:
                 entry["validation_nll"] = val = validation_nll()

@@ -140,9 +140,9 @@ def cosmoothing_metrics(test_counts: np.ndarray, test_rates: np.ndarray,
 
 def check_supports(model, kind: str) -> None:
     """A model fits in co-smoothing mode when its family declares ``heldout_neurons``."""
-    from neurorec.families import registered
+    from neurorec.families import kinds_supporting
 
-    able = sorted(k for k, f in registered().items() if f.supports("heldout_neurons"))
+    able = kinds_supporting("heldout_neurons")
     if kind not in able:
         raise DataError(f"--heldout-neurons: models of kind '{kind}' do not support "
                         f"co-smoothing ({', '.join(able)} do)")

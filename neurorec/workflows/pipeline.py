@@ -20,6 +20,7 @@ from neurorec.core.metrics import (
     log_likelihood,
     per_neuron_bits_per_spike,
 )
+from neurorec.core.rng import forked_global_rng
 from neurorec.data.binning import bin_trials
 from neurorec.data.recording import BinnedTrials, Recording
 from neurorec.families import Model, family_of, model_for
@@ -97,9 +98,7 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
     # Torch's global generator is the caller's: the fit runs on a fork of it seeded with
     # ``seed`` (what a family that draws from it, e.g. torch's default layer init, sees), and
     # the caller's state, CPU and CUDA, is given back afterwards.
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+    with forked_global_rng(seed):
         return _fit_and_evaluate(spec, recording, seed, device, progress, work_dir, resume,
                                  heldout_neurons, cv)
 

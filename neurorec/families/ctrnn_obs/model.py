@@ -41,6 +41,7 @@ import torch
 
 from neurorec.core.errors import DataError
 from neurorec.core.observations import make_observation
+from neurorec.core.rng import forked_global_rng
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.base import Model
@@ -188,9 +189,7 @@ class CTRNNObs(Model):
 
         What draws from torch's global generator here (torch's default layer initialisation)
         draws from a fork of it seeded with ``seed``; the caller's state is given back."""
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(self.seed)
+        with forked_global_rng(self.seed):
             return self._fit(data, progress)
 
     def _fit(self, data: BinnedTrials, progress: bool) -> CTRNNObs:

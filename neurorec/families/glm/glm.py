@@ -86,8 +86,8 @@ class GLM(Model):
 
     heldout: np.ndarray | None = None
     saved_options = ("heldout",)
-    #: parameters to start the fit from (e.g. the neighbouring strength on a CV path); None:
-    #: the default start
+    #: parameters the batched Newton path starts from (e.g. the neighbouring strength on a CV
+    #: path); None: the default start. L-BFGS fits start as usual.
     warm_start_params: dict[str, np.ndarray] | None = None
 
     def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0):
@@ -409,12 +409,16 @@ class GLM(Model):
             raise DataError(f"{data.source}: units: correlated observations need ≥ 2 units "
                             "(a lower-triangular coupling of one unit is empty)")
         self.unit_order_ = self._choose_order(data)
-        if self.solver() == "newton":
-            self.fit_report_ = self._fit_newton(data, progress)
-            self.n_bins_, self.n_units_ = data.counts.shape[1], data.counts.shape[2]
-            self.n_conditions_ = data.n_conditions
-            self.bin_size_ = data.bin_size
-            return self
+        fit = self._fit_newton if self.solver() == "newton" else self._fit_lbfgs
+        self.fit_report_ = fit(data, progress)
+        self.n_bins_, self.n_units_ = data.counts.shape[1], data.counts.shape[2]
+        self.n_conditions_ = data.n_conditions
+        self.bin_size_ = data.bin_size
+        return self
+
+    def _fit_lbfgs(self, data: BinnedTrials, progress: bool) -> FitReport:
+        """L-BFGS on the penalised objective (early stopping on held-back trials); sets
+        ``params_`` and returns the report."""
         gen = torch.Generator().manual_seed(self.seed)
         train, val = data, None
         if self.spec.fit.early_stopping:
@@ -441,11 +445,7 @@ class GLM(Model):
             desc=f"fit {self.spec.name}")
         with torch.no_grad():
             self.params_ = {k: v.detach().cpu().numpy() for k, v in to_model(internal).items()}
-        self.fit_report_ = report
-        self.n_bins_, self.n_units_ = data.counts.shape[1], data.counts.shape[2]
-        self.n_conditions_ = data.n_conditions
-        self.bin_size_ = data.bin_size
-        return self
+        return report
 
     # ---------------------------------------------------------------- batched Newton
     def solver(self) -> str:
@@ -488,7 +488,6 @@ class GLM(Model):
             slices[name] = slice(start, start + features.shape[1])
 
         if "S" in d:
-            k = d["S"].shape[1]
             block = StimulusBlock(d["condition"].cpu(), d["S"].cpu(), data.n_conditions, 0)
             add("beta", block.design(y.dtype, y.device), ones.expand(-1, block.n_cols))
         else:
@@ -559,6 +558,7 @@ class GLM(Model):
         prob = self.newton_design(data)
         X = prob["X"].to(torch.float64)
         unit_X = None if prob["unit_X"] is None else prob["unit_X"].to(torch.float64)
+        n_cols = prob["mask"].shape[1]
         offset = None
         centre = None
         if "beta" in prob["slices"]:
@@ -566,17 +566,13 @@ class GLM(Model):
             # v = β - β₀ with the fixed drive X β₀ as an offset
             init = self._init_params(data, torch.Generator().manual_seed(self.seed))
             self.stimulus_centre_ = init["beta"].detach().cpu().numpy()
-            centre = torch.zeros(X.shape[0] and len(self.stimulus_centre_),
-                                 X.shape[1] + (0 if unit_X is None else unit_X.shape[2]),
-                                 dtype=torch.float64, device=X.device)
             sl = prob["slices"]["beta"]
-            centre[:, sl] = torch.as_tensor(self.stimulus_centre_.reshape(len(centre), -1),
-                                            dtype=torch.float64, device=X.device)
+            centre = self._coef_from_params({"beta": self.stimulus_centre_}, {"beta": sl},
+                                            n_cols)
             offset = X[:, sl] @ centre[:, sl].T
         coef0 = None
         if self.warm_start_params is not None:
-            q = X.shape[1] + (0 if unit_X is None else unit_X.shape[2])
-            coef0 = self._coef_from_params(self.warm_start_params, prob["slices"], q)
+            coef0 = self._coef_from_params(self.warm_start_params, prob["slices"], n_cols)
             if centre is not None:
                 coef0 = coef0 - centre
         link = "logistic" if self.observation_name == "bernoulli" else self.spec.link

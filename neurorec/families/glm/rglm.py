@@ -65,10 +65,8 @@ class RGLM(GLM):
         glm = GLM(glm_spec, device=str(self.device), seed=self.seed)
         glm.heldout = self.heldout
         glm.unit_order_ = self.unit_order_
-        glm.stimulus_centre_ = getattr(self, "stimulus_centre_", None)
         glm._fit_newton(data, progress=False)
-        self.warm_start_ = glm.params_
-        start = {k: v for k, v in init.items()}
+        start = dict(init)
         for name, value in glm.params_.items():
             start[name] = self._tensor(value)
         start["B"] = torch.zeros_like(init["B"])
