@@ -18,7 +18,9 @@ Writes ``results.csv`` (one row per network), ``metrics.json`` (the headline num
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -39,8 +41,9 @@ from neurorec.analysis.dynamics import (
     weight_change,
 )
 from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points
-from neurorec.families.ctrnn.model import build_ctrnn
-from neurorec.families.ctrnn.train import evaluate, train
+from neurorec.core.errors import DataError, SpecError
+from neurorec.families.ctrnn.model import build_ctrnn, load_weights
+from neurorec.families.ctrnn.train import History, evaluate, train
 from neurorec.report import html
 from neurorec.spec import load_model_spec, load_stimulus_spec
 from neurorec.tasks import make_task
@@ -59,15 +62,49 @@ def rollout(model, task, seed: int, n_trials: int = 64):
     return trials, r.double().cpu().numpy(), z.double().cpu().numpy()
 
 
-def _train(model, task, spec, seed: int, args, what: str):
-    """``train`` that stops (OutOfTime) once the run's ``--max-minutes`` budget is spent."""
-    budget = current_budget()
+@dataclass
+class Trained:
+    """A trained network's curves and training time (trained here, or read back from
+    ``--weights-from``)."""
 
-    def stop_when_out_of_time(step, _model, _loss):
-        budget.check(f"{what}: stopped at step {step} of {spec.training.n_steps}")
+    history: History
+    seconds: float
+    reused: bool
 
-    return train(model, task, spec.training, seed=seed, progress=args.progress,
-                 callback=stop_when_out_of_time if budget.stop_at is not None else None)
+
+def _train(model, task, spec, seed: int, args, what: str, tag: str, out: Path) -> Trained:
+    """Train ``model`` in place (stopping with OutOfTime once the run's ``--max-minutes``
+    budget is spent), or, when ``--weights-from DIR`` holds this network (``tag``) with the
+    same initial weights, load its trained weights and curves from there instead. Either
+    way ``out/weights/<tag>_{before,after}.npz`` and ``<tag>_history.json`` are written."""
+    before = model.weights()
+    weights = out / "weights"
+    src = args.weights_from / "weights" if args.weights_from is not None else None
+    if src is not None and (src / f"{tag}_after.npz").exists() \
+            and (src / f"{tag}_history.json").exists():
+        with np.load(src / f"{tag}_before.npz") as f:
+            same_init = all(np.array_equal(f[k], v) for k, v in before.items())
+        if not same_init:  # a different spec or seed: retrain rather than mix networks
+            raise DataError(f"{src / (tag + '_before.npz')}: initial weights differ from "
+                            f"this run's {what} (other spec or seed?)")
+        with np.load(src / f"{tag}_after.npz") as f:
+            load_weights(model, {k: f[k] for k in f.files})
+        saved = json.loads((src / f"{tag}_history.json").read_text())
+        result = Trained(History(**saved["history"]), saved["train_s"], True)
+    else:
+        budget = current_budget()
+
+        def stop_when_out_of_time(step, _model, _loss):
+            budget.check(f"{what}: stopped at step {step} of {spec.training.n_steps}")
+
+        r = train(model, task, spec.training, seed=seed, progress=args.progress,
+                  callback=stop_when_out_of_time if budget.stop_at is not None else None)
+        result = Trained(r.history, r.seconds, False)
+    np.savez(weights / f"{tag}_before.npz", **before)
+    np.savez(weights / f"{tag}_after.npz", **model.weights())
+    (weights / f"{tag}_history.json").write_text(json.dumps(
+        {"history": result.history.as_dict(), "train_s": result.seconds}))
+    return result
 
 
 def latent_summary(model, task, seed: int, d: int, window: int) -> dict:
@@ -91,11 +128,15 @@ def condition_angle(rates: np.ndarray, labels: np.ndarray, d: int) -> float:
 def one_network(spec, task, task_name: str, seed: int, out: Path, args) -> dict:
     model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=args.device)
     before = model.weights()
+    if args.train_only:
+        result = _train(model, task, spec, seed, args, f"{task_name} seed {seed}",
+                        f"{task_name}_seed{seed}", out)
+        return {"task": task_name, "seed": seed, "n_units": spec.n_units,
+                "train_s": result.seconds, "final_val_loss": result.history.val_loss[-1]}
     pre = latent_summary(model, task, seed, args.d, args.window)
-    result = _train(model, task, spec, seed, args, f"{task_name} seed {seed}")
+    result = _train(model, task, spec, seed, args, f"{task_name} seed {seed}",
+                    f"{task_name}_seed{seed}", out)
     after = model.weights()
-    np.savez(out / "weights" / f"{task_name}_seed{seed}_before.npz", **before)
-    np.savez(out / "weights" / f"{task_name}_seed{seed}_after.npz", **after)
     test = task.generate(512, np.random.default_rng([seed, 4]))
     test_loss, test_acc = evaluate(model, task, test, seed + 5)
     post = latent_summary(model, task, seed, args.d, args.window)
@@ -103,7 +144,8 @@ def one_network(spec, task, task_name: str, seed: int, out: Path, args) -> dict:
     label = next(iter(post["trials"].conditions.values()))
     readout = after["w_out"]
     c_before, c_after = centrality(before["w_rec"]), centrality(after["w_rec"])
-    return {"task": task_name, "seed": seed, "train_s": result.seconds,
+    return {"task": task_name, "seed": seed, "n_units": spec.n_units,
+            "train_s": result.seconds, "reused_weights": result.reused,
             "test_loss": test_loss, "test_accuracy": test_acc,
             "untrained_accuracy": pre["accuracy"],
             "final_val_loss": result.history.val_loss[-1],
@@ -134,21 +176,41 @@ def main_network_job(spec, task_name: str, seed: int, out: Path, args) -> dict:
     return one_network(spec, task, task_name, seed, out, args)
 
 
+def task_specs(args, tasks: list[str]) -> dict[str, Path]:
+    """The spec file of each task: ``--spec`` unless ``--task-spec TASK=PATH`` names one
+    (default: the study's N = 256 decision networks)."""
+    paths = {t: args.spec for t in tasks}
+    for item in args.task_spec:
+        name, sep, path = item.partition("=")
+        if not sep or name not in tasks:
+            raise SpecError(f"--task-spec {item}: want TASK=PATH with TASK one of {tasks}")
+        paths[name] = Path(path) if Path(path).is_absolute() else REPO / path
+    return paths
+
+
 def theta_spec(spec_path: Path, theta: float, args):
     return load_model_spec(spec_path, [*args.set, "nonlinearity=leaky_relu",
                                        f"leak_angle={theta}", f"training.n_steps={args.steps}"])
 
 
-def theta_network(spec_path: Path, theta: float, seed: int, args) -> dict:
-    """One network of the leaky-ReLU angle sweep on the perception task (study fig. 6)."""
-    task = make_task(load_stimulus_spec(REPO / "stimuli/task_perception.yaml"))
+def theta_network(spec_path: Path, task_name: str, theta: float, seed: int, out: Path,
+                  args) -> dict:
+    """One network of the leaky-ReLU angle sweep on ``task_name`` (study fig. 6)."""
+    task = make_task(load_stimulus_spec(REPO / f"stimuli/task_{task_name}.yaml"))
     spec = theta_spec(spec_path, theta, args)
     model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=args.device)
+    if args.train_only:
+        result = _train(model, task, spec, seed, args, f"{task_name} theta {theta:g} seed "
+                        f"{seed}", f"theta{theta:g}_{task_name}_seed{seed}", out)
+        return {"task": task_name, "theta_deg": theta, "seed": seed,
+                "train_s": result.seconds, "final_val_loss": result.history.val_loss[-1]}
     pre = latent_summary(model, task, seed, args.d, args.window)
-    _train(model, task, spec, seed, args, f"theta {theta:g} seed {seed}")
+    _train(model, task, spec, seed, args, f"{task_name} theta {theta:g} seed {seed}",
+           f"theta{theta:g}_{task_name}_seed{seed}", out)
     post = latent_summary(model, task, seed, args.d, args.window)
-    return {"theta_deg": theta, "seed": seed, "pi_untrained": pre["pi"],
-            "pi_trained": post["pi"], "accuracy": post["accuracy"]}
+    return {"task": task_name, "n_units": spec.n_units, "theta_deg": theta, "seed": seed,
+            "pi_untrained": pre["pi"], "pi_trained": post["pi"],
+            "accuracy": post["accuracy"]}
 
 
 def theta_is_main(spec, theta: float) -> bool:
@@ -164,7 +226,9 @@ def flip_flop(args, out: Path) -> dict:
     spec = load_model_spec(REPO / "models/ctrnn_flipflop.yaml",
                            [f"training.n_steps={args.flipflop_steps}"])
     model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=0, device=args.device)
-    result = _train(model, task, spec, 0, args, "flip-flop")
+    result = _train(model, task, spec, 0, args, "flip-flop", "flipflop_seed0", out)
+    if args.train_only:
+        return {"flipflop_train_s": result.seconds}
     model = model.double().cpu()
     _, rates, _ = rollout(model, task, 0, 64)
     starts = rates[:, ::5].reshape(-1, spec.n_units)
@@ -198,7 +262,16 @@ def flip_flop(args, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     study.add_common_args(ap, "out")
-    ap.add_argument("--spec", type=Path, default=REPO / "models/ctrnn_study.yaml")
+    ap.add_argument("--spec", type=Path, default=REPO / "models/ctrnn_study.yaml",
+                    help="model spec of every task without a --task-spec")
+    ap.add_argument("--task-spec", action="append", default=None, metavar="TASK=PATH",
+                    help="model spec of one task (repeatable; default: "
+                         "decision=models/ctrnn_study_256.yaml, the study's N = 256)")
+    ap.add_argument("--theta-tasks", default="perception,decision",
+                    help="tasks of the leaky-ReLU angle sweep")
+    ap.add_argument("--weights-from", type=Path, default=None, metavar="DIR",
+                    help="an earlier run's folder: networks whose trained weights are there "
+                         "(same initial weights) are loaded instead of retrained")
     ap.add_argument("--tasks", default="perception,decision")
     ap.add_argument("--networks", type=int, default=10, help="seeds per task")
     ap.add_argument("--steps", type=int, default=None, help="override training.n_steps")
@@ -211,6 +284,9 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=3, help="latent dimension (PCA, DCA)")
     ap.add_argument("--window", type=int, default=5, help="DCA past/future window T, steps")
     ap.add_argument("--skip", default="", help="comma list of: theta, flipflop")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train and save weights and curves (trained.csv), no analyses: "
+                         "analyse later with --weights-from")
     study.add_common_args(ap, "jobs", "max_minutes", "device", "quiet", "overwrite", helps={
         "jobs": "worker processes (one thread each); one job per network",
         "device": "cpu or cuda (every worker uses it)"})
@@ -222,9 +298,14 @@ def main() -> None:
     args.progress = not args.quiet and args.jobs <= 1  # bars from many workers would interleave
     if args.steps is not None:
         args.set = [*args.set, f"training.n_steps={args.steps}"]
-    spec = load_model_spec(args.spec, args.set)
-    args.steps = spec.training.n_steps
     tasks = args.tasks.split(",")
+    if args.task_spec is None:
+        args.task_spec = ["decision=models/ctrnn_study_256.yaml"] if "decision" in tasks else []
+    spec_paths = task_specs(args, tasks)
+    specs = {t: load_model_spec(spec_paths[t], args.set) for t in tasks}
+    spec = specs[tasks[0]]
+    args.steps = spec.training.n_steps
+    theta_tasks = [t for t in args.theta_tasks.split(",") if t in tasks]
     skip = set(filter(None, args.skip.split(",")))
     start = time.perf_counter()
     with study.output_dir(args) as out:
@@ -234,20 +315,27 @@ def main() -> None:
         jobs = []
         if "flipflop" not in skip:
             jobs.append((("flipflop",), flip_flop, (args, out)))
-        jobs += [(("main", t, seed), main_network_job, (spec, t, seed, out, args))
+        jobs += [(("main", t, seed), main_network_job, (specs[t], t, seed, out, args))
                  for seed in range(args.networks) for t in tasks]
         reused = set()
         if "theta" not in skip:
             for seed in range(args.theta_networks):
-                for theta in args.thetas:
-                    if ("perception" in tasks and seed < args.networks
-                            and theta_is_main(spec, theta)):
-                        reused.add((theta, seed))
-                    else:
-                        jobs.append((("theta", theta, seed), theta_network,
-                                     (args.spec, theta, seed, args)))
+                for t in theta_tasks:
+                    for theta in args.thetas:
+                        if seed < args.networks and theta_is_main(specs[t], theta):
+                            reused.add((t, theta, seed))
+                        else:
+                            jobs.append((("theta", t, theta, seed), theta_network,
+                                         (spec_paths[t], t, theta, seed, out, args)))
         print(study.start_line(len(jobs), args), flush=True)
-        outcomes = study.run_jobs(jobs, args.jobs, budget, on_done=_progress_line)
+        outcomes = study.run_jobs(jobs, args.jobs, budget,
+                                  on_done=_trained_line if args.train_only else _progress_line)
+        if args.train_only:  # weights and curves only, for a later --weights-from run
+            study.write_csv(out / "trained.csv", [
+                {"job": _name(k), "status": o.status, "seconds": o.seconds,
+                 **(o.result if o.status == "done" else {})} for k, o in outcomes.items()])
+            print(f"trained: {study.summary(outcomes)}")
+            return
 
         rows, extras, rollout_acc = [], {}, {}
         for key, o in outcomes.items():
@@ -261,9 +349,12 @@ def main() -> None:
         table.to_csv(out / "results.csv", index=False)
         not_done = [(_name(key), o.status, o.detail) for key, o in outcomes.items()
                     if o.status != "done"]
-        metrics = {"spec": spec.name, "n_steps": spec.training.n_steps,
+        metrics = {"spec": {t: specs[t].name for t in tasks},
+                   "n_steps": spec.training.n_steps,
                    "learning_rate": spec.training.learning_rate, "trained": list(spec.train),
-                   "n_units": spec.n_units, "networks_per_task": args.networks,
+                   "n_units": {t: specs[t].n_units for t in tasks},
+                   "networks_per_task": args.networks,
+                   "weights_from": str(args.weights_from) if args.weights_from else None,
                    "networks_completed": {t: int((table["task"] == t).sum()) if len(table)
                                           else 0 for t in tasks},
                    "jobs": args.jobs, "device": args.device, "max_minutes": args.max_minutes,
@@ -287,30 +378,34 @@ def main() -> None:
         if "theta" not in skip:
             theta_rows = []
             for seed in range(args.theta_networks):
-                for theta in args.thetas:
-                    if (theta, seed) in reused:
-                        main_row = next((r for r in rows if r["task"] == "perception"
-                                         and r["seed"] == seed), None)
-                        if main_row is not None:
-                            theta_rows.append({"theta_deg": theta, "seed": seed,
-                                               "pi_untrained": main_row["pi_untrained"],
-                                               "pi_trained": main_row["pi_trained"],
-                                               "accuracy": rollout_acc[("perception", seed)]})
-                    elif outcomes[("theta", theta, seed)].status == "done":
-                        theta_rows.append(outcomes[("theta", theta, seed)].result)
-            sweep = pd.DataFrame(theta_rows, columns=["theta_deg", "seed", "pi_untrained",
-                                                      "pi_trained", "accuracy"])
-            sweep = sweep.sort_values(["theta_deg", "seed"]).reset_index(drop=True)
+                for t in theta_tasks:
+                    for theta in args.thetas:
+                        if (t, theta, seed) in reused:
+                            main_row = next((r for r in rows if r["task"] == t
+                                             and r["seed"] == seed), None)
+                            if main_row is not None:
+                                theta_rows.append({
+                                    "task": t, "n_units": main_row["n_units"],
+                                    "theta_deg": theta, "seed": seed,
+                                    "pi_untrained": main_row["pi_untrained"],
+                                    "pi_trained": main_row["pi_trained"],
+                                    "accuracy": rollout_acc[(t, seed)]})
+                        elif outcomes[("theta", t, theta, seed)].status == "done":
+                            theta_rows.append(outcomes[("theta", t, theta, seed)].result)
+            sweep = pd.DataFrame(theta_rows, columns=["task", "n_units", "theta_deg", "seed",
+                                                      "pi_untrained", "pi_trained", "accuracy"])
+            sweep = sweep.sort_values(["task", "theta_deg", "seed"]).reset_index(drop=True)
             sweep.to_csv(out / "theta_sweep.csv", index=False)
-            metrics["theta_networks_completed"] = {f"{t:g}": int((sweep["theta_deg"] == t).sum())
-                                                   for t in args.thetas}
+            metrics["theta_networks_completed"] = {
+                f"{t} {th:g}": int(((sweep["theta_deg"] == th) & (sweep["task"] == t)).sum())
+                for t in theta_tasks for th in args.thetas}
             if len(sweep):
                 _theta_figure(sweep, out / "pi_vs_theta.png")
                 sections.append(("Predictive information vs leaky-ReLU angle",
                                  html.figure("pi_vs_theta.png", "DCA PI, trained vs untrained")))
-            for theta, g in sweep.groupby("theta_deg"):
-                metrics[f"pi_theta_{theta:g}.untrained"] = float(g["pi_untrained"].mean())
-                metrics[f"pi_theta_{theta:g}.trained"] = float(g["pi_trained"].mean())
+            for (t, theta), g in sweep.groupby(["task", "theta_deg"]):
+                metrics[f"{t}.pi_theta_{theta:g}.untrained"] = float(g["pi_untrained"].mean())
+                metrics[f"{t}.pi_theta_{theta:g}.trained"] = float(g["pi_trained"].mean())
         if "flipflop" not in skip and outcomes[("flipflop",)].status == "done":
             metrics.update(outcomes[("flipflop",)].result)
             sections.append(("3-bit flip-flop fixed points",
@@ -332,6 +427,10 @@ def _name(key: tuple) -> str:
     return " ".join(map(str, key))
 
 
+def _trained_line(o) -> None:
+    print(f"{_name(o.key)}: {o.status} ({o.seconds:.0f} s) {o.detail}", flush=True)
+
+
 def _progress_line(o) -> None:
     name = " ".join(f"{k:g}" if isinstance(k, float) else str(k) for k in o.key)
     if o.status != "done":
@@ -345,7 +444,8 @@ def _progress_line(o) -> None:
               f"{row['pi_trained']:.3f} nats ({o.seconds:.0f} s)", flush=True)
     elif o.key[0] == "theta":
         r = o.result
-        print(f"theta {r['theta_deg']:5.1f} seed {r['seed']}: PI {r['pi_untrained']:.3f} -> "
+        print(f"{r['task']} theta {r['theta_deg']:5.1f} seed {r['seed']}: PI "
+              f"{r['pi_untrained']:.3f} -> "
               f"{r['pi_trained']:.3f} nats, accuracy {r['accuracy']:.2f} ({o.seconds:.0f} s)",
               flush=True)
     else:
@@ -376,12 +476,16 @@ def _figures(out: Path, extras: dict) -> None:
 
 
 def _theta_figure(sweep: pd.DataFrame, path: Path) -> None:
-    g = sweep.groupby("theta_deg")[["pi_untrained", "pi_trained"]].agg(["mean", "std"])
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for col, label in (("pi_untrained", "untrained"), ("pi_trained", "trained")):
-        ax.errorbar(g.index, g[(col, "mean")], g[(col, "std")], marker="o", label=label)
-    ax.set(xlabel="leaky-ReLU angle θ (deg)", ylabel="predictive information (nats)")
-    ax.legend()
+    names = list(dict.fromkeys(sweep["task"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for ax, t in zip(axes[0], names, strict=True):
+        g = (sweep[sweep["task"] == t].groupby("theta_deg")[["pi_untrained", "pi_trained"]]
+             .agg(["mean", "std"]))
+        for col, label in (("pi_untrained", "untrained"), ("pi_trained", "trained")):
+            ax.errorbar(g.index, g[(col, "mean")], g[(col, "std")], marker="o", label=label)
+        ax.set(xlabel="leaky-ReLU angle θ (deg)", ylabel="predictive information (nats)",
+               title=t)
+        ax.legend()
     study.save_figure(fig, path, dpi=90)
 
 
