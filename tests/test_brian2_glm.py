@@ -31,13 +31,16 @@ def _softplus_inv(rate: float) -> float:
     return float(np.log(np.expm1(rate)))
 
 
-def make_rglm(link: str = "softplus", kind: str = "rglm", seed: int = 0) -> GLM:
+def make_rglm(link: str = "softplus", kind: str = "rglm", seed: int = 0,
+              correlated: bool = False) -> GLM:
     """Stimulus drive (rates ~0.15-0.25 spikes/bin), refractory self-history, coupling and a
-    2-D rotating latent shared by all units."""
+    2-D rotating latent shared by all units (``correlated``: with the in-bin term, whose
+    ``A`` the caller sets)."""
     rng = np.random.default_rng(seed)
     common = {"link": link, "stimulus": {"n_basis": 4},
               "history": {"n_basis": 3, "duration": 0.05},
-              "coupling": {"enabled": True, "n_basis": 2, "duration": 0.03}}
+              "coupling": {"enabled": True, "n_basis": 2, "duration": 0.03},
+              "correlated": {"enabled": correlated}}
     base = _softplus_inv(0.35) if link == "softplus" else np.log(0.35)
     params = {"beta": base + 0.4 * rng.standard_normal((N_UNITS, N_COND, 4)),
               "h": np.array([-1.0, -0.4, -0.1]) + 0.1 * rng.standard_normal((N_UNITS, 3)),
@@ -199,7 +202,7 @@ def test_in_bin_correlations_match_torch_sampler():
     """Units drawn in sequence inside each bin (strictly lower-triangular A in a shuffled
     order): same-bin correlations and PSTHs of Brian 2 and torch agree, and differ from the
     same model without A."""
-    model = make_rglm("softplus", "glm")
+    model = make_rglm("softplus", "glm", correlated=True)
     rng = np.random.default_rng(7)
     model.unit_order_ = rng.permutation(N_UNITS)
     mask = model._order_mask().numpy()

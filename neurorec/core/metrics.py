@@ -8,28 +8,14 @@ model predicting each neuron's mean count over the evaluated bins, rates clipped
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln, xlogy
 
-RATE_FLOOR = 1e-9  # as in nlb_tools, so that a zero rate with a spike stays finite
-
-
-def poisson_nll(counts: np.ndarray, rates: np.ndarray) -> np.ndarray:
-    """Elementwise Poisson NLL; ``counts``, ``rates`` broadcastable, rates = expected counts."""
-    rates = np.clip(rates, RATE_FLOOR, None)
-    return rates - xlogy(counts, rates) + gammaln(counts + 1.0)
-
-
-def bernoulli_nll(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Elementwise Bernoulli NLL of spike / no spike (counts > 0)."""
-    y = (counts > 0).astype(float)
-    p = np.clip(probs, RATE_FLOOR, 1.0 - RATE_FLOOR)
-    return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
-
-
-def gaussian_nll(y: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Elementwise Gaussian NLL, ``scale`` the standard deviation (broadcast on the last axis)."""
-    z = (y - mean) / scale
-    return 0.5 * z**2 + np.log(scale) + 0.5 * np.log(2.0 * np.pi)
+from neurorec.core.observations import (  # noqa: F401 (re-exported: the scores' public home)
+    RATE_FLOOR,
+    bernoulli_nll,
+    gaussian_nll,
+    make_observation,
+    poisson_nll,
+)
 
 
 def _flat(counts: np.ndarray) -> np.ndarray:
@@ -38,25 +24,14 @@ def _flat(counts: np.ndarray) -> np.ndarray:
 
 def _observed(counts: np.ndarray, observation: str) -> np.ndarray:
     """(bins, units) what the observation model scores: counts, or spike / no spike."""
-    y = _flat(counts)
-    return (y > 0).astype(float) if observation == "bernoulli" else y
+    return make_observation(observation).observed(_flat(counts))
 
 
 def nll_tables(counts: np.ndarray, rates: np.ndarray, observation: str,
                 scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(bins, units) NLL of the model and of the null (each unit's mean over these bins)."""
-    y, r = _flat(counts), _flat(rates)
-    null = np.broadcast_to(_observed(counts, observation).mean(axis=0, keepdims=True), y.shape)
-    if observation == "poisson":
-        return poisson_nll(y, r), poisson_nll(y, null)
-    if observation == "bernoulli":
-        return bernoulli_nll(y, r), bernoulli_nll(y, null)
-    if observation == "gaussian":
-        if scale is None:
-            raise ValueError("gaussian scores need the model's noise scale (n_units,)")
-        null_scale = np.clip(y.std(axis=0), 1e-12, None)
-        return gaussian_nll(y, r, np.asarray(scale)), gaussian_nll(y, null, null_scale)
-    raise ValueError(f"unknown observation model {observation!r}")
+    """(bins, units) NLL of the model and of the null (each unit's mean over these bins);
+    the observation model (:mod:`neurorec.core.observations`) owns both."""
+    return make_observation(observation).score_tables(_flat(counts), _flat(rates), scale)
 
 
 def log_likelihood(counts: np.ndarray, rates: np.ndarray, observation: str = "poisson",

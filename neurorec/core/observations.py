@@ -5,6 +5,11 @@ on CPU and CUDA. ``drive`` is the linear predictor (any shape), ``y`` observed v
 ``log_scale`` the log noise standard deviation of families that have one (Gaussian), one per
 unit, broadcast along the last axis; the others ignore it.
 
+Each also owns its numpy scores (elementwise NLL of expected values, what it observes of
+a count, its null model: used by :mod:`neurorec.core.metrics`), where a GLM starts (the drive
+at the mean), the per-bin curvature the preconditioner needs, and its Brian 2 code: the
+expected value of ``drive`` and the draw of one bin (:mod:`neurorec.families.glm.brian2`).
+
 Correlations inside a time bin are not an observation model of their own: the models add
 ``Σ_{j before i} A_ij y_j(t)`` to unit ``i``'s drive, so every family here becomes its
 correlated (autoregressive-in-unit-order) variant with an exact likelihood and exact sampling.
@@ -15,13 +20,77 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import gammaln, xlogy
 
 # Above this drive exp() continues as its second-order Taylor polynomial: e^30 ≈ 1e13 expected
 # spikes per bin is beyond any neuron, so fitted models are unchanged, but a line-search trial
 # step far out (or a runaway recurrence) gives a large finite objective, not inf/NaN.
 EXP_DRIVE_MAX = 30.0
+
+
+RATE_FLOOR = 1e-9  # as in nlb_tools, so that a zero rate with a spike stays finite
+# Brian 2: past the ceiling (``ceiling``, expected count per bin) a run is reported as diverged;
+# the draws stay finite meanwhile. ``first_over`` records the first bin over it.
+_B2_CEILING = "rate = rate * int(rate <= ceiling) + ceiling * int(not (rate <= ceiling))"
+
+
+def poisson_nll(counts: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Elementwise Poisson NLL; ``counts``, ``rates`` broadcastable, rates = expected counts."""
+    rates = np.clip(rates, RATE_FLOOR, None)
+    return rates - xlogy(counts, rates) + gammaln(counts + 1.0)
+
+
+def bernoulli_nll(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Elementwise Bernoulli NLL of spike / no spike (counts > 0)."""
+    y = (counts > 0).astype(float)
+    p = np.clip(probs, RATE_FLOOR, 1.0 - RATE_FLOOR)
+    return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+
+
+def gaussian_nll(y: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Elementwise Gaussian NLL, ``scale`` the standard deviation (broadcast on the last axis)."""
+    z = (y - mean) / scale
+    return 0.5 * z**2 + np.log(scale) + 0.5 * np.log(2.0 * np.pi)
+
+
+def _clipped_mean(y: torch.Tensor, upper: float | None) -> torch.Tensor:
+    return y.mean(dim=(0, 1)).clamp(1e-3, upper)
+
+
+class _CountScores:
+    """Numpy scores shared by the count observations (Poisson, Bernoulli)."""
+
+    def observed(self, y: np.ndarray) -> np.ndarray:
+        """What the model scores of counts ``y``: the counts (Bernoulli: spike / no spike)."""
+        return y
+
+    def score_tables(self, y: np.ndarray, mean: np.ndarray,
+                     scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(bins, units) NLL of ``mean`` and of the null (each unit's mean over these bins)
+        for (bins, units) counts ``y``."""
+        null = np.broadcast_to(self.observed(y).mean(axis=0, keepdims=True), y.shape)
+        return self.np_nll(y, mean), self.np_nll(y, null)
+
+    def extra_init(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameters of the observation itself at the start of a fit (a noise scale)."""
+        return {}
+
+    def brian2_equations(self) -> list[str]:
+        """Brian 2 per-unit variables of the observation (a noise scale)."""
+        return []
+
+    def brian2_values(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """(n_units,) values of :meth:`brian2_equations`' variables."""
+        return {}
+
+
+def _b2_runaway(first_over_bin: str, mine: str = "") -> list[str]:
+    """Brian 2 lines recording the first bin whose rate passed the ceiling, then capping it."""
+    return ["first_over = first_over + (" + first_over_bin + " - first_over)"
+            f" * int(first_over < 0){mine} * int(not (rate <= ceiling))", _B2_CEILING]
 
 
 def _safe_exp(drive: torch.Tensor) -> torch.Tensor:
@@ -40,7 +109,7 @@ def _log_softplus(drive: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Poisson:
+class Poisson(_CountScores):
     """Poisson counts with rate ``link(drive)`` (expected count per bin)."""
 
     link: str = "exp"
@@ -70,9 +139,44 @@ class Poisson:
                log_scale: torch.Tensor | None = None) -> torch.Tensor:
         return torch.poisson(self.mean(drive), generator=generator)
 
+    # numpy scores and the start of a fit
+    def np_nll(self, y: np.ndarray, mean: np.ndarray,
+               scale: np.ndarray | None = None) -> np.ndarray:
+        return poisson_nll(y, mean)
+
+    def baseline(self, mean: np.ndarray) -> np.ndarray:
+        """(n_units,) drive whose expected count is ``mean`` (clipped away from 0)."""
+        mean = np.clip(mean, 1e-3, None)
+        return np.log(np.expm1(mean)) if self.link == "softplus" else np.log(mean)
+
+    def curvature(self, y: torch.Tensor) -> torch.Tensor:
+        """(n_units,) second derivative of one bin's NLL in the drive at the mean rate."""
+        return _clipped_mean(y, None)
+
+    # Brian 2: ``drive`` → ``rate`` (the expected count), and one bin's draw
+    can_run_away = True
+
+    def brian2_rate(self, drive: str = "drive") -> str:
+        if self.link == "exp":
+            return f"exp({drive})"
+        return f"{drive} * int({drive} > 0) + log1p(exp(-abs({drive})))"  # overflow-free
+
+    def brian2_drive_code(self, in_bin: bool) -> list[str]:
+        code = [f"rate = {self.brian2_rate()}"]
+        # with in-bin correlations the draw checks the raised rate
+        return code if in_bin else code + _b2_runaway("int(t / bin_dt + 0.5)")
+
+    def brian2_draw(self) -> str:
+        return "ybin = ybin + poisson(rate * inv_sub)"
+
+    def brian2_in_bin_draw(self, mine: str) -> str:
+        return "\n".join([f"rate = {self.brian2_rate('(drive + ain)')}",
+                          *_b2_runaway("int(t / bin_dt + 0.5 * inv_sub)", f" * {mine}"),
+                          f"ybin = ybin + {mine} * poisson(rate)"])
+
 
 @dataclass(frozen=True)
-class Bernoulli:
+class Bernoulli(_CountScores):
     """Spike / no spike per bin with probability ``sigmoid(drive)``; counts > 1 count as 1."""
 
     link: str = "logistic"
@@ -93,6 +197,32 @@ class Bernoulli:
     def sample(self, drive: torch.Tensor, generator: torch.Generator | None,
                log_scale: torch.Tensor | None = None) -> torch.Tensor:
         return torch.bernoulli(self.mean(drive), generator=generator)
+
+    def np_nll(self, y: np.ndarray, mean: np.ndarray,
+               scale: np.ndarray | None = None) -> np.ndarray:
+        return bernoulli_nll(y, mean)
+
+    def observed(self, y: np.ndarray) -> np.ndarray:
+        return (y > 0).astype(float)
+
+    def baseline(self, mean: np.ndarray) -> np.ndarray:
+        mean = np.clip(mean, 1e-3, 1 - 1e-3)
+        return np.log(mean / (1 - mean))
+
+    def curvature(self, y: torch.Tensor) -> torch.Tensor:
+        mean = _clipped_mean(y, 1 - 1e-3)
+        return mean * (1 - mean)
+
+    can_run_away = False
+
+    def brian2_drive_code(self, in_bin: bool) -> list[str]:
+        return ["rate = 1 / (1 + exp(-drive))"]
+
+    def brian2_draw(self) -> str:
+        return "ybin = int(rand() < rate)"
+
+    def brian2_in_bin_draw(self, mine: str) -> str:
+        return f"ybin = ybin + {mine} * int(rand() < 1 / (1 + exp(-(drive + ain))))"
 
 
 @dataclass(frozen=True)
@@ -124,14 +254,56 @@ class Gaussian:
                             device=drive.device)
         return drive + noise * torch.exp(log_scale)
 
+    def np_nll(self, y: np.ndarray, mean: np.ndarray,
+               scale: np.ndarray | None = None) -> np.ndarray:
+        return gaussian_nll(y, mean, np.asarray(scale))
+
+    def observed(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def score_tables(self, y: np.ndarray, mean: np.ndarray,
+                     scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if scale is None:
+            raise ValueError("gaussian scores need the model's noise scale (n_units,)")
+        null = np.broadcast_to(y.mean(axis=0, keepdims=True), y.shape)
+        null_scale = np.clip(y.std(axis=0), 1e-12, None)
+        return self.np_nll(y, mean, scale), gaussian_nll(y, null, null_scale)
+
+    def baseline(self, mean: np.ndarray) -> np.ndarray:
+        return mean
+
+    def extra_init(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        std = counts.reshape(-1, counts.shape[-1]).std(axis=0)
+        return {"log_sigma": np.log(np.clip(std, 1e-3, None))}
+
+    def curvature(self, y: torch.Tensor) -> torch.Tensor:
+        return 1.0 / y.var(dim=(0, 1)).clamp_min(1e-6)
+
+    can_run_away = False
+
+    def brian2_equations(self) -> list[str]:
+        return ["sigma : 1 (constant)"]
+
+    def brian2_values(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"sigma": np.exp(params["log_sigma"])}
+
+    def brian2_drive_code(self, in_bin: bool) -> list[str]:
+        return []
+
+    def brian2_draw(self) -> str:
+        return "ybin = drive + sigma * randn()"
+
+    def brian2_in_bin_draw(self, mine: str) -> str:
+        return f"ybin = ybin + {mine} * (drive + ain + sigma * randn())"
+
 
 Observation = Poisson | Bernoulli | Gaussian
 
 
-def make_observation(name: str, link: str) -> Observation:
-    """The observation model a spec names."""
+def make_observation(name: str, link: str | None = None) -> Observation:
+    """The observation model a spec names (``link`` None: the family's default link)."""
     if name == "poisson":
-        return Poisson(link)
+        return Poisson(link or "exp")
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":

@@ -24,6 +24,11 @@ ancestral sampler exactly, not an ODE approximation of it:
   ``dt_substeps = S > 1`` the clock runs at ``Δ / S``, the drive is held for the bin (as in the
   model) and each sub-step draws ``Poisson(λ / S)``: the bin total is exactly ``Poisson(λ)``.
 
+The network is assembled from the model's parts: the observation writes the rate and the draw
+(:mod:`neurorec.core.observations`), and every drive term its variables, tables and synapses
+(``brian2_equations`` / ``brian2_objects`` in :mod:`neurorec.families.glm.terms`, the latent in
+:mod:`neurorec.families.glm.rglm`) on a :class:`_Net` builder.
+
 Order inside a bin (all at ``t = kΔ``, slot ``start``): latent inputs are summed from the
 previous bin's counts and state (order 0), ``x`` is updated (1), the ring buffer shifts (2), the
 coupling and latent terms are summed onto the units (3), the drive and rate are formed (4),
@@ -49,10 +54,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from neurorec.core.errors import DataError, DivergenceError
-from neurorec.families.glm.glm import GLM, MAX_RATE_HZ, history_features
+from neurorec.families.glm.glm import GLM, MAX_RATE_HZ
+from neurorec.families.glm.terms import InBin
 
 CACHE_ENV = "NEUROREC_BRIAN2_CACHE"
 
@@ -150,38 +155,14 @@ def _validate(model: GLM, condition: np.ndarray, n_bins: int, dt_substeps: int,
 
 def _in_bin(model: GLM) -> bool:
     """Whether the model couples units inside a bin (a non-zero ``A`` in its unit order)."""
-    p = model.params_
-    return "A" in p and bool(np.any(p["A"] * model._order_mask().cpu().numpy()))
+    return any(isinstance(t, InBin) and t.active(_Params(model)) for t in model.terms)
 
 
-def _stimulus_table(model: GLM, n_bins: int) -> np.ndarray:
-    """(n_bins, n_conditions * n_units) stimulus drive; column ``c * n_units + i``."""
-    p = model.params_
-    if "beta" in p:
-        drive = np.einsum("ick,tk->tci", p["beta"], model.stimulus_basis(n_bins))
-    else:
-        drive = np.broadcast_to(p["bias"], (n_bins, model.n_conditions_, model.n_units_))
-    return np.ascontiguousarray(drive.reshape(n_bins, -1), dtype=np.float64)
+class _Params:
+    """What :meth:`InBin.active` reads before a network exists."""
 
-
-def _stimulus_filter_table(model: GLM, stimulus: np.ndarray | None, n_trials: int,
-                           n_bins: int) -> np.ndarray | None:
-    """(n_bins, n_trials * n_units) stimulus-filter drive, column ``b * n_units + i``; None
-    for a model without a stimulus filter (which ignores ``stimulus``, as ``model.sample``)."""
-    p = model.params_
-    if "k" not in p:
-        return None
-    n_channels = p["k"].shape[1]
-    got = None if stimulus is None else np.shape(stimulus)
-    if got != (n_trials, n_bins, n_channels):
-        raise DataError(f"simulate_brian2({type(model).__name__}): stimulus: a model with a "
-                        f"stimulus filter samples given a stimulus of shape ({n_trials}, "
-                        f"{n_bins}, {n_channels}) (trials, bins, channels), got {got}")
-    basis = torch.as_tensor(model.stimulus_filter_basis(model.bin_size_), dtype=torch.float64)
-    features = history_features(torch.as_tensor(np.asarray(stimulus), dtype=torch.float64),
-                                basis, first_lag=0).numpy()
-    drive = np.einsum("btck,ick->tbi", features, p["k"])
-    return np.ascontiguousarray(drive.reshape(n_bins, -1), dtype=np.float64)
+    def __init__(self, model: GLM):
+        self.model, self.p = model, model.params_
 
 
 def _block_pairs(n_trials: int, n_pre: int, n_post: int,
@@ -196,8 +177,62 @@ def _block_pairs(n_trials: int, n_pre: int, n_post: int,
     return {"i": pre, "j": post}
 
 
-def _linear(terms: list[str]) -> str:
-    return " + ".join(terms) if terms else "0"
+class _Net:
+    """The network under construction: what terms declare (unit equations, lag bases, drive
+    terms, ``TimedArray`` tables) and, once the unit group exists, the objects they add.
+
+    Unit ``b * n_units + i`` is trial ``b``'s unit ``i``; ``p`` the fitted parameters.
+    """
+
+    def __init__(self, model: GLM, n_trials: int, n_bins: int, n_sub: int, in_bin: bool,
+                 stimulus: np.ndarray | None, bin_dt):
+        self.model, self.p = model, model.params_
+        self.n_trials, self.n_bins, self.n_sub, self.in_bin = n_trials, n_bins, n_sub, in_bin
+        self.stimulus, self.bin_dt = stimulus, bin_dt
+        self.eqs: list[str] = []
+        self.drive_terms: list[str] = []
+        self.lag_bases: dict[str, np.ndarray] = {}  # "h" / "c" -> (n_lags, n_basis)
+        self.shift_first: list[str] = []  # run first in the per-bin shift (shared writes)
+        self.condition_table: np.ndarray | None = None
+        self.trial_tables: dict[str, np.ndarray] = {}
+        self.objects: list = []
+        self.units = None
+
+    @staticmethod
+    def linear(terms: list[str]) -> str:
+        return " + ".join(terms) if terms else "0"
+
+    def add_condition_table(self, table: np.ndarray) -> None:
+        """Add (n_bins, n_conditions, n_units) drive to the per-condition input, read at the
+        unit's ``condition * n_units + unit`` column of one 2-D ``TimedArray``."""
+        table = np.asarray(table, dtype=np.float64)
+        self.condition_table = table if self.condition_table is None \
+            else self.condition_table + table
+
+    def add_trial_table(self, name: str, table: np.ndarray) -> None:
+        """A (n_bins, n_trials * n_units) input fixed per bin, read at column ``i``."""
+        self.trial_tables[name] = np.ascontiguousarray(table, dtype=np.float64)
+
+    def synapses(self, source, target, eqs: str, name: str, n_pre: int, n_post: int,
+                 skip_diagonal: bool = False, **kwargs):
+        """Synapses joining all (pre, post) pairs inside each trial's block."""
+        import brian2 as b2
+
+        syn = b2.Synapses(source, target, eqs, name=name, **kwargs)
+        with _target("numpy"):
+            syn.connect(**_block_pairs(self.n_trials, n_pre, n_post, skip_diagonal))
+        return syn
+
+    @staticmethod
+    def by_pair(syn, n_pre_block: int, n_post_block: int) -> tuple:
+        """Each synapse's (post, pre) index inside its trial's block."""
+        return syn.j[:] % n_post_block, syn.i[:] % n_pre_block
+
+    def add_summed(self, syn, order: int) -> None:
+        """Add ``syn`` with its summed variables updated at ``start`` in slot ``order``."""
+        for updater in syn.summed_updaters.values():
+            updater.when, updater.order = "start", order
+        self.objects.append(syn)
 
 
 def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None,
@@ -214,115 +249,76 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
 
     n_bins = int(n_bins or model.n_bins_)
     condition = _validate(model, condition, n_bins, dt_substeps, counts)
-    p = model.params_
     n_trials, n_units, n_sub = len(condition), model.n_units_, int(dt_substeps)
     in_bin = _in_bin(model)
     if in_bin:  # one sub-step per unit: rank r draws at sub-step r
         n_sub = n_units
     n = n_trials * n_units
-    stim_filter = _stimulus_filter_table(model, stimulus, n_trials, n_bins)
+    bin_dt = float(model.bin_size_) * b2.second
+    net = _Net(model, n_trials, n_bins, n_sub, in_bin, stimulus, bin_dt)
+    for term in model.terms:  # declarations (and the stimulus checks) before any object
+        term.brian2_equations(net)
     if n_trials == 0:
         return np.zeros((0, n_bins, n_units)), (np.zeros((0, n_bins, n_units))
                                                  if record_drive else None)
-    bin_dt = float(model.bin_size_) * b2.second
-    obs = model.observation_name
-
-    bases = {}
-    if "h" in p:
-        bases["h"] = model.history_basis(model.bin_size_)
-    if "J" in p:
-        bases["c"] = model.coupling_basis(model.bin_size_)
-    n_lags = max((basis.shape[0] for basis in bases.values()), default=0)
-    rglm = "W0" in p
+    obs = model.obs
 
     # ------------------------------------------------------------------ unit equations
     eqs = ["cu : integer (constant)", "drive : 1", "ybin : 1", "rate : 1",
            "first_over : integer", "ceiling : 1 (shared, constant)",
            "inv_sub : 1 (shared, constant)", "bin_dt : second (shared, constant)"]
+    n_lags = max((basis.shape[0] for basis in net.lag_bases.values()), default=0)
     eqs += [f"y_{lag} : 1" for lag in range(1, n_lags + 1)]
-    for name, basis in bases.items():
+    for name, basis in net.lag_bases.items():
         eqs += [f"f{name}_{k} : 1" for k in range(basis.shape[1])]
         eqs += [f"b{name}_{lag}_{k} : 1 (shared, constant)"
                 for lag in range(1, basis.shape[0] + 1) for k in range(basis.shape[1])]
-    if "h" in bases:
-        eqs += [f"h_{k} : 1 (constant)" for k in range(bases["h"].shape[1])]
-    if "c" in bases:
-        eqs.append("coup : 1")
-    if rglm:
-        eqs.append("lat : 1")
-    if obs == "gaussian":
-        eqs.append("sigma : 1 (constant)")
-    if in_bin:
-        eqs += ["rank : integer (constant)", "slot : integer (shared)", "ain : 1"]
+    eqs += net.eqs + obs.brian2_equations()
 
-    stim = b2.TimedArray(_stimulus_table(model, n_bins), dt=bin_dt, name="neurorec_stim")
-    namespace = {"neurorec_stim": stim}
-    if stim_filter is not None:
-        namespace["neurorec_stim_filter"] = b2.TimedArray(stim_filter, dt=bin_dt,
-                                                          name="neurorec_stim_filter")
+    namespace = {}
+    terms = []
+    if net.condition_table is not None:
+        table = np.ascontiguousarray(net.condition_table.reshape(n_bins, -1))
+        namespace["neurorec_stim"] = b2.TimedArray(table, dt=bin_dt, name="neurorec_stim")
+        terms.append("neurorec_stim(t, cu)")
+    for name, table in net.trial_tables.items():
+        namespace[name] = b2.TimedArray(table, dt=bin_dt, name=name)
+        terms.append(f"{name}(t, i)")
     if counts is not None:
         given = np.ascontiguousarray(counts.reshape(n_trials, n_bins, n_units)
                                      .transpose(1, 0, 2).reshape(n_bins, n), dtype=np.float64)
         namespace["neurorec_given"] = b2.TimedArray(given, dt=bin_dt, name="neurorec_given")
     units = b2.NeuronGroup(n, "\n".join(eqs), method="exact", dt=bin_dt / n_sub,
                            namespace=namespace, name="neurorec_units")
+    net.units = units
     units.cu = (condition[:, None] * n_units + np.arange(n_units)[None, :]).ravel()
     units.first_over = -1
     units.ceiling = MAX_RATE_HZ * model.bin_size_
     units.inv_sub = 1.0 / n_sub
     units.bin_dt = bin_dt
-    for name, basis in bases.items():
+    for name, basis in net.lag_bases.items():
         for lag in range(1, basis.shape[0] + 1):
             for k in range(basis.shape[1]):
                 setattr(units, f"b{name}_{lag}_{k}", basis[lag - 1, k])
-    if "h" in bases:
-        for k in range(bases["h"].shape[1]):
-            setattr(units, f"h_{k}", np.tile(p["h"][:, k], n_trials))
-    if obs == "gaussian":
-        units.sigma = np.tile(np.exp(p["log_sigma"]), n_trials)
-    if in_bin:
-        rank = np.empty(n_units, dtype=np.int64)
-        rank[model.unit_order_] = np.arange(n_units)
-        units.rank = np.tile(rank, n_trials)
+    for var, values in obs.brian2_values(model.params_).items():
+        setattr(units, var, np.tile(values, n_trials))
     objects: list = [units]
 
     # ring buffer shift (order 2): y_l ← count l bins back, then the basis features
-    shift = [f"y_{lag} = y_{lag - 1}" for lag in range(n_lags, 1, -1)]
+    shift = [*net.shift_first, *[f"y_{lag} = y_{lag - 1}" for lag in range(n_lags, 1, -1)]]
     if n_lags:
         shift.append("y_1 = ybin")
     shift.append("ybin = 0")
-    if in_bin:  # Brian wants writes to shared (scalar) variables first
-        shift.insert(0, "slot = 0")
-    for name, basis in bases.items():
+    for name, basis in net.lag_bases.items():
         for k in range(basis.shape[1]):
-            shift.append(f"f{name}_{k} = " + _linear(
+            shift.append(f"f{name}_{k} = " + net.linear(
                 [f"b{name}_{lag}_{k} * y_{lag}" for lag in range(1, basis.shape[0] + 1)]))
     objects.append(units.run_regularly("\n".join(shift), dt=bin_dt, when="start", order=2,
                                        name="neurorec_shift"))
 
     # drive and expected count (order 4)
-    terms = ["neurorec_stim(t, cu)"]
-    if stim_filter is not None:
-        terms.append("neurorec_stim_filter(t, i)")
-    if "h" in bases:
-        terms += [f"h_{k} * fh_{k}" for k in range(bases["h"].shape[1])]
-    if "c" in bases:
-        terms.append("coup")
-    if rglm:
-        terms.append("lat")
-    drive_code = ["drive = " + " + ".join(terms)]
-    if obs == "poisson":
-        if model.spec.link == "exp":
-            drive_code.append("rate = exp(drive)")
-        else:  # softplus, overflow-free
-            drive_code.append("rate = drive * int(drive > 0) + log1p(exp(-abs(drive)))")
-        drive_code += [] if in_bin else [  # with A the draw checks the raised rate
-            "first_over = first_over + (int(t / bin_dt + 0.5) - first_over)"
-            " * int(first_over < 0) * int(not (rate <= ceiling))",
-            # past the ceiling the run is reported as diverged; keep the draws finite meanwhile
-            "rate = rate * int(rate <= ceiling) + ceiling * int(not (rate <= ceiling))"]
-    elif obs == "bernoulli":
-        drive_code.append("rate = 1 / (1 + exp(-drive))")
+    drive_code = ["drive = " + net.linear(terms + net.drive_terms),
+                  *obs.brian2_drive_code(in_bin)]
     objects.append(units.run_regularly("\n".join(drive_code), dt=bin_dt, when="start",
                                        order=4, name="neurorec_drive"))
 
@@ -330,75 +326,19 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     if counts is not None:
         draw = "ybin = neurorec_given(t, i)"
     elif in_bin:
-        draw = _in_bin_draw(model)
-    elif obs == "poisson":
-        draw = "ybin = ybin + poisson(rate * inv_sub)"
-    elif obs == "bernoulli":
-        draw = "ybin = int(rand() < rate)"
+        # the unit whose rank is this sub-step's slot draws, its drive raised by the in-bin
+        # input ``ain``; other units add 0. The runaway check sees the raised rate.
+        draw = obs.brian2_in_bin_draw("int(rank == slot)")
     else:
-        draw = "ybin = drive + sigma * randn()"
+        draw = obs.brian2_draw()
     objects.append(units.run_regularly(draw, when="start", order=6 if in_bin else 5,
                                        name="neurorec_draw"))
     if in_bin:
         objects.append(units.run_regularly("slot = slot + 1", when="end",
                                            name="neurorec_slot"))
-
-    def summed(syn: b2.Synapses, order: int) -> b2.Synapses:
-        for updater in syn.summed_updaters.values():
-            updater.when, updater.order = "start", order
-        return syn
-
-    def by_pair(syn: b2.Synapses, n_pre_block: int, n_post_block: int) -> tuple:
-        """Each synapse's (post, pre) index inside its trial's block."""
-        return syn.j[:] % n_post_block, syn.i[:] % n_pre_block
-
-    if "c" in bases:
-        n_k = bases["c"].shape[1]
-        syn_eqs = [f"w_{k} : 1 (constant)" for k in range(n_k)]
-        syn_eqs.append("coup_post = " + _linear([f"w_{k} * fc_{k}_pre" for k in range(n_k)])
-                       + " : 1 (summed)")
-        coupling = b2.Synapses(units, units, "\n".join(syn_eqs), name="neurorec_coupling")
-        with _target("numpy"):
-            coupling.connect(**_block_pairs(n_trials, n_units, n_units, skip_diagonal=True))
-        post_u, pre_u = by_pair(coupling, n_units, n_units)
-        for k in range(n_k):
-            setattr(coupling, f"w_{k}", p["J"][post_u, pre_u, k])
-        objects.append(summed(coupling, 3))
-
-    if in_bin:  # Σ_j A[i, j] y_j(t) over units already drawn in this bin, every sub-step
-        inbin = b2.Synapses(units, units, "w : 1 (constant)\nain_post = w * ybin_pre : 1 "
-                            "(summed)", dt=bin_dt / n_sub, name="neurorec_inbin")
-        with _target("numpy"):
-            inbin.connect(**_block_pairs(n_trials, n_units, n_units, skip_diagonal=True))
-        post_u, pre_u = by_pair(inbin, n_units, n_units)
-        inbin.w = (p["A"] * model._order_mask().cpu().numpy())[post_u, pre_u]
-        objects.append(summed(inbin, 5))
-
-    if rglm:
-        dim = p["R"].shape[0]
-        latent = b2.NeuronGroup(n_trials * dim, "x : 1\ninp : 1\nrec : 1", dt=bin_dt,
-                                name="neurorec_latent")
-
-        def linear_map(source, target, expr: str, weights: np.ndarray, n_pre: int,
-                       n_post: int, name: str) -> b2.Synapses:
-            """Synapses computing ``expr = Σ_pre weights[post, pre] · pre_var`` per trial."""
-            syn = b2.Synapses(source, target, f"w : 1 (constant)\n{expr} : 1 (summed)",
-                              name=name)
-            with _target("numpy"):
-                syn.connect(**_block_pairs(n_trials, n_pre, n_post))
-            post, pre = by_pair(syn, n_pre, n_post)
-            syn.w = weights[post, pre]
-            return syn
-
-        syn_in = linear_map(units, latent, "inp_post = w * ybin_pre", p["W0"], n_units, dim,
-                            "neurorec_latent_in")
-        syn_rec = linear_map(latent, latent, "rec_post = w * x_pre", p["R"], dim, dim,
-                             "neurorec_latent_rec")
-        syn_out = linear_map(latent, units, "lat_post = w * x_pre", p["B"], dim, n_units,
-                             "neurorec_latent_out")
-        step = latent.run_regularly("x = inp + rec", when="start", order=1,
-                                    name="neurorec_latent_step")
-        objects += [latent, summed(syn_in, 0), summed(syn_rec, 0), step, summed(syn_out, 3)]
+    for term in model.terms:
+        term.brian2_objects(net)
+    objects += net.objects
 
     # counts of bin k-1, read at t = kΔ before the shift resets them
     count_mon = b2.StateMonitor(units, "ybin", record=True, dt=bin_dt, when="start", order=1,
@@ -409,9 +349,9 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
                                     order=6, name="neurorec_drive_monitor")
         objects.append(drive_mon)
 
-    net = b2.Network(*objects)
+    network = b2.Network(*objects)
     with _seeded(seed):
-        net.run(n_bins * bin_dt, namespace={})
+        network.run(n_bins * bin_dt, namespace={})
 
     flat = np.concatenate([count_mon.ybin[:, 1:], np.asarray(units.ybin[:])[:, None]], axis=1)
     out = flat.reshape(n_trials, n_units, n_bins).transpose(0, 2, 1).copy()
@@ -422,27 +362,6 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     if record_drive:
         drive = np.asarray(drive_mon.drive).reshape(n_trials, n_units, n_bins).transpose(0, 2, 1)
     return out, drive
-
-
-def _in_bin_draw(model: GLM) -> str:
-    """Draw of the unit whose rank is this sub-step's slot, its drive raised by the in-bin
-    input ``ain``; other units add 0. The runaway check sees the raised rate."""
-    mine = "int(rank == slot)"
-    obs = model.observation_name
-    if obs == "gaussian":
-        return f"ybin = ybin + {mine} * (drive + ain + sigma * randn())"
-    if obs == "bernoulli":
-        return f"ybin = ybin + {mine} * int(rand() < 1 / (1 + exp(-(drive + ain))))"
-    if model.spec.link == "exp":
-        rate = "exp(drive + ain)"
-    else:
-        rate = "(drive + ain) * int(drive + ain > 0) + log1p(exp(-abs(drive + ain)))"
-    return "\n".join([
-        f"rate = {rate}",
-        "first_over = first_over + (int(t / bin_dt + 0.5 * inv_sub) - first_over)"
-        f" * int(first_over < 0) * {mine} * int(not (rate <= ceiling))",
-        "rate = rate * int(rate <= ceiling) + ceiling * int(not (rate <= ceiling))",
-        f"ybin = ybin + {mine} * poisson(rate)"])
 
 
 def _raise_runaway(model: GLM, first_over: np.ndarray) -> None:

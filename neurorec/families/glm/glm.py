@@ -15,7 +15,16 @@ the exact likelihood, and sampling goes unit by unit inside each bin.
 
 There is no separate intercept while the stimulus drive is on: the per-condition basis
 spans the baseline, and a second constant would make the design rank-deficient. The history
-starts empty at every trial start. Subclasses add drive terms through ``_extra_*`` hooks.
+starts empty at every trial start.
+
+The model is built from parts (as nemos): an observation object
+(:mod:`neurorec.core.observations`: likelihood, scores, Brian 2 draw) and a list of drive terms
+(:mod:`neurorec.families.glm.terms`: features, penalty masks, parameter views, drive, Brian 2
+code); the drive is the sum of the terms'. The penalty is computed from the terms' masks by a
+:class:`~neurorec.fit.regularise.Regulariser`; the solvers (:mod:`neurorec.fit.newton`,
+:mod:`neurorec.fit.lbfgs`) get the design or the objective. The spec decides the default terms
+(:func:`~neurorec.families.glm.terms.default_terms`); ``GLM(spec, terms=[...])`` assembles
+any other list, a new term included, without editing this file.
 
 Co-smoothing mode (``model.heldout`` a (n_units,) bool mask, set before ``fit``): held-out
 units are outputs only. Every predictor (history, coupling, in-bin ``A``, the R-GLM's
@@ -26,49 +35,37 @@ at zero. With ``heldout`` None (the default) nothing changes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from neurorec.core.bases import raised_cosine_linear, raised_cosine_log
 from neurorec.core.errors import DataError, DivergenceError, SpecError
 from neurorec.core.observations import make_observation
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.base import Model
 from neurorec.families.glm.spec import GLMSpec
+from neurorec.families.glm.terms import (
+    Coupling,
+    History,
+    InBin,
+    Inputs,
+    StimulusBasis,
+    StimulusFilter,
+    Term,
+    default_terms,
+    history_features,
+)
 from neurorec.fit.lbfgs import FitReport, fit_lbfgs
-from neurorec.fit.newton import StimulusBlock, fit_batched_glm
+from neurorec.fit.newton import fit_batched_glm
+from neurorec.fit.regularise import Regulariser
 
 Tensor = torch.Tensor
+__all__ = ["GLM", "MAX_RATE_HZ", "history_features"]  # history_features: public here since v1
 MAX_RATE_HZ = 10_000.0  # beyond any neuron: a sample this high means runaway excitation
-_L1_SMOOTHING = 1e-6  # |w| ≈ sqrt(w² + ε²) - ε keeps the objective smooth for L-BFGS
-
-
-def history_features(y: Tensor, basis: Tensor, first_lag: int = 1) -> Tensor:
-    """Past values filtered by a lag basis.
-
-    Args:
-        y: (n_trials, n_bins, n_channels) counts (or a stimulus series).
-        basis: (n_lags, n_basis); row ``l`` weighs lag ``l + first_lag``.
-        first_lag: 1 for spike history (the current bin is what is predicted), 0 for a
-            stimulus filter (the stimulus in the current bin acts at once).
-    Returns:
-        (n_trials, n_bins, n_channels, n_basis):
-        ``out[b, t, j, k] = Σ_l basis[l, k] y[b, t - l - first_lag, j]``, zeros before the
-        trial start.
-    """
-    n_lags = basis.shape[0]
-    n_trials, n_bins, n_units = y.shape
-    padded = torch.cat([y.new_zeros(n_trials, n_lags, n_units), y], dim=1)
-    out = y.new_zeros(n_trials, n_bins, n_units, basis.shape[1])
-    for row in range(n_lags):
-        lag = row + first_lag
-        past = padded[:, n_lags - lag: n_lags - lag + n_bins]
-        out += past[..., None] * basis[row]
-    return out
 
 
 class GLM(Model):
@@ -90,12 +87,26 @@ class GLM(Model):
     #: path); None: the default start. L-BFGS fits start as usual.
     warm_start_params: dict[str, np.ndarray] | None = None
 
-    def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0):
+    def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0,
+                 terms: list[Term] | None = None):
         self.spec = spec
         self.device = torch.device(device)
         self.seed = seed
         self.obs = make_observation(spec.observation, spec.link)
         self.observation_name = spec.observation
+        #: the drive terms, in drive and ``params_`` order (default: what the spec enables)
+        self.terms: list[Term] = list(self.default_terms(spec) if terms is None else terms)
+        self.regulariser = Regulariser(spec.penalty.l1, spec.penalty.l2,
+                                       spec.penalty.stimulus_l2)
+
+    @staticmethod
+    def default_terms(spec: GLMSpec) -> list[Term]:
+        """The terms ``spec`` switches on (subclasses add theirs)."""
+        return default_terms(spec)
+
+    def term(self, kind: type[Term]) -> Term | None:
+        """The model's first term of class ``kind``, or None."""
+        return next((t for t in self.terms if isinstance(t, kind)), None)
 
     # ---------------------------------------------------------------- bases and design
     @property
@@ -107,29 +118,22 @@ class GLM(Model):
 
     def stimulus_basis(self, n_bins: int) -> np.ndarray:
         """(n_bins, n_basis) raised cosines tiling the trial."""
-        return raised_cosine_linear(n_bins, self.spec.stimulus.n_basis)
+        return StimulusBasis(self.spec.stimulus.n_basis).basis(n_bins)
 
     def history_basis(self, bin_size: float) -> np.ndarray:
         """(n_lags, n_basis) log-stretched raised cosines over the history window."""
-        return self._lag_basis("history", bin_size)
+        h = self.spec.history
+        return History(h.n_basis, h.duration).basis(self, bin_size)
 
     def coupling_basis(self, bin_size: float) -> np.ndarray:
         """(n_lags, n_basis) log-stretched raised cosines over the coupling window."""
-        return self._lag_basis("coupling", bin_size)
+        c = self.spec.coupling
+        return Coupling(c.n_basis, c.duration).basis(self, bin_size)
 
     def stimulus_filter_basis(self, bin_size: float) -> np.ndarray:
         """(n_lags, n_basis) log-stretched raised cosines over lags 0 .. duration."""
-        return self._lag_basis("stimulus_filter", bin_size)
-
-    def _lag_basis(self, which: str, bin_size: float) -> np.ndarray:
-        filt = getattr(self.spec, which)
-        n_lags = max(1, round(filt.duration / bin_size))
-        if filt.n_basis > n_lags:
-            raise DataError(f"{self.spec.name}: {which}.n_basis: {filt.n_basis} basis functions "
-                            f"need ≥ {filt.n_basis} lags, but {which}.duration "
-                            f"{filt.duration * 1e3:g} ms is {n_lags} bins of "
-                            f"{bin_size * 1e3:g} ms (lengthen it or use fewer functions)")
-        return raised_cosine_log(n_lags, filt.n_basis)
+        f = self.spec.stimulus_filter
+        return StimulusFilter(f.n_basis, f.duration).basis(self, bin_size)
 
     def _heldin(self) -> Tensor | None:
         """(n_units,) 1 for units whose spikes may predict, 0 for held-out; None: all may."""
@@ -142,122 +146,72 @@ class GLM(Model):
         keep = self._heldin()
         return y if keep is None else y * keep
 
+    def _static_design(self, inputs: Inputs) -> dict[str, Tensor]:
+        """Every term's features that do not read the counts."""
+        design: dict[str, Tensor] = {"condition": inputs.condition}
+        for term in self.terms:
+            design.update(term.static_features(self, inputs))
+        return design
+
+    def _spike_design(self, y: Tensor, bin_size: float) -> dict[str, Tensor]:
+        """Every term's features of the counts ``y`` (as predictors see them)."""
+        x = self._inputs(y)
+        design: dict[str, Tensor] = {}
+        for term in self.terms:
+            design.update(term.spike_features(self, x, bin_size))
+        return design
+
     def _design(self, data: BinnedTrials) -> dict[str, Tensor]:
         y = self.obs.prepare(self._tensor(data.counts))
         if self.heldout is not None and len(self.heldout) != y.shape[2]:
             raise DataError(f"{data.source}: units: held-out mask has {len(self.heldout)} "
                             f"entries, the data {y.shape[2]} units")
-        design = {"y": y, "condition": torch.as_tensor(data.condition, device=self.device)}
-        x = self._inputs(y)
-        if self.spec.stimulus.enabled:
-            design["S"] = self._tensor(self.stimulus_basis(y.shape[1]))
-        if self.spec.history.enabled:
-            design["H"] = history_features(x, self._tensor(self.history_basis(data.bin_size)))
-        if self.spec.coupling.enabled:
-            design["C"] = history_features(x, self._tensor(self.coupling_basis(data.bin_size)))
-        if self.spec.stimulus_filter.enabled:
-            design["X"] = self._stimulus_features(data.stimulus, data.bin_size, data.source)
-        return design
-
-    def _stimulus_features(self, stimulus: np.ndarray | None, bin_size: float,
-                           source: str) -> Tensor:
-        """(n_trials, n_bins, n_channels, n_basis) stimulus series filtered by the lag basis."""
-        if stimulus is None:
-            raise DataError(f"{source}: stimulus: stimulus_filter.enabled needs a stimulus time "
-                            "series (an NWB stimulus TimeSeries); this data has none")
-        basis = self._tensor(self.stimulus_filter_basis(bin_size))
-        return history_features(self._tensor(stimulus), basis, first_lag=0)
+        inputs = Inputs(torch.as_tensor(data.condition, device=self.device), y.shape[1],
+                        data.stimulus, data.bin_size, data.source)
+        return {"y": y, **self._static_design(inputs), **self._spike_design(y, data.bin_size)}
 
     # ---------------------------------------------------------------- parameters
     def _init_params(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
-        n_units, n_cond = data.counts.shape[2], data.n_conditions
         mean = np.asarray(self.obs.prepare(torch.as_tensor(data.counts, dtype=torch.float64))
                           .mean(dim=(0, 1)))
-        params: dict[str, Tensor] = {}
-        if self.observation_name == "gaussian":
-            base = mean
-            std = data.counts.reshape(-1, n_units).std(axis=0)
-            params["log_sigma"] = self._tensor(np.log(np.clip(std, 1e-3, None)))
-        else:
-            mean = np.clip(mean, 1e-3, 1 - 1e-3 if self.observation_name == "bernoulli" else None)
-            base = np.log(mean) if self.observation_name == "poisson" else np.log(mean / (1 - mean))
-            if self.spec.link == "softplus":
-                base = np.log(np.expm1(mean))
-        if self.spec.stimulus.enabled:
-            basis = self.stimulus_basis(data.counts.shape[1])
-            ones_coef = np.linalg.lstsq(basis, np.ones(len(basis)), rcond=None)[0]
-            beta = base[:, None, None] * ones_coef[None, None, :] * np.ones((1, n_cond, 1))
-            params["beta"] = self._tensor(beta)
-        else:
-            params["bias"] = self._tensor(base)
-        if self.spec.history.enabled:
-            params["h"] = self._tensor(np.zeros((n_units, self.spec.history.n_basis)))
-        if self.spec.coupling.enabled:
-            params["J"] = self._tensor(np.zeros((n_units, n_units, self.spec.coupling.n_basis)))
-        if self.spec.stimulus_filter.enabled:
-            n_channels = data.stimulus.shape[2]
-            params["k"] = self._tensor(np.zeros((n_units, n_channels,
-                                                 self.spec.stimulus_filter.n_basis)))
-        if self.spec.correlated.enabled:
-            params["A"] = self._tensor(np.zeros((n_units, n_units)))
-        params.update(self._extra_init(data, gen))
+        params = {k: self._tensor(v) for k, v in self.obs.extra_init(data.counts).items()}
+        baseline = self.obs.baseline(mean)
+        for term in self.terms:
+            params.update(term.init(self, data, gen, baseline))
         return params
 
-    def _extra_init(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
-        return {}
-
     def _warm_start(self, data: BinnedTrials, init: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Where L-BFGS starts (``init``: the values the preconditioner was built at)."""
-        return init
+        """Where L-BFGS starts (``init``: the values the preconditioner was built at).
 
-    def _curvature(self, y: Tensor) -> Tensor:
-        """(n_units,) second derivative of one bin's NLL in the drive, at the mean rate."""
-        if self.observation_name == "gaussian":
-            return 1.0 / y.var(dim=(0, 1)).clamp_min(1e-6)
-        mean = y.mean(dim=(0, 1)).clamp(1e-3, 1 - 1e-3 if self.observation_name == "bernoulli"
-                                        else None)
-        return mean * (1 - mean) if self.observation_name == "bernoulli" else mean
+        With a non-linear term that asks for it (``warm_start(self)`` true, e.g. the R-GLM's
+        latent), the linear terms are first fitted alone by batched Newton on the same trials,
+        and the non-linear terms start where their contribution is zero
+        (``term.warm_values``): the first iterate *is* that GLM, and L-BFGS can only lower the
+        penalised objective from there."""
+        extra = [t for t in self.terms if not t.linear]
+        if not extra or not all(t.warm_start(self) for t in extra) \
+                or self.observation_name == "gaussian" or self.spec.penalty.l1:
+            return init
+        glm = GLM(self.spec, device=str(self.device), seed=self.seed,
+                  terms=[t for t in self.terms if t.linear])
+        glm.heldout = self.heldout
+        glm.unit_order_ = self.unit_order_
+        glm._fit_newton(data, progress=False)
+        start = dict(init)
+        for name, value in glm.params_.items():
+            start[name] = self._tensor(value)
+        for term in extra:
+            start.update(term.warm_values(self, init))
+        return start
 
     def _grams(self, d: dict[str, Tensor], n_conditions: int) -> dict[str, Tensor]:
-        """Gauss-Newton blocks of the summed NLL for the linear weights, at the mean rates.
-
-        ``beta`` (n_units, n_conditions, K, K); ``h`` (n_units, K, K); ``J``, ``A`` and the
-        stimulus filter ``k`` (n_units, d, d) over the flattened presynaptic (or channel) ×
-        basis weights. Weights the model does
-        not use (J's diagonal, A outside the unit order's lower triangle) get identity rows.
-        """
-        y = d["y"]
-        n_units = y.shape[2]
-        w = self._curvature(y)
+        """Gauss-Newton blocks of the summed NLL for the linear weights, at the mean rates
+        (each term's :meth:`~neurorec.families.glm.terms.Term.grams`). Weights the model does
+        not use (J's diagonal, A outside the unit order's lower triangle) get identity rows."""
+        w = self.obs.curvature(d["y"])
         grams: dict[str, Tensor] = {}
-        if "S" in d:
-            n_c = torch.bincount(d["condition"], minlength=n_conditions).to(y.dtype)
-            grams["beta"] = (w[:, None, None, None] * n_c[None, :, None, None]
-                             * (d["S"].T @ d["S"])[None, None])
-        keep = self._heldin()
-        if "H" in d:
-            grams["h"] = w[:, None, None] * torch.einsum("btik,btil->ikl", d["H"], d["H"])
-            if keep is not None:  # a held-out unit's own history is fixed at zero
-                eye = torch.eye(grams["h"].shape[-1], dtype=y.dtype, device=y.device)
-                grams["h"] = grams["h"] * keep[:, None, None] + eye * (1 - keep)[:, None, None]
-        blocks = []
-        if "C" in d:
-            k = d["C"].shape[3]
-            features = d["C"].reshape(-1, n_units * k)
-            used = 1 - torch.eye(n_units, dtype=y.dtype, device=y.device)
-            if keep is not None:
-                used = used * keep[None, :]
-            blocks.append(("J", features, used.repeat_interleave(k, dim=1)))
-        if self.spec.correlated.enabled:
-            blocks.append(("A", self._inputs(y).reshape(-1, n_units), self._order_mask()))
-        if "X" in d:
-            features = d["X"].reshape(-1, d["X"].shape[2] * d["X"].shape[3])
-            blocks.append(("k", features, features.new_ones(n_units, features.shape[1])))
-        for name, features, used in blocks:  # used: (n_units, d) 1 where the weight acts
-            gram = w[:, None, None] * (features.T @ features)[None]
-            keep = used[:, :, None] * used[:, None, :]
-            eye = torch.eye(gram.shape[-1], dtype=y.dtype, device=y.device)
-            grams[name] = gram * keep + eye * (1 - used)[:, :, None]
+        for term in self.terms:
+            grams.update(term.grams(self, d, w, n_conditions))
         return grams
 
     def _preconditioner(self, data: BinnedTrials, d: dict[str, Tensor],
@@ -274,7 +228,7 @@ class GLM(Model):
         ``z`` is then close to the identity for all blocks alike, which suits L-BFGS's single
         scalar initial Hessian. The model, its optimum and the reported weights are unchanged.
         """
-        weight = self._curvature(d["y"])  # (n_units,) per-bin curvature in the drive
+        weight = self.obs.curvature(d["y"])  # (n_units,) per-bin curvature in the drive
         maps: dict[str, tuple[Tensor, Tensor]] = {}
         for name, gram in self._grams(d, data.n_conditions).items():
             eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
@@ -319,28 +273,18 @@ class GLM(Model):
 
         return to_model, to_internal
 
-    def penalised_names(self) -> tuple[str, ...]:
-        """Parameters under the L1/L2 penalty: all weights but the stimulus drive / bias."""
-        return ("h", "J", "A")
+    def penalties(self) -> list[tuple[str, str | None, object]]:
+        """(param, penalty group, mask) of every term's parameters, in term order."""
+        return [piece for term in self.terms for piece in term.penalties(self)]
 
     # ---------------------------------------------------------------- the model
     def _drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
-        """(n_trials, n_bins, n_units) linear predictor."""
-        y = d["y"]
-        if "beta" in p:
-            drive = torch.einsum("tk,ibk->bti", d["S"], p["beta"][:, d["condition"]])
-        else:
-            drive = p["bias"].expand_as(y)
-        if "h" in p:
-            drive = drive + torch.einsum("btik,ik->bti", d["H"], p["h"])
-        if "J" in p:
-            eye = torch.eye(y.shape[2], dtype=y.dtype, device=y.device)
-            drive = drive + torch.einsum("btjk,ijk->bti", d["C"], p["J"] * (1 - eye)[..., None])
-        if "k" in p:
-            drive = drive + torch.einsum("btck,ick->bti", d["X"], p["k"])
-        if "A" in p:
-            drive = drive + self._inputs(y) @ (p["A"] * self._order_mask()).T
-        return drive + self._extra_drive(p, d)
+        """(n_trials, n_bins, n_units) linear predictor: the sum of the terms' drives."""
+        drive = None
+        for term in self.terms:
+            part = term.drive(self, p, d)
+            drive = part if drive is None else drive + part
+        return torch.zeros_like(d["y"]) if drive is None else drive.expand_as(d["y"])
 
     def _order_mask(self) -> Tensor:
         """(n_units, n_units) 1 where unit j comes before unit i in ``unit_order_`` (and, in
@@ -366,34 +310,14 @@ class GLM(Model):
         """Elementwise NLL (n_trials, n_bins, n_units) of ``d["y"]``."""
         return self.obs.nll(d["y"], self._drive(p, d), p.get("log_sigma"))
 
-    def _extra_drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor | float:
-        return 0.0
-
     def _objective(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
-        nll = self._nll(p, d).mean()
-        pen = self.spec.penalty
-        if pen.stimulus_l2:
-            if "beta" in p:  # towards each unit's mean rate, not towards a rate of 1 per bin
-                centre = self._tensor(self.stimulus_centre_)  # set by fit from the data
-                nll = nll + pen.stimulus_l2 * ((p["beta"] - centre) ** 2).sum()
-            if "k" in p:
-                nll = nll + pen.stimulus_l2 * (p["k"] ** 2).sum()
-        for name in self.penalised_names():
-            if name in p:
-                w = p[name]
-                if name == "J":
-                    w = w * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))[..., None]
-                    if self._heldin() is not None:
-                        w = w * self._heldin()[None, :, None]
-                if name == "h" and self._heldin() is not None:
-                    w = w * self._heldin()[:, None]
-                if name == "A":
-                    w = w * self._order_mask()
-                if pen.l2:
-                    nll = nll + pen.l2 * (w**2).sum()
-                if pen.l1:
-                    nll = nll + pen.l1 * (torch.sqrt(w**2 + _L1_SMOOTHING**2) - _L1_SMOOTHING).sum()
-        return nll
+        """Mean NLL plus the regulariser's penalty from the terms' groups and masks (the
+        stimulus drive's ridge is centred on each unit's mean rate, ``stimulus_centre_``, set
+        by fit from the data; not towards a rate of 1 per bin)."""
+        centres = {}
+        if "beta" in p and self.regulariser.stimulus_l2:
+            centres["beta"] = self._tensor(self.stimulus_centre_)
+        return self.regulariser.add(self._nll(p, d).mean(), p, self.penalties(), centres)
 
     # ---------------------------------------------------------------- public API
     def fit(self, data: BinnedTrials, progress: bool = True) -> GLM:
@@ -450,7 +374,8 @@ class GLM(Model):
     # ---------------------------------------------------------------- batched Newton
     def solver(self) -> str:
         """``newton`` or ``lbfgs``: what :meth:`fit` uses for this spec (``fit.solver``)."""
-        convex = (self.spec.kind == "glm" and self.observation_name in ("poisson", "bernoulli")
+        convex = (all(t.linear for t in self.terms)
+                  and self.observation_name in ("poisson", "bernoulli")
                   and not self.spec.penalty.l1)
         choice = self.spec.fit.solver
         if choice == "newton" and not convex:
@@ -462,85 +387,51 @@ class GLM(Model):
         """The fit as per-unit regressions on one shared design (given the data, every term
         of a GLM without a latent is linear in fixed features).
 
-        Returns ``X`` (n_rows, P) shared columns ``[stimulus | coupling | in-bin A |
-        stimulus filter]`` (a bias column instead of the stimulus block when it is off),
-        ``unit_X`` (n_rows, n_units, K_h) each unit's own history features or None,
-        ``Y`` (n_rows, n_units), ``mask`` (n_units, P + K_h), ``l2`` (n_units, P + K_h) on
-        the summed NLL (``penalty.l2`` or ``penalty.stimulus_l2`` times ``n_rows · n_units``:
-        the objective is the mean NLL over bins and units), the
-        :class:`~neurorec.fit.newton.StimulusBlock` and ``slices`` {param name: column
-        slice}. Rows are trial-major.
+        Returns ``X`` (n_rows, P) the terms' shared columns in term order (e.g. ``[stimulus
+        | coupling | stimulus filter | in-bin A]``; a bias column instead of the stimulus
+        block when it is off), ``unit_X`` (n_rows, n_units, K_h) each unit's own history
+        features or None, ``Y`` (n_rows, n_units), ``mask`` (n_units, P + K_h), ``l2``
+        (n_units, P + K_h) on the summed NLL (the regulariser's weight of each column's
+        penalty group times ``n_rows · n_units``: the objective is the mean NLL over bins and
+        units), the :class:`~neurorec.fit.newton.StimulusBlock` and ``slices`` {param name:
+        column slice}. Rows are trial-major.
         """
         d = self._design(data)
         y = d["y"]
         n_trials, n_bins, n_units = y.shape
         rows = n_trials * n_bins
-        cols: list[Tensor] = []
-        masks: list[Tensor] = []
+        columns = [c for t in self.terms for c in t.columns(self, d, data.n_conditions)]
+        shared = [c for c in columns if not c.per_unit]
+        own = [c for c in columns if c.per_unit]
+        if len(own) > 1:
+            raise SpecError(f"{self.spec.name}: the Newton design takes one per-unit block, "
+                            f"got {[c.name for c in own]}")
         slices: dict[str, slice] = {}
+        groups: list[tuple[slice, str | None]] = []
         block = None
-        ones = y.new_ones(n_units, 1)
-
-        def add(name: str, features: Tensor, mask: Tensor) -> None:
-            start = sum(c.shape[1] for c in cols)
-            cols.append(features)
-            masks.append(mask)
-            slices[name] = slice(start, start + features.shape[1])
-
-        if "S" in d:
-            block = StimulusBlock(d["condition"].cpu(), d["S"].cpu(), data.n_conditions, 0)
-            add("beta", block.design(y.dtype, y.device), ones.expand(-1, block.n_cols))
-        else:
-            add("bias", y.new_ones(rows, 1), ones)
-        keep = self._heldin()
-        if "C" in d:
-            k = d["C"].shape[3]
-            used = 1 - torch.eye(n_units, dtype=y.dtype, device=y.device)
-            if keep is not None:
-                used = used * keep[None, :]
-            add("J", d["C"].reshape(rows, n_units * k), used.repeat_interleave(k, dim=1))
-        if self.spec.correlated.enabled:
-            add("A", self._inputs(y).reshape(rows, n_units), self._order_mask())
-        if "X" in d:
-            feats = d["X"].reshape(rows, -1)
-            add("k", feats, ones.expand(-1, feats.shape[1]))
-        X = torch.cat(cols, dim=1)
-        unit_X = None
-        if "H" in d:
-            kh = d["H"].shape[3]
-            unit_X = d["H"].reshape(rows, n_units, kh)
-            own = ones.expand(-1, kh) if keep is None else keep[:, None].expand(-1, kh)
-            masks.append(own)
-            slices["h"] = slice(X.shape[1], X.shape[1] + kh)
-        mask = torch.cat(masks, dim=1) > 0
-        penalty = self.spec.penalty
-        stim = {"beta", "k"}  # ridge `stimulus_l2`; the bias is never penalised
-        weight = torch.zeros(mask.shape[1], dtype=y.dtype, device=y.device)
-        for name, sl in slices.items():
-            weight[sl] = (penalty.stimulus_l2 if name in stim else
-                          0.0 if name == "bias" else penalty.l2)
-        l2 = (weight * rows * n_units)[None].expand(n_units, -1)
+        start = 0
+        for c in (*shared, *own):
+            width = c.features.shape[-1]
+            slices[c.name] = slice(start, start + width)
+            groups.append((slices[c.name], c.group))
+            if c.block is not None:
+                block = dataclasses.replace(c.block, start=start)
+            start += width
+        X = (torch.cat([c.features for c in shared], dim=1) if shared
+             else y.new_zeros(rows, 0))
+        unit_X = own[0].features if own else None
+        mask = torch.cat([c.used for c in (*shared, *own)], dim=1) > 0
+        l2 = self.regulariser.newton_l2(groups, mask.shape[1], rows, n_units, y)
         return {"X": X, "unit_X": unit_X, "Y": y.reshape(rows, n_units), "mask": mask,
-                "l2": l2, "block": block, "slices": slices}
+                "l2": l2[None].expand(n_units, -1), "block": block, "slices": slices}
 
     def _params_from_coef(self, coef: Tensor, slices: dict[str, slice],
                           data: BinnedTrials) -> dict[str, np.ndarray]:
-        """Parameter arrays of the model from the stacked per-unit coefficients."""
-        n_units = coef.shape[0]
+        """Parameter arrays of the model (term order) from the stacked per-unit coefficients:
+        each term's view of its slice."""
         c = coef.detach().cpu().numpy()
-        out: dict[str, np.ndarray] = {}
-        for name, sl in slices.items():
-            w = c[:, sl]
-            if name == "beta":
-                w = w.reshape(n_units, data.n_conditions, -1)
-            elif name == "J":
-                w = w.reshape(n_units, n_units, -1)
-            elif name == "k":
-                w = w.reshape(n_units, data.stimulus.shape[2], -1)
-            elif name == "bias":
-                w = w[:, 0]
-            out[name] = np.ascontiguousarray(w)
-        return out
+        return {name: np.ascontiguousarray(term.view(name, c[:, slices[name]], data))
+                for term in self.terms for name in term.params if name in slices}
 
     def _coef_from_params(self, params: dict[str, np.ndarray], slices: dict[str, slice],
                           n_cols: int) -> Tensor:
@@ -622,25 +513,11 @@ class GLM(Model):
         return np.exp(self.params_["log_sigma"]) if "log_sigma" in self.params_ else None
 
     def n_parameters(self) -> int:
+        """Free parameters: every array entry but those a term fixes at zero (J's diagonal,
+        A outside the unit order's lower triangle, held-out units' weights)."""
         self._check_fitted()
         n = sum(v.size for v in self.params_.values())
-        if "J" in self.params_:
-            n -= self.n_units_ * self.params_["J"].shape[2]  # the unused diagonal
-        if "A" in self.params_:
-            n -= self.n_units_ * (self.n_units_ + 1) // 2  # only the strict lower triangle
-        if self.heldout is not None:  # weights fixed at zero in co-smoothing mode
-            ho = np.asarray(self.heldout, dtype=bool)
-            n_ho = int(ho.sum())
-            if "h" in self.params_:
-                n -= n_ho * self.params_["h"].shape[1]
-            if "J" in self.params_:
-                n -= n_ho * (self.n_units_ - 1) * self.params_["J"].shape[2]
-            if "A" in self.params_:
-                order = self._order_mask().cpu().numpy()
-                n -= self.n_units_ * (self.n_units_ - 1) // 2 - int(order.sum())
-            if "W0" in self.params_:
-                n -= n_ho * self.params_["W0"].shape[0]
-        return int(n)
+        return int(n - sum(term.n_fixed(self, self.params_) for term in self.terms))
 
     def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0,
                stimulus: np.ndarray | None = None) -> np.ndarray:
@@ -655,39 +532,24 @@ class GLM(Model):
         gen = torch.Generator(device=self.device).manual_seed(seed)
         cond = torch.as_tensor(np.asarray(condition), device=self.device)
         y = torch.zeros(len(cond), n_bins, self.n_units_, dtype=self.dtype, device=self.device)
-        design = {"y": y, "condition": cond}
-        if "beta" in p:
-            design["S"] = self._tensor(self.stimulus_basis(n_bins))
-        if "k" in p:
-            got = None if stimulus is None else np.shape(stimulus)
-            if got is None or got[:2] != (len(cond), n_bins):
-                raise DataError(f"{self.spec.name}: stimulus: a model with a stimulus filter "
-                                f"samples given a stimulus of shape ({len(cond)}, {n_bins}, "
-                                f"n_channels), got {got}")
-            design["X"] = self._stimulus_features(np.asarray(stimulus), self.bin_size_,
-                                                  self.spec.name)
-        bases = {"H": self.history_basis(self.bin_size_) if "h" in p else None,
-                 "C": self.coupling_basis(self.bin_size_) if "J" in p else None}
+        # source None: the terms check the caller's stimulus against the trials
+        static = self._static_design(Inputs(cond, n_bins, stimulus, self.bin_size_, None))
+        in_bin = [t for t in self.terms if isinstance(t, InBin)]
         with torch.no_grad():
             for t in range(n_bins):
                 # drive at t depends only on y[:, :t]; recomputing on the prefix keeps one
                 # definition of the model for fitting and sampling
-                prefix = {**design, "y": y[:, : t + 1]}
-                if "S" in design:
-                    prefix["S"] = design["S"][: t + 1]
-                if "X" in design:
-                    prefix["X"] = design["X"][:, : t + 1]
-                for key, basis in bases.items():
-                    if basis is not None:
-                        prefix[key] = history_features(self._inputs(y[:, : t + 1]),
-                                                       self._tensor(basis))
+                prefix = {k: (v if k == "condition" else v[: t + 1] if v.ndim == 2
+                              else v[:, : t + 1]) for k, v in static.items()}
+                prefix["y"] = y[:, : t + 1]
+                prefix.update(self._spike_design(y[:, : t + 1], self.bin_size_))
                 # y[:, t] is still zero here, so this is the drive without the in-bin term
                 drive_t = self._drive(p, prefix)[:, t]
-                if "A" not in p:
+                if not in_bin:
                     self._check_runaway(drive_t, t)
                     y[:, t] = self.obs.sample(drive_t, gen, p.get("log_sigma"))
                     continue
-                A = p["A"] * self._order_mask()
+                A = sum(term.weights(self, p) for term in in_bin)
                 for i in self.unit_order_:
                     scale = p["log_sigma"][i] if "log_sigma" in p else None
                     drive_i = drive_t[:, i] + self._inputs(y[:, t]) @ A[i]
@@ -702,7 +564,7 @@ class GLM(Model):
         explodes in closed loop with an exponential link; failing loudly beats sampling
         garbage (torch.poisson wraps to negative counts beyond 2^63).
         """
-        if self.observation_name != "poisson":
+        if not self.obs.can_run_away:
             return
         mean = self.obs.mean(drive)
         ceiling = MAX_RATE_HZ * self.bin_size_
