@@ -326,8 +326,11 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
-@click.option("--task", "task_path", required=True, type=click.Path(path_type=Path),
-              metavar="STIM", help="A task protocol (stimuli/task_*.yaml).")
+@click.option("--task", "task_path", default=None, type=click.Path(path_type=Path),
+              metavar="STIM", help="A task protocol (stimuli/task_*.yaml) for a ctrnn.")
+@click.option("--stimulus", "stimulus_path", default=None, type=click.Path(path_type=Path),
+              metavar="PROTOCOL", help="A stimulus protocol to learn from without a task "
+              "(an ssrnn on a natural_movie, e.g. stimuli/natural_movie_12px.yaml).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @seed_option
 @device_option
@@ -336,14 +339,36 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run from its checkpoint in OUT.partial/.")
-def train(spec_path: Path, task_path: Path, out: Path, seed: int, device: str,
-          overrides: Sequence[str], overwrite: bool, quiet: bool, resume: bool) -> None:
-    """Train a ctrnn spec on a task (Adam, masked L2); checkpoints in OUT.partial/."""
+def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, out: Path,
+          seed: int, device: str, overrides: Sequence[str], overwrite: bool, quiet: bool,
+          resume: bool) -> None:
+    """Train a ctrnn spec on a task (--task; Adam, masked L2) or a spec that learns from a
+    stimulus (--stimulus: an ssrnn on a natural movie); checkpoints in OUT.partial/."""
     from neurorec.families.ctrnn.run import check_inputs, train_to_dir
     from neurorec.fit import interrupt
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
+    if (task_path is None) == (stimulus_path is None):
+        raise SpecError("train: give exactly one of --task (a ctrnn on a task) or --stimulus "
+                        "(an ssrnn on a natural movie)")
     spec = load_model_spec(spec_path, overrides)
+    if stimulus_path is not None and spec.kind != "ctrnn":
+        from neurorec.workflows.probe import train_on_stimulus
+
+        stim_spec = load_stimulus_spec(stimulus_path)
+        if spec.kind != "ssrnn" or stim_spec.kind != "natural_movie":
+            raise SpecError(f"{stimulus_path}: kind: `train --stimulus` trains an ssrnn on a "
+                            f"natural_movie (got {spec.kind} on {stim_spec.kind})")
+        _refuse_existing(out, overwrite)
+        with interrupt.handle_signals():
+            m = train_on_stimulus(spec, stim_spec, out, seed=seed, device=device,
+                                  overwrite=overwrite, resume=resume, progress=not quiet)
+        click.echo(f"{spec.name} on {stim_spec.name}: {m['n_iterations']} iterations in "
+                   f"{m['train_s']:.1f} s, MSE/pixel {m['mse_per_pixel_last20']:.3f}, "
+                   f"{100 * m['fraction_active_last20']:.1f} % units on")
+        click.echo(f"report: {out / 'report.html'}")
+        return
+    task_path = task_path if task_path is not None else stimulus_path
     task_spec = load_stimulus_spec(task_path)
     check_inputs(spec, task_spec, spec_path, task_path)
     _refuse_existing(out, overwrite)
@@ -353,6 +378,50 @@ def train(spec_path: Path, task_path: Path, out: Path, seed: int, device: str,
     click.echo(f"{spec.name} on {task_spec.name}: {m['n_steps']} steps in "
                f"{m['train_time_s']:.1f} s, validation loss {m['val_loss']:.4g}, "
                f"accuracy {m['val_accuracy']:.3f}")
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command()
+@click.argument("fit_dir", metavar="FIT_DIR", type=click.Path(path_type=Path))
+@click.option("--protocol", "protocol", required=True, type=click.Path(path_type=Path),
+              metavar="STIM.yaml", help="A drifting_gratings protocol (e.g. "
+              "stimuli/ssrnn_direction_probe.yaml); aliased protocols are refused.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@seed_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+def probe(fit_dir: Path, protocol: Path, out: Path, seed: int, overwrite: bool) -> None:
+    """Probe a trained ssrnn (`train --stimulus`) or a fitted ctrnn_obs with direction input
+    with drifting gratings: responses.npz, tuning.csv (one row per unit), controls (R = 0,
+    shuffled R, untrained), polar / speed-tuning figures and a report."""
+    from neurorec.workflows.probe import probe_to_dir
+
+    m = probe_to_dir(fit_dir, protocol, out, seed=seed, overwrite=overwrite)
+    click.echo(f"{m['n_responsive']} of {m['n_units']} units responsive; median DI "
+               f"{m['di_median']:.3f} (R = 0: {m['di_median_r_zero']:.3f}, shuffled R: "
+               f"{m['di_median_r_shuffled']:.3f}, untrained: {m['di_median_untrained']:.3f}); "
+               f"DI > 0.5: {100 * m['di_frac_above_0_5']:.0f} %; DI >= 0.3: "
+               f"{m['n_ds_units']} units")
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command()
+@click.argument("fit_dir", metavar="FIT_DIR", type=click.Path(path_type=Path))
+@click.option("--tuning", "tuning", required=True, type=click.Path(path_type=Path),
+              metavar="TUNING.csv", help="tuning.csv written by `neurorec probe` on FIT_DIR.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@seed_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+def connectomics(fit_dir: Path, tuning: Path, out: Path, seed: int, overwrite: bool) -> None:
+    """Test connectivity predictions on the network's recurrent weights from its tuning:
+    predictions.csv (effect, bootstrap CI, permutation p, and shuffled-R control)."""
+    from neurorec.workflows.probe import connectomics_to_dir
+
+    rows = connectomics_to_dir(fit_dir, tuning, out, seed=seed, overwrite=overwrite)
+    for r in rows:
+        click.echo(f"{r['prediction']}: {r['effect']:.3g} [{r['ci_low']:.3g}, "
+                   f"{r['ci_high']:.3g}], p = {r['p']:.3g} ({r['n_units']} units)")
+    if not rows:
+        click.echo("no prediction testable (fewer than 5 tuned units)")
     click.echo(f"report: {out / 'report.html'}")
 
 

@@ -90,6 +90,7 @@ class Tuning:
         dsi, osi: (n_units,) vector selectivities; preferred_orientation (n_units,) deg.
         preferred_speed: (n_units,) deg/s; speed_curve: (n_units, n_speeds) responses at the
             preferred direction and spatial frequency.
+        preferred_spatial_frequency: (n_units,) cyc/deg.
     """
 
     responses: np.ndarray
@@ -103,6 +104,7 @@ class Tuning:
     preferred_orientation: np.ndarray
     preferred_speed: np.ndarray
     speed_curve: np.ndarray
+    preferred_spatial_frequency: np.ndarray | None = None
 
 
 def grating_tuning(responses: np.ndarray, directions: np.ndarray, speeds: np.ndarray,
@@ -127,14 +129,42 @@ def grating_tuning(responses: np.ndarray, directions: np.ndarray, speeds: np.nda
     speed_curve = r[rows, d_idx, :, f_idx]
     return Tuning(r, np.asarray(directions, float), np.asarray(speeds, float),
                   np.asarray(spatial_frequencies, float), di, pref, dsi, osi, ori,
-                  np.asarray(speeds, float)[speed_curve.argmax(axis=1)], speed_curve)
+                  np.asarray(speeds, float)[speed_curve.argmax(axis=1)], speed_curve,
+                  np.asarray(spatial_frequencies, float)[f_idx])
+
+
+def responsive_units(r_pref: np.ndarray, fraction: float) -> np.ndarray:
+    """(n_units,) bool: the response to the preferred grating is positive and at least
+    ``fraction`` of the 90th percentile of the preferred responses over units (a unit that
+    barely responds gets a DI from two tiny numbers)."""
+    r = np.nan_to_num(np.asarray(r_pref, float))
+    if not np.any(r > 0):
+        return np.zeros(len(r), bool)
+    return (r > 0) & (r >= fraction * np.quantile(r, 0.9))
+
+
+def di_summary(di: np.ndarray, responsive: np.ndarray, selective: float = 0.3
+               ) -> dict[str, float]:
+    """Median DI, fraction with DI > 0.5 and the number with DI ≥ ``selective`` over the
+    responsive units (NaN entries, silent units, are left out)."""
+    d = np.asarray(di, float)[np.asarray(responsive, bool)]
+    d = d[np.isfinite(d)]
+    if len(d) == 0:
+        return {"n": 0, "median": float("nan"), "frac_above_0_5": float("nan"), "n_ds": 0}
+    return {"n": len(d), "median": float(np.median(d)),
+            "frac_above_0_5": float(np.mean(d > 0.5)), "n_ds": int(np.sum(d >= selective))}
 
 
 def v1_direction_responses(session: int, max_contamination: float = 0.05,
-                           window_s: tuple[float, float] = (0.0, 0.5)
+                           window_s: tuple[float, float] = (0.0, 0.5),
+                           subtract_baseline: bool = False
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Mean spike count per trial in ``window_s`` after stimulus onset, per unit and direction,
     for one bundled V1 session (Ecker et al. 2010), units with contamination below the limit.
+
+    With ``subtract_baseline`` the unit's spontaneous count expected in the window (its mean
+    rate over the 200 ms before onset, all trials, times the window's length) is subtracted
+    and the result rectified at 0.
 
     Returns:
         responses (n_units, n_directions) and directions (n_directions,) in degrees.
@@ -150,5 +180,9 @@ def v1_direction_responses(session: int, max_contamination: float = 0.05,
     dirs = binned.condition_table["direction"].to_numpy(float)
     resp = np.stack([counts[binned.condition == c].mean(axis=0) for c in range(len(dirs))],
                     axis=1)
+    if subtract_baseline:
+        pre = bin_trials(rec, 0.01, conditions=["direction"], window=(0.0, PRE_S))
+        rate = pre.counts.sum(axis=1).mean(axis=0) / PRE_S  # spikes/s per unit
+        resp = np.maximum(resp - rate[:, None] * (window_s[1] - window_s[0]), 0.0)
     order = np.argsort(dirs)
     return resp[:, order], dirs[order]

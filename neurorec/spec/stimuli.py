@@ -24,6 +24,19 @@ class Timing(Spec):
     shuffle_seed: int | None = Field(0, description="order of conditions per repeat; null: fixed")
 
 
+class ProbeOptions(Spec):
+    """How ``neurorec probe`` reads responses to a gratings protocol."""
+
+    settle: Seconds = Field(0.3, ge=0, le=3600, description="frames after onset left out of "
+                            "the response window (the recurrent state settles)")
+    match_contrast: bool = Field(True, description="also probe at the contrast whose whitened "
+                                 "energy matches the training movie's (per spatial "
+                                 "frequency); tuning is read there, `contrasts` is the sweep")
+    responsive_fraction: float = Field(
+        0.1, ge=0, le=1, description="a unit is responsive when its response to its preferred "
+        "grating is at least this fraction of the 90th percentile over units")
+
+
 @register_stimulus("drifting_gratings")
 class DriftingGratingsSpec(Spec):
     """Full-field drifting gratings over direction × speed × spatial frequency × contrast."""
@@ -39,6 +52,9 @@ class DriftingGratingsSpec(Spec):
     spatial_frequencies: tuple[CyclesPerDegree, ...] = Field(
         (2.0,), min_length=1, max_length=1000, description="cycles per degree")
     contrasts: tuple[float, ...] = Field((1.0,), min_length=1, max_length=100)
+    phases: tuple[Degrees, ...] = Field((0.0,), min_length=1, max_length=360,
+                                        description="start phases of the grating, degrees")
+    probe: ProbeOptions = ProbeOptions()
     size_px: int = Field(32, ge=4, le=4096, description="frame side, pixels")
     degrees_per_px: float = Field(0.1, gt=0, le=10, description="visual angle of one pixel")
     timing: Timing
@@ -145,6 +161,9 @@ class NaturalMovieSpec(Spec):
     patch_px: int = Field(12, ge=2, le=256, description="patch side, pixels")
     degrees_per_px: float = Field(0.1, gt=0, le=10, description="visual angle of one pixel")
     n_clips: int = Field(1000, ge=1, le=10_000_000)
+    blur_px: float = Field(0.0, ge=0, le=100, description="s.d. of a Gaussian low-pass applied "
+                           "to each image (movie pixels) before patches are read at sub-pixel "
+                           "positions (0: none)")
     eye: EyeMovements = EyeMovements()
     whitening: Whitening = Whitening()
     seed: int = Field(0, ge=0)

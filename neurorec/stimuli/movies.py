@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import gaussian_filter, map_coordinates
 
 from neurorec.core.errors import SpecError
 from neurorec.stimuli.timing import n_frames
@@ -175,6 +175,8 @@ def natural_movie(spec) -> NaturalMovie:
         if min(img.shape) < 2 * spec.patch_px + 2:
             raise SpecError(f"images: {name}: {img.shape} after downsample {spec.downsample} "
                             f"is too small for {spec.patch_px}-pixel patches")
+        if spec.blur_px > 0:  # low-pass first, so sub-pixel shifts move structure, not aliases
+            img = gaussian_filter(img, spec.blur_px, mode="reflect")
         imgs.append((img - img.mean()) / img.std())
     rate, dpp = float(spec.timing.frame_rate), spec.degrees_per_px
     n_on = n_frames(spec.timing.duration, rate)

@@ -57,8 +57,15 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 # ---------------------------------------------------------------- the slice and its solver
+def slab_log_norm(tau_x: float, slab: str = "gaussian") -> float:
+    """log of the slab density's normaliser: ``−½ log 2π − log τx``, plus ``log 2`` for the
+    half-normal slab (``x ≥ 0``)."""
+    return -0.5 * LOG_2PI - math.log(tau_x) + (math.log(2.0) if slab == "nonnegative" else 0.0)
+
+
 def slice_log_likelihood(z: torch.Tensor, y: torch.Tensor, W: torch.Tensor,
-                         logits: torch.Tensor, tau_x: float, tau_y: float) -> torch.Tensor:
+                         logits: torch.Tensor, tau_x: float, tau_y: float,
+                         slab: str = "gaussian") -> torch.Tensor:
     """``L_t(z)`` per batch row.
 
     Args:
@@ -70,16 +77,20 @@ def slice_log_likelihood(z: torch.Tensor, y: torch.Tensor, W: torch.Tensor,
     D = y.shape[-1]
     resid = y - z @ W.T
     h = (z != 0).to(z.dtype)
-    prior = (h * (logsigmoid(logits) - z**2 / (2 * tau_x**2) - 0.5 * LOG_2PI
-                  - math.log(tau_x))
+    prior = (h * (logsigmoid(logits) - z**2 / (2 * tau_x**2) + slab_log_norm(tau_x, slab))
              + (1 - h) * logsigmoid(-logits)).sum(-1)
     return (-(resid**2).sum(-1) / (2 * tau_y**2) - 0.5 * D * (LOG_2PI + 2 * math.log(tau_y))
             + prior)
 
 
 def single_moves(z: torch.Tensor, c: torch.Tensor, g: torch.Tensor, logits: torch.Tensor,
-                 tau_x: float, tau_y: float) -> tuple[torch.Tensor, torch.Tensor]:
+                 tau_x: float, tau_y: float, slab: str = "gaussian"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The best value of each coordinate with the others fixed, and its gain.
+
+    With the non-negative slab a unit can only be on at ``x = B/A > 0``; where ``B ≤ 0`` it
+    stays off (the supremum of the "on" score there is at ``x → 0+``, a cause that explains
+    nothing, and ``z = 0`` is "off").
 
     Args:
         z: (batch, n) current values.  c: (batch, n) ``Wᵀ (y − W z)``.  g: (n,) ``|w_j|²``.
@@ -89,9 +100,11 @@ def single_moves(z: torch.Tensor, c: torch.Tensor, g: torch.Tensor, logits: torc
     """
     A = g / tau_y**2 + 1 / tau_x**2
     B = (c + g * z) / tau_y**2
-    on_const = logsigmoid(logits) - 0.5 * LOG_2PI - math.log(tau_x)
+    on_const = logsigmoid(logits) + slab_log_norm(tau_x, slab)
     off = logsigmoid(-logits)
     on = B**2 / (2 * A) + on_const
+    if slab == "nonnegative":
+        on = torch.where(B > 0, on, torch.full_like(on, -torch.inf))
     current = torch.where(z != 0, B * z - 0.5 * A * z**2 + on_const, off)
     best = torch.where(on > off, B / A, torch.zeros_like(z))
     return best, torch.maximum(on, off) - current
@@ -99,7 +112,8 @@ def single_moves(z: torch.Tensor, c: torch.Tensor, g: torch.Tensor, logits: torc
 
 def solve_slice(y: torch.Tensor, W: torch.Tensor, logits: torch.Tensor, tau_x: float,
                 tau_y: float, max_steps: int = 400, tol: float = 1e-4,
-                gram: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+                gram: torch.Tensor | None = None, slab: str = "gaussian"
+                ) -> tuple[torch.Tensor, int]:
     """Maximise ``L_t`` over ``z`` by greedy coordinate ascent from ``z = 0``, batched.
 
     Args:
@@ -114,7 +128,7 @@ def solve_slice(y: torch.Tensor, W: torch.Tensor, logits: torch.Tensor, tau_x: f
     c = y @ W  # Wᵀ (y − W·0)
     rows = torch.arange(len(z), device=z.device)
     for step in range(max_steps):
-        best, gain = single_moves(z, c, g, logits, tau_x, tau_y)
+        best, gain = single_moves(z, c, g, logits, tau_x, tau_y, slab)
         top, j = gain.max(dim=1)
         moving = top > tol
         if not bool(moving.any()):
@@ -127,7 +141,8 @@ def solve_slice(y: torch.Tensor, W: torch.Tensor, logits: torch.Tensor, tau_x: f
 
 def greedy_filter(Y: torch.Tensor, W: torch.Tensor, R: torch.Tensor, b: torch.Tensor,
                   tau_x: float, tau_y: float, max_steps: int = 400,
-                  tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor, float]:
+                  tol: float = 1e-4, slab: str = "gaussian"
+                  ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Greedy filtering of clips: each frame's slice solved given the previous frame's ``z``.
 
     Args:
@@ -146,20 +161,22 @@ def greedy_filter(Y: torch.Tensor, W: torch.Tensor, R: torch.Tensor, b: torch.Te
     moves = 0
     for t in range(T):
         logits[:, t] = prev @ R.T + b
-        Z[:, t], k = solve_slice(Y[:, t], W, logits[:, t], tau_x, tau_y, max_steps, tol, G)
+        Z[:, t], k = solve_slice(Y[:, t], W, logits[:, t], tau_x, tau_y, max_steps, tol, G,
+                                 slab)
         moves += k
         prev = Z[:, t]
     return Z, logits, moves / max(T, 1)
 
 
 def clip_log_likelihood(Y: torch.Tensor, Z: torch.Tensor, W: torch.Tensor, R: torch.Tensor,
-                        b: torch.Tensor, tau_x: float, tau_y: float) -> torch.Tensor:
+                        b: torch.Tensor, tau_x: float, tau_y: float,
+                        slab: str = "gaussian") -> torch.Tensor:
     """``Σ_t L_t`` per clip (batch,): the log-likelihood the learning rules climb."""
     prev = torch.cat([Z.new_zeros(Z.shape[0], 1, Z.shape[2]), Z[:, :-1]], dim=1)
     logits = prev @ R.T + b
     B, T, D = Y.shape
     ll = slice_log_likelihood(Z.reshape(B * T, -1), Y.reshape(B * T, D), W,
-                              logits.reshape(B * T, -1), tau_x, tau_y)
+                              logits.reshape(B * T, -1), tau_x, tau_y, slab)
     return ll.reshape(B, T).sum(1)
 
 
@@ -317,9 +334,9 @@ class SpikeSlabRNN(Estimator):
             with torch.no_grad():
                 Z, _, moves = greedy_filter(batch, params["W"], params["R"], params["b"],
                                             s.tau_x, s.tau_y, s.inference.max_steps,
-                                            s.inference.tol)
+                                            s.inference.tol, s.slab)
                 ll = clip_log_likelihood(batch, Z, params["W"], params["R"], params["b"],
-                                         s.tau_x, s.tau_y)
+                                         s.tau_x, s.tau_y, s.slab)
                 n_frames = batch.shape[0] * batch.shape[1]
                 ll_frame = float(ll.sum()) / n_frames
                 if not math.isfinite(ll_frame):
@@ -349,20 +366,32 @@ class SpikeSlabRNN(Estimator):
         self.history_ = _records(log.train)
         return self
 
-    def infer(self, clips: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Greedy filtering of ``clips``: (z, logits), each (n_clips, n_frames, n_units)."""
+    def initial_params(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(W, R, b) as :meth:`fit` initialises them on ``clips`` with this seed: the untrained
+        network, for controls."""
+        gen = torch.Generator().manual_seed(self.seed)
+        params = self._init_params(self._flatten(clips), gen)
+        return tuple(params[k].cpu().numpy() for k in "WRb")
+
+    def infer(self, clips: np.ndarray, batch_size: int = 256, R: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy filtering of ``clips``: (z, logits), each (n_clips, n_frames, n_units).
+
+        ``R`` replaces the learned recurrent weights for this call (the controls of a probe:
+        ``R = 0``, ``R`` with shuffled entries)."""
         self.check_fitted()
         Y = self._flatten(clips)
         if Y.shape[-1] != self.W_.shape[0]:
             raise DataError(f"clips: {Y.shape[-1]} pixels per frame, the model has "
                             f"{self.W_.shape[0]}")
-        W, R, b = (self._tensor(a) for a in (self.W_, self.R_, self.b_))
+        W, R, b = (self._tensor(a) for a in (self.W_, self.R_ if R is None else R, self.b_))
         zs, ls = [], []
         with torch.no_grad():
             for i in range(0, len(Y), batch_size):
                 Z, L, _ = greedy_filter(self._tensor(Y[i:i + batch_size]), W, R, b,
                                         self.spec.tau_x, self.spec.tau_y,
-                                        self.spec.inference.max_steps, self.spec.inference.tol)
+                                        self.spec.inference.max_steps, self.spec.inference.tol,
+                                        self.spec.slab)
                 zs.append(Z.cpu().numpy())
                 ls.append(L.cpu().numpy())
         return np.concatenate(zs), np.concatenate(ls)
@@ -373,7 +402,7 @@ class SpikeSlabRNN(Estimator):
         Y = self._tensor(self._flatten(clips))
         W, R, b = (self._tensor(a) for a in (self.W_, self.R_, self.b_))
         return float(clip_log_likelihood(Y, self._tensor(z), W, R, b, self.spec.tau_x,
-                                         self.spec.tau_y).sum())
+                                         self.spec.tau_y, self.spec.slab).sum())
 
     def score(self, clips: np.ndarray) -> float:
         """Reconstruction error of ``clips``: ``mean |y_t − W z_t|²`` per whitened pixel at the
@@ -399,8 +428,8 @@ class SpikeSlabRNN(Estimator):
         for t in range(n_frames):
             on = torch.rand(n_clips, n, generator=gen, dtype=self.dtype) < torch.sigmoid(
                 prev @ R.T + b)
-            prev = Z[:, t] = on * self.spec.tau_x * torch.randn(n_clips, n, generator=gen,
-                                                                 dtype=self.dtype)
+            x = self.spec.tau_x * torch.randn(n_clips, n, generator=gen, dtype=self.dtype)
+            prev = Z[:, t] = on * (x.abs() if self.spec.slab == "nonnegative" else x)
         noise = torch.randn(n_clips, n_frames, D, generator=gen, dtype=self.dtype)
         return (Z @ W.T + self.spec.tau_y * noise).numpy(), Z.numpy()
 

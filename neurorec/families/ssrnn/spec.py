@@ -59,5 +59,8 @@ class SSRNNSpec(Spec):
     tau_x: float = Field(1.0, gt=0, le=1e3, description="slab s.d. τx")
     tau_y: float = Field(0.5, gt=0, le=1e3, description="pixel noise s.d. τy (whitened units)")
     prior_p: float = Field(0.05, gt=0, lt=1, description="initial σ(b): prior on-probability")
+    slab: Literal["gaussian", "nonnegative"] = Field(
+        "gaussian", description="gaussian: x ~ N(0, τx²); nonnegative: x ~ |N(0, τx²)| (a "
+        "polarity-specific cause, so a contrast-reversed frame is not the same cause)")
     inference: SlabInferenceSpec = SlabInferenceSpec()
     learning: SlabLearningSpec = SlabLearningSpec()
