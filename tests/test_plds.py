@@ -157,7 +157,7 @@ def test_laplace_em_recovers_simulated_parameters():
     # one step ahead on held-out trials, as good as the generating parameters themselves
     truth = PLDS(spec)
     truth.params_ = {"A": A, "B": np.zeros((1, 1)), "Q": Q, "mu0": np.zeros((1, 1)),
-                     "Q0": np.eye(1), "C": C, "d": d, "beta": None}
+                     "Q0": np.eye(1), "C": C, "d": d}
     truth.n_conditions_, truth.n_bins_, truth.bin_size_, truth.n_units_ = 1, T, 0.01, N
     assert model.score(test) > truth.score(test) - 0.01
     assert model.score(test) > 0.05

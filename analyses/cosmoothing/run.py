@@ -3,10 +3,12 @@ standard baselines on real populations.
 
     python analyses/cosmoothing/run.py --out results/cosmoothing [--v1-sessions 0-26] [--jobs 2]
 
-Models: NLB's spike-smoothing baseline, GPFA (Elephant), GLM with coupling
-(``models/glm_v1.yaml``), R-GLM (``models/rglm_v1.yaml``) and the data-constrained ct-RNN
-(``models/ctrnn_v1.yaml`` with the held-in encoder). Datasets: every bundled V1
-drifting-gratings session (units with contamination < 0.05) and the locust antennal-lobe
+Models: NLB's spike-smoothing baseline, GPFA (Elephant), the Poisson LDS
+(``models/ladder/0_plds.yaml``: latent filtered from held-in spikes), GLM with coupling
+(``models/glm_v1.yaml``), the R-GLM nested in it (``models/rglm_v1.yaml`` with the GLM's
+coupling and penalty, ``RGLM_NESTED``, warm-started from the fitted GLM) and the
+data-constrained ct-RNN (``models/ctrnn_v1.yaml`` with the held-in encoder). Datasets: every
+bundled V1 drifting-gratings session (units with contamination < 0.05) and the locust antennal-lobe
 population (50 ms bins, first 10 s of each trial). One split per dataset, shared by all models:
 20 % of each condition's trials for testing and a quarter of the units held out, both drawn
 with ``--seed``. Scores: ``co_bps`` (held-out units on test trials, NLB definition; see
@@ -33,14 +35,20 @@ from neurorec.workflows import study
 from neurorec.workflows.study import load_clean
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ["smoothing", "gpfa", "glm", "rglm", "ctrnn"]
-SPECS = {"glm": "glm_v1.yaml", "rglm": "rglm_v1.yaml", "ctrnn": "ctrnn_v1.yaml"}
+MODELS = ["smoothing", "gpfa", "plds", "glm", "rglm", "ctrnn"]
+SPECS = {"glm": "glm_v1.yaml", "rglm": "rglm_v1.yaml", "ctrnn": "ctrnn_v1.yaml",
+         "plds": "ladder/0_plds.yaml"}
+# the R-GLM nested in the GLM (issue 20): glm_v1's coupling and penalty plus the latent,
+# warm-started from the fitted GLM with the readout B = 0 (its first iterate is the GLM)
+RGLM_NESTED = ("coupling.enabled=true", "coupling.n_basis=3", "coupling.duration=50 ms",
+               "penalty.l2=1e-4")
 LOCUST_DATA = ("data.bin_size=50 ms", "data.conditions=[odour]", "data.window=[0, 10]")
 LOCUST_OVERRIDES = {
     "glm": (*LOCUST_DATA, "stimulus.n_basis=20", "history.duration=250 ms",
             "coupling.duration=250 ms"),
     "rglm": (*LOCUST_DATA, "stimulus.n_basis=20", "history.duration=250 ms",
-             "recurrent.dim=4", "penalty.l2=1e-4"),
+             "recurrent.dim=4"),
+    "plds": (*LOCUST_DATA, "stimulus.n_basis=20"),
     "ctrnn": (*LOCUST_DATA, "network.dt=50 ms", "network.tau=100 ms", "input.onset=0 s"),
 }
 CTRNN_OVERRIDES = ("initial_state=encoder",)
@@ -53,6 +61,9 @@ def _spec(model: str, dataset: str, extra: tuple[str, ...] = ()):
     from neurorec.spec import load_model_spec
 
     overrides = LOCUST_OVERRIDES[model] if dataset.startswith("locust") else ()
+    if model == "rglm":
+        overrides = RGLM_NESTED + overrides + (("coupling.duration=250 ms",)
+                                               if dataset.startswith("locust") else ())
     if model == "ctrnn":
         overrides = overrides + CTRNN_OVERRIDES
     return load_model_spec(ROOT / "models" / SPECS[model], overrides + extra)

@@ -9,7 +9,8 @@ from neurorec.families.plds.conformance import plds_example
 from neurorec.families.plds.model import PLDS
 from neurorec.families.plds.spec import PLDSSpec
 
-register_family("plds", PLDSSpec, PLDS, capabilities=("binned_trials", "heldout_neurons"),
+register_family("plds", PLDSSpec, PLDS,
+                capabilities=("binned_trials", "heldout_neurons", "latent_dynamics"),
                 example=plds_example)
 
 __all__ = ["PLDS", "PLDSSpec"]

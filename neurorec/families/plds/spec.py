@@ -39,11 +39,12 @@ class PLDSPenalty(Spec):
 class PLDSFit(Spec):
     """Laplace EM (Macke et al. 2011)."""
 
-    max_iter: int = Field(40, ge=1, le=10_000, description="EM iterations")
+    max_iter: int = Field(20, ge=1, le=10_000, description="EM iterations")
     tol: float = Field(1e-6, gt=0, lt=1, description="stop when the Laplace log joint per "
                        "spike changes by less than this")
-    newton_iter: int = Field(20, ge=1, le=200, description="Newton steps per E-step")
-    m_step_iter: int = Field(50, ge=1, le=10_000, description="L-BFGS steps for C, d, D")
+    newton_iter: int = Field(20, ge=1, le=200, description="Newton steps of the first E-step "
+                             "(later ones start from the previous mode and take at most 2)")
+    m_step_iter: int = Field(20, ge=1, le=10_000, description="L-BFGS steps for C, d, D")
 
 
 @register_model("plds")
