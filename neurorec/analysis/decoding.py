@@ -60,12 +60,51 @@ def svm_decode_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray |
 
     ``groups`` (n,): samples sharing a group (e.g. frames of one movie) stay in the same fold.
     """
-    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
-    from sklearn.svm import LinearSVC
+    return decode_cv(features, labels, groups, n_splits, "linear_svm", C=C, seed=seed)
 
-    clf = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=20_000, random_state=seed))
+
+CLASSIFIERS = ("linear_svm", "rbf_svm", "knn")
+
+
+def decode_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
+              n_splits: int = 5, classifier: str = "linear_svm", C: float = 1.0, k: int = 5,
+              seed: int = 0) -> float:
+    """Cross-validated accuracy of ``classifier`` predicting ``labels`` (n,) from ``features``
+    (n, n_features), standardised inside each training fold.
+
+    ``classifier``: ``linear_svm`` (``LinearSVC``, one-vs-rest), ``rbf_svm`` (``SVC`` with an
+    RBF kernel, C), ``knn`` (k nearest neighbours, Euclidean) — the last two bound what any
+    smooth decision rule, not only a linear one, can read from the features.
+    ``groups`` (n,): samples sharing a group (e.g. frames of one movie) stay in the same fold
+    (``GroupKFold``); otherwise stratified shuffled folds drawn with ``seed``.
+    """
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC, LinearSVC
+
+    if classifier == "linear_svm":
+        est = LinearSVC(C=C, max_iter=20_000, random_state=seed)
+    elif classifier == "rbf_svm":
+        est = SVC(C=C, kernel="rbf", random_state=seed)
+    elif classifier == "knn":
+        est = KNeighborsClassifier(n_neighbors=k)
+    else:
+        raise ValueError(f"classifier {classifier!r}: choose from {', '.join(CLASSIFIERS)}")
+    clf = make_pipeline(StandardScaler(), est)
     if groups is not None:
         cv = GroupKFold(n_splits=n_splits)
     else:
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return float(cross_val_score(clf, features, labels, groups=groups, cv=cv).mean())
+
+
+def lagged_features(x: np.ndarray, lags: tuple[int, ...] = (0, 1)) -> np.ndarray:
+    """Features of several time steps side by side: x (n_seq, T, d) -> (n_seq, T − max(lags),
+    d · len(lags)) whose row t (t = max(lags) .. T − 1 of the input) is
+    ``[x[:, t − lags[0]], x[:, t − lags[1]], ...]`` — e.g. (0, 1): a frame's code beside the
+    previous frame's, what a decoder of motion needs when one frame is ambiguous."""
+    m = max(lags)
+    T = x.shape[1]
+    if min(lags) < 0 or m >= T:
+        raise ValueError(f"lags {lags} must be in 0..{T - 1}")
+    return np.concatenate([x[:, m - lag:T - lag] for lag in lags], axis=-1)

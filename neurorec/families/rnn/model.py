@@ -184,10 +184,17 @@ class SequenceRNN(Estimator):
     # ---------------------------------------------------------------- autonomous dynamics
     def recurrent_params(self, initial: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(W (N, N), b (N,)) float64 after training, or at initialisation (``initial``)."""
+        return self._param("W", initial), self._param("b", initial)
+
+    def input_weights(self, initial: bool = False) -> np.ndarray:
+        """U (N, n_inputs) float64 after training, or at initialisation (``initial``): the
+        autonomous map with an input x held is ``tanh(W h + U x + b)``."""
+        return self._param("U", initial)
+
+    def _param(self, name: str, initial: bool) -> np.ndarray:
         self.check_fitted()
         state = self.init_state_ if initial else self.net_.state_dict()
-        return (state["W"].detach().cpu().double().numpy(),
-                state["b"].detach().cpu().double().numpy())
+        return state[name].detach().cpu().double().numpy()
 
 
 def autonomous_step(W: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""Issue 18 analyses of the oscillator study on constructed cases with known answers: what one
+frame of an oscillating object says about its motion direction (half: both directions pass
+every position), what two consecutive frames say (all of it), lagged features, and the PCA
+normalisations on a matrix of known singular values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurorec.analysis.decoding import decode_cv, lagged_features
+from neurorec.analysis.dimensionality import (
+    n_for_variance,
+    normalised_spectrum,
+    participation_ratio,
+    pca_singular_values,
+)
+from neurorec.spec.oscillator import OscillatingObjectSpec
+from neurorec.stimuli.oscillator import make_movies, motion_direction
+
+
+@pytest.fixture(scope="module")
+def movies():
+    # 24 axes, 2 random phases each, positions only (frames not needed)
+    return make_movies(OscillatingObjectSpec(n_angles=24, movies_per_angle=2, n_frames=40,
+                                             size_px=21, amplitude_px=6, period_frames=20,
+                                             object={"sigma_px": 1.0}))
+
+
+def test_one_position_carries_half_the_direction_two_carry_all(movies):
+    pos = movies.centre_px - movies.centre_px.mean((0, 1))
+    labels = motion_direction(movies.velocity_px[:, 1:]).reshape(-1)
+    groups = np.repeat(np.arange(len(pos)), pos.shape[1] - 1)
+    one = pos[:, 1:].reshape(-1, 2)
+    two = lagged_features(pos, (0, 1)).reshape(-1, 4)
+    # one frame: the axis is known, the sign of the velocity is not (Bayes bound 1/2)
+    for clf in ("knn", "rbf_svm"):
+        acc = decode_cv(one, labels, groups, 5, clf, C=10.0)
+        assert 0.35 < acc < 0.6, (clf, acc)
+    # two frames: the displacement is the velocity, linearly
+    assert decode_cv(two, labels, groups, 5, "linear_svm", C=10.0) > 0.95
+
+
+def test_lagged_features_layout():
+    x = np.arange(2 * 5 * 3, dtype=float).reshape(2, 5, 3)
+    f = lagged_features(x, (0, 2))
+    assert f.shape == (2, 3, 6)
+    np.testing.assert_array_equal(f[1, 0], np.r_[x[1, 2], x[1, 0]])
+    np.testing.assert_array_equal(f[0, 2], np.r_[x[0, 4], x[0, 2]])
+    with pytest.raises(ValueError):
+        lagged_features(x, (0, 5))
+
+
+def test_pca_normalisations_on_known_singular_values():
+    rng = np.random.default_rng(0)
+    n, s_true = 400, np.array([8.0, 4.0, 2.0, 1.0])
+    u, _ = np.linalg.qr(rng.normal(size=(n, 4)))
+    u -= u.mean(0)  # centred columns: the centring leaves the spectrum alone
+    u, _ = np.linalg.qr(u)
+    v, _ = np.linalg.qr(rng.normal(size=(6, 4)))
+    s = pca_singular_values((u * s_true) @ v.T)
+    np.testing.assert_allclose(s[:4], s_true, atol=1e-9)
+    s = s[:4]
+    np.testing.assert_allclose(normalised_spectrum(s, "sum"), s_true / 15)
+    np.testing.assert_allclose(normalised_spectrum(s, "max"), s_true / 8)
+    np.testing.assert_allclose(normalised_spectrum(s, "variance"), s_true**2 / 85)
+    assert n_for_variance(s, 0.9) == 2  # (64 + 16) / 85 = 0.94
+    assert participation_ratio(s) == pytest.approx(85**2 / (64**2 + 16**2 + 4**2 + 1))
+    # standardising features equalises a scaled copy: two equal components
+    x = rng.normal(size=(500, 2)) * [100.0, 1.0]
+    assert participation_ratio(pca_singular_values(x)) < 1.01
+    assert participation_ratio(pca_singular_values(x, standardise=True)) > 1.9
