@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,16 @@ import torch
 
 from neurorec.analysis.dynamics import (
     centrality,
-    dca_predictive_information,
+    dca_trajectories,
     eigen_spectrum,
     pca_trajectories,
+    random_subspace_angles,
+    smallest_angle_deg,
     subspace_angles,
+    top_fraction_kept,
     weight_change,
 )
-from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points
+from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points, summarize
 from neurorec.core.errors import DataError, SpecError
 from neurorec.families.ctrnn.model import build_ctrnn, load_weights
 from neurorec.families.ctrnn.train import History, evaluate, train
@@ -91,6 +95,8 @@ def _train(model, task, spec, seed: int, args, what: str, tag: str, out: Path) -
             load_weights(model, {k: f[k] for k in f.files})
         saved = json.loads((src / f"{tag}_history.json").read_text())
         result = Trained(History(**saved["history"]), saved["train_s"], True)
+    elif args.analyse_only:
+        raise study.OutOfTime(f"{what}: no trained weights in {src} (--analyse-only)")
     else:
         budget = current_budget()
 
@@ -110,9 +116,50 @@ def _train(model, task, spec, seed: int, args, what: str, tag: str, out: Path) -
 def latent_summary(model, task, seed: int, d: int, window: int) -> dict:
     trials, rates, outputs = rollout(model, task, seed)
     pca = pca_trajectories(rates, d)
-    pi, _ = dca_predictive_information(rates, d=d, window=window, seed=seed)
-    return {"trials": trials, "rates": rates, "pca": pca, "pi": pi,
+    dca = dca_trajectories(rates, d=d, window=window, seed=seed)
+    return {"trials": trials, "rates": rates, "pca": pca, "dca": dca, "pi": dca.pi,
             "accuracy": task.accuracy(outputs, trials)}
+
+
+# Constant inputs whose fixed points are sought, one per condition of the task (the trials'
+# first condition label): the perception levels, and for the decision task one clear input
+# pair per choice (choice k: input k is the larger).
+DECISION_FP_INPUTS = {0: (0.75, 0.45), 1: (0.45, 0.75)}
+
+
+def fp_conditions(task_name: str, task) -> dict[str, tuple[float, np.ndarray]]:
+    """``{name: (label value, constant input (I,))}`` for :func:`condition_fixed_points`."""
+    if task_name == "perception":
+        return {f"level{v:g}": (v, np.array([v])) for v in task.spec.levels}
+    if task_name == "decision":
+        return {f"choice{k}": (k, np.array(u)) for k, u in DECISION_FP_INPUTS.items()}
+    return {}
+
+
+def condition_fixed_points(model, rates: np.ndarray, labels: np.ndarray, conditions: dict,
+                           args, seed: int) -> dict[str, object]:
+    """Fixed and slow points of the noise-free map under each condition's constant input,
+    searched from ``--fp-study-starts`` states of that condition's trajectories."""
+    rng = np.random.default_rng([seed, 11])
+    found = {}
+    for name, (value, u) in conditions.items():
+        states = rates[labels == value][:, ::5].reshape(-1, rates.shape[-1])
+        if not len(states):
+            continue
+        pick = rng.choice(len(states), min(args.fp_study_starts, len(states)), replace=False)
+        found[name] = find_fixed_points(ctrnn_step_map(model, u), states[pick],
+                                        n_iter=args.fp_study_iter, lr=1e-2, noise=0.01,
+                                        q_tol=1e-10, dedupe_tol=1e-3, seed=seed)
+    return found
+
+
+def fp_readout_ok(task_name: str, task, value, z: np.ndarray) -> np.ndarray:
+    """(K,) whether readouts ``z`` (K, O) at fixed points would be scored correct for the
+    condition ``value`` (perception: |z - target| < tolerance; decision: argmax = choice)."""
+    if task_name == "perception":
+        target = dict(zip(task.spec.levels, task.spec.targets, strict=True))[value]
+        return np.abs(z[:, 0] - target) < task.spec.tolerance
+    return np.argmax(z, axis=1) == value
 
 
 def condition_angle(rates: np.ndarray, labels: np.ndarray, d: int) -> float:
@@ -144,6 +191,31 @@ def one_network(spec, task, task_name: str, seed: int, out: Path, args) -> dict:
     label = next(iter(post["trials"].conditions.values()))
     readout = after["w_out"]
     c_before, c_after = centrality(before["w_rec"]), centrality(after["w_rec"])
+    conditions = fp_conditions(task_name, task)
+    fps = condition_fixed_points(model, post["rates"], label, conditions, args, seed)
+    fp_cols = {}
+    for name, f in fps.items():
+        counts = summarize(f, slow_tol=args.slow_tol)
+        fp_cols.update({f"fp_{name}_{k}": v for k, v in counts.items()})
+        stable = f.points[[s == "stable" and x for s, x in zip(f.stability, f.fixed,
+                                                               strict=True)]]
+        ok = fp_readout_ok(task_name, task, conditions[name][0], stable @ readout.T)
+        fp_cols[f"fp_{name}_stable_readout_ok"] = float(ok.mean()) if len(ok) else float("nan")
+    pca0, pca1 = pre["pca"].components, post["pca"].components
+    dca0, dca1 = pre["dca"].basis, post["dca"].basis
+    angles = {"angle_pre_post_deg": smallest_angle_deg(pca0, pca1),
+              "angle_pre_post_dca_deg": smallest_angle_deg(dca0, dca1),
+              "angle_readout_untrained_deg": smallest_angle_deg(pca0, readout),
+              "angle_readout_deg": smallest_angle_deg(pca1, readout),
+              "angle_readout_dca_untrained_deg": smallest_angle_deg(dca0, readout),
+              "angle_readout_dca_deg": smallest_angle_deg(dca1, readout),
+              "angle_pca_dca_untrained_deg": smallest_angle_deg(pca0, dca0),
+              "angle_pca_dca_deg": smallest_angle_deg(pca1, dca1),
+              "angle_conditions_deg": condition_angle(post["rates"], label, args.d)}
+    latent = None
+    if seed == 0:  # the study's figures 2-3: one network per task
+        latent = {"pca": post["pca"], "dca": post["dca"], "labels": label,
+                  "conditions": conditions, "fps": fps}
     return {"task": task_name, "seed": seed, "n_units": spec.n_units,
             "train_s": result.seconds, "reused_weights": result.reused,
             "test_loss": test_loss, "test_accuracy": test_acc,
@@ -159,12 +231,12 @@ def one_network(spec, task, task_name: str, seed: int, out: Path, args) -> dict:
             "non_normality_after": change.non_normality_after,
             "centrality_spearman": float(scipy.stats.spearmanr(c_before, c_after)[0]),
             "pi_untrained": pre["pi"], "pi_trained": post["pi"],
-            "angle_pre_post_deg": float(np.degrees(subspace_angles(
-                pre["pca"].components, post["pca"].components).min())),
-            "angle_conditions_deg": condition_angle(post["rates"], label, args.d),
-            "angle_readout_deg": float(np.degrees(subspace_angles(
-                post["pca"].components, readout).min())),
+            **angles,
             "pca3_variance": float(post["pca"].explained.sum()),
+            "mean_w_before": float(before["w_rec"].mean()),
+            "mean_w_after": float(after["w_rec"].mean()),
+            "centrality_top10_kept": top_fraction_kept(c_before, c_after, 0.1),
+            **fp_cols, "_latent": latent,
             "_history": result.history, "_spectra": (eigen_spectrum(before["w_rec"]),
                                                      eigen_spectrum(after["w_rec"])),
             "_rollout_accuracy": post["accuracy"]}
@@ -281,9 +353,19 @@ def main() -> None:
     ap.add_argument("--flipflop-steps", type=int, default=1500)
     ap.add_argument("--fp-starts", type=int, default=256)
     ap.add_argument("--fp-iter", type=int, default=1500)
+    ap.add_argument("--fp-study-starts", type=int, default=64,
+                    help="fixed-point search starts per condition (study networks)")
+    ap.add_argument("--fp-study-iter", type=int, default=1000,
+                    help="Adam iterations of the study networks' fixed-point search")
+    ap.add_argument("--slow-tol", type=float, default=1e-6,
+                    help="q below which a non-fixed minimum counts as a slow point")
     ap.add_argument("--d", type=int, default=3, help="latent dimension (PCA, DCA)")
     ap.add_argument("--window", type=int, default=5, help="DCA past/future window T, steps")
     ap.add_argument("--skip", default="", help="comma list of: theta, flipflop")
+    ap.add_argument("--results-md", type=Path, default=None, metavar="PATH",
+                    help="also write the claim-by-claim RESULTS.md (results_md.py) there")
+    ap.add_argument("--analyse-only", action="store_true",
+                    help="with --weights-from: analyse the networks found there, train none")
     ap.add_argument("--train-only", action="store_true",
                     help="train and save weights and curves (trained.csv), no analyses: "
                          "analyse later with --weights-from")
@@ -291,6 +373,8 @@ def main() -> None:
         "jobs": "worker processes (one thread each); one job per network",
         "device": "cpu or cuda (every worker uses it)"})
     args = ap.parse_args()
+    if args.analyse_only and args.weights_from is None:
+        raise SpecError("--analyse-only: needs --weights-from DIR")
     study.require({"dca": "DynamicalComponentsAnalysis", "networkx": "networkx",
                    "sklearn": "scikit-learn"})
     budget = Budget.from_minutes(args.max_minutes)
@@ -337,11 +421,13 @@ def main() -> None:
             print(f"trained: {study.summary(outcomes)}")
             return
 
-        rows, extras, rollout_acc = [], {}, {}
+        rows, extras, rollout_acc, latents = [], {}, {}, {}
         for key, o in outcomes.items():
             if key[0] == "main" and o.status == "done":
                 row = dict(o.result)
                 extras[(row["task"], row["seed"])] = (row.pop("_history"), row.pop("_spectra"))
+                if (latent := row.pop("_latent")) is not None:
+                    latents[row["task"]] = latent
                 rollout_acc[(row["task"], row["seed"])] = row.pop("_rollout_accuracy")
                 rows.append(row)
         rows.sort(key=lambda r: (tasks.index(r["task"]), r["seed"]))
@@ -360,16 +446,27 @@ def main() -> None:
                    "jobs": args.jobs, "device": args.device, "max_minutes": args.max_minutes,
                    "jobs_not_completed": study.not_completed(outcomes, _name)}
         for task_name, group in (table.groupby("task") if len(table) else []):
-            for col in ("test_accuracy", "untrained_accuracy", "delta_w_rank90", "delta_w_pr",
-                        "delta_w_sv1_frac", "radius_before", "radius_after",
-                        "non_normality_before", "non_normality_after", "mean_weight_drift",
-                        "centrality_spearman", "pi_untrained", "pi_trained",
-                        "angle_pre_post_deg", "angle_conditions_deg", "angle_readout_deg"):
+            for col in group.columns:
+                if col in ("task", "seed", "reused_weights") or group[col].isna().all() or \
+                        not pd.api.types.is_numeric_dtype(group[col]):
+                    continue
                 metrics[f"{task_name}.{col}.mean"] = float(group[col].mean())
                 metrics[f"{task_name}.{col}.sd"] = float(group[col].std(ddof=0))
+            # chance level of the angles: random d-dim subspaces vs the readout, and vs each
+            # other (pre/post, PCA/DCA), in the same N
+            n, n_out = int(group["n_units"].iloc[0]), 2 if task_name == "decision" else 1
+            for what, d2 in (("readout", n_out), ("subspaces", args.d)):
+                chance = random_subspace_angles(n, args.d, d2, 2000, seed=0)
+                metrics[f"{task_name}.angle_chance_{what}_deg.median"] = float(np.median(chance))
+                metrics[f"{task_name}.angle_chance_{what}_deg.p05"] = float(
+                    np.percentile(chance, 5))
         sections = []
         if len(table):
             _figures(out, extras)
+            for task_name, latent in latents.items():
+                _latent_figure(task_name, latent, out / f"latent_{task_name}.png")
+                sections.append((f"Latent trajectories and fixed points: {task_name}",
+                                 html.figure(f"latent_{task_name}.png", "PCA and DCA")))
             sections += [("Per-task summary (mean over networks)",
                           html.table(table.drop(columns="seed").groupby("task").mean()
                                      .reset_index().round(4).values.tolist(),
@@ -420,6 +517,11 @@ def main() -> None:
                                                            ["metric", "value"])))
         study.write_report(out, "ctrnn study: perception and decision networks", sections)
     print(f"report: {args.out / 'report.html'}")
+    if args.results_md is not None:
+        from results_md import write_results  # beside this script
+
+        command = " ".join(["python analyses/ctrnn_tasks/run.py", *sys.argv[1:]])
+        print(f"results: {write_results(args.out, args.results_md, command)}")
     study.exit_if_failed(outcomes, lambda key: f"job {_name(key)}")
 
 
@@ -473,6 +575,35 @@ def _figures(out: Path, extras: dict) -> None:
         ax.set(xlabel="Re λ", ylabel="Im λ", title=f"W_rec eigenvalues {when} training",
                xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     study.save_figure(fig, out / "training.png", dpi=90)
+
+
+def _latent_figure(task_name: str, latent: dict, path: Path) -> None:
+    """Trained network (seed 0): trajectories (16 trials, coloured by condition) in the top-3
+    PCA and DCA spaces with each condition's fixed points (o stable, x saddle, + unstable;
+    small dots: slow points), the study's figures 2-3."""
+    fig = plt.figure(figsize=(10, 4.5))
+    labels = latent["labels"]
+    values = list(np.unique(labels))
+    cmap = plt.get_cmap("coolwarm")
+    colour = {v: cmap(i / max(1, len(values) - 1)) for i, v in enumerate(values)}
+    for k, space in enumerate(("pca", "dca")):
+        ax = fig.add_subplot(1, 2, k + 1, projection="3d")
+        res = latent[space]
+        basis = res.components if space == "pca" else res.basis
+        for trial, lab in zip(res.trajectories[:16], labels[:16], strict=True):
+            ax.plot(*trial.T, lw=0.6, color=colour[lab], alpha=0.7)
+        for name, fps in latent["fps"].items():
+            value = latent["conditions"][name][0]
+            nearest = min(values, key=lambda v, value=value: abs(v - value))
+            for p, st, fx in zip(fps.points, fps.stability, fps.fixed, strict=True):
+                xyz = (p - res.mean) @ basis.T
+                if fx:
+                    ax.scatter(*xyz, color=colour[nearest], edgecolor="k", s=40,
+                               marker={"stable": "o", "saddle": "X", "unstable": "P"}[st])
+                else:
+                    ax.scatter(*xyz, color=colour[nearest], s=4)
+        ax.set_title(f"{task_name}: {space.upper()} space")
+    study.save_figure(fig, path, dpi=80, tight=False)
 
 
 def _theta_figure(sweep: pd.DataFrame, path: Path) -> None:

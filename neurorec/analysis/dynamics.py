@@ -115,3 +115,64 @@ def dca_predictive_information(rates: np.ndarray, d: int = 3, window: int = 5,
     x = [np.asarray(trial, dtype=float) for trial in rates]
     model = DynamicalComponentsAnalysis(d=d, T=window, rng_or_seed=seed).fit(x)
     return float(model.score()), model.coef_
+
+
+def orthonormal_rows(a: np.ndarray) -> np.ndarray:
+    """(d, N) orthonormal rows spanning the rows of ``a`` (d, N) (QR; a DCA projection is
+    orthonormal only to the optimiser's tolerance)."""
+    q, _ = np.linalg.qr(np.asarray(a, dtype=float).T)
+    return q.T
+
+
+def smallest_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest principal angle (degrees) between the row spans of ``a`` (d1, N) and
+    ``b`` (d2, N): 0 when they share a direction, 90 when orthogonal."""
+    return float(np.degrees(subspace_angles(a, b).min()))
+
+
+def random_subspace_angles(n: int, d1: int, d2: int, n_draws: int = 1000,
+                           seed: int = 0) -> np.ndarray:
+    """(n_draws,) smallest principal angles (degrees) between independent uniformly random
+    (Haar) ``d1``- and ``d2``-dimensional subspaces of R^n: the chance level for an angle
+    between a latent space and a readout (for d1 = d2 = 1, cos²θ ~ Beta(½, (n-1)/2))."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_draws)
+    for k in range(n_draws):
+        a = orthonormal_rows(rng.standard_normal((d1, n)))
+        b = orthonormal_rows(rng.standard_normal((d2, n)))
+        # cosines of the principal angles are the singular values of a bᵀ
+        out[k] = np.degrees(np.arccos(min(1.0, np.linalg.svd(a @ b.T, compute_uv=False)[0])))
+    return out
+
+
+@dataclass(frozen=True)
+class DCAResult:
+    """pi: predictive information (nats) of the projection; basis: (d, N) orthonormal rows;
+    mean: (N,); trajectories: (B, T, d) rates projected on the basis."""
+
+    pi: float
+    basis: np.ndarray
+    mean: np.ndarray
+    trajectories: np.ndarray
+
+
+def dca_trajectories(rates: np.ndarray, d: int = 3, window: int = 5,
+                     seed: int = 0) -> DCAResult:
+    """DCA (see :func:`dca_predictive_information`) of rates (B, T, N) with the trajectories
+    projected on the (orthonormalised) DCA subspace, for plotting beside PCA's."""
+    pi, coef = dca_predictive_information(rates, d=d, window=window, seed=seed)
+    basis = orthonormal_rows(coef.T)
+    b, t, n = rates.shape
+    x = rates.reshape(-1, n)
+    mean = x.mean(0)
+    return DCAResult(pi, basis, mean, ((x - mean) @ basis.T).reshape(b, t, -1))
+
+
+def top_fraction_kept(before: np.ndarray, after: np.ndarray, fraction: float = 0.1) -> float:
+    """Share of the top ``fraction`` of nodes by ``before`` (N,) (e.g. centrality) that are
+    still in the top ``fraction`` by ``after`` (N,): 1 = the hubs stayed, ``fraction`` = what
+    two unrelated rankings share on average."""
+    k = max(1, round(fraction * len(before)))
+    top_before = set(np.argsort(-np.asarray(before), kind="stable")[:k])
+    top_after = set(np.argsort(-np.asarray(after), kind="stable")[:k])
+    return len(top_before & top_after) / k
