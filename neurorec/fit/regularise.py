@@ -2,9 +2,10 @@
 
 A model lists its penalised parameters as ``(name, group, mask)`` (the GLM's terms, see
 :mod:`neurorec.families.glm.terms`): ``group`` ``"stimulus"`` takes the ``stimulus_l2`` ridge
-(centred where the model gives a centre), ``"weights"`` the ``l1`` / ``l2`` penalties, None
-nothing; ``mask`` (a function of the parameter's value, or None) zeroes weights the model does
-not use, so that they neither count nor move.
+(centred where the model gives a centre), ``"weights"`` the ``l1`` / ``l2`` penalties (other
+named groups: ``l1`` and their own L2 weight), None nothing; ``mask`` (a function of the
+parameter's value, or None) zeroes weights the model does not use, so that they neither count
+nor move.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ class Regulariser:
     l1: float = 0.0
     l2: float = 0.0
     stimulus_l2: float = 0.0
+    #: (group, l2) of further weight groups with their own L2 (e.g. the R-GLM's latent);
+    #: they take ``l1`` like the weights group
+    group_l2: tuple[tuple[str, float], ...] = ()
 
     def weight(self, group: str | None) -> float:
         """The L2 weight of a penalty group."""
-        return {"stimulus": self.stimulus_l2, "weights": self.l2}.get(group, 0.0)
+        return {"stimulus": self.stimulus_l2, "weights": self.l2,
+                **dict(self.group_l2)}.get(group, 0.0)
 
     def add(self, objective: Tensor, params: dict[str, Tensor], pieces: Iterable[Piece],
             centres: dict[str, Tensor] | None = None) -> Tensor:
@@ -49,13 +54,14 @@ class Regulariser:
                         w = w - centres[name]
                     objective = objective + self.stimulus_l2 * (w**2).sum()
         for name, group, mask in pieces:
-            if group != "weights":
+            if group in (None, "stimulus"):
                 continue
             w = params[name]
             if mask is not None:
                 w = w * mask(w)
-            if self.l2:
-                objective = objective + self.l2 * (w**2).sum()
+            l2 = self.weight(group)
+            if l2:
+                objective = objective + l2 * (w**2).sum()
             if self.l1:
                 objective = objective + self.l1 * (
                     torch.sqrt(w**2 + L1_SMOOTHING**2) - L1_SMOOTHING).sum()

@@ -197,6 +197,7 @@ class _Net:
         self.trial_tables: dict[str, np.ndarray] = {}
         self.objects: list = []
         self.units = None
+        self.condition: np.ndarray | None = None  # (n_trials,) condition of each trial
 
     @staticmethod
     def linear(terms: list[str]) -> str:
@@ -256,6 +257,7 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     n = n_trials * n_units
     bin_dt = float(model.bin_size_) * b2.second
     net = _Net(model, n_trials, n_bins, n_sub, in_bin, stimulus, bin_dt)
+    net.condition = condition
     for term in model.terms:  # declarations (and the stimulus checks) before any object
         term.brian2_equations(net)
     if n_trials == 0:

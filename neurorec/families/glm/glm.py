@@ -96,8 +96,9 @@ class GLM(Model):
         self.observation_name = spec.observation
         #: the drive terms, in drive and ``params_`` order (default: what the spec enables)
         self.terms: list[Term] = list(self.default_terms(spec) if terms is None else terms)
-        self.regulariser = Regulariser(spec.penalty.l1, spec.penalty.l2,
-                                       spec.penalty.stimulus_l2)
+        self.regulariser = Regulariser(
+            spec.penalty.l1, spec.penalty.l2, spec.penalty.stimulus_l2,
+            tuple((g, w) for t in self.terms for g, w in t.group_l2().items()))
 
     @staticmethod
     def default_terms(spec: GLMSpec) -> list[Term]:
@@ -368,7 +369,10 @@ class GLM(Model):
             validation_nll if d_val is not None else None, progress=progress,
             desc=f"fit {self.spec.name}")
         with torch.no_grad():
-            self.params_ = {k: v.detach().cpu().numpy() for k, v in to_model(internal).items()}
+            fitted = to_model(internal)
+            for term in self.terms:  # e.g. a bounded recurrence stores the matrix it used
+                fitted.update(term.finalise(self, fitted))
+            self.params_ = {k: v.detach().cpu().numpy() for k, v in fitted.items()}
         return report
 
     # ---------------------------------------------------------------- batched Newton

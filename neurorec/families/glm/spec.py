@@ -116,7 +116,8 @@ class GLMSpec(Spec):
 
 
 class RecurrentSpec(Spec):
-    """Hidden linear state ``x_t = W0 y_{t-1} + R x_{t-1}`` (Pachitariu et al. 2013)."""
+    """Hidden linear state ``x_t = W0 y_{t-1} + R x_{t-1} [+ U s_t] [+ x0_c at t = 0]``
+    (Pachitariu et al. 2013), read out as ``B x_t`` (or ``B σ(x_t)`` with ``saturation``)."""
 
     dim: int = Field(8, ge=1, le=2048, description="hidden-state dimension")
     init_radius: float = Field(0.5, ge=0, lt=1, description="spectral radius of R at init")
@@ -125,6 +126,24 @@ class RecurrentSpec(Spec):
     warm_start: bool = Field(True, description="start from the fitted GLM (batched Newton, "
                              "same trials) with the readout B = 0, so the fit can only "
                              "improve on it")
+    stimulus_input: bool = Field(False, description="the latent also integrates the stimulus: "
+                                 "x_t += U s_t, s_t the stimulus drive basis (one-hot condition "
+                                 "× stimulus.n_basis raised cosines) or, with stimulus_filter "
+                                 "enabled, the stimulus time series")
+    initial_state: bool = Field(False, description="a learned initial state per condition, "
+                                "x0_c, added to the state in the first bin of each trial")
+    l2: float | None = Field(None, ge=0, description="L2 weight on the latent's W0, R, B (and "
+                             "U, x0) instead of penalty.l2 (None: penalty.l2), per bin and "
+                             "neuron; penalty.l1 applies to them either way")
+    max_radius: float | None = Field(None, gt=0, le=1, description="stability guard: the "
+                                     "recurrence used is R·min(1, max_radius/‖R‖₂), so its "
+                                     "spectral norm (hence every |eigenvalue|) stays ≤ "
+                                     "max_radius in the fit, and the stored R is that matrix; "
+                                     "None: unbounded")
+    saturation: float | None = Field(None, gt=0, description="stability guard: the readout is "
+                                     "B·(s·tanh(x_t/s)) with s = saturation, so the latent adds "
+                                     "at most Σ_d |B_id|·s to unit i's drive and cannot run "
+                                     "away in closed loop; None: the linear readout B·x_t")
 
 
 @register_model("rglm")

@@ -184,6 +184,15 @@ class Term:
         """The parameter ``name`` from its (n_units, P) coefficient slice."""
         return w
 
+    def group_l2(self) -> dict[str, float]:
+        """L2 weights of penalty groups this term defines (beyond stimulus / weights)."""
+        return {}
+
+    def finalise(self, m: GLM, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Parameters to store after a fit in place of the optimised ones (e.g. a bounded
+        reparametrisation's effective matrix); default: none."""
+        return {}
+
     def warm_start(self, m: GLM) -> bool:
         """Whether a non-linear term starts from the fitted GLM of the linear terms."""
         return False

@@ -1,0 +1,172 @@
+"""The R-GLM's latent term (issue 20): stimulus input ``U s_t``, initial state per condition, its
+own L2, the stability guards, and the nested warm start.
+
+References: the states against a numpy loop of ``x_t = W0 y_{t-1} + R x_{t-1} + U s_t (+ x0)``;
+the Brian 2 network's drive against the model's to 1e-10; the penalty written out by hand; a
+model built to run away (DivergenceError without the guard, a closed-form bound on every drive
+with it); the first L-BFGS iterate against the fitted GLM + corr to 1e-10.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neurorec.core.bases import raised_cosine_linear
+from neurorec.core.errors import DivergenceError
+from neurorec.families.glm.conformance import v1_small
+from neurorec.families.glm.glm import GLM
+from neurorec.families.glm.rglm import RGLM
+from neurorec.families.glm.spec import GLMSpec, RGLMSpec
+
+DIM = 2
+_SMALL = {"stimulus": {"n_basis": 4}, "history": {"n_basis": 2, "duration": "30 ms"},
+          "penalty": {"l2": 1e-4}, "fit": {"max_iter": 15, "early_stopping": False}}
+
+
+def hand_model(seed: int = 0, **recurrent) -> tuple[RGLM, object]:
+    """An R-GLM with every latent option on (or as given), parameters drawn by hand, shaped for
+    the first trials of the small V1 set; returns (model, test data)."""
+    _, test = v1_small()
+    test = test.subset(np.arange(len(test.condition)) < 4)
+    rng = np.random.default_rng(seed)
+    n_units, n_cond, n_bins = test.counts.shape[2], test.n_conditions, test.counts.shape[1]
+    rec = {"dim": DIM, "stimulus_input": True, "initial_state": True, **recurrent}
+    model = RGLM(RGLMSpec(**_SMALL, recurrent=rec))
+    model.params_ = {"beta": np.log(0.05) + 0.3 * rng.standard_normal((n_units, n_cond, 4)),
+                     "h": -0.5 + 0.1 * rng.standard_normal((n_units, 2)),
+                     "W0": 0.3 * rng.standard_normal((DIM, n_units)),
+                     "R": 0.7 * np.linalg.qr(rng.standard_normal((DIM, DIM)))[0],
+                     "B": 0.5 * rng.standard_normal((n_units, DIM))}
+    if rec["stimulus_input"]:
+        model.params_["U"] = 0.4 * rng.standard_normal((DIM, n_cond, 4))
+    if rec["initial_state"]:
+        model.params_["x0"] = rng.standard_normal((n_cond, DIM))
+    model.n_bins_, model.n_units_, model.n_conditions_ = n_bins, n_units, n_cond
+    model.bin_size_ = test.bin_size
+    model.unit_order_ = np.arange(n_units)
+    return model, test
+
+
+def test_states_with_stimulus_input_and_initial_state_equal_the_loop():
+    model, test = hand_model()
+    p = model.params_
+    S = raised_cosine_linear(test.counts.shape[1], 4)
+    want = np.zeros((*test.counts.shape[:2], DIM))
+    for b, c in enumerate(test.condition):
+        x, y_prev = np.zeros(DIM), np.zeros(test.counts.shape[2])
+        for t in range(test.counts.shape[1]):
+            x = p["W0"] @ y_prev + p["R"] @ x + p["U"][:, c] @ S[t]
+            if t == 0:
+                x = x + p["x0"][c]
+            want[b, t] = x
+            y_prev = test.counts[b, t]
+    np.testing.assert_allclose(model.hidden_state(test), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow  # compiles a Brian 2 network (≈ 1 min on 2 cores)
+def test_brian2_drive_equals_the_model_with_every_latent_option():
+    pytest.importorskip("brian2")
+    from neurorec.families.glm.brian2 import drive_brian2
+
+    model, test = hand_model(max_radius=0.5, saturation=0.8)
+    assert np.linalg.norm(model.params_["R"], 2) > 0.5  # the bound does act
+    with torch.no_grad():
+        ours = model._drive(model._fitted_tensors(), model._design(test)).numpy()
+    got = drive_brian2(model, test.counts, test.condition)
+    np.testing.assert_allclose(got, ours, rtol=0, atol=1e-10)
+
+
+def test_latent_l2_is_its_own_group():
+    train, _ = v1_small()
+    spec = RGLMSpec(**{**_SMALL, "penalty": {"l2": 0.3, "stimulus_l2": 0.0}},
+                    coupling={"enabled": True, "n_basis": 2, "duration": "30 ms"},
+                    recurrent={"dim": DIM, "stimulus_input": True, "l2": 0.05})
+    model = RGLM(spec)
+    model.unit_order_ = np.arange(train.counts.shape[2])
+    p = model._init_params(train, torch.Generator().manual_seed(0))
+    d = model._design(train)
+    got = float(model._objective(p, d))
+    off = 1 - torch.eye(train.counts.shape[2], dtype=torch.float64)
+    want = (float(model._nll(p, d).mean())
+            + 0.3 * float((p["h"] ** 2).sum() + ((p["J"] * off[..., None]) ** 2).sum())
+            + 0.05 * sum(float((p[k] ** 2).sum()) for k in ("W0", "R", "B", "U")))
+    assert got == pytest.approx(want, rel=1e-13)
+
+
+def test_stability_guard_on_a_model_built_to_run_away():
+    """An exp-link R-GLM with an expanding latent (R = 1.08 I) fed by and feeding back
+    excitation runs away in closed loop; with ``saturation`` the latent adds at most
+    Σ_d |B_id| s to a drive, so every sample stays under that closed-form ceiling."""
+    def build(**guard):
+        model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False, **guard)
+        n_units = model.n_units_
+        model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
+                             B=np.full((n_units, DIM), 0.4))
+        return model
+
+    condition = np.arange(8) % 2
+    with pytest.raises(DivergenceError, match="simulation diverged"):
+        build().sample(condition, seed=0)
+    s = 1.0
+    model = build(saturation=s)
+    counts = model.sample(condition, seed=0)
+    assert np.isfinite(counts).all()
+    p = model.params_
+    stim = np.einsum("ick,tk->ict", p["beta"], model.stimulus_basis(model.n_bins_)).max()
+    history_max = 0.0  # h < 0 here: history only lowers the drive
+    assert (p["h"] < 0).all()
+    ceiling = stim + history_max + np.abs(p["B"]).sum(axis=1).max() * s
+    from neurorec.data.recording import BinnedTrials  # the sample as data, to read its drive
+    data = BinnedTrials(counts=counts, bin_size=model.bin_size_,
+                        time=(np.arange(model.n_bins_) + 0.5) * model.bin_size_,
+                        condition=condition, condition_table=v1_small()[1].condition_table,
+                        is_test=np.zeros(len(condition), dtype=bool),
+                        unit_ids=np.arange(model.n_units_).astype(str), source="sample")
+    with torch.no_grad():
+        drive = model._drive(model._fitted_tensors(), model._design(data)).numpy()
+    assert drive.max() <= ceiling + 1e-12
+    # the unguarded latent would have exceeded it on these very counts
+    model.spec = model.spec.model_copy(update={"recurrent": model.spec.recurrent.model_copy(
+        update={"saturation": None})})
+    model.terms = model.default_terms(model.spec)
+    with torch.no_grad():
+        assert model._drive(model._fitted_tensors(), model._design(data)).max() > ceiling
+
+
+def test_max_radius_bounds_the_fitted_recurrence():
+    train, test = v1_small()
+    spec = RGLMSpec(**_SMALL, recurrent={"dim": DIM, "max_radius": 0.3, "init_radius": 0.9})
+    model = RGLM(spec).fit(train, progress=False)
+    assert np.linalg.norm(model.params_["R"], 2) <= 0.3 + 1e-12
+    assert np.isfinite(model.score(test))
+
+
+@pytest.mark.parametrize("options", [{}, {"stimulus_input": True, "initial_state": True,
+                                          "saturation": 2.0, "max_radius": 0.9}])
+def test_nested_warm_start_first_iterate_is_the_fitted_glm_corr(options):
+    """R-GLM + corr starts at GLM + corr: the first iterate's log-likelihood equals that of the
+    GLM + corr fitted by batched Newton, to 1e-10."""
+    train, _ = v1_small()
+    common = {**_SMALL, "coupling": {"enabled": True, "n_basis": 2, "duration": "30 ms"},
+              "correlated": {"enabled": True}}
+    glm = GLM(GLMSpec(**common)).fit(train, progress=False)
+    assert glm.solver() == "newton"
+    rglm = RGLM(RGLMSpec(**common, recurrent={"dim": DIM, **options}))
+    rglm.unit_order_ = rglm._choose_order(train)
+    init = rglm._init_params(train, torch.Generator().manual_seed(rglm.seed))
+    rglm.stimulus_centre_ = init["beta"].numpy()
+    start = rglm._warm_start(train, init)
+    d = rglm._design(train)
+    with torch.no_grad():
+        ll_start = -float(rglm._nll(start, d).sum())
+        ll_glm = -float(glm._nll(glm._fitted_tensors(), glm._design(train)).sum())
+    assert ll_start == pytest.approx(ll_glm, rel=1e-10, abs=1e-10)
+    assert ll_glm == pytest.approx(glm.log_likelihood(train), rel=1e-10)
+    # the fit starts there (same seed, same trials) and can only lower the penalised objective
+    rglm.fit(train, progress=False)
+    with torch.no_grad():
+        first = float(rglm._objective(start, d))
+    assert rglm.fit_report_.history[0]["objective"] <= first
+    assert rglm.fit_report_.final_objective <= first
