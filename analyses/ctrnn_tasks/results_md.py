@@ -23,6 +23,7 @@ import scipy.stats
 
 TASKS = ("perception", "decision")
 STUDY_UNITS = {"perception": 128, "decision": 256}
+UNLOADED_S = {"perception": 75, "decision": 220}  # 2000 steps on one idle core (README)
 
 
 def boot_ci(values, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -254,7 +255,17 @@ def write_results(out: Path, md: Path, command: str) -> Path:
                 if metrics.get("weights_from") else "") + ".", ""]
     not_done = metrics.get("jobs_not_completed")
     if not_done:
-        lines += [f"Jobs not completed: {not_done}", ""]
+        lines += [f"Jobs not completed ({len(not_done)}): "
+                  + ", ".join(str(j).split(": ")[0] for j in not_done)
+                  + " (stopped by the time budget, or without trained weights under "
+                    "--analyse-only)", ""]
+    if len(table):
+        cost = "; ".join(
+            f"{t}: {g['train_s'].mean():.0f} s per network "
+            f"({g['train_s'].mean() / UNLOADED_S[t]:.1f}× the {UNLOADED_S[t]} s of an idle core)"
+            for t, g in table.groupby("task") if t in UNLOADED_S)
+        lines += [f"Training time per network in this run: {cost} (README: ~37 / ~108 ms per "
+                  "Adam step unloaded at N = 128 / 256).", ""]
     lines += ["Numbers are means over networks with 95 % bootstrap CIs (2000 resamples) and "
               "n; paired tests are two-sided Wilcoxon signed-rank over networks.", "",
               "## Claim by claim", "",
@@ -267,6 +278,13 @@ def write_results(out: Path, md: Path, command: str) -> Path:
               "condition: o stable, X saddle, P unstable, dots slow points), `training.png` "
               "(curves, spectra), `pi_vs_theta.png` (fig. 6), `flipflop_fixed_points.png`.", ""]
     lines += _per_network(table)
+    lines += ["## Earlier runs", "",
+              "`cpu_run/` (2026-11-22, the same command before the decision networks used "
+              "`ctrnn_study_256.yaml`): all 30 networks with the decision networks at N = 128, "
+              "18.7 min with `--jobs 2` on an idle 2-core machine; `h100_run/`: 8 of 10 "
+              "networks per task on a lent machine's CPUs (torch 2.11). With the same torch "
+              "(2.13.0+cpu) the perception networks reproduce `cpu_run/` exactly (seed 0: "
+              "identical results.csv values).", ""]
     md.write_text("\n".join(lines) + "\n")
     return md
 
