@@ -282,11 +282,29 @@ def write_results(out: Path, md: Path, command: str) -> Path:
               "`cpu_run/` (2026-11-22, the same command before the decision networks used "
               "`ctrnn_study_256.yaml`): all 30 networks with the decision networks at N = 128, "
               "18.7 min with `--jobs 2` on an idle 2-core machine; `h100_run/`: 8 of 10 "
-              "networks per task on a lent machine's CPUs (torch 2.11). With the same torch "
-              "(2.13.0+cpu) the perception networks reproduce `cpu_run/` exactly (seed 0: "
-              "identical results.csv values).", ""]
+              "networks per task on a lent machine's CPUs (torch 2.11). "
+              + _compare_earlier(table, Path(__file__).parent / "cpu_run" / "results.csv"), ""]
     md.write_text("\n".join(lines) + "\n")
     return md
+
+
+def _compare_earlier(table: pd.DataFrame, earlier: Path) -> str:
+    """How far this run's perception networks (same spec, seeds, torch) are from
+    ``cpu_run/``'s: the largest relative difference over the shared numeric columns."""
+    if not earlier.exists() or not len(table):
+        return ""
+    old = pd.read_csv(earlier)
+    old, new = (t[t["task"] == "perception"].set_index("seed") for t in (old, table))
+    seeds = old.index.intersection(new.index)
+    cols = [c for c in old.columns.intersection(new.columns)
+            if c not in ("task", "train_s") and pd.api.types.is_numeric_dtype(old[c])]
+    if not len(seeds) or not cols:
+        return ""
+    a, b = old.loc[seeds, cols].to_numpy(float), new.loc[seeds, cols].to_numpy(float)
+    rel = np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1e-12))
+    return (f"This run's perception networks against `cpu_run/`'s (seeds "
+            f"{', '.join(map(str, seeds))}, {len(cols)} shared columns): largest relative "
+            f"difference {rel:.1e}.")
 
 
 def _per_network(table: pd.DataFrame) -> list[str]:
