@@ -106,3 +106,30 @@ def test_blank_rows_are_the_zero_input_map():
     for t in range(28, 38):
         h = autonomous_step(W, b, h)
         np.testing.assert_allclose(hs[:, t], h, atol=1e-4)
+
+
+def test_variant_accuracies_from_one_pass_equal_scoring_each_variant():
+    """The study script's one-pass accuracies (cut reads h_n, extended h_{T+n}, hidden runs
+    h_{T−n} with zero input) equal ``model.score`` on every variant's own sequences."""
+    import importlib.util
+    from pathlib import Path
+
+    from neurorec.families.rnn.model import VARIANTS, SequenceRNN
+    from neurorec.families.rnn.spec import RNNSpec
+
+    path = Path(__file__).resolve().parents[1] / "analyses" / "seqmnist_dynamics" / "run.py"
+    spec_ = importlib.util.spec_from_file_location("seqmnist_run", path)
+    run = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(run)
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(size=(300, 8, 6)) * (rng.uniform(size=(300, 8, 1)) > 0.3)).astype(
+        np.float32)
+    y = (x[:, :4].sum((1, 2)) > x[:, 4:].sum((1, 2))).astype(int) + 2 * (x[:, 0, 0] > 0.5)
+    model = SequenceRNN(RNNSpec(n_units=16, n_inputs=6, n_outputs=4,
+                                fit={"epochs": 2, "batch_size": 50, "lr": 1e-2}))
+    model.fit(x, y, seed=0, progress=False)
+    acc = run.variant_accuracies(model, x, y)
+    for v in VARIANTS:
+        ref = [model.score(sequence_variant(x, v, n), y) for n in range(9)]
+        np.testing.assert_array_equal(acc[v], ref)
+    assert len(set(acc["hidden"])) > 2  # the check is not vacuous
