@@ -398,7 +398,9 @@ def probe(fit_dir: Path, protocol: Path, out: Path, seed: int, overwrite: bool) 
     m = probe_to_dir(fit_dir, protocol, out, seed=seed, overwrite=overwrite)
     click.echo(f"{m['n_responsive']} of {m['n_units']} units responsive; median DI "
                f"{m['di_median']:.3f} (R = 0: {m['di_median_r_zero']:.3f}, shuffled R: "
-               f"{m['di_median_r_shuffled']:.3f}, untrained: {m['di_median_untrained']:.3f}); "
+               f"{m['di_median_r_shuffled']:.3f}, off-diagonal shuffled: "
+               f"{m['di_median_r_shuffled_offdiag']:.3f}, untrained: "
+               f"{m['di_median_untrained']:.3f}); "
                f"DI > 0.5: {100 * m['di_frac_above_0_5']:.0f} %; DI >= 0.3: "
                f"{m['n_ds_units']} units")
     click.echo(f"report: {out / 'report.html'}")

@@ -1,32 +1,33 @@
 """Spike-and-slab RNN on natural movies, probed like V1 (Pachitariu & Sahani 2012).
 
-    python analyses/ssrnn_v1/run.py --out results/ssrnn_v1 [--quick] [--seed 0]
-        [--checkpoint PATH] [--model-set k=v ...] [--movie-set k=v ...] [--overwrite]
+    python analyses/ssrnn_v1/run.py --out analyses/ssrnn_v1/full_run [--quick] [--seed 0]
+        [--model-set k=v ...] [--movie-set k=v ...] [--no-compact-filters] [--overwrite]
 
-1. Makes the whitened natural movie of ``stimuli/natural_movie_12px.yaml`` and trains
-   ``models/ssrnn_movies.yaml`` on it (greedy filtering + STDP-like learning), checkpointing to
-   ``--checkpoint`` (default ``<out>.checkpoint.pt``); a rerun resumes or, when the checkpoint
-   is complete, just loads it.
-2. Probes the model with the drifting gratings of ``stimuli/ssrnn_probe_gratings.yaml``
-   (16 directions × 4 speeds × 4 spatial frequencies) and the small drifting Gabors of
-   ``stimuli/drifting_gabors_polar.yaml``, whitened by the movie's ZCA matrix. A unit's
-   response is its mean rectified activity ``max(z, 0)`` over the stimulus frames after the
-   first ``SETTLE_FRAMES``.
-3. Direction index ``DI = 1 − r_nonpref / r_pref`` (``neurorec.analysis.tuning``) for the model
-   units and, computed the same way, for every bundled V1 unit with contamination < 0.05
-   (mean spike count 0–500 ms after onset, 16 directions; Ecker et al. 2010).
-4. In-silico connectomics from the learned R (``neurorec.analysis.connectomics``), R's
-   spectrum, and the compact-filter view (a 12×12×30 drifting-Gabor bank as ``R^τ W0``;
-   feed-forward vs recurrent vs 5 %-sparse-recurrent cost).
+Runs the study through the commands a user would run:
 
-Writes ``report.html``, ``results.json``, ``di_model.csv``, ``di_v1.csv``,
-``predictions.csv``, ``tuning.npz``, ``compact_filters.csv`` and the figures.
+1. ``neurorec train models/ssrnn_movies.yaml --stimulus stimuli/natural_movie_12px.yaml
+   --out OUT/fit`` (greedy filtering + STDP-like learning of R);
+2. ``neurorec probe OUT/fit --protocol stimuli/ssrnn_direction_probe.yaml --out OUT/probe``:
+   drifting gratings without aliasing (temporal frequency <= 7.5 Hz, 4 start phases, whole
+   cycles) at the contrast matched to the movie's whitened energy, plus a contrast sweep, with
+   the controls R = 0, shuffled R and the untrained network;
+3. ``neurorec connectomics OUT/fit --tuning OUT/probe/tuning.csv --out OUT/connectomics``.
+
+Then V1 DI computed the same way (27 bundled sessions, units with contamination < 0.05; with
+and without baseline subtraction), small drifting Gabors for polar plots, and the
+compact-filter view (a 12x12x30 drifting-Gabor bank as ``R^tau W0``). Writes ``metrics.json``
+(``di_median``, ``di_frac_above_0_5``, ``di_median_r_zero``, ``di_median_r_shuffled``,
+``di_median_untrained``, ``n_ds_units``, ... over responsive units at the matched contrast),
+``tuning.csv``, ``predictions.csv``, ``di_v1.csv``, ``RESULTS.md``, ``report.html`` and the
+figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,52 +36,45 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from neurorec.analysis import compact_filters as cf
-from neurorec.analysis import connectomics as cx
-from neurorec.analysis.tuning import (
-    direction_index,
-    grating_tuning,
-    v1_direction_responses,
-    vector_selectivity,
-)
+from neurorec.analysis.tuning import direction_index, v1_direction_responses, vector_selectivity
+from neurorec.core.errors import NeurorecError
 from neurorec.datasets.v1_gratings import N_SESSIONS
 from neurorec.families.ssrnn.model import SpikeSlabRNN
 from neurorec.report import html
-from neurorec.spec import load_model_spec, load_stimulus_spec
-from neurorec.stimuli import generate
+from neurorec.spec import dump_spec, load_model_spec, load_stimulus_spec
 from neurorec.stimuli.gabors import conditions as gabor_conditions
 from neurorec.stimuli.gabors import gabor
-from neurorec.stimuli.gratings import conditions as grating_conditions
-from neurorec.stimuli.gratings import grating
+from neurorec.stimuli.movies import Whitener
 from neurorec.stimuli.timing import n_frames
 from neurorec.workflows import study
+from neurorec.workflows.probe import WHITENER_FILE, load_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "ssrnn_movies.yaml"
 MOVIE = ROOT / "stimuli" / "natural_movie_12px.yaml"
-GRATINGS = ROOT / "stimuli" / "ssrnn_probe_gratings.yaml"
+PROBE = ROOT / "stimuli" / "ssrnn_direction_probe.yaml"
 GABORS = ROOT / "stimuli" / "drifting_gabors_polar.yaml"
-SETTLE_FRAMES = 5  # response = mean over frames after the recurrent state has settled
-OSI_TUNED = 0.1  # orientation-tuned units for the co-orientation predictions
-DI_SELECTIVE = 0.3  # direction-selective units for the projection prediction
-K_TOP = 3  # strongest outgoing connections per unit
-QUICK = {"model": ["learning.n_iterations=300"], "movie": ["n_clips=600"]}
+SETTLE_FRAMES = 5  # Gabor polar plots: mean over frames after the state has settled
+QUICK = {"model": ["learning.n_iterations=60"], "movie": ["n_clips=200"]}
 
 
-def probe(model: SpikeSlabRNN, whitener, frames: np.ndarray) -> np.ndarray:
-    """(n_conditions, n_units) mean rectified response to (n_conditions, T, h, w) frames."""
-    z, _ = model.infer(whitener.apply(frames), batch_size=128)
-    return np.maximum(z[:, SETTLE_FRAMES:], 0.0).mean(axis=1)
+def command(argv: list[str]) -> None:
+    """Run a ``neurorec`` command in this process; its user errors stop the study."""
+    from neurorec.cli import main as cli_main
+
+    rc = cli_main(argv)
+    if rc != 0:
+        raise NeurorecError(f"neurorec {argv[0]}: exit code {rc} (see above)")
 
 
-def grating_responses(model, whitener, spec) -> tuple[np.ndarray, list[dict]]:
-    conds = grating_conditions(spec)
-    t = np.arange(n_frames(spec.timing.duration, spec.timing.frame_rate)) / spec.timing.frame_rate
-    frames = np.stack([grating(c["direction"], c["speed"], c["spatial_frequency"], t,
-                               spec.size_px, spec.degrees_per_px, c["contrast"], spec.waveform)
-                       for c in conds])
-    return probe(model, whitener, frames), conds
+def load_fit(fit_dir: Path) -> tuple[SpikeSlabRNN, Whitener]:
+    model = SpikeSlabRNN.load(fit_dir)
+    with np.load(fit_dir / WHITENER_FILE) as f:
+        w = Whitener(f["mean"], f["matrix"], np.zeros(len(f["mean"])), float(f["eps"]))
+    return model, w
 
 
 def gabor_responses(model, whitener, spec) -> tuple[np.ndarray, list[dict]]:
@@ -89,19 +83,24 @@ def gabor_responses(model, whitener, spec) -> tuple[np.ndarray, list[dict]]:
     frames = np.stack([gabor(c["direction"], c["speed"], c["spatial_frequency"],
                              (c["x"], c["y"]), spec.sigma, t, spec.size_px,
                              spec.degrees_per_px, c["contrast"]) for c in conds])
-    return probe(model, whitener, frames), conds
+    z, _ = model.infer(whitener.apply(frames), batch_size=256)
+    return np.maximum(z[:, SETTLE_FRAMES:], 0.0).mean(axis=1), conds
 
 
 def v1_di() -> list[dict]:
+    """DI of every bundled V1 unit (contamination < 0.05), from the mean spike count 0-500 ms
+    after onset, as is and with the spontaneous count subtracted (``di_baseline``)."""
     rows = []
     for s in range(N_SESSIONS):
         resp, dirs = v1_direction_responses(s, max_contamination=0.05)
+        sub, _ = v1_direction_responses(s, max_contamination=0.05, subtract_baseline=True)
         di, pref = direction_index(resp, dirs)
+        di_b, _ = direction_index(sub, dirs)
         dsi, _ = vector_selectivity(resp, dirs, 1)
         osi, _ = vector_selectivity(resp, dirs, 2)
-        rows += [{"session": s, "unit": u, "di": di[u], "preferred_direction": pref[u],
-                  "dsi": dsi[u], "osi": osi[u], "r_pref": resp[u].max()}
-                 for u in range(len(resp))]
+        rows += [{"session": s, "unit": u, "di": di[u], "di_baseline": di_b[u],
+                  "preferred_direction": pref[u], "dsi": dsi[u], "osi": osi[u],
+                  "r_pref": resp[u].max()} for u in range(len(resp))]
     return rows
 
 
@@ -148,250 +147,210 @@ def _compact_filters(quick: bool, rigid: bool) -> tuple[list[dict], dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     study.add_common_args(parser, "out", "seed")
-    parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--quick", action="store_true",
-                        help="reduced run: 600 clips, 300 iterations, shorter filter fits")
+                        help="reduced run: 200 clips, 60 iterations, shorter filter fits")
     parser.add_argument("--model-set", action="append", default=[], metavar="K=V")
     parser.add_argument("--movie-set", action="append", default=[], metavar="K=V")
+    parser.add_argument("--no-compact-filters", action="store_true",
+                        help="skip the compact-filter timing study")
     study.add_common_args(parser, "device", "quiet", "overwrite",
                           choices={"device": ["cpu", "cuda"]})
     args = parser.parse_args()
     study.apply_thread_policy(1)
     extra = QUICK if args.quick else {"model": [], "movie": []}
-    mspec = load_model_spec(MODEL, extra["model"] + args.model_set)
+    model_sets = extra["model"] + args.model_set
+    mspec = load_model_spec(MODEL, model_sets)  # every input checked before any training
     vspec = load_stimulus_spec(MOVIE, extra["movie"] + args.movie_set)
-    gspec, bspec = load_stimulus_spec(GRATINGS), load_stimulus_spec(GABORS)
-    study.refuse_existing(args.out, args.overwrite)  # say so now, not after the training
-    ckpt = args.checkpoint or study.beside(args.out, ".checkpoint.pt", hidden=False)
+    load_protocol(PROBE)
+    bspec = load_stimulus_spec(GABORS)
+    study.refuse_existing(args.out, args.overwrite)
     timings: dict[str, float] = {}
+    t_start = time.perf_counter()
 
-    t0 = time.perf_counter()
-    movie = generate(vspec)
-    timings["movie_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model = SpikeSlabRNN(mspec, device=args.device, seed=args.seed).fit(
-        movie.clips, progress=not args.quiet, checkpoint=ckpt)
-    timings["train_s"] = time.perf_counter() - t0  # this session's share (resumed runs less)
-    p = vspec.patch_px
-    n = mspec.n_units
+    with study.output_dir(args) as tmp, tempfile.TemporaryDirectory() as scratch:
+        movie_yaml = Path(scratch) / "movie.yaml"  # the movie with --movie-set applied
+        movie_yaml.write_text(dump_spec(vspec))
+        quiet = ["--quiet"] if args.quiet else []
+        t0 = time.perf_counter()
+        command(["train", str(MODEL), "--stimulus", str(movie_yaml), "--out", str(tmp / "fit"),
+                 "--seed", str(args.seed), "--device", args.device, *quiet,
+                 *[a for kv in model_sets for a in ("--set", kv)]])
+        timings["train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        command(["probe", str(tmp / "fit"), "--protocol", str(PROBE), "--out",
+                 str(tmp / "probe"), "--seed", str(args.seed)])
+        timings["probe_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        command(["connectomics", str(tmp / "fit"), "--tuning", str(tmp / "probe" / "tuning.csv"),
+                 "--out", str(tmp / "connectomics"), "--seed", str(args.seed)])
+        timings["connectomics_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    g_resp, _g_conds = grating_responses(model, movie.whitener, gspec)
-    dirs = np.asarray(gspec.directions, float)
-    speeds = np.asarray(gspec.speeds, float)
-    sfs = np.asarray(gspec.spatial_frequencies, float)
-    grid = g_resp.T.reshape(n, len(dirs), len(speeds), len(sfs), len(gspec.contrasts))[..., 0]
-    tun = grating_tuning(grid, dirs, speeds, sfs)
-    b_resp, _b_conds = gabor_responses(model, movie.whitener, bspec)
-    timings["probe_s"] = time.perf_counter() - t0
+        model, whitener = load_fit(tmp / "fit")
+        tun = pd.read_csv(tmp / "probe" / "tuning.csv")
+        pm = json.loads((tmp / "probe" / "metrics.json").read_text())
+        preds = pd.read_csv(tmp / "connectomics" / "predictions.csv")
+        t0 = time.perf_counter()
+        v1 = v1_di()
+        timings["v1_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        b_resp, _ = gabor_responses(model, whitener, bspec)
+        timings["gabor_s"] = time.perf_counter() - t0
+        cf_rows, cf_info = [], {}
+        if not args.no_compact_filters:
+            t0 = time.perf_counter()
+            cf_rows, cf_info = compact_filter_study(args.quick)
+            timings["compact_filters_s"] = time.perf_counter() - t0
+        timings["total_s"] = time.perf_counter() - t_start
 
-    t0 = time.perf_counter()
-    v1 = v1_di()
-    timings["v1_s"] = time.perf_counter() - t0
-    di_v1 = np.array([r["di"] for r in v1], float)
-    responsive = np.nanmax(tun.responses.reshape(n, -1), axis=1) > 0
-    di_model = np.where(responsive, tun.di, np.nan)
-
-    centres = cx.rf_centres(model.W_, p, vspec.degrees_per_px)
-    tuned = responsive & (tun.osi >= OSI_TUNED)
-    selective = responsive & (tun.di >= DI_SELECTIVE)
-    t0 = time.perf_counter()
-    preds = []
-    if tuned.sum() >= 5:
-        preds.append(cx.coorientation(model.R_, tun.preferred_orientation, tuned, K_TOP,
-                                      seed=args.seed))
-        w_pred, bin_c, bin_w = cx.weight_vs_orientation(model.R_, tun.preferred_orientation,
-                                                         tuned, seed=args.seed)
-        preds.append(w_pred)
-    if selective.sum() >= 5:
-        preds.append(cx.projection_along_direction(model.R_, tun.preferred_direction, centres,
-                                                   selective, K_TOP, seed=args.seed))
-        preds.append(cx.weight_vs_direction(model.R_, tun.preferred_direction, selective,
-                                            seed=args.seed))
-    else:  # say so in the table rather than drop the prediction silently
-        nan = float("nan")
-        preds.append(cx.Prediction(
-            f"direction-selective units project along their preferred direction: not tested, "
-            f"{int(selective.sum())} units with DI >= {DI_SELECTIVE} (needs 5)", nan, nan, nan,
-            nan, int(selective.sum()), "mean cos(displacement angle − preferred direction)"))
-    timings["connectomics_s"] = time.perf_counter() - t0
-    eig = np.linalg.eigvals(model.R_)
-
-    t0 = time.perf_counter()
-    cf_rows, cf_info = compact_filter_study(args.quick)
-    timings["compact_filters_s"] = time.perf_counter() - t0
-
-    with study.output_dir(args) as tmp:
-        figs = {}
-        # training curve
-        h = model.history_
-        fig, ax = plt.subplots(1, 3, figsize=(11, 3))
-        it = [r.iteration for r in h]
-        for a, key, lab in zip(ax, ("log_likelihood_per_frame", "mse_per_pixel",
-                                    "fraction_active"),
-                               ("log-likelihood / frame (nats)", "MSE / pixel",
-                                "fraction of units on"), strict=False):
-            a.plot(it, [getattr(r, key) for r in h], lw=0.6)
-            a.set(xlabel="iteration", ylabel=lab)
-        figs["training"] = study.save_figure(fig, tmp / "training.png")
-        # dictionary (unwhitened back to pixels for display)
-        pix = movie.whitener.unwhiten_matrix() @ model.W_
-        order = np.argsort(-np.nan_to_num(tun.di))
-        fig, axes = plt.subplots(8, 16, figsize=(12, 6.2))
-        for k, a in enumerate(axes.ravel()):
-            a.axis("off")
-            if k < n:
-                a.imshow(pix[:, order[k]].reshape(p, p), cmap="gray")
-                a.set_title(f"{tun.di[order[k]]:.2f}", fontsize=6)
-        figs["filters"] = study.save_figure(fig, tmp / "filters.png")
-        # DI side by side
-        fig, ax = plt.subplots(1, 2, figsize=(8, 3), sharex=True)
-        bins = np.linspace(0, 1, 21)
-        ax[0].hist(di_model[np.isfinite(di_model)], bins, color="C0")
-        ax[0].set(title=f"ssrnn units (n={np.isfinite(di_model).sum()})", xlabel="DI",
-                  ylabel="units")
-        ax[1].hist(di_v1[np.isfinite(di_v1)], bins, color="C1")
-        ax[1].set(title=f"macaque V1 (n={np.isfinite(di_v1).sum()})", xlabel="DI")
-        figs["di"] = study.save_figure(fig, tmp / "di_model_vs_v1.png")
-        # speed tuning of the most direction-selective units among the strongly responding
-        # half (a unit that barely responds can have DI = 1 from one tiny response)
-        r_pref = tun.responses.reshape(n, -1).max(axis=1)
-        strong = responsive & (r_pref >= np.median(r_pref[responsive]))
-        top = [k for k in order if strong[k]][:8]
-        fig, ax = plt.subplots(1, 2, figsize=(8, 3))
-        for k in top:
-            c = tun.speed_curve[k]
-            ax[0].plot(speeds, c / max(c.max(), 1e-12), marker="o", lw=0.8)
-        ax[0].set(xscale="log", xlabel="speed (deg/s)", ylabel="response / max",
-                  title="speed tuning: 8 most direction-selective\nof the strongly responding")
-        vals, cnt = np.unique(tun.preferred_speed[responsive], return_counts=True)
-        ax[1].bar([str(v) for v in vals], cnt)
-        ax[1].set(xlabel="preferred speed (deg/s)", ylabel="units")
-        figs["speed"] = study.save_figure(fig, tmp / "speed_tuning.png")
-        # direction tuning, polar plots of small drifting Gabors at each unit's RF centre
-        pos = np.array(bspec.positions)
-        bdirs = np.asarray(bspec.directions, float)
-        bgrid = b_resp.T.reshape(n, len(pos), len(bdirs))  # conditions: position-major
-        # the 8 units responding most to a Gabor, each at its best Gabor position
-        by_pos = bgrid.mean(axis=2)  # (n, n_positions)
-        polar_units = np.argsort(-by_pos.max(axis=1))[:8]
-        fig, axes = plt.subplots(2, 4, figsize=(10, 5), subplot_kw={"projection": "polar"})
-        for a, k in zip(axes.ravel(), polar_units, strict=False):
-            at = int(by_pos[k].argmax())
-            th = np.deg2rad(np.r_[bdirs, bdirs[:1]])
-            a.plot(th, np.r_[bgrid[k, at], bgrid[k, at, :1]], lw=1.2)
-            a.set_title(f"unit {k}, DI {tun.di[k]:.2f}\nGabor at ({pos[at][0]:.1f}, "
-                        f"{pos[at][1]:.1f}) deg", fontsize=8)
-            a.set_xticklabels([])
-            a.set_yticklabels([])
-        figs["polar"] = study.save_figure(fig, tmp / "gabor_polar.png")
-        # connectomics figures
-        fig, ax = plt.subplots(1, 3, figsize=(12, 3.4))
-        if tuned.sum() >= 5:
-            ax[0].plot(bin_c, bin_w, marker="o")
-        ax[0].set(xlabel="|Δ preferred orientation| (deg)", ylabel="mean R[j, k]",
-                  title="weight vs orientation difference")
-        targets = cx.strongest_targets(model.R_, K_TOP)
-        for k in np.flatnonzero(selective):
-            th = np.deg2rad(tun.preferred_direction[k])
-            for j in targets[k][targets[k] >= 0]:
-                d = centres[j] - centres[k]
-                rot = np.array([d[0] * np.cos(th) + d[1] * np.sin(th),
-                                -d[0] * np.sin(th) + d[1] * np.cos(th)])
-                ax[1].plot(*rot, ".", color="C2", ms=3)
-        ax[1].axhline(0, color="0.7", lw=0.5)
-        ax[1].axvline(0, color="0.7", lw=0.5)
-        ax[1].set(xlabel="along preferred direction (deg)", ylabel="orthogonal (deg)",
-                  title="targets of direction-selective units", aspect="equal")
-        ax[2].scatter(eig.real, eig.imag, s=6)
-        ax[2].set(xlabel="Re λ", ylabel="Im λ", title="spectrum of R", aspect="equal")
-        figs["connectomics"] = study.save_figure(fig, tmp / "connectomics.png")
-
-        model_rows = [{"unit": k, "di": tun.di[k], "preferred_direction":
-                       tun.preferred_direction[k], "dsi": tun.dsi[k], "osi": tun.osi[k],
-                       "preferred_orientation": tun.preferred_orientation[k],
-                       "preferred_speed": tun.preferred_speed[k], "responsive":
-                       bool(responsive[k]), "rf_x": centres[k, 0], "rf_y": centres[k, 1]}
-                      for k in range(n)]
-        study.write_csv(tmp / "di_model.csv", model_rows)
-        study.write_csv(tmp / "di_v1.csv", v1)
-        pred_rows = [{"statement": q.statement, "effect_name": q.effect_name,
-                      "effect": q.effect, "ci_low": q.ci_low, "ci_high": q.ci_high,
-                      "p_value": q.p_value, "n_units": q.n_units} for q in preds]
-        if pred_rows:
-            study.write_csv(tmp / "predictions.csv", pred_rows)
-        study.write_csv(tmp / "compact_filters.csv", cf_rows)
-        np.savez(tmp / "tuning.npz", responses=tun.responses, directions=dirs, speeds=speeds,
-                 spatial_frequencies=sfs, gabor_responses=bgrid, gabor_positions=pos,
-                 W=model.W_, R=model.R_, b=model.b_, eigenvalues=eig,
-                 zca=movie.whitener.matrix, zca_mean=movie.whitener.mean)
-        results = {
-            "di_definition": "DI = 1 - r_nonpref / r_pref; r = mean rectified response "
-                             "max(z,0) (model) or mean spike count 0-500 ms (V1); pref = argmax "
-                             "over 16 directions, nonpref = pref + 180 deg",
-            "di_model": summary(di_model), "di_v1": summary(di_v1),
-            "n_tuned": int(tuned.sum()), "n_selective": int(selective.sum()),
-            "n_responsive": int(responsive.sum()),
-            "predictions": pred_rows, "compact_filters": cf_rows,
-            "compact_filters_info": cf_info,
-            "spectral_radius_R": float(np.abs(eig).max()),
-            "final_training": h[-1].__dict__ if h else None,
-            "training_mean_last_20": {k: float(np.mean([getattr(r, k) for r in h[-20:]]))
-                                      for k in ("log_likelihood_per_frame", "mse_per_pixel",
-                                                "fraction_active")} if h else None,
+        ok = tun["responsive"].to_numpy(bool)
+        di_model = tun.loc[ok, "di"].to_numpy(float)
+        di_v1 = np.array([r["di"] for r in v1], float)
+        di_v1_b = np.array([r["di_baseline"] for r in v1], float)
+        fm = json.loads((tmp / "fit" / "metrics.json").read_text())
+        keys = [f"{m}{c}" for m in ("di_median", "di_frac_above_0_5", "n_ds_units")
+                for c in ("", "_r_zero", "_r_shuffled", "_r_shuffled_offdiag", "_r_diagonal",
+                          "_untrained")]
+        keys += ["n_responsive", "n_units", "osi_median", "contrast_sweep", "matched_contrast",
+                 "responsive_criterion", "di_definition"]
+        metrics = {
+            **{k: pm[k] for k in keys},
+            "di_v1": summary(di_v1), "di_v1_baseline_subtracted": summary(di_v1_b),
+            "di_model": summary(di_model),
+            "predictions": preds.to_dict(orient="records"),
+            "training": {k: fm[k] for k in fm if k.endswith("_last20") or k in (
+                "n_iterations", "train_s", "spectral_radius_R", "frame_energy")},
+            "compact_filters": cf_rows, "compact_filters_info": cf_info,
             "timings_s": timings, "model_spec": mspec.model_dump(mode="json"),
             "movie_spec": vspec.model_dump(mode="json"), "quick": args.quick,
-            "seed": args.seed, "checkpoint": str(ckpt)}
-        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=float))
+            "seed": args.seed,
+            "commands": [f"neurorec train {MODEL.relative_to(ROOT)} --stimulus MOVIE --out "
+                         "OUT/fit", f"neurorec probe OUT/fit --protocol "
+                         f"{PROBE.relative_to(ROOT)} --out OUT/probe", "neurorec connectomics "
+                         "OUT/fit --tuning OUT/probe/tuning.csv --out OUT/connectomics"]}
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        shutil.copy(tmp / "probe" / "tuning.csv", tmp / "tuning.csv")
+        shutil.copy(tmp / "connectomics" / "predictions.csv", tmp / "predictions.csv")
+        study.write_csv(tmp / "di_v1.csv", v1)
+        if cf_rows:
+            study.write_csv(tmp / "compact_filters.csv", cf_rows)
+        figs = figures(tmp, model, whitener, tun, di_model, di_v1, di_v1_b, bspec, b_resp)
+        (tmp / "RESULTS.md").write_text(results_md(metrics, args))
+        study.write_report(tmp, "Spike-and-slab RNN on natural movies", [
+            ("Direction index: model (with controls) vs V1",
+             html.pre((tmp / "RESULTS.md").read_text())
+             + html.figure(figs["di"], "DI, model (responsive units, matched contrast) and "
+                           "V1")),
+            ("Tuning", html.figure("probe/speed_tuning.png", "speed tuning; DI vs contrast")
+             + html.figure(figs["polar"], "small drifting Gabors (polar)")),
+            ("Connectomics", html.figure("connectomics/outgoing_maps.png", "outgoing targets "
+                                         "of DS units; spectrum of R")),
+            ("Model", html.figure("fit/training.png", "training")
+             + html.figure(figs["filters"], "W (un-whitened), sorted by DI")),
+        ])
+    print(json.dumps({k: metrics[k] for k in ("di_median", "di_frac_above_0_5",
+                                              "di_median_r_zero", "di_median_r_shuffled",
+                                              "di_median_r_shuffled_offdiag",
+                                              "di_median_r_diagonal",
+                                              "di_median_untrained", "n_ds_units",
+                                              "n_responsive", "timings_s")}, indent=1,
+                     default=float))
 
-        hdr = ["", "n", "mean", "q25", "median", "q75", "frac DI>0.5"]
-        di_tab = html.table([[name] + [summary(x)[k] for k in ("n", "mean", "q25", "median",
-                                                               "q75", "frac_di_gt_0.5")]
-                             for name, x in (("ssrnn units", di_model),
-                                             ("macaque V1 (27 sessions)", di_v1))], hdr)
-        sections = [
-            ("Direction index: model vs V1",
-             f"<p>{results['di_definition']}. Model responses to 12×12-pixel drifting sine "
-             f"gratings whitened by the movie's ZCA matrix, at each unit's preferred speed and "
-             f"spatial frequency; V1: every bundled unit with contamination &lt; 0.05 (Ecker "
-             f"et al. 2010; CC BY-NC-ND 3.0).</p>" + di_tab
-             + html.figure(figs["di"], "DI distributions")),
-            ("In-silico connectomics predictions",
-             f"<p>Tuned: OSI ≥ {OSI_TUNED} (n={int(tuned.sum())}); direction-selective: DI ≥ "
-             f"{DI_SELECTIVE} (n={int(selective.sum())}); {K_TOP} strongest outgoing "
-             f"connections per unit; permutation p (2000 shuffles of tuning labels), 95 % "
-             f"bootstrap CI over presynaptic units.</p>"
-             + html.table([[q.statement, q.effect_name, q.effect, f"[{q.ci_low:.3g}, "
-                            f"{q.ci_high:.3g}]", q.p_value, q.n_units] for q in preds],
-                          ["prediction", "effect", "value", "95% CI", "p", "units"])
-             + html.figure(figs["connectomics"], "weight vs orientation difference; "
-                           "displacements to targets in each unit's preferred-direction "
-                           "frame; eigenvalues of R")),
-            ("Tuning", html.figure(figs["speed"], "speed tuning")
-             + html.figure(figs["polar"], "responses to small drifting Gabors (polar)")),
-            ("Compact filters",
-             f"<p>{cf_info['rigid']['n_filters']} drifting-Gabor filters of 12×12 pixels × "
-             f"{cf_info['rigid']['n_lags']} lags as R^τ W0 (dense R, then R pruned to "
-             f"{100 * cf_info['rigid']['density']:.1f} % of entries and refitted). "
-             f"quadrature: the carrier drifts under a fixed envelope (exactly R^τ W0 with "
-             f"2×2 rotation blocks); rigid: the whole Gabor translates. Times are float32, "
-             f"1 thread, CSR for the sparse R.</p>"
-             + html.table([[r["bank"], r["implementation"], r["relative_error"],
-                            r["flops_per_frame"], r["us_per_frame_batch64"],
-                            r["us_per_frame_batch1"]] for r in cf_rows],
-                          ["bank", "implementation", "relative error", "flops / frame",
-                           "µs / frame (batch 64)", "µs / frame (batch 1)"])),
-            ("Model", html.figure(figs["training"], "training")
-             + html.figure(figs["filters"], "W (un-whitened), sorted by DI")
-             + html.pre(json.dumps({"timings_s": timings, "spectral_radius_R":
-                                    results["spectral_radius_R"],
-                                    "training_mean_last_20": results["training_mean_last_20"]},
-                                   indent=1))),
-        ]
-        study.write_report(tmp, "Spike-and-slab RNN on natural movies", sections)
-    print(json.dumps({k: results[k] for k in ("di_model", "di_v1", "predictions",
-                                              "compact_filters", "spectral_radius_R",
-                                              "timings_s")}, indent=1, default=float))
+
+def figures(tmp: Path, model, whitener, tun: pd.DataFrame, di_model, di_v1, di_v1_b, bspec,
+            b_resp) -> dict[str, str]:
+    """DI histograms model vs V1, the dictionary, Gabor polar plots."""
+    figs = {}
+    n, p = model.W_.shape[1], int(np.sqrt(model.W_.shape[0]))
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3), sharex=True)
+    bins = np.linspace(0, 1, 21)
+    ax[0].hist(di_model[np.isfinite(di_model)], bins, color="C0")
+    ax[0].set(title=f"ssrnn, responsive units (n={np.isfinite(di_model).sum()})", xlabel="DI",
+              ylabel="units")
+    ax[1].hist(di_v1[np.isfinite(di_v1)], bins, color="C1", label="spike count")
+    ax[1].hist(di_v1_b[np.isfinite(di_v1_b)], bins, histtype="step", color="k",
+               label="baseline subtracted")
+    ax[1].set(title=f"macaque V1 (n={np.isfinite(di_v1).sum()})", xlabel="DI")
+    ax[1].legend(fontsize=7)
+    figs["di"] = study.save_figure(fig, tmp / "di_model_vs_v1.png")
+    pix = whitener.unwhiten_matrix() @ model.W_
+    order = np.argsort(-np.nan_to_num(tun["di"].to_numpy(float)))
+    cols = 16
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 0.8 * rows + 0.5))
+    for k, a in enumerate(np.ravel(axes)):
+        a.axis("off")
+        if k < n:
+            a.imshow(pix[:, order[k]].reshape(p, p), cmap="gray")
+            a.set_title(f"{tun['di'][order[k]]:.2f}", fontsize=6)
+    figs["filters"] = study.save_figure(fig, tmp / "filters.png")
+    pos = np.array(bspec.positions)
+    bdirs = np.asarray(bspec.directions, float)
+    bgrid = b_resp.T.reshape(n, len(pos), len(bdirs))  # conditions: position-major
+    by_pos = bgrid.mean(axis=2)
+    ok = tun["responsive"].to_numpy(bool)
+    ranked = [k for k in order if ok[k]][:8]  # the most direction-selective responsive units
+    fig, axes = plt.subplots(2, 4, figsize=(10, 5), subplot_kw={"projection": "polar"})
+    for a, k in zip(axes.ravel(), ranked, strict=False):
+        at = int(by_pos[k].argmax())
+        th = np.deg2rad(np.r_[bdirs, bdirs[:1]])
+        a.plot(th, np.r_[bgrid[k, at], bgrid[k, at, :1]], lw=1.2)
+        a.set_title(f"unit {k}, grating DI {tun['di'][k]:.2f}\nGabor at ({pos[at][0]:.1f}, "
+                    f"{pos[at][1]:.1f}) deg", fontsize=8)
+        a.set_xticklabels([])
+        a.set_yticklabels([])
+    figs["polar"] = study.save_figure(fig, tmp / "gabor_polar.png")
+    return figs
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3g}"
+
+
+def results_md(m: dict, args) -> str:
+    """The study's numbers as markdown (RESULTS.md)."""
+    cmd = ("    python analyses/ssrnn_v1/run.py --out analyses/ssrnn_v1/full_run"
+           + (" --quick" if args.quick else "")
+           + "".join(f" --model-set {k}" for k in args.model_set)
+           + "".join(f" --movie-set {k}" for k in args.movie_set))
+    lines = ["# Spike-and-slab RNN on natural movies — measured results", "", cmd, "",
+             f"Timings (s): {json.dumps({k: round(v) for k, v in m['timings_s'].items()})}", "",
+             "## Direction index at the training-matched contrast (responsive units)", "",
+             f"{m['di_definition']}. Responsive: {m['responsive_criterion']}. Matched "
+             f"contrast per spatial frequency (cyc/deg: contrast): {m['matched_contrast']}.", "",
+             "| network | median DI | fraction DI > 0.5 | units DI >= 0.3 |",
+             "| --- | --- | --- | --- |"]
+    for name, suf in (("learned", ""), ("R = 0", "_r_zero"),
+                      ("R, entries shuffled", "_r_shuffled"),
+                      ("R, off-diagonal entries shuffled", "_r_shuffled_offdiag"),
+                      ("R, diagonal only", "_r_diagonal"),
+                      ("untrained", "_untrained")):
+        lines.append(f"| {name} | {_fmt(m['di_median' + suf])} | "
+                     f"{_fmt(m['di_frac_above_0_5' + suf])} | {m['n_ds_units' + suf]} |")
+    v, vb = m["di_v1"], m["di_v1_baseline_subtracted"]
+    lines += [f"| macaque V1, spike counts (n={v['n']}) | {_fmt(v['median'])} | "
+              f"{_fmt(v['frac_di_gt_0.5'])} | |",
+              f"| macaque V1, baseline subtracted (n={vb['n']}) | {_fmt(vb['median'])} | "
+              f"{_fmt(vb['frac_di_gt_0.5'])} | |", "",
+              f"{m['n_responsive']} of {m['n_units']} units responsive; median OSI "
+              f"{_fmt(m['osi_median'])}.", "", "Contrast sweep (learned network):", "",
+              "| contrast | responsive | median DI | fraction DI > 0.5 | DI >= 0.3 |",
+              "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {s['contrast']:g} | {s['n']} | {_fmt(s['median'])} | "
+              f"{_fmt(s['frac_above_0_5'])} | {s['n_ds']} |" for s in m["contrast_sweep"]]
+    lines += ["", "## In-silico connectomics", "",
+              "| prediction | effect | value | 95 % CI | p | units | shuffled R |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['prediction']} | {r['effect_name']} | {_fmt(r['effect'])} | "
+              f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_fmt(r['p'])} | "
+              f"{r['n_units']} | {_fmt(r['effect_r_shuffled'])} |" for r in m["predictions"]]
+    if m["compact_filters"]:
+        lines += ["", "## Compact filters", "",
+                  "| bank | implementation | relative error | flops / frame | µs / frame "
+                  "(batch 64) | µs / frame (batch 1) |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['bank']} | {r['implementation']} | {_fmt(r['relative_error'])} | "
+                  f"{r['flops_per_frame']:,} | {r['us_per_frame_batch64']:.0f} | "
+                  f"{r['us_per_frame_batch1']:.0f} |" for r in m["compact_filters"]]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ phase; a unit's response is its mean rectified activity ``max(z, 0)`` over the w
 grating, so a feed-forward unit sees the same frames drifting either way). The protocol must
 not alias (:func:`~neurorec.stimuli.gratings.sampling_problems`). Tuning is read at the
 contrast whose whitened energy matches the training movie's (per spatial frequency), beside a
-contrast sweep, for the learned network and three controls: ``R = 0``, ``R`` with its entries
-shuffled, and the untrained network. Also works on a ``neurorec fit`` directory of a
+contrast sweep, for the learned network and its controls: ``R = 0``, ``R`` with its entries
+shuffled, ``R`` with its off-diagonal entries shuffled (self-connections kept), ``R``'s
+diagonal alone, and the untrained network. Also works on a ``neurorec fit`` directory of a
 ``ctrnn_obs`` model with ``input.encoding: direction`` (cos/sin of the grating direction), so
 unseen directions can be probed: the response is the mean rectified network rate after input
 onset, started from the mean learned initial state (speed and spatial frequency do not enter).
@@ -54,7 +55,8 @@ STIMULUS_FILE = "stimulus.yaml"
 OSI_TUNED = 0.1  # orientation-tuned units for the co-orientation predictions
 DI_SELECTIVE = 0.3  # direction-selective units
 K_TOP = 3  # strongest outgoing connections per unit
-CONTROLS = ("learned", "r_zero", "r_shuffled", "untrained")
+CONTROLS = ("learned", "r_zero", "r_shuffled", "r_shuffled_offdiag", "r_diagonal",
+            "untrained")
 
 
 # ------------------------------------------------------------------------- train --stimulus
@@ -297,11 +299,19 @@ def _grid(spec, flat: np.ndarray) -> np.ndarray:
     return np.moveaxis(flat.reshape(shape).mean(axis=4), -1, 0)
 
 
-def shuffled(R: np.ndarray, seed: int) -> np.ndarray:
-    """``R`` with its entries permuted (same weight distribution, structure destroyed)."""
-    flat = np.asarray(R, float).ravel().copy()
-    np.random.default_rng(seed).shuffle(flat)
-    return flat.reshape(R.shape)
+def shuffled(R: np.ndarray, seed: int, keep_diagonal: bool = False) -> np.ndarray:
+    """``R`` with its entries permuted: the learned structure destroyed, the weight
+    distribution kept. With ``keep_diagonal`` only the off-diagonal entries are permuted and
+    each unit keeps its self-connection (which, with the competition of greedy inference,
+    already makes units direction selective: see the ``r_diagonal`` control)."""
+    R = np.asarray(R, float)
+    rng = np.random.default_rng(seed)
+    if not keep_diagonal:
+        return rng.permutation(R.ravel()).reshape(R.shape)
+    off = ~np.eye(len(R), dtype=bool)
+    out = R.copy()
+    out[off] = rng.permutation(R[off])
+    return out
 
 
 def probe_target(target: ProbeTarget, spec, seed: int = 0) -> dict:
@@ -310,7 +320,9 @@ def probe_target(target: ProbeTarget, spec, seed: int = 0) -> dict:
     single = spec.model_copy(update={"contrasts": (1.0,)})
     matched = target.matched_contrast(single)
     variants = {"learned": {}, "r_zero": {"R": np.zeros_like(target.R)},
-                "r_shuffled": {"R": shuffled(target.R, seed)}}
+                "r_shuffled": {"R": shuffled(target.R, seed)},
+                "r_shuffled_offdiag": {"R": shuffled(target.R, seed, keep_diagonal=True)},
+                "r_diagonal": {"R": np.diag(np.diag(target.R))}}
     if target.has_untrained:
         variants["untrained"] = {"untrained_model": True}
     out = {}
@@ -363,12 +375,18 @@ def tuning_rows(target: ProbeTarget, spec, responses: dict) -> tuple[list[dict],
         "n_ds_units": summ["learned"]["n_ds"],
         "di_median_r_zero": summ["r_zero"]["median"],
         "di_median_r_shuffled": summ["r_shuffled"]["median"],
+        "di_median_r_shuffled_offdiag": summ["r_shuffled_offdiag"]["median"],
+        "di_median_r_diagonal": summ["r_diagonal"]["median"],
         "di_median_untrained": summ.get("untrained", {}).get("median", nan),
         "di_frac_above_0_5_r_zero": summ["r_zero"]["frac_above_0_5"],
         "di_frac_above_0_5_r_shuffled": summ["r_shuffled"]["frac_above_0_5"],
+        "di_frac_above_0_5_r_shuffled_offdiag": summ["r_shuffled_offdiag"]["frac_above_0_5"],
+        "di_frac_above_0_5_r_diagonal": summ["r_diagonal"]["frac_above_0_5"],
         "di_frac_above_0_5_untrained": summ.get("untrained", {}).get("frac_above_0_5", nan),
         "n_ds_units_r_zero": summ["r_zero"]["n_ds"],
         "n_ds_units_r_shuffled": summ["r_shuffled"]["n_ds"],
+        "n_ds_units_r_shuffled_offdiag": summ["r_shuffled_offdiag"]["n_ds"],
+        "n_ds_units_r_diagonal": summ["r_diagonal"]["n_ds"],
         "n_ds_units_untrained": summ.get("untrained", {}).get("n_ds", nan),
         "osi_median": float(np.nanmedian(t.osi[ok])) if ok.any() else nan,
         "controls": summ,
@@ -431,7 +449,10 @@ def _probe_report(tmp: Path, target: ProbeTarget, spec, responses: dict, rows: l
     fig, ax = plt.subplots(1, 1, figsize=(5, 3))
     bins = np.linspace(0, 1, 21)
     for col, lab in (("di", "learned"), ("di_r_zero", "R = 0"),
-                     ("di_r_shuffled", "shuffled R"), ("di_untrained", "untrained")):
+                     ("di_r_shuffled", "R, entries shuffled"),
+                     ("di_r_shuffled_offdiag", "R, off-diagonal shuffled"),
+                     ("di_r_diagonal", "R, diagonal only"),
+                     ("di_untrained", "untrained")):
         if col in df:
             d = df.loc[ok, col].to_numpy(float)
             ax.hist(d[np.isfinite(d)], bins, histtype="step", label=lab, lw=1.2)
@@ -464,7 +485,7 @@ def _probe_report(tmp: Path, target: ProbeTarget, spec, responses: dict, rows: l
     ax[1].set(xscale="log", xlabel="contrast", ylabel="median DI (responsive)",
               title="contrast sweep")
     figs["speed"] = study.save_figure(fig, tmp / "speed_tuning.png")
-    keys = ("learned", "r_zero", "r_shuffled", "untrained")
+    keys = CONTROLS
     table = html.table([[k, v["n"], v["median"], v["frac_above_0_5"], v["n_ds"]]
                         for k, v in metrics["controls"].items() if k in keys]
                        + [[f"learned, contrast {s['contrast']:g}", s["n"], s["median"],
@@ -541,7 +562,7 @@ def connectomics_to_dir(fit_dir: Path, tuning: Path, out: Path, seed: int = 0,
         centres = df[["rf_x", "rf_y"]].to_numpy(float)
     preds = connectomics_predictions(target.R, df, centres, seed, n_perm)
     control = {p.statement: p for p in connectomics_predictions(
-        shuffled(target.R, seed), df, centres, seed, n_perm)}
+        shuffled(target.R, seed), df, centres, seed, n_perm)}  # diagonal unused by these
     rows = []
     for p in preds:
         c = control.get(p.statement)
