@@ -210,6 +210,12 @@ def wins(rows: list[dict]) -> list[str]:
     if v1:
         lines.append("V1, best co-bps per session: " + ", ".join(
             f"{m} {n}/{len(v1)}" for m, n in sorted(counts.items(), key=lambda x: -x[1])))
+    pairs = [(s["rglm"], s["glm"]) for s in v1.values() if "rglm" in s and "glm" in s]
+    if len(pairs) > 1:
+        st = study.paired(*np.array(pairs).T)
+        lines.append(f"V1, R-GLM − GLM co-bps: mean {st['mean']:+.4f} (bootstrap 95 % CI "
+                     f"[{st['ci'][0]:+.4f}, {st['ci'][1]:+.4f}], sign-flip p = {st['p']:.4f}), "
+                     f"median {st['median']:+.4f}, R-GLM ≥ GLM in {st['wins']}/{st['n']}")
     for d, scores in by.items():
         if d.startswith("locust"):
             best = max(scores, key=scores.get)

@@ -144,19 +144,6 @@ def figure(rows: list[dict], path: Path) -> None:
         relative_to="independent", tick_rotation=20, bar_color="C0")
 
 
-def paired(a: np.ndarray, b: np.ndarray, seed: int = 0, n: int = 10_000) -> dict:
-    """Paired comparison over sessions of ``a - b``: mean, wins (a ≥ b), bootstrap 95 % CI
-    of the mean (resampling sessions) and the one-sided sign-flip permutation p of a
-    positive mean."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    boot = rng.choice(d, (n, len(d))).mean(axis=1)
-    flips = (rng.choice([-1.0, 1.0], (n, len(d))) * d).mean(axis=1)
-    return {"n": len(d), "wins": int((d >= 0).sum()), "mean": float(d.mean()),
-            "median": float(np.median(d)), "ci": np.percentile(boot, [2.5, 97.5]).tolist(),
-            "p": float((1 + (flips >= d.mean()).sum()) / (n + 1))}
-
-
 def v1_pairs(rows: list[dict], a: str, b: str, key: str = "bits_per_spike") -> tuple:
     """Per-session values of ``key`` for models ``a`` and ``b`` (V1 sessions with both)."""
     by = {(r["dataset"], r["model"]): r.get(key, np.nan) for r in rows
@@ -284,7 +271,7 @@ def results_markdown(rows: list[dict], summary: list[dict], structure: dict, tau
         x, y, _ = v1_pairs(rows, a, b)
         if len(x) < 2:
             continue
-        st = stats[a, b] = paired(x, y)
+        st = stats[a, b] = study.paired(x, y)
         lines.append(f"| {a} − {b} | {st['wins']}/{st['n']} | {st['mean']:+.4f} | "
                      f"[{st['ci'][0]:+.4f}, {st['ci'][1]:+.4f}] | {st['p']:.4f} |")
     lines.append("")

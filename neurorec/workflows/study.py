@@ -545,6 +545,19 @@ def mean_sem(values, with_n: bool = True) -> str:
     return f"{v.mean():.4f} ± {sem(v):.4f}" + (f" (n={len(v)})" if with_n else "")
 
 
+def paired(a, b, seed: int = 0, n: int = 10_000) -> dict:
+    """Paired comparison over sessions of ``a - b``: mean, median, wins (a ≥ b), bootstrap
+    95 % CI of the mean (resampling sessions) and the one-sided sign-flip permutation p of a
+    positive mean."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    boot = rng.choice(d, (n, len(d))).mean(axis=1)
+    flips = (rng.choice([-1.0, 1.0], (n, len(d))) * d).mean(axis=1)
+    return {"n": len(d), "wins": int((d >= 0).sum()), "mean": float(d.mean()),
+            "median": float(np.median(d)), "ci": np.percentile(boot, [2.5, 97.5]).tolist(),
+            "p": float((1 + (flips >= d.mean()).sum()) / (n + 1))}
+
+
 def model_comparison_figure(rows: Sequence[Mapping], metric: str, models: Sequence[str],
                             path: Path, *, v1_title: str, v1_ylabel: str, locust_ylabel: str,
                             relative_to: str | None = None, with_sem: bool = False,
