@@ -603,6 +603,8 @@ def _latent_figure(task_name: str, latent: dict, path: Path) -> None:
                 else:
                     ax.scatter(*xyz, color=colour[nearest], s=4)
         ax.set_title(f"{task_name}: {space.upper()} space")
+    fig.suptitle("trained, seed 0; colour = condition; fixed points: o stable, X saddle, "
+                 "P unstable; dots = slow points", fontsize=9)
     study.save_figure(fig, path, dpi=80, tight=False)
 
 
