@@ -18,7 +18,7 @@ from neurorec.core.errors import DivergenceError
 from neurorec.families.glm.conformance import v1_small
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.rglm import RGLM
-from neurorec.families.glm.spec import GLMSpec, RGLMSpec
+from neurorec.families.glm.spec import GLMSpec, RGLMSpec, SamplingSpec
 
 DIM = 2
 _SMALL = {"stimulus": {"n_basis": 4}, "history": {"n_basis": 2, "duration": "30 ms"},
@@ -133,6 +133,29 @@ def test_stability_guard_on_a_model_built_to_run_away():
     model.terms = model.default_terms(model.spec)
     with torch.no_grad():
         assert model._drive(model._fitted_tensors(), model._design(data)).max() > ceiling
+
+
+def test_runaway_safe_sampling_caps_the_model_built_to_run_away():
+    """``sampling.max_rate_hz`` caps each expected count while sampling: the model that raised
+    above now samples, no drive exceeds the cap, and a cap never reached changes no draw."""
+    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
+    n_units = model.n_units_
+    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
+                         B=np.full((n_units, DIM), 0.4))
+    condition = np.arange(8) % 2
+    with pytest.raises(DivergenceError):
+        model.sample(condition, seed=0)
+    model.spec = model.spec.model_copy(update={"sampling": SamplingSpec(max_rate_hz=200.0)})
+    counts = model.sample(condition, seed=0)
+    assert np.isfinite(counts).all() and 0 < model.last_sample_capped < 1
+    cap = 200.0 * model.bin_size_
+    # Poisson counts under a mean of at most `cap`: far above 30 × cap is impossible in practice
+    assert counts.max() < 30 * cap
+    calm, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
+    free = calm.sample(condition, seed=3)
+    calm.spec = calm.spec.model_copy(update={"sampling": SamplingSpec(max_rate_hz=10_000.0)})
+    np.testing.assert_array_equal(calm.sample(condition, seed=3), free)
+    assert calm.last_sample_capped == 0.0
 
 
 def test_max_radius_bounds_the_fitted_recurrence():

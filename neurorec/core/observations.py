@@ -63,6 +63,10 @@ def _clipped_mean(y: torch.Tensor, upper: float | None) -> torch.Tensor:
 class _CountScores:
     """Numpy scores shared by the count observations (Poisson, Bernoulli)."""
 
+    def cap_drive(self, drive: torch.Tensor, max_mean: float) -> torch.Tensor:
+        """The drive with the expected value capped (only unbounded counts need it)."""
+        return drive
+
     def observed(self, y: np.ndarray) -> np.ndarray:
         """What the model scores of counts ``y``: the counts (Bernoulli: spike / no spike)."""
         return y
@@ -152,6 +156,11 @@ class Poisson(_CountScores):
     def curvature(self, y: torch.Tensor) -> torch.Tensor:
         """(n_units,) second derivative of one bin's NLL in the drive at the mean rate."""
         return _clipped_mean(y, None)
+
+    def cap_drive(self, drive: torch.Tensor, max_mean: float) -> torch.Tensor:
+        """``drive`` lowered where its expected count exceeds ``max_mean``, to exactly that."""
+        top = math.log(max_mean) if self.link == "exp" else math.log(math.expm1(max_mean))
+        return drive.clamp(max=top)
 
     # Brian 2: ``drive`` → ``rate`` (the expected count), and one bin's draw
     can_run_away = True
@@ -271,6 +280,9 @@ class Gaussian:
 
     def baseline(self, mean: np.ndarray) -> np.ndarray:
         return mean
+
+    def cap_drive(self, drive: torch.Tensor, max_mean: float) -> torch.Tensor:
+        return drive
 
     def extra_init(self, counts: np.ndarray) -> dict[str, np.ndarray]:
         std = counts.reshape(-1, counts.shape[-1]).std(axis=0)

@@ -295,7 +295,8 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     net.units = units
     units.cu = (condition[:, None] * n_units + np.arange(n_units)[None, :]).ravel()
     units.first_over = -1
-    units.ceiling = MAX_RATE_HZ * model.bin_size_
+    cap = model._sample_cap()  # runaway-safe sampling caps the rate instead of raising
+    units.ceiling = MAX_RATE_HZ * model.bin_size_ if cap is None else cap
     units.inv_sub = 1.0 / n_sub
     units.bin_dt = bin_dt
     for name, basis in net.lag_bases.items():
@@ -358,7 +359,7 @@ def _run(model: GLM, condition: np.ndarray, seed: int, n_bins: int | None = None
     flat = np.concatenate([count_mon.ybin[:, 1:], np.asarray(units.ybin[:])[:, None]], axis=1)
     out = flat.reshape(n_trials, n_units, n_bins).transpose(0, 2, 1).copy()
     first_over = np.asarray(units.first_over[:]).reshape(n_trials, n_units)
-    if (first_over >= 0).any():
+    if (first_over >= 0).any() and cap is None:
         _raise_runaway(model, first_over)
     drive = None
     if record_drive:

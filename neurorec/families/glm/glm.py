@@ -83,6 +83,8 @@ class GLM(Model):
 
     heldout: np.ndarray | None = None
     saved_options = ("heldout",)
+    #: fraction of unit-bins whose expected count ``sample`` capped (``sampling.max_rate_hz``)
+    last_sample_capped: float = 0.0
     #: parameters the batched Newton path starts from (e.g. the neighbouring strength on a CV
     #: path); None: the default start. L-BFGS fits start as usual.
     warm_start_params: dict[str, np.ndarray] | None = None
@@ -529,7 +531,9 @@ class GLM(Model):
         when observations are correlated; sampled spikes feed back through every term.
 
         ``stimulus`` (n_trials, n_bins, n_channels) drives a model with a stimulus filter
-        (binned like the training data's ``stimulus``); others ignore it.
+        (binned like the training data's ``stimulus``); others ignore it. With
+        ``sampling.max_rate_hz`` expected counts are capped there (``last_sample_capped``: the
+        fraction of unit-bins capped); otherwise a rate above 10 kHz raises DivergenceError.
         """
         p = self._fitted_tensors()
         n_bins = n_bins or self.n_bins_
@@ -539,6 +543,18 @@ class GLM(Model):
         # source None: the terms check the caller's stimulus against the trials
         static = self._static_design(Inputs(cond, n_bins, stimulus, self.bin_size_, None))
         in_bin = [t for t in self.terms if isinstance(t, InBin)]
+        cap = self._sample_cap()
+        capped = [0]
+
+        def guard(drive: Tensor, t: int, unit: int | None = None) -> Tensor:
+            """The drive to sample from: capped (``sampling.max_rate_hz``) or checked."""
+            if cap is None:
+                self._check_runaway(drive, t, unit)
+                return drive
+            out = self.obs.cap_drive(drive, cap)
+            capped[0] += int((out != drive).sum())
+            return out
+
         with torch.no_grad():
             for t in range(n_bins):
                 # drive at t depends only on y[:, :t]; recomputing on the prefix keeps one
@@ -550,16 +566,22 @@ class GLM(Model):
                 # y[:, t] is still zero here, so this is the drive without the in-bin term
                 drive_t = self._drive(p, prefix)[:, t]
                 if not in_bin:
-                    self._check_runaway(drive_t, t)
+                    drive_t = guard(drive_t, t)
                     y[:, t] = self.obs.sample(drive_t, gen, p.get("log_sigma"))
                     continue
                 A = sum(term.weights(self, p) for term in in_bin)
                 for i in self.unit_order_:
                     scale = p["log_sigma"][i] if "log_sigma" in p else None
                     drive_i = drive_t[:, i] + self._inputs(y[:, t]) @ A[i]
-                    self._check_runaway(drive_i[:, None], t, unit=int(i))
+                    drive_i = guard(drive_i[:, None], t, unit=int(i))[:, 0]
                     y[:, t, i] = self.obs.sample(drive_i, gen, scale)
+        self.last_sample_capped = capped[0] / max(1, y.numel())
         return y.cpu().numpy()
+
+    def _sample_cap(self) -> float | None:
+        """Expected count per bin at which samples are capped (``sampling.max_rate_hz``)."""
+        rate = self.spec.sampling.max_rate_hz
+        return None if rate is None or not self.obs.can_run_away else rate * self.bin_size_
 
     def _check_runaway(self, drive: Tensor, t: int, unit: int | None = None) -> None:
         """Stop a closed-loop sample whose expected count leaves any physiological range.

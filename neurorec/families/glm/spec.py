@@ -87,6 +87,18 @@ class CorrelatedSpec(Spec):
     order_seed: int = Field(0, ge=0)
 
 
+class SamplingSpec(Spec):
+    """Closed-loop samples (``simulate``, ``export-nwb``, sample statistics)."""
+
+    max_rate_hz: float | None = Field(
+        None, gt=0, le=10_000, description="runaway-safe sampling: each unit's expected count "
+        "in a bin is capped at max_rate_hz × bin size while sampling (Poisson), so positive "
+        "feedback through history, coupling, A or the latent cannot run away; fits, "
+        "predictions and scores are unchanged; the fraction of capped unit-bins of the last "
+        "sample is model.last_sample_capped. None: no cap, and a sample above 10 kHz raises "
+        "(simulation diverged)")
+
+
 @register_model("glm")
 class GLMSpec(Spec):
     """Poisson / Bernoulli GLM with stimulus drive, spike history and coupling."""
@@ -104,6 +116,7 @@ class GLMSpec(Spec):
     correlated: CorrelatedSpec = CorrelatedSpec()
     penalty: PenaltySpec = PenaltySpec()
     fit: FitSpec = FitSpec()
+    sampling: SamplingSpec = SamplingSpec()
 
     @model_validator(mode="after")
     def _link_fits_observation(self) -> GLMSpec:
