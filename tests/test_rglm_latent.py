@@ -9,12 +9,14 @@ with it); the first L-BFGS iterate against the fitted GLM + corr to 1e-10.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from neurorec.core.bases import raised_cosine_linear
-from neurorec.core.errors import DivergenceError
+from neurorec.core.errors import DataError, DivergenceError
 from neurorec.families.glm.conformance import v1_small
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.rglm import RGLM
@@ -63,6 +65,39 @@ def test_states_with_stimulus_input_and_initial_state_equal_the_loop():
             want[b, t] = x
             y_prev = test.counts[b, t]
     np.testing.assert_allclose(model.hidden_state(test), want, rtol=0, atol=1e-12)
+
+
+def test_stimulus_input_reads_the_series_with_a_stimulus_filter():
+    """With ``stimulus_filter.enabled`` s_t is the binned stimulus series: U is (dim,
+    n_channels); the states equal the loop, and sampling without a series is a DataError."""
+    _, test = v1_small()
+    test = test.subset(np.arange(len(test.condition)) < 3)
+    rng = np.random.default_rng(2)
+    n_trials, n_bins, n_units = test.counts.shape
+    series = rng.standard_normal((n_trials, n_bins, 2))
+    test = dataclasses.replace(test, stimulus=series)
+    spec = RGLMSpec(**_SMALL, stimulus_filter={"enabled": True, "n_basis": 2,
+                                               "duration": "30 ms"},
+                    recurrent={"dim": DIM, "stimulus_input": True})
+    model = RGLM(spec)
+    model.params_ = {"beta": np.full((n_units, test.n_conditions, 4), -3.0),
+                     "h": np.zeros((n_units, 2)), "k": np.zeros((n_units, 2, 2)),
+                     "W0": 0.2 * rng.standard_normal((DIM, n_units)), "R": 0.5 * np.eye(DIM),
+                     "B": 0.1 * rng.standard_normal((n_units, DIM)),
+                     "U": rng.standard_normal((DIM, 2))}
+    model.n_bins_, model.n_units_, model.n_conditions_ = n_bins, n_units, test.n_conditions
+    model.bin_size_, model.unit_order_ = test.bin_size, np.arange(n_units)
+    p = model.params_
+    want = np.zeros((n_trials, n_bins, DIM))
+    for b in range(n_trials):
+        x, y_prev = np.zeros(DIM), np.zeros(n_units)
+        for t in range(n_bins):
+            x = p["W0"] @ y_prev + p["R"] @ x + p["U"] @ series[b, t]
+            want[b, t], y_prev = x, test.counts[b, t]
+    np.testing.assert_allclose(model.hidden_state(test), want, rtol=0, atol=1e-12)
+    assert model.sample(test.condition, seed=0, stimulus=series).shape == test.counts.shape
+    with pytest.raises(DataError, match="stimulus"):
+        model.sample(test.condition, seed=0)
 
 
 @pytest.mark.slow  # compiles a Brian 2 network (≈ 1 min on 2 cores)
