@@ -228,3 +228,27 @@ def test_nested_warm_start_first_iterate_is_the_fitted_glm_corr(options):
         first = float(rglm._objective(start, d))
     assert rglm.fit_report_.history[0]["objective"] <= first
     assert rglm.fit_report_.final_objective <= first
+
+
+@pytest.mark.slow  # compiles a Brian 2 network
+def test_brian2_caps_the_runaway_model_like_torch():
+    """Brian 2 with ``sampling.max_rate_hz`` samples the model built to run away (it raised
+    without), and its mean count per unit-bin agrees with the capped torch sampler."""
+    pytest.importorskip("brian2")
+    from neurorec.families.glm.brian2 import simulate_brian2
+
+    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
+    n_units = model.n_units_
+    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
+                         B=np.full((n_units, DIM), 0.4))
+    condition = np.arange(200) % 2
+    with pytest.raises(DivergenceError):
+        simulate_brian2(model, condition[:4], seed=0)
+    model.spec = model.spec.model_copy(update={"sampling": SamplingSpec(max_rate_hz=200.0)})
+    brian = simulate_brian2(model, condition, seed=0)
+    torch_counts = model.sample(condition, seed=1)
+    a, b = brian.mean(axis=(0, 2)), torch_counts.mean(axis=(0, 2))  # (n_bins,) per-bin means
+    se = np.sqrt(brian.mean(axis=2).var(axis=0) / len(condition)
+                 + torch_counts.mean(axis=2).var(axis=0) / len(condition))
+    assert np.abs((a - b) / np.maximum(se, 1e-12)).max() < 5.0
+    assert brian.max() < 30 * 200.0 * model.bin_size_

@@ -34,7 +34,8 @@ EXP_DRIVE_MAX = 30.0
 RATE_FLOOR = 1e-9  # as in nlb_tools, so that a zero rate with a spike stays finite
 # Brian 2: past the ceiling (``ceiling``, expected count per bin) a run is reported as diverged;
 # the draws stay finite meanwhile. ``first_over`` records the first bin over it.
-_B2_CEILING = "rate = rate * int(rate <= ceiling) + ceiling * int(not (rate <= ceiling))"
+# clip, not a product with an indicator: exp() overflows to inf far out, and inf · 0 is NaN
+_B2_CEILING = "rate = clip(rate, 0, ceiling)"
 
 
 def poisson_nll(counts: np.ndarray, rates: np.ndarray) -> np.ndarray:
