@@ -195,7 +195,8 @@ def test_runaway_safe_sampling_caps_the_model_built_to_run_away():
 
 def test_max_radius_bounds_the_fitted_recurrence():
     train, test = v1_small()
-    spec = RGLMSpec(**_SMALL, recurrent={"dim": DIM, "max_radius": 0.3, "init_radius": 0.9})
+    spec = RGLMSpec(**{**_SMALL, "fit": {"max_iter": 5, "early_stopping": False}},
+                    recurrent={"dim": DIM, "max_radius": 0.3, "init_radius": 0.9})
     model = RGLM(spec).fit(train, progress=False)
     assert np.linalg.norm(model.params_["R"], 2) <= 0.3 + 1e-12
     assert np.isfinite(model.score(test))
