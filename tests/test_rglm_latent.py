@@ -253,3 +253,74 @@ def test_brian2_caps_the_runaway_model_like_torch():
                  + torch_counts.mean(axis=2).var(axis=0) / len(condition))
     assert np.abs((a - b) / np.maximum(se, 1e-12)).max() < 5.0
     assert brian.max() < 30 * 200.0 * model.bin_size_
+
+
+# ---------------------------------------------------------------------- saturating link
+def test_rate_ceiling_link_closed_form_gradient_and_inverse():
+    from neurorec.core.observations import Poisson
+
+    c = 2.5
+    d = torch.linspace(-6.0, 40.0, 200, dtype=torch.float64)
+    for link, f in (("exp", np.exp), ("softplus", lambda x: np.logaddexp(0.0, x))):
+        obs = Poisson(link, ceiling=c)
+        fd = f(d.numpy())
+        np.testing.assert_allclose(obs.mean(d).numpy(), fd / (1 + fd / c), rtol=1e-12)
+        assert float(obs.mean(d).max()) <= c * (1 + 1e-12)  # to rounding
+        y = torch.poisson(torch.full_like(d, 1.0), generator=torch.Generator().manual_seed(0))
+        dd = d[:60].clone().requires_grad_()
+        assert torch.autograd.gradcheck(lambda x, o=obs, yy=y[:60]: o.nll(yy, x).sum(), (dd,))
+        means = np.array([0.01, 0.3, 1.0])
+        back = obs.mean(torch.as_tensor(obs.baseline(means))).numpy()
+        np.testing.assert_allclose(back, means, rtol=1e-12)
+
+
+def test_rate_ceiling_bounds_the_model_built_to_run_away():
+    """The same runaway model with ``rate_ceiling_hz`` in the model itself: sampling needs no
+    cap, every expected count stays under the ceiling."""
+    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
+    n_units = model.n_units_
+    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
+                         B=np.full((n_units, DIM), 0.4))
+    model.spec = model.spec.model_copy(update={"rate_ceiling_hz": 200.0})
+    model._set_observation(model.bin_size_)
+    counts = model.sample(np.arange(8) % 2, seed=0)
+    assert np.isfinite(counts).all() and counts.max() < 30 * 200.0 * model.bin_size_
+    assert model.last_sample_capped == 0.0
+
+
+def test_rate_ceiling_fit_scores_and_round_trips(tmp_path):
+    train, test = v1_small()
+    spec = GLMSpec(**{**_SMALL, "fit": {"max_iter": 40, "early_stopping": False}},
+                   rate_ceiling_hz=500.0)
+    model = GLM(spec)
+    assert model.solver() == "lbfgs"
+    model.fit(train, progress=False)
+    assert model.obs.ceiling == pytest.approx(500.0 * train.bin_size)
+    assert model.predict_rate(test).max() <= 500.0 * train.bin_size * (1 + 1e-12)
+    plain = GLM(spec.model_copy(update={"rate_ceiling_hz": None})).fit(train, progress=False)
+    assert abs(model.score(test) - plain.score(test)) < 0.01  # far below the ceiling: ≈ exp
+    model.save(tmp_path / "m")
+    again = GLM.load(tmp_path / "m")
+    np.testing.assert_array_equal(again.predict_rate(test), model.predict_rate(test))
+
+
+@pytest.mark.slow  # compiles a Brian 2 network
+def test_brian2_samples_the_rate_ceiling_like_torch():
+    """The saturating link in the Brian 2 network: the model built to run away samples there
+    with the same per-bin means as the torch sampler (within 5 SE)."""
+    pytest.importorskip("brian2")
+    from neurorec.families.glm.brian2 import simulate_brian2
+
+    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
+    n_units = model.n_units_
+    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
+                         B=np.full((n_units, DIM), 0.4))
+    model.spec = model.spec.model_copy(update={"rate_ceiling_hz": 200.0})
+    model._set_observation(model.bin_size_)
+    condition = np.arange(200) % 2
+    brian = simulate_brian2(model, condition, seed=0)
+    torch_counts = model.sample(condition, seed=1)
+    a, b = brian.mean(axis=(0, 2)), torch_counts.mean(axis=(0, 2))
+    se = np.sqrt(brian.mean(axis=2).var(axis=0) / len(condition)
+                 + torch_counts.mean(axis=2).var(axis=0) / len(condition))
+    assert np.abs((a - b) / np.maximum(se, 1e-12)).max() < 5.0

@@ -115,15 +115,31 @@ def _log_softplus(drive: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Poisson(_CountScores):
-    """Poisson counts with rate ``link(drive)`` (expected count per bin)."""
+    """Poisson counts with rate ``link(drive)`` (expected count per bin).
+
+    With ``ceiling`` c (expected count per bin) the rate saturates: ``f / (1 + f / c)``, f the
+    link's value (exp: ``c·σ(drive − log c)``), ≈ f far below c and never above it, so no
+    feedback loop can run away; the fit, scores and samples all use it.
+    """
 
     link: str = "exp"
     name: str = "poisson"
+    ceiling: float | None = None
 
     def log_mean(self, drive: torch.Tensor) -> torch.Tensor:
+        if self.ceiling is not None:
+            # softplus past torch's default threshold (20, an error of e^-20) stays exact
+            log_c = math.log(self.ceiling)
+            if self.link == "exp":  # log(e^d / (1 + e^d / c)) = d - softplus(d - log c)
+                return drive - F.softplus(drive - log_c, threshold=50.0)
+            f = F.softplus(drive, threshold=50.0)
+            log_f = torch.where(drive < -30.0, drive, torch.log(f.clamp_min(1e-300)))
+            return log_f - torch.log1p(f / self.ceiling)
         return _safe_log_exp(drive) if self.link == "exp" else _log_softplus(drive)
 
     def mean(self, drive: torch.Tensor) -> torch.Tensor:
+        if self.ceiling is not None:
+            return torch.exp(self.log_mean(drive))
         return _safe_exp(drive) if self.link == "exp" else F.softplus(drive)
 
     has_scale = False
@@ -131,7 +147,7 @@ class Poisson(_CountScores):
     def nll(self, y: torch.Tensor, drive: torch.Tensor,
             log_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Elementwise negative log-likelihood including ``log y!``."""
-        if self.link == "exp" and bool(drive.max() <= EXP_DRIVE_MAX):
+        if self.link == "exp" and self.ceiling is None and bool(drive.max() <= EXP_DRIVE_MAX):
             # where no drive is past the guard both formulas are one function; this one is a
             # third of the elementwise passes (the R-GLM's L-BFGS is bound by them)
             return torch.exp(drive) - y * drive + torch.lgamma(y + 1.0)
@@ -152,6 +168,9 @@ class Poisson(_CountScores):
     def baseline(self, mean: np.ndarray) -> np.ndarray:
         """(n_units,) drive whose expected count is ``mean`` (clipped away from 0)."""
         mean = np.clip(mean, 1e-3, None)
+        if self.ceiling is not None:  # the link's value f with f / (1 + f / c) = mean
+            mean = np.clip(mean, None, 0.5 * self.ceiling)
+            mean = mean / (1 - mean / self.ceiling)
         return np.log(np.expm1(mean)) if self.link == "softplus" else np.log(mean)
 
     def curvature(self, y: torch.Tensor) -> torch.Tensor:
@@ -167,9 +186,12 @@ class Poisson(_CountScores):
     can_run_away = True
 
     def brian2_rate(self, drive: str = "drive") -> str:
+        c = None if self.ceiling is None else repr(float(self.ceiling))
         if self.link == "exp":
-            return f"exp({drive})"
-        return f"{drive} * int({drive} > 0) + log1p(exp(-abs({drive})))"  # overflow-free
+            # c / (1 + c e^-d): e^d / (1 + e^d / c) without inf / inf far out
+            return f"exp({drive})" if c is None else f"{c} / (1 + {c} * exp(-({drive})))"
+        f = f"({drive} * int({drive} > 0) + log1p(exp(-abs({drive}))))"  # overflow-free
+        return f if c is None else f"{f} / (1 + {f} / {c})"
 
     def brian2_drive_code(self, in_bin: bool) -> list[str]:
         code = [f"rate = {self.brian2_rate()}"]
@@ -313,10 +335,12 @@ class Gaussian:
 Observation = Poisson | Bernoulli | Gaussian
 
 
-def make_observation(name: str, link: str | None = None) -> Observation:
-    """The observation model a spec names (``link`` None: the family's default link)."""
+def make_observation(name: str, link: str | None = None,
+                     ceiling: float | None = None) -> Observation:
+    """The observation model a spec names (``link`` None: the family's default link;
+    ``ceiling``: a Poisson rate ceiling, expected count per bin)."""
     if name == "poisson":
-        return Poisson(link or "exp")
+        return Poisson(link or "exp", ceiling=ceiling)
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":

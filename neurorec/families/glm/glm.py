@@ -102,6 +102,17 @@ class GLM(Model):
             spec.penalty.l1, spec.penalty.l2, spec.penalty.stimulus_l2,
             tuple((g, w) for t in self.terms for g, w in t.group_l2().items()))
 
+    def _set_observation(self, bin_size: float) -> None:
+        """The observation at this bin size (a rate ceiling is a count per bin)."""
+        if self.spec.rate_ceiling_hz is not None:
+            self.obs = make_observation(self.spec.observation, self.spec.link,
+                                        ceiling=self.spec.rate_ceiling_hz * bin_size)
+
+    def restore_state(self, state: dict) -> None:
+        super().restore_state(state)
+        if hasattr(self, "bin_size_"):
+            self._set_observation(self.bin_size_)
+
     @staticmethod
     def default_terms(spec: GLMSpec) -> list[Term]:
         """The terms ``spec`` switches on (subclasses add theirs)."""
@@ -336,6 +347,7 @@ class GLM(Model):
             raise DataError(f"{data.source}: units: correlated observations need ≥ 2 units "
                             "(a lower-triangular coupling of one unit is empty)")
         self.unit_order_ = self._choose_order(data)
+        self._set_observation(data.bin_size)
         fit = self._fit_newton if self.solver() == "newton" else self._fit_lbfgs
         self.fit_report_ = fit(data, progress)
         self.n_bins_, self.n_units_ = data.counts.shape[1], data.counts.shape[2]
@@ -382,7 +394,7 @@ class GLM(Model):
         """``newton`` or ``lbfgs``: what :meth:`fit` uses for this spec (``fit.solver``)."""
         convex = (all(t.linear for t in self.terms)
                   and self.observation_name in ("poisson", "bernoulli")
-                  and not self.spec.penalty.l1)
+                  and not self.spec.penalty.l1 and self.spec.rate_ceiling_hz is None)
         choice = self.spec.fit.solver
         if choice == "newton" and not convex:
             raise SpecError(f"{self.spec.name}: fit.solver: newton needs a convex model (kind "

@@ -117,9 +117,16 @@ class GLMSpec(Spec):
     penalty: PenaltySpec = PenaltySpec()
     fit: FitSpec = FitSpec()
     sampling: SamplingSpec = SamplingSpec()
+    rate_ceiling_hz: float | None = Field(
+        None, gt=0, le=10_000, description="saturating Poisson link: rate = f / (1 + f / c), f "
+        "= link(drive), c = rate_ceiling_hz × bin size (exp: c·σ(drive − log c)); ≈ f far "
+        "below c, never above, in the fit, scores and samples alike, so closed-loop samples "
+        "cannot run away; fitted by L-BFGS (not convex). None: the plain link")
 
     @model_validator(mode="after")
     def _link_fits_observation(self) -> GLMSpec:
+        if self.rate_ceiling_hz is not None and self.observation != "poisson":
+            raise ValueError("rate_ceiling_hz: a rate ceiling needs observation 'poisson'")
         allowed = {"poisson": ("exp", "softplus"), "bernoulli": ("logistic",),
                    "gaussian": ("identity",)}[self.observation]
         if self.link not in allowed:
