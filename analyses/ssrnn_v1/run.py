@@ -70,6 +70,18 @@ def command(argv: list[str]) -> None:
         raise NeurorecError(f"neurorec {argv[0]}: exit code {rc} (see above)")
 
 
+def check_fit(fit_dir: Path, mspec, vspec) -> None:
+    """``--fit`` must hold a model of this spec trained on this movie."""
+    for name, spec in (("spec.yaml", mspec), ("stimulus.yaml", vspec)):
+        path = Path(fit_dir) / name
+        if not path.is_file():
+            raise NeurorecError(f"{fit_dir}: {name}: not found (not a `neurorec train "
+                                "--stimulus` output directory)")
+        if path.read_text() != dump_spec(spec):
+            raise NeurorecError(f"{path}: differs from the study's {spec.kind} spec (with "
+                                "the --model-set / --movie-set given)")
+
+
 def load_fit(fit_dir: Path) -> tuple[SpikeSlabRNN, Whitener]:
     model = SpikeSlabRNN.load(fit_dir)
     with np.load(fit_dir / WHITENER_FILE) as f:
@@ -153,6 +165,9 @@ def main() -> None:
     parser.add_argument("--movie-set", action="append", default=[], metavar="K=V")
     parser.add_argument("--no-compact-filters", action="store_true",
                         help="skip the compact-filter timing study")
+    parser.add_argument("--fit", type=Path, default=None, metavar="DIR",
+                        help="reuse this `neurorec train --stimulus` output (of the same "
+                        "model and movie) instead of training again; it is copied to OUT/fit")
     study.add_common_args(parser, "device", "quiet", "overwrite",
                           choices={"device": ["cpu", "cuda"]})
     args = parser.parse_args()
@@ -172,9 +187,13 @@ def main() -> None:
         movie_yaml.write_text(dump_spec(vspec))
         quiet = ["--quiet"] if args.quiet else []
         t0 = time.perf_counter()
-        command(["train", str(MODEL), "--stimulus", str(movie_yaml), "--out", str(tmp / "fit"),
-                 "--seed", str(args.seed), "--device", args.device, *quiet,
-                 *[a for kv in model_sets for a in ("--set", kv)]])
+        if args.fit is not None:
+            check_fit(args.fit, mspec, vspec)
+            shutil.copytree(args.fit, tmp / "fit")
+        else:
+            command(["train", str(MODEL), "--stimulus", str(movie_yaml), "--out",
+                     str(tmp / "fit"), "--seed", str(args.seed), "--device", args.device,
+                     *quiet, *[a for kv in model_sets for a in ("--set", kv)]])
         timings["train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         command(["probe", str(tmp / "fit"), "--protocol", str(PROBE), "--out",
@@ -340,7 +359,9 @@ def results_md(m: dict, args) -> str:
     lines += ["", "## In-silico connectomics", "",
               "| prediction | effect | value | 95 % CI | p | units | shuffled R |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['prediction']} | {r['effect_name']} | {_fmt(r['effect'])} | "
+    pipe = "\\|"  # a literal | inside a markdown cell
+    lines += [f"| {r['prediction']} | {r['effect_name'].replace('|', pipe)} | "
+              f"{_fmt(r['effect'])} | "
               f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_fmt(r['p'])} | "
               f"{r['n_units']} | {_fmt(r['effect_r_shuffled'])} |" for r in m["predictions"]]
     if m["compact_filters"]:
