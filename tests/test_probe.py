@@ -187,3 +187,22 @@ def test_bad_input_one_line_exit_2_nothing_written(trained, tmp_path, capsys, wh
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_probe_and_connectomics_on_a_ctrnn_obs_with_direction_input(tmp_path):
+    """A ct-RNN fitted to V1 spikes with the direction as (cos, sin) input is probed at
+    every direction of the protocol and its W_rec tested; R = 0 keeps the input's own
+    direction selectivity (a cos/sin input is direction selective by itself)."""
+    fit = tmp_path / "fit"
+    assert main(["fit", str(ROOT / "models" / "ctrnn_v1_direction.yaml"), "--data",
+                 "v1_gratings:3", "--out", str(fit), "--quiet", "--set",
+                 "training.n_steps=5", "--set", "training.early_stopping=false"]) == 0
+    assert main(["probe", str(fit), "--protocol", str(PROBE), "--out",
+                 str(tmp_path / "probe")]) == 0
+    tun = pd.read_csv(tmp_path / "probe" / "tuning.csv")
+    assert len(tun) == 32 and tun["preferred_speed"].isna().all()
+    assert set(tun["preferred_direction"]) <= set(load_stimulus_spec(PROBE).directions)
+    assert main(["connectomics", str(fit), "--tuning", str(tmp_path / "probe" / "tuning.csv"),
+                 "--out", str(tmp_path / "cx")]) == 0
+    assert (tmp_path / "cx" / "predictions.csv").is_file()
