@@ -31,6 +31,7 @@ from scipy.special import gammaln, xlogy
 EXP_DRIVE_MAX = 30.0
 
 
+CEILING_POWER = 4  # sharpness of a Poisson rate ceiling's smooth min(f, c)
 RATE_FLOOR = 1e-9  # as in nlb_tools, so that a zero rate with a spike stays finite
 # Brian 2: past the ceiling (``ceiling``, expected count per bin) a run is reported as diverged;
 # the draws stay finite meanwhile. ``first_over`` records the first bin over it.
@@ -117,9 +118,10 @@ def _log_softplus(drive: torch.Tensor) -> torch.Tensor:
 class Poisson(_CountScores):
     """Poisson counts with rate ``link(drive)`` (expected count per bin).
 
-    With ``ceiling`` c (expected count per bin) the rate saturates: ``f / (1 + f / c)``, f the
-    link's value (exp: ``c·σ(drive − log c)``), ≈ f far below c and never above it, so no
-    feedback loop can run away; the fit, scores and samples all use it.
+    With ``ceiling`` c (expected count per bin) the rate saturates: ``f (1 + (f/c)^P)^(-1/P)``
+    (P = 4), f the link's value: a smooth min(f, c), within (f/c)^4 / 4 of f below c (2.5e-5
+    relative at c/10) and never above c, so no feedback loop can run away; the fit, scores and
+    samples all use it.
     """
 
     link: str = "exp"
@@ -127,14 +129,15 @@ class Poisson(_CountScores):
     ceiling: float | None = None
 
     def log_mean(self, drive: torch.Tensor) -> torch.Tensor:
-        if self.ceiling is not None:
+        if self.ceiling is not None:  # log f - log1p((f/c)^P) / P, stable for any drive
             # softplus past torch's default threshold (20, an error of e^-20) stays exact
-            log_c = math.log(self.ceiling)
-            if self.link == "exp":  # log(e^d / (1 + e^d / c)) = d - softplus(d - log c)
-                return drive - F.softplus(drive - log_c, threshold=50.0)
-            f = F.softplus(drive, threshold=50.0)
-            log_f = torch.where(drive < -30.0, drive, torch.log(f.clamp_min(1e-300)))
-            return log_f - torch.log1p(f / self.ceiling)
+            if self.link == "exp":
+                log_f = drive
+            else:
+                f = F.softplus(drive, threshold=50.0)
+                log_f = torch.where(drive < -30.0, drive, torch.log(f.clamp_min(1e-300)))
+            over = CEILING_POWER * (log_f - math.log(self.ceiling))
+            return log_f - F.softplus(over, threshold=50.0) / CEILING_POWER
         return _safe_log_exp(drive) if self.link == "exp" else _log_softplus(drive)
 
     def mean(self, drive: torch.Tensor) -> torch.Tensor:
@@ -168,9 +171,9 @@ class Poisson(_CountScores):
     def baseline(self, mean: np.ndarray) -> np.ndarray:
         """(n_units,) drive whose expected count is ``mean`` (clipped away from 0)."""
         mean = np.clip(mean, 1e-3, None)
-        if self.ceiling is not None:  # the link's value f with f / (1 + f / c) = mean
+        if self.ceiling is not None:  # the link's value f whose saturated rate is mean
             mean = np.clip(mean, None, 0.5 * self.ceiling)
-            mean = mean / (1 - mean / self.ceiling)
+            mean = mean / (1 - (mean / self.ceiling) ** CEILING_POWER) ** (1 / CEILING_POWER)
         return np.log(np.expm1(mean)) if self.link == "softplus" else np.log(mean)
 
     def curvature(self, y: torch.Tensor) -> torch.Tensor:
@@ -188,10 +191,13 @@ class Poisson(_CountScores):
     def brian2_rate(self, drive: str = "drive") -> str:
         c = None if self.ceiling is None else repr(float(self.ceiling))
         if self.link == "exp":
-            # c / (1 + c e^-d): e^d / (1 + e^d / c) without inf / inf far out
-            return f"exp({drive})" if c is None else f"{c} / (1 + {c} * exp(-({drive})))"
-        f = f"({drive} * int({drive} > 0) + log1p(exp(-abs({drive}))))"  # overflow-free
-        return f if c is None else f"{f} / (1 + {f} / {c})"
+            f, c_over_f = f"exp({drive})", f"{c} * exp(-({drive}))"
+        else:
+            f = f"({drive} * int({drive} > 0) + log1p(exp(-abs({drive}))))"  # overflow-free
+            c_over_f = f"{c} / {f}"
+        # f (1 + (f/c)^P)^(-1/P) = c (1 + (c/f)^P)^(-1/P): no inf / inf far out
+        power = CEILING_POWER
+        return f if c is None else f"{c} * (1 + ({c_over_f})**{power})**(-{1 / power!r})"
 
     def brian2_drive_code(self, in_bin: bool) -> list[str]:
         code = [f"rate = {self.brian2_rate()}"]

@@ -201,9 +201,12 @@ class GLM(Model):
         latent), the linear terms are first fitted alone by batched Newton on the same trials,
         and the non-linear terms start where their contribution is zero
         (``term.warm_values``): the first iterate *is* that GLM, and L-BFGS can only lower the
-        penalised objective from there."""
+        penalised objective from there. A model with ``rate_ceiling_hz`` starts likewise from
+        the GLM fitted without the ceiling."""
         extra = [t for t in self.terms if not t.linear]
-        if not extra or not all(t.warm_start(self) for t in extra) \
+        # a rate ceiling makes even a linear model non-convex: it starts from the plain GLM
+        ceiling = self.spec.rate_ceiling_hz is not None
+        if not (extra or ceiling) or not all(t.warm_start(self) for t in extra) \
                 or self.observation_name == "gaussian" or self.spec.penalty.l1:
             return init
         glm = GLM(self.spec, device=str(self.device), seed=self.seed,

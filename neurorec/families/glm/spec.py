@@ -118,10 +118,11 @@ class GLMSpec(Spec):
     fit: FitSpec = FitSpec()
     sampling: SamplingSpec = SamplingSpec()
     rate_ceiling_hz: float | None = Field(
-        None, gt=0, le=10_000, description="saturating Poisson link: rate = f / (1 + f / c), f "
-        "= link(drive), c = rate_ceiling_hz × bin size (exp: c·σ(drive − log c)); ≈ f far "
-        "below c, never above, in the fit, scores and samples alike, so closed-loop samples "
-        "cannot run away; fitted by L-BFGS (not convex). None: the plain link")
+        None, gt=0, le=10_000, description="saturating Poisson link: rate = f·(1 + (f/c)^4)"
+        "^(-1/4), a smooth min(f, c) with f = link(drive), c = rate_ceiling_hz × bin size; "
+        "within (f/c)^4/4 of f below c, never above c, in the fit, scores and samples alike, "
+        "so closed-loop samples cannot run away; fitted by L-BFGS from the GLM fitted without "
+        "it. None: the plain link")
 
     @model_validator(mode="after")
     def _link_fits_observation(self) -> GLMSpec:
