@@ -31,8 +31,10 @@ def test_ctrnn_tasks_pool_equals_serial_and_theta0_is_the_main_network(tmp_path)
     pd.testing.assert_frame_equal(a.drop(columns="train_s"), b.drop(columns="train_s"))
     sweep = pd.read_csv(tmp_path / "1" / "theta_sweep.csv")
     pd.testing.assert_frame_equal(sweep, pd.read_csv(tmp_path / "2" / "theta_sweep.csv"))
-    theta0 = sweep[sweep.theta_deg == 0].set_index("seed")
-    main = a[a.task == "perception"].set_index("seed")
+    # the θ = 0 network of each task's sweep is that task's main network (same seed, same PI)
+    theta0 = sweep[sweep.theta_deg == 0].set_index(["task", "seed"])
+    main = a.set_index(["task", "seed"]).loc[theta0.index]
+    assert set(theta0.index.get_level_values("task")) == {"perception", "decision"}
     assert (theta0.pi_trained == main.pi_trained).all()
     m = json.loads((tmp_path / "2" / "metrics.json").read_text())
     assert m["networks_completed"] == {"perception": 2, "decision": 2}
