@@ -106,17 +106,17 @@ def claim_rows(table: pd.DataFrame, metrics: dict, sweep: pd.DataFrame | None) -
                      f"({pstr(p)})", same, _verdict_change(p, "radius grows"
                                                            if g["radius_after"].mean()
                                                            > g["radius_before"].mean()
-                                                           else "radius shrinks")])
+                                                           else "radius shrinks", len(g))])
         p = paired_p(g["non_normality_after"], g["non_normality_before"])
         rows.append([f"{task}: non-normality (strict upper Schur norm) before/after",
                      "reported before/after (no number in our sources)",
                      f"{fmt(g['non_normality_before'])} → {fmt(g['non_normality_after'])} "
-                     f"({pstr(p)})", same, _verdict_change(p, "more non-normal")])
+                     f"({pstr(p)})", same, _verdict_change(p, "more non-normal", len(g))])
         p = one_sample_p(g["mean_weight_drift"], 0.0)
         rows.append([f"{task}: mean weight changes", "mean-weight drift (no number)",
                      f"mean W_rec {fmt(g['mean_w_before'], 4)} → {fmt(g['mean_w_after'], 4)}; "
                      f"drift {fmt(g['mean_weight_drift'], 4)} ({pstr(p)} vs 0)", same,
-                     _verdict_change(p, "drift ≠ 0")])
+                     _verdict_change(p, "drift ≠ 0", len(g))])
         p = one_sample_p(g["centrality_spearman"], 1.0)
         rows.append([f"{task}: node centrality changes", "centrality before/after (no number)",
                      f"eigenvector-centrality Spearman ρ before/after "
@@ -132,7 +132,8 @@ def claim_rows(table: pd.DataFrame, metrics: dict, sweep: pd.DataFrame | None) -
                      "compared in the study (no number in our sources)",
                      f"{fmt(g['pi_untrained'])} → {fmt(g['pi_trained'])} nats; {down} of "
                      f"{len(g)} down ({pstr(p)})", same,
-                     _verdict_change(p, "PI falls" if down > len(g) / 2 else "PI rises")])
+                     _verdict_change(p, "PI falls" if down > len(g) / 2 else "PI rises",
+                                     len(g))])
         rows.append(_theta_row(task, sweep, n_steps))
     ff = metrics.get("flipflop_stable_fixed_points")
     rows.append(["3-bit flip-flop: 8 stable fixed points, one per output pattern "
@@ -148,10 +149,15 @@ def claim_rows(table: pd.DataFrame, metrics: dict, sweep: pd.DataFrame | None) -
     return rows
 
 
-def _verdict_change(p: float, what: str) -> str:
+def _verdict_change(p: float, what: str, n: int | None = None) -> str:
     if not np.isfinite(p):
         return f"direction: {what}; too few networks for a test"
-    return f"holds: {what} (p = {p:.2g})" if p < 0.05 else f"no significant change (p = {p:.2g})"
+    if p < 0.05:
+        return f"holds: {what} (p = {p:.2g})"
+    if n is not None and p <= 2.0 / 2 ** n + 1e-9:  # every network changed the same way
+        return (f"{what} in all {n} networks (p = {p:.2g}, the smallest a Wilcoxon test "
+                f"gives at n = {n}: more networks needed for p < 0.05)")
+    return f"no significant change (p = {p:.2g})"
 
 
 def _fixed_point_rows(task: str, g: pd.DataFrame, same: str) -> list[list]:
@@ -196,7 +202,8 @@ def _angle_rows(task: str, g: pd.DataFrame, metrics: dict, same: str) -> list[li
                      f"(random 3-dim space) median {chance_r:.1f}°", same,
                      _verdict_change(p, "latent turns towards the readout"
                                      if g[post].mean() < g[pre].mean()
-                                     else "latent turns away from the readout")])
+                                     else "latent turns away from the readout",
+                                     len(g))])
     cols = [("PCA pre vs post", "angle_pre_post_deg"),
             ("DCA pre vs post", "angle_pre_post_dca_deg"),
             ("PCA vs DCA, untrained", "angle_pca_dca_untrained_deg"),
@@ -223,9 +230,10 @@ def _theta_row(task: str, sweep: pd.DataFrame | None, n_steps: int) -> list:
     g = s.groupby("theta_deg")
     cells = [f"θ = {th:g}°: {v['pi_untrained'].mean():.2f} → {v['pi_trained'].mean():.2f} "
              f"nats, acc. {v['accuracy'].mean():.2f} (n = {len(v)})" for th, v in g]
-    rho_t = scipy.stats.spearmanr(s["theta_deg"], s["pi_trained"])
-    rho_u = scipy.stats.spearmanr(s["theta_deg"], s["pi_untrained"])
+    rho_t = (scipy.stats.spearmanr(s["theta_deg"], s["pi_trained"])
+             if s["theta_deg"].nunique() > 1 else None)
     n_theta = s["theta_deg"].nunique()
+    rho_u = scipy.stats.spearmanr(s["theta_deg"], s["pi_untrained"]) if n_theta > 1 else rho_t
     verdict = "not enough angles" if n_theta < 3 else (
         f"trained PI vs θ: Spearman ρ = {rho_t.statistic:.2f} (p = {rho_t.pvalue:.2g}); "
         f"untrained ρ = {rho_u.statistic:.2f} (p = {rho_u.pvalue:.2g})")
