@@ -172,7 +172,15 @@ def condition_angle(rates: np.ndarray, labels: np.ndarray, d: int) -> float:
     return float(np.degrees(subspace_angles(a, b).min()))
 
 
+def _require_weights(args, tag: str, what: str) -> None:
+    """Under ``--analyse-only``, stop a network without trained weights before any work."""
+    if args.analyse_only and not (args.weights_from / "weights" / f"{tag}_after.npz").exists():
+        raise study.OutOfTime(f"{what}: no trained weights in {args.weights_from / 'weights'}"
+                              " (--analyse-only)")
+
+
 def one_network(spec, task, task_name: str, seed: int, out: Path, args) -> dict:
+    _require_weights(args, f"{task_name}_seed{seed}", f"{task_name} seed {seed}")
     model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=args.device)
     before = model.weights()
     if args.train_only:
@@ -268,6 +276,8 @@ def theta_spec(spec_path: Path, theta: float, args):
 def theta_network(spec_path: Path, task_name: str, theta: float, seed: int, out: Path,
                   args) -> dict:
     """One network of the leaky-ReLU angle sweep on ``task_name`` (study fig. 6)."""
+    _require_weights(args, f"theta{theta:g}_{task_name}_seed{seed}",
+                     f"{task_name} theta {theta:g} seed {seed}")
     task = make_task(load_stimulus_spec(REPO / f"stimuli/task_{task_name}.yaml"))
     spec = theta_spec(spec_path, theta, args)
     model = build_ctrnn(spec, task.n_inputs, task.n_outputs, seed=seed, device=args.device)
