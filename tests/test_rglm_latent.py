@@ -51,6 +51,16 @@ def hand_model(seed: int = 0, **recurrent) -> tuple[RGLM, object]:
     return model, test
 
 
+def runaway_model(**recurrent) -> RGLM:
+    """:func:`hand_model` with an expanding latent (R = 1.08 I) fed by and feeding back
+    excitation (W0, B = 0.4): its closed loop runs away with the exp link."""
+    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False, **recurrent)
+    n_units = model.n_units_
+    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
+                         B=np.full((n_units, DIM), 0.4))
+    return model
+
+
 def test_states_with_stimulus_input_and_initial_state_equal_the_loop():
     model, test = hand_model()
     p = model.params_
@@ -134,18 +144,11 @@ def test_stability_guard_on_a_model_built_to_run_away():
     """An exp-link R-GLM with an expanding latent (R = 1.08 I) fed by and feeding back
     excitation runs away in closed loop; with ``saturation`` the latent adds at most
     Σ_d |B_id| s to a drive, so every sample stays under that closed-form ceiling."""
-    def build(**guard):
-        model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False, **guard)
-        n_units = model.n_units_
-        model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
-                             B=np.full((n_units, DIM), 0.4))
-        return model
-
     condition = np.arange(8) % 2
     with pytest.raises(DivergenceError, match="simulation diverged"):
-        build().sample(condition, seed=0)
+        runaway_model().sample(condition, seed=0)
     s = 1.0
-    model = build(saturation=s)
+    model = runaway_model(saturation=s)
     counts = model.sample(condition, seed=0)
     assert np.isfinite(counts).all()
     p = model.params_
@@ -173,10 +176,7 @@ def test_stability_guard_on_a_model_built_to_run_away():
 def test_runaway_safe_sampling_caps_the_model_built_to_run_away():
     """``sampling.max_rate_hz`` caps each expected count while sampling: the model that raised
     above now samples, no drive exceeds the cap, and a cap never reached changes no draw."""
-    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
-    n_units = model.n_units_
-    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
-                         B=np.full((n_units, DIM), 0.4))
+    model = runaway_model()
     condition = np.arange(8) % 2
     with pytest.raises(DivergenceError):
         model.sample(condition, seed=0)
@@ -238,10 +238,7 @@ def test_brian2_caps_the_runaway_model_like_torch():
     pytest.importorskip("brian2")
     from neurorec.families.glm.brian2 import simulate_brian2
 
-    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
-    n_units = model.n_units_
-    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
-                         B=np.full((n_units, DIM), 0.4))
+    model = runaway_model()
     condition = np.arange(200) % 2
     with pytest.raises(DivergenceError):
         simulate_brian2(model, condition[:4], seed=0)
@@ -278,10 +275,7 @@ def test_rate_ceiling_link_closed_form_gradient_and_inverse():
 def test_rate_ceiling_bounds_the_model_built_to_run_away():
     """The same runaway model with ``rate_ceiling_hz`` in the model itself: sampling needs no
     cap, every expected count stays under the ceiling."""
-    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
-    n_units = model.n_units_
-    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
-                         B=np.full((n_units, DIM), 0.4))
+    model = runaway_model()
     model.spec = model.spec.model_copy(update={"rate_ceiling_hz": 200.0})
     model._set_observation(model.bin_size_)
     counts = model.sample(np.arange(8) % 2, seed=0)
@@ -312,10 +306,7 @@ def test_brian2_samples_the_rate_ceiling_like_torch():
     pytest.importorskip("brian2")
     from neurorec.families.glm.brian2 import simulate_brian2
 
-    model, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
-    n_units = model.n_units_
-    model.params_.update(W0=np.full((DIM, n_units), 0.4), R=1.08 * np.eye(DIM),
-                         B=np.full((n_units, DIM), 0.4))
+    model = runaway_model()
     model.spec = model.spec.model_copy(update={"rate_ceiling_hz": 200.0})
     model._set_observation(model.bin_size_)
     condition = np.arange(200) % 2
