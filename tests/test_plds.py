@@ -23,6 +23,23 @@ def _chain(rng, D=2):
     return A, Q
 
 
+
+def _dense_precision(A, Q, Q0, J):
+    """Joint posterior precision of x_{1..T} as one dense (T·D, T·D) matrix: the prior chain
+    (x_1 ~ N(., Q0), x_t | x_{t-1} ~ N(A x_{t-1}, Q)) plus the observation blocks J (T, D, D)."""
+    T, D = J.shape[0], A.shape[0]
+    H = np.zeros((T * D, T * D))
+    Qi, Q0i = np.linalg.inv(Q), np.linalg.inv(Q0)
+    for t in range(T):
+        s = slice(t * D, (t + 1) * D)
+        H[s, s] += (Q0i if t == 0 else Qi) + J[t]
+        if t + 1 < T:
+            n = slice((t + 1) * D, (t + 2) * D)
+            H[s, s] += A.T @ Qi @ A
+            H[s, n] -= A.T @ Qi
+            H[n, s] -= Qi @ A
+    return H
+
 def test_e_step_is_the_kalman_smoother_on_gaussian_observations():
     """Gaussian observations y_t = C x_t + d + N(0, R): the information-form smoother must be
     pykalman's exact RTS smoother (means and covariances), and its lag-one cross-covariances
@@ -49,17 +66,7 @@ def test_e_step_is_the_kalman_smoother_on_gaussian_observations():
         np.testing.assert_allclose(post.mean[k], mean, atol=1e-10)
         np.testing.assert_allclose(post.cov[k], cov, atol=1e-10)
         # dense joint precision: prior chain + observations, inverted in one piece
-        H = np.zeros((T * D, T * D))
-        Qi, Q0i = np.linalg.inv(Q), np.linalg.inv(Q0)
-        for t in range(T):
-            s = slice(t * D, (t + 1) * D)
-            H[s, s] += (Q0i if t == 0 else Qi) + J[k, t]
-            if t + 1 < T:
-                n = slice((t + 1) * D, (t + 2) * D)
-                H[s, s] += A.T @ Qi @ A
-                H[s, n] -= A.T @ Qi
-                H[n, s] -= Qi @ A
-        S = np.linalg.inv(H)
+        S = np.linalg.inv(_dense_precision(A, Q, Q0, J[k]))
         for t in range(T - 1):
             np.testing.assert_allclose(post.cross[k, t],
                                        S[(t + 1) * D:(t + 2) * D, t * D:(t + 1) * D], atol=1e-10)
@@ -87,17 +94,7 @@ def test_laplace_mode_and_covariance_match_a_dense_solve():
     np.testing.assert_allclose(post.mean[0].ravel(), res.x, atol=1e-5)
     # Hessian at the mode by central differences of the analytic terms
     _, _, Jn = inf.poisson_terms(post.mean, y, C, eta, None)
-    H = np.zeros((T * D, T * D))
-    Qi = np.linalg.inv(Q)
-    for t in range(T):
-        s = slice(t * D, (t + 1) * D)
-        H[s, s] += (np.linalg.inv(Q0) if t == 0 else Qi) + Jn[0, t]
-        if t + 1 < T:
-            n = slice((t + 1) * D, (t + 2) * D)
-            H[s, s] += A.T @ Qi @ A
-            H[s, n] -= A.T @ Qi
-            H[n, s] -= Qi @ A
-    S = np.linalg.inv(H)
+    S = np.linalg.inv(_dense_precision(A, Q, Q0, Jn[0]))
     for t in range(T):
         np.testing.assert_allclose(post.cov[0, t], S[t * D:(t + 1) * D, t * D:(t + 1) * D],
                                    atol=1e-9)

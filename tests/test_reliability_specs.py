@@ -457,7 +457,8 @@ def test_subprocess_exit_2_without_traceback(args, tmp_path):
      "--dynamic-lrs: 'rms:abc' is not LR or METHOD:LR[:DECAY] (METHOD sgd or rms)"),
     ("ctrnn_tasks", ["--spec", "{tmp}/missing.yaml"], "{tmp}/missing.yaml: file not found"),
     ("cosmoothing", ["--models", "glm,foo"],
-     "--models: unknown ['foo']; choose from ['smoothing', 'gpfa', 'plds', 'glm', 'rglm', 'ctrnn']"),
+     "--models: unknown ['foo']; choose from "
+     "['smoothing', 'gpfa', 'plds', 'glm', 'rglm', 'ctrnn']"),
     ("cosmoothing", ["--v1-sessions", "3-x"],
      "sessions '3-x': expected numbers and ranges like '0-3,7'"),
 ], ids=["ptb-missing", "ptb-set", "ptb-dynamic-lrs", "ctrnn-missing", "cosmoothing-model",

@@ -29,6 +29,7 @@ from neurorec.families.ssrnn.model import SpikeSlabRNN
 from neurorec.spec import load_model_spec, load_stimulus_spec
 from neurorec.stimuli import generate
 from neurorec.stimuli.gratings import grating
+from neurorec.workflows.probe import shuffled
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRS = np.arange(8) * 45.0
@@ -75,15 +76,6 @@ def summarise(r: np.ndarray) -> dict:
             "pref_speed": np.bincount(s_i[ok], minlength=3).tolist()}
 
 
-def shuffle(R: np.ndarray, rng: np.random.Generator, keep_diagonal: bool) -> np.ndarray:
-    if not keep_diagonal:
-        return rng.permutation(R.ravel()).reshape(R.shape)
-    off = ~np.eye(len(R), dtype=bool)
-    out = R.copy()
-    out[off] = rng.permutation(R[off])
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", required=True)
@@ -115,11 +107,11 @@ def main() -> None:
     untrained = SpikeSlabRNN(ms, seed=a.seed)
     untrained.W_, untrained.R_, untrained.b_ = model.initial_params(movie.clips)
     clips = probe_clips(movie, vs.patch_px, vs.degrees_per_px)
-    rng = np.random.default_rng(0)
     out["learned"] = summarise(responses(model, clips))
     out["r_zero"] = summarise(responses(model, clips, np.zeros_like(model.R_)))
-    out["r_shuffled_all"] = summarise(responses(model, clips, shuffle(model.R_, rng, False)))
-    out["r_shuffled_offdiag"] = summarise(responses(model, clips, shuffle(model.R_, rng, True)))
+    out["r_shuffled_all"] = summarise(responses(model, clips, shuffled(model.R_, seed=0)))
+    off_shuffled = shuffled(model.R_, seed=1, keep_diagonal=True)
+    out["r_shuffled_offdiag"] = summarise(responses(model, clips, off_shuffled))
     out["untrained"] = summarise(responses(untrained, clips))
     print(json.dumps(out, indent=1))
     (a.out / f"{a.name}.json").write_text(json.dumps(out, indent=1))
