@@ -39,6 +39,8 @@ STRUCTURE_MODELS = ("plds", "glm_corr", "rglm_corr")
 MAX_LAG = 10  # bins of the cross-correlograms
 LOCUST_OVERRIDES = ("data.bin_size=50 ms", "data.conditions=[odour]", "data.window=[0, 10]",
                     "stimulus.n_basis=20", "history.duration=250 ms", "coupling.duration=250 ms")
+# the PLDS has no history or coupling filters: only the data and stimulus overrides apply
+LOCUST_PLDS_OVERRIDES = LOCUST_OVERRIDES[:4]
 SAMPLE_REPEATS = 5
 
 
@@ -278,8 +280,8 @@ def results_markdown(rows: list[dict], summary: list[dict], structure: dict, tau
     stable = {m: [r["closed_loop_stable"] for r in rows
                   if r["model"] == m and r["dataset"].startswith("v1_gratings")]
               for m in TALK_ORDER}
-    lines.append("Closed-loop samples (exp link, stable = every expected count below 10 kHz "
-                 "through 5 samples of each held-out trial): " + ", ".join(
+    lines.append("Closed-loop samples (each rung's own link; stable = every expected count "
+                 "below 10 kHz through 5 samples of each held-out trial): " + ", ".join(
                      f"{m} {sum(bool(v) for v in s)}/{len(s)}" for m, s in stable.items() if s)
                  + ".")
     if structure:
@@ -343,7 +345,10 @@ def main() -> None:
 
     from neurorec.report import html
 
-    tasks = [(d, str(p), LOCUST_OVERRIDES if d.startswith("locust") else (), args.seed,
+    def locust(p: Path) -> tuple[str, ...]:
+        return LOCUST_PLDS_OVERRIDES if p.stem.endswith("plds") else LOCUST_OVERRIDES
+
+    tasks = [(d, str(p), locust(p) if d.startswith("locust") else (), args.seed,
               not d.startswith("locust")) for d in study.real_datasets(args) for p in RUNGS]
     study.apply_thread_policy(1)
     # every finished fit is kept in OUT.partial/ at once: an interrupted run started again
