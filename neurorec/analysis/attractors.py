@@ -16,37 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurorec.analysis.limit_cycles import Attractors, find_attractors
+from neurorec.analysis.limit_cycles import (
+    Attractors,
+    classify_orbits,
+    periodicity_residual,
+    run_orbits,
+)
 
-
-def run_orbits(step: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, n_steps: int,
-               n_record: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Iterate the batched map ``step`` ((n, d) -> (n, d)) ``n_steps`` times from ``x0``
-    (n, d), then ``n_record`` more, recorded. Returns (final state (n, d), record
-    (n_record, n, d))."""
-    x = np.asarray(x0, float).copy()
-    for _ in range(n_steps):
-        x = step(x)
-    record = np.empty((n_record, *x.shape))
-    for t in range(n_record):
-        x = step(x)
-        record[t] = x
-    return x, record
-
-
-def periodicity_residual(tail: np.ndarray, max_period: int) -> np.ndarray:
-    """(n, max_period) ``r[i, p−1] = max_{t in last p} ‖tail[t, i] − tail[t − p, i]‖`` for a
-    record ``tail`` (T, n, d), T ≥ 2·max_period: orbit i is periodic with period p at
-    tolerance tol (the rule of :func:`~neurorec.analysis.limit_cycles.orbit_period`) exactly
-    when ``r[i, p−1] ≤ tol``."""
-    T = len(tail)
-    if T < 2 * max_period:
-        raise ValueError(f"tail of {T} steps; need >= 2 * max_period = {2 * max_period}")
-    out = np.empty((tail.shape[1], max_period))
-    for p in range(1, max_period + 1):
-        diff = tail[T - p:] - tail[T - 2 * p:T - p]  # (p, n, d)
-        out[:, p - 1] = np.linalg.norm(diff, axis=2).max(axis=0)
-    return out
+__all__ = ["Census", "attractor_census", "periodicity_residual", "run_orbits"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +73,11 @@ def attractor_census(step: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
     tols = tuple(sorted(float(t) for t in tols))
     x, tail = run_orbits(step, x0, n_transient, 2 * max_period)
     res = periodicity_residual(tail, max_period)
-    by_tol = tuple(find_attractors(step, x, n_transient=0, max_period=max_period, tol=t,
-                                   merge_tol=merge_factor * t) for t in tols)
+    # classified on the next 2·max_period steps (what find_attractors(step, x, n_transient=0)
+    # records); the map is deterministic, so those steps are run once for every tolerance
+    x_next, tail_next = run_orbits(step, x, 0, 2 * max_period)
+    res_next = periodicity_residual(tail_next, max_period)
+    by_tol = tuple(classify_orbits(x_next, tail_next, res_next, t, merge_factor * t)
+                   for t in tols)
     return Census(tols, by_tol, res.min(axis=1), res.argmin(axis=1) + 1,
                   np.linalg.norm(tail[-1], axis=1))
