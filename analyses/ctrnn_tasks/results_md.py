@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from neurorec.analysis.statistics import bootstrap_ci
+
 TASKS = ("perception", "decision")
 STUDY_UNITS = {"perception": 128, "decision": 256}
 UNLOADED_S = {"perception": 75, "decision": 220}  # 2000 steps on one idle core (README)
@@ -33,11 +35,7 @@ def boot_ci(values, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, fl
     x = x[np.isfinite(x)]
     if not len(x):
         return (float("nan"),) * 3
-    if len(x) < 2:
-        return float(x.mean()), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(len(x), size=(n_boot, len(x)))].mean(1)
-    return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return (float(x.mean()), *bootstrap_ci(x, n_boot, np.random.default_rng(seed)))
 
 
 def fmt(values, digits: int = 2, unit: str = "") -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neurorec.analysis.statistics import bootstrap_ci
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -59,16 +61,6 @@ def strongest_targets(R: np.ndarray, k_top: int, candidates: np.ndarray | None =
     return np.where(vals > 0, order, -1)
 
 
-def _bootstrap_ci(per_unit: np.ndarray, n_boot: int, rng: np.random.Generator,
-                  stat=np.mean) -> tuple[float, float]:
-    per_unit = per_unit[np.isfinite(per_unit)]
-    if len(per_unit) < 2:
-        return float("nan"), float("nan")
-    idx = rng.integers(len(per_unit), size=(n_boot, len(per_unit)))
-    boots = stat(per_unit[idx], axis=1)
-    return float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-
-
 def _target_mean(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Mean of ``values[k, targets[k]]`` over valid targets, per presynaptic row k."""
     valid = targets >= 0
@@ -101,7 +93,7 @@ def coorientation(R: np.ndarray, orientation_deg: np.ndarray, tuned: np.ndarray,
     null = np.array([chance - np.nanmean(per_unit(rng.permutation(ori)))
                      for _ in range(n_perm)])
     p = (1 + np.sum(null >= stat)) / (1 + n_perm)
-    lo, hi = _bootstrap_ci(chance - observed, n_boot, rng)
+    lo, hi = bootstrap_ci(chance - observed, n_boot, rng)
     return Prediction(f"a unit's {k_top} strongest outgoing connections target units of similar "
                       f"preferred orientation", float(stat), lo, hi, float(p),
                       int(np.isfinite(observed).sum()),
@@ -179,7 +171,7 @@ def projection_along_direction(R: np.ndarray, preferred_direction_deg: np.ndarra
     stat = float(np.nanmean(observed))
     null = np.array([np.nanmean(per_unit(rng.permutation(pref))) for _ in range(n_perm)])
     p = (1 + np.sum(null >= stat)) / (1 + n_perm)
-    lo, hi = _bootstrap_ci(observed, n_boot, rng)
+    lo, hi = bootstrap_ci(observed, n_boot, rng)
     return Prediction(f"direction-selective units' {k_top} strongest outgoing connections lie "
                       f"along their preferred direction in visual space", stat, lo, hi,
                       float(p), int(np.isfinite(observed).sum()),

@@ -1,11 +1,25 @@
 """Spatiotemporal statistics of spike counts, for comparing model samples with data.
 
-All functions take counts ordered trial × time × unit and return plain arrays.
+All functions take counts ordered trial × time × unit and return plain arrays, except
+:func:`bootstrap_ci`, the percentile bootstrap the analyses share.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator,
+                 stat=np.mean) -> tuple[float, float]:
+    """95 % percentile bootstrap CI of ``stat`` over the finite entries of ``values`` (n,),
+    resampled with replacement ``n_boot`` times; (nan, nan) with fewer than 2 of them."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    idx = rng.integers(len(values), size=(n_boot, len(values)))
+    boots = stat(values[idx], axis=1)
+    return float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
 def psth(counts: np.ndarray, condition: np.ndarray, n_conditions: int) -> np.ndarray:
