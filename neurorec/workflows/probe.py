@@ -117,12 +117,10 @@ def train_on_stimulus(spec, stim_spec, out: Path, seed: int = 0, device: str = "
 
 
 def _training_figure(history, tmp: Path) -> str:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 3, figsize=(11, 3))
+    fig = Figure(figsize=(11, 3))
+    ax = fig.subplots(1, 3)
     it = [r.iteration for r in history]
     for a, key, lab in zip(ax, ("log_likelihood_per_frame", "mse_per_pixel", "fraction_active"),
                            ("log-likelihood / frame (nats)", "MSE / pixel", "fraction on"),
@@ -435,10 +433,7 @@ def probe_to_dir(fit_dir: Path, protocol: Path, out: Path, seed: int = 0,
 
 def _probe_report(tmp: Path, target: ProbeTarget, spec, responses: dict, rows: list[dict],
                   metrics: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     from neurorec.report import html
 
@@ -446,7 +441,8 @@ def _probe_report(tmp: Path, target: ProbeTarget, spec, responses: dict, rows: l
     ok = df["responsive"].to_numpy(bool)
     dirs = np.asarray(spec.directions, float)
     figs = {}
-    fig, ax = plt.subplots(1, 1, figsize=(5, 3))
+    fig = Figure(figsize=(5, 3))
+    ax = fig.subplots(1, 1)
     bins = np.linspace(0, 1, 21)
     for col, lab in (("di", "learned"), ("di_r_zero", "R = 0"),
                      ("di_r_shuffled", "R, entries shuffled"),
@@ -462,7 +458,8 @@ def _probe_report(tmp: Path, target: ProbeTarget, spec, responses: dict, rows: l
     # polar plots of the most direction-selective responsive units
     learned = responses["learned"]
     order = [k for k in np.argsort(-np.nan_to_num(df["di"].to_numpy(float))) if ok[k]][:8]
-    fig, axes = plt.subplots(2, 4, figsize=(10, 5), subplot_kw={"projection": "polar"})
+    fig = Figure(figsize=(10, 5))
+    axes = fig.subplots(2, 4, subplot_kw={"projection": "polar"})
     for a, k in zip(axes.ravel(), order, strict=False):
         flat = learned[k].reshape(len(dirs), -1)
         best = flat.mean(axis=0).argmax()
@@ -471,7 +468,8 @@ def _probe_report(tmp: Path, target: ProbeTarget, spec, responses: dict, rows: l
         a.set_title(f"unit {k}, DI {df['di'][k]:.2f}", fontsize=8)
         a.set_yticklabels([])
     figs["polar"] = study.save_figure(fig, tmp / "polar.png")
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
+    fig = Figure(figsize=(8, 3))
+    ax = fig.subplots(1, 2)
     speeds = np.asarray(spec.speeds, float)
     for k in order:
         t = grating_tuning(learned[k:k + 1], dirs, speeds,
@@ -589,16 +587,14 @@ def connectomics_to_dir(fit_dir: Path, tuning: Path, out: Path, seed: int = 0,
 def _connectomics_report(tmp: Path, target: ProbeTarget, df: pd.DataFrame,
                          centres: np.ndarray | None, rows: list[dict], n_tuned: int,
                          n_sel: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     from neurorec.report import html
 
     ok = df["responsive"].to_numpy(bool)
     selective = ok & (df["di"].to_numpy(float) >= DI_SELECTIVE)
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots(1, 2)
     if centres is not None and np.all(np.isfinite(centres)):
         targets = cx.strongest_targets(target.R, K_TOP)
         for k in np.flatnonzero(selective):
