@@ -254,6 +254,16 @@ class Model(Estimator):
     def _check_fitted(self) -> None:
         self.check_fitted()
 
+    def _check_shape(self, data: BinnedTrials) -> None:
+        """DataError unless ``data`` has the bins, units and conditions the model was fitted
+        to (``n_bins_``, ``n_units_``, ``n_conditions_``)."""
+        self.check_fitted()
+        got = data.counts.shape[1:]
+        if got != (self.n_bins_, self.n_units_) or data.n_conditions != self.n_conditions_:
+            raise DataError(f"{data.source}: counts: model was fitted to {self.n_bins_} bins × "
+                            f"{self.n_units_} units × {self.n_conditions_} conditions, got "
+                            f"{got[0]} × {got[1]} × {data.n_conditions}")
+
     def noise_scale(self) -> np.ndarray | None:
         """(n_units,) noise standard deviation of Gaussian observations, else None."""
         return None

@@ -355,14 +355,6 @@ class CTRNNObs(Model):
         return out
 
     # ---------------------------------------------------------------- Model contract
-    def _check_shape(self, data: BinnedTrials) -> None:
-        self.check_fitted()
-        got = data.counts.shape[1:]
-        if got != (self.n_bins_, self.n_units_) or data.n_conditions != self.n_conditions_:
-            raise DataError(f"{data.source}: counts: model was fitted to {self.n_bins_} bins × "
-                            f"{self.n_units_} units × {self.n_conditions_} conditions, got "
-                            f"{got[0]} × {got[1]} × {data.n_conditions}")
-
     def predict_rate(self, data: BinnedTrials) -> np.ndarray:
         """(n_trials, n_bins, n_units) expected counts; in co-smoothing mode from the held-in
         units' spikes (encoder) and the condition only."""

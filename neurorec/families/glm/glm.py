@@ -512,12 +512,7 @@ class GLM(Model):
         return {k: self._tensor(v) for k, v in self.params_.items()}
 
     def _check_shape(self, data: BinnedTrials) -> None:
-        self._check_fitted()
-        got = data.counts.shape[1:]
-        if got != (self.n_bins_, self.n_units_) or data.n_conditions != self.n_conditions_:
-            raise DataError(f"{data.source}: counts: model was fitted to {self.n_bins_} bins × "
-                            f"{self.n_units_} units × {self.n_conditions_} conditions, got "
-                            f"{got[0]} × {got[1]} × {data.n_conditions}")
+        super()._check_shape(data)
         channels = 0 if data.stimulus is None else data.stimulus.shape[2]
         if "k" in self.params_ and channels != self.params_["k"].shape[1]:
             raise DataError(f"{data.source}: stimulus: model was fitted to "

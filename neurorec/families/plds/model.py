@@ -166,12 +166,6 @@ class PLDS(Model):
         return self
 
     # ----------------------------------------------------------------- using it
-    def _check_shape(self, data: BinnedTrials) -> None:
-        self.check_fitted()
-        if data.counts.shape[2] != self.n_units_:
-            raise DataError(f"{data.source}: units: the model has {self.n_units_} units, the "
-                            f"data {data.counts.shape[2]}")
-
     def predict_rate(self, data: BinnedTrials) -> np.ndarray:
         """(K, T, N) expected counts one step ahead: the latent filtered from past spikes
         (held-in units only in co-smoothing mode)."""
