@@ -316,3 +316,56 @@ def test_brian2_samples_the_rate_ceiling_like_torch():
     se = np.sqrt(brian.mean(axis=2).var(axis=0) / len(condition)
                  + torch_counts.mean(axis=2).var(axis=0) / len(condition))
     assert np.abs((a - b) / np.maximum(se, 1e-12)).max() < 5.0
+
+
+def test_best_iteration_takes_the_lowest_held_back_score_and_fewer_on_ties():
+    from neurorec.families.glm.glm import best_iteration
+    from neurorec.fit.lbfgs import FitReport
+
+    def report(scores):
+        return FitReport(converged=True, reason="", n_iter=0, n_evals=0, final_objective=0.0,
+                         max_abs_grad=0.0, best_validation_nll=None, fit_time_s=0.0,
+                         history=[{"iter": i, "validation_nll": v} for i, v in scores]
+                         + [{"iter": 99, "newton_steps": 1}])
+
+    assert best_iteration(report([(0, 5.0), (10, 4.0), (20, 4.5)])) == 10
+    assert best_iteration(report([(0, 3.0), (10, 3.0), (20, 4.5)])) == 0
+    with pytest.raises(ValueError):
+        best_iteration(report([]))
+
+
+def test_refit_best_refits_all_trials_for_the_held_back_best_count():
+    """``fit.refit_best``: the held-back run picks the iteration count, and the kept R-GLM is
+    the one a plain run on all training trials gives for that many iterations (bitwise, same
+    seed); with 0 iterations it is the warm start itself, i.e. the GLM + corr fitted by
+    batched Newton on all training trials (log-likelihood to 1e-10)."""
+    from neurorec.families.glm.glm import best_iteration
+
+    train, _ = v1_small()
+    common = {**{k: v for k, v in _SMALL.items() if k != "fit"},
+              "coupling": {"enabled": True, "n_basis": 2, "duration": "30 ms"},
+              "correlated": {"enabled": True}}
+    fit = {"max_iter": 20, "check_every": 5, "early_stopping": True, "patience": 100}
+    guarded = RGLM(RGLMSpec(**common, recurrent={"dim": DIM},
+                            fit={**fit, "refit_best": True})).fit(train, progress=False)
+    held_back = [h for h in guarded.fit_report_.history if h["stage"] == "held-back"]
+    n_best = best_iteration(dataclasses.replace(guarded.fit_report_, history=held_back))
+    assert f"for {n_best} iterations" in guarded.fit_report_.reason
+    if n_best:
+        plain = RGLM(RGLMSpec(**common, recurrent={"dim": DIM},
+                              fit={**fit, "early_stopping": False, "max_iter": n_best}))
+        plain.fit(train, progress=False)
+        for k in plain.params_:
+            np.testing.assert_array_equal(guarded.params_[k], plain.params_[k])
+    # the 0-iteration path: the start on all trials is the fitted GLM + corr
+    glm = GLM(GLMSpec(**common)).fit(train, progress=False)
+    start = RGLM(RGLMSpec(**common, recurrent={"dim": DIM}, fit=fit))
+    start.unit_order_ = start._choose_order(train)
+    start._set_observation(train.bin_size)
+    report = start._lbfgs_run(train, None, start.spec.fit.model_copy(
+        update={"early_stopping": False, "max_iter": 0}), progress=False)
+    assert report.n_iter == 0
+    assert np.all(start.params_["B"] == 0)
+    start.n_bins_, start.n_units_ = train.counts.shape[1:]
+    start.n_conditions_, start.bin_size_ = train.n_conditions, train.bin_size
+    assert start.log_likelihood(train) == pytest.approx(glm.log_likelihood(train), rel=1e-10)

@@ -28,6 +28,11 @@ class FitSpec(Spec):
     early_stopping: bool = True
     validation_fraction: float = Field(0.15, ge=0.05, le=0.5,
                                        description="training trials held back for early stopping")
+    refit_best: bool = Field(
+        False, description="with early_stopping: find on the held-back trials how many L-BFGS "
+        "iterations from the start are best (0: the start itself, e.g. the R-GLM's fitted GLM), "
+        "then refit on all training trials for that many; costs a second fit, and no trial is "
+        "lost to the held-back set in the parameters that are kept")
     patience: int = Field(3, ge=1, le=100, description="checks without held-out improvement")
     check_every: int = Field(10, ge=1, le=10_000, description="L-BFGS iterations between checks")
     newton_polish: bool = Field(True, description="finish with Newton-CG steps when L-BFGS "

@@ -64,8 +64,18 @@ from neurorec.fit.newton import fit_batched_glm
 from neurorec.fit.regularise import Regulariser
 
 Tensor = torch.Tensor
-__all__ = ["GLM", "MAX_RATE_HZ", "history_features"]  # history_features: public here since v1
+# history_features: public here since v1
+__all__ = ["GLM", "MAX_RATE_HZ", "best_iteration", "history_features"]
 MAX_RATE_HZ = 10_000.0  # beyond any neuron: a sample this high means runaway excitation
+
+
+def best_iteration(report: FitReport) -> int:
+    """The L-BFGS iteration count with the lowest held-back NLL in ``report.history`` (0: the
+    start, which :func:`~neurorec.fit.lbfgs.fit_lbfgs` scores first); ties go to fewer."""
+    scored = [(h["validation_nll"], h["iter"]) for h in report.history if "validation_nll" in h]
+    if not scored:
+        raise ValueError("best_iteration: the fit recorded no held-back scores")
+    return min(scored)[1]
 
 
 class GLM(Model):
@@ -360,14 +370,36 @@ class GLM(Model):
 
     def _fit_lbfgs(self, data: BinnedTrials, progress: bool) -> FitReport:
         """L-BFGS on the penalised objective (early stopping on held-back trials); sets
-        ``params_`` and returns the report."""
-        gen = torch.Generator().manual_seed(self.seed)
+        ``params_`` and returns the report.
+
+        With ``fit.refit_best`` the held-back run only chooses how many iterations to take
+        (:func:`best_iteration`); the kept parameters are those of a second run on all
+        training trials for that many iterations from the same kind of start."""
+        fit_spec = self.spec.fit
         train, val = data, None
-        if self.spec.fit.early_stopping:
+        if fit_spec.early_stopping:
             is_val = split_trials(pd.DataFrame(index=range(len(data.condition))),
-                                  data.condition, self.spec.fit.validation_fraction, self.seed)
+                                  data.condition, fit_spec.validation_fraction, self.seed)
             if is_val.any() and (~is_val).any():
                 train, val = data.subset(~is_val), data.subset(is_val)
+        report = self._lbfgs_run(train, val, fit_spec, progress)
+        if not (fit_spec.refit_best and val is not None):
+            return report
+        n_best = best_iteration(report)
+        refit = self._lbfgs_run(data, None, fit_spec.model_copy(
+            update={"early_stopping": False, "max_iter": n_best}), progress)
+        return dataclasses.replace(
+            refit, best_validation_nll=report.best_validation_nll,
+            reason=f"refit on all training trials for {n_best} iterations, the best count on "
+                   f"the held-back trials ({refit.reason})",
+            history=[{**h, "stage": "held-back"} for h in report.history]
+            + [{**h, "stage": "refit"} for h in refit.history])
+
+    def _lbfgs_run(self, train: BinnedTrials, val: BinnedTrials | None, fit_spec,
+                   progress: bool) -> FitReport:
+        """One L-BFGS run on ``train`` (early stopping on ``val`` if given) from the warm
+        start; sets ``params_``. ``fit_spec.max_iter == 0`` keeps the start itself."""
+        gen = torch.Generator().manual_seed(self.seed)
         d_train = self._design(train)
         init = self._init_params(train, gen)
         if "beta" in init:
@@ -381,10 +413,20 @@ class GLM(Model):
             with torch.no_grad():
                 return float(self._nll(to_model(internal), d_val).sum())
 
-        report: FitReport = fit_lbfgs(
-            internal, lambda: self._objective(to_model(internal), d_train), self.spec.fit,
-            validation_nll if d_val is not None else None, progress=progress,
-            desc=f"fit {self.spec.name}")
+        def objective() -> Tensor:
+            return self._objective(to_model(internal), d_train)
+
+        if fit_spec.max_iter == 0:
+            with torch.no_grad():
+                value = float(objective())
+            report = FitReport(converged=False, reason="kept the start (0 iterations)",
+                               n_iter=0, n_evals=1, final_objective=value,
+                               max_abs_grad=float("nan"), best_validation_nll=None,
+                               fit_time_s=0.0)
+        else:
+            report = fit_lbfgs(internal, objective, fit_spec,
+                               validation_nll if d_val is not None else None,
+                               progress=progress, desc=f"fit {self.spec.name}")
         with torch.no_grad():
             fitted = to_model(internal)
             for term in self.terms:  # e.g. a bounded recurrence stores the matrix it used
