@@ -70,3 +70,72 @@ def test_pca_normalisations_on_known_singular_values():
     x = rng.normal(size=(500, 2)) * [100.0, 1.0]
     assert participation_ratio(pca_singular_values(x)) < 1.01
     assert participation_ratio(pca_singular_values(x, standardise=True)) > 1.9
+
+
+def _oscillator_run():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "analyses" / "oscillator_prediction" / "run.py"
+    spec_ = importlib.util.spec_from_file_location("oscillator_run", path)
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    return mod
+
+
+def test_dimension_controls_of_an_untrained_fit_equal_its_readings():
+    """Known answer: a fit whose learning rates are ~0 leaves the initial weights, so the
+    untrained controls (rebuilt from the seed) read exactly what the fitted model reads."""
+    import torch
+
+    from neurorec.families.conv_rnn.model import ConvRNN
+    from neurorec.families.conv_rnn.spec import ConvRNNSpec
+
+    run = _oscillator_run()
+    movies = make_movies(OscillatingObjectSpec(size_px=21, n_frames=16, n_angles=8,
+                                               amplitude_px=5, period_frames=8,
+                                               object={"sigma_px": 1.0}))
+    spec = ConvRNNSpec(autoencoder={"channels": (4, 4), "epochs": 1, "batch_size": 16,
+                                    "lr": 1e-12},
+                       rnn={"n_units": 8, "delta_t": 3, "epochs": 1, "batch_size": 2,
+                            "lr": 1e-12})
+    model = ConvRNN(spec).fit(movies.frames, seed=3, progress=False)
+    ae0, rnn0 = run.initial_modules(spec, 21, seed=3)
+    for a, b in ((ae0, model.autoencoder_), (rnn0, model.rnn_)):
+        for k, v in a.state_dict().items():
+            torch.testing.assert_close(v, b.state_dict()[k], rtol=0, atol=1e-9)
+    out = model.transform(movies.frames)
+    c = run.dimension_controls(model, movies.frames, out, warm=3, seed=3)
+    for reading in ("raw", "standardised"):
+        enc = run.pca_readings(out["code"][:, 3:].reshape(-1, out["code"].shape[-1]))
+        rnn = run.pca_readings(out["hidden"][:, 3:].reshape(-1, 8))
+        for got, want in ((c["encoder_untrained"], enc), (c["rnn_untrained"], rnn)):
+            assert got[reading]["n90"] == want[reading]["n90"]
+            assert got[reading]["participation_ratio"] == pytest.approx(
+                want[reading]["participation_ratio"], rel=1e-6)
+    assert c["saturated_untrained"] == c["saturated_trained"]
+    # the predicted code of frame t + 3 is the sigmoid readout of the states of frames t
+    with torch.no_grad():
+        zhat = model.rnn_(torch.as_tensor(out["code"]))[1].numpy()[:, 3:-3]
+    assert c["rnn_prediction"]["raw"]["participation_ratio"] == pytest.approx(
+        participation_ratio(pca_singular_values(zhat.reshape(-1, zhat.shape[-1]))))
+    assert c["future_code"]["raw"]["participation_ratio"] == pytest.approx(
+        participation_ratio(pca_singular_values(out["code"][:, 6:].reshape(
+            -1, out["code"].shape[-1]))))
+
+
+def test_controls_verdict_names_the_measured_locus():
+    run = _oscillator_run()
+
+    def metrics(enc, rnn, untrained, predicted, future):
+        pr = lambda x: {"raw": {"participation_ratio": x}}  # noqa: E731
+        return {"pca": {"encoder": pr(enc), "rnn": pr(rnn)},
+                "pca_controls": {"rnn_untrained": pr(untrained), "rnn_prediction": pr(predicted),
+                                 "future_code": pr(future), "saturated_trained": 0.2}}
+
+    assert run._controls_verdict(metrics(3, 4, 5, 2, 3)) == "not reversed here"
+    v = run._controls_verdict(metrics(7.0, 3.6, 7.2, 2.6, 7.0))
+    assert v.startswith("follows the RNN's predictions") and "training lowered" in v
+    v = run._controls_verdict(metrics(3.9, 3.7, 3.5, 2.9, 3.9))
+    assert v.startswith("follows the RNN's predictions") and "not made by training" in v
+    assert run._controls_verdict(metrics(7.0, 3.6, 7.2, 7.0, 7.0)).startswith("not localised")

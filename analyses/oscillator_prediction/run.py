@@ -9,7 +9,9 @@
 Trains ``models/conv_rnn.yaml`` on the movies of the training angles of the protocol, then on
 the held-out angles measures: reconstruction and prediction error (binary cross-entropy per
 pixel, and the predicted object's position error in px) beside a copy-the-current-frame
-baseline; PCA singular values of RNN vs encoder representations; linear-SVM decoding of the
+baseline; PCA singular values of RNN vs encoder representations, with controls that place
+where their dimensionality is set (the untrained encoder and RNN from the same seed, the code
+the RNN predicts vs the true future code: :func:`dimension_controls`); linear-SVM decoding of the
 motion direction per frame (5-fold, folds grouped by movie) from RNN vs encoder; per-unit
 time courses and tuning to the axis angle; DMD of the RNN population dynamics with the
 oscillatory mode's frequency vs the true one. Writes ``metrics.json``, ``RESULTS.md``,
@@ -145,6 +147,7 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
     m["pca_n90_encoder"] = n_for_variance(pca_singular_values(code))
     m["pca_n90_rnn"] = n_for_variance(pca_singular_values(hidden))
     m["pca"] = {"encoder": pca_readings(code), "rnn": pca_readings(hidden)}
+    m["pca_controls"] = dimension_controls(model, test.frames, out_test, warm, args.seed)
 
     # ---- linear SVM decoding of motion direction per frame (held-out movies)
     labels = motion_direction(test.velocity_px[:, warm:]).reshape(-1)
@@ -299,6 +302,62 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
     return m
 
 
+def initial_modules(spec, size_px: int, seed: int):
+    """The autoencoder and RNN of ``ConvRNN(spec).fit(..., seed=seed)`` as they were before
+    training: fit draws them first from ``torch.Generator().manual_seed(seed)``, the
+    autoencoder then the RNN, so the same draws here give the same initial weights."""
+    import torch
+
+    from neurorec.families.conv_rnn.model import CodeRNN, ConvAutoencoder
+
+    gen = torch.Generator().manual_seed(seed)
+    ae = ConvAutoencoder(size_px, spec.autoencoder.channels, gen)
+    rnn = CodeRNN(int(np.prod(ae.code_shape)), spec.rnn.n_units, gen)
+    return ae.eval(), rnn.eval()
+
+
+SATURATED = 0.95  # |tanh| above this: a unit near its bound
+
+
+def dimension_controls(model, frames: np.ndarray, out: dict, warm: int, seed: int) -> dict:
+    """Where the RNN's dimensionality (vs the encoder's) is set, measured by controls.
+
+    Participation ratio and n90 (raw and standardised PCA, :func:`pca_readings`) over
+    frames t ≥ ``warm`` of held-out movies ``frames`` (n, T, S, S), ``out`` =
+    ``model.transform(frames)``, of: the encoder with its initial weights (``encoder_untrained``);
+    the RNN with its initial weights driven by the trained encoder's codes
+    (``rnn_untrained``; the trained RNN's input, so only the RNN's training differs); the
+    code the trained RNN predicts for frame t + Δt (its sigmoid readout, ``rnn_prediction``)
+    and the true code of frame t + Δt (``future_code``): a predictor confined to few
+    dimensions needs only that many in its state. ``saturated_*``: fraction of RNN states
+    with |h| > :data:`SATURATED` (trained, untrained).
+    """
+    import torch
+
+    dt = model.spec.rnn.delta_t
+    ae0, rnn0 = initial_modules(model.spec, frames.shape[-1], seed)
+    flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731  (movies, T, D) -> (., D)
+    with torch.no_grad():
+        code0 = np.stack([ae0.encoder(torch.as_tensor(f, dtype=torch.float32)[:, None])
+                          .flatten(1).numpy() for f in frames])
+        codes = torch.as_tensor(out["code"], dtype=torch.float32)
+        hidden0 = rnn0(codes)[0].numpy()
+        zhat = model.rnn_(codes)[1].numpy()
+    return {
+        "encoder_untrained": _dims(pca_readings(flat(code0[:, warm:]))),
+        "rnn_untrained": _dims(pca_readings(flat(hidden0[:, warm:]))),
+        "rnn_prediction": _dims(pca_readings(flat(zhat[:, warm:-dt]))),
+        "future_code": _dims(pca_readings(flat(out["code"][:, warm + dt:]))),
+        "saturated_trained": float(np.mean(np.abs(out["hidden"][:, warm:]) > SATURATED)),
+        "saturated_untrained": float(np.mean(np.abs(hidden0[:, warm:]) > SATURATED)),
+    }
+
+
+def _dims(readings: dict) -> dict:
+    """The dimensionality numbers of :func:`pca_readings` without the spectra."""
+    return {r: {k: v[k] for k in ("n90", "participation_ratio")} for r, v in readings.items()}
+
+
 def direction_information(test, out_test: dict, labels: np.ndarray, groups: np.ndarray,
                           n_splits: int, warm: int, seed: int) -> dict:
     """What one frame, and what two consecutive frames, can say about the motion direction.
@@ -344,6 +403,40 @@ def _pca_text(m: dict, reading: str) -> str:
     e, r = m["pca"]["encoder"][reading], m["pca"]["rnn"][reading]
     return (f"n90 enc {e['n90']} / RNN {r['n90']}, PR enc {e['participation_ratio']:.1f} / "
             f"RNN {r['participation_ratio']:.1f}")
+
+
+def _pr(d: dict) -> str:
+    return f"{d['raw']['participation_ratio']:.1f} / {d['standardised']['participation_ratio']:.1f}"
+
+
+def _controls_text(m: dict) -> str:
+    c = m["pca_controls"]
+    return (f"encoder {_pr(m['pca']['encoder'])} (untrained {_pr(c['encoder_untrained'])}); "
+            f"RNN untrained {_pr(c['rnn_untrained'])} -> trained {_pr(m['pca']['rnn'])}; "
+            f"RNN's predicted code {_pr(c['rnn_prediction'])} vs true future code "
+            f"{_pr(c['future_code'])}; units with |h| > {SATURATED:g}: "
+            f"{c['saturated_untrained']:.1%} untrained, {c['saturated_trained']:.1%} trained")
+
+
+def _controls_verdict(m: dict) -> str:
+    """What the controls say about the RNN sitting below the encoder (raw PCA, participation
+    ratio): whether the code the RNN predicts spans fewer dimensions than the true future
+    code (a predictor that blurs needs fewer), and whether the RNN's training lowered it."""
+    enc, rnn = (m["pca"][k]["raw"]["participation_ratio"] for k in ("encoder", "rnn"))
+    c = {k: v["raw"]["participation_ratio"] for k, v in m["pca_controls"].items()
+         if isinstance(v, dict)}
+    if rnn >= enc:
+        return "not reversed here"
+    training = (f"training lowered the RNN from {c['rnn_untrained']:.1f} (untrained, same "
+                f"codes) to {rnn:.1f}" if rnn < c["rnn_untrained"] else
+                f"not made by training (untrained RNN {c['rnn_untrained']:.1f}, trained "
+                f"{rnn:.1f})")
+    if c["rnn_prediction"] < c["future_code"]:
+        return (f"follows the RNN's predictions: the code it predicts spans "
+                f"{c['rnn_prediction']:.1f} of the true future code's {c['future_code']:.1f} "
+                f"(= the encoder's distribution), and its state {rnn:.1f} needs little more; "
+                f"{training} (measured)")
+    return f"not localised: its predictions are as high-dimensional as the frames; {training}"
 
 
 def claim_rows(results: dict) -> list[tuple]:
@@ -400,7 +493,16 @@ def claim_rows(results: dict) -> list[tuple]:
                      "RNN spectrum flatter than the encoder's (issue 18: ours reversed)",
                      _per_split(results, lambda m, r=reading: _pca_text(m, r)),
                      "normalisation of the study not stated; all shown",
-                     "by participation ratio: " + ", ".join(ordering)))
+                     "by participation ratio: " + ", ".join(ordering) +
+                     ("" if all(o == "RNN > encoder" for o in ordering) else
+                      " (reversed; the controls row below measures where that is set)")))
+    rows.append(("(why ours is reversed) PCA dimensionality of controls: untrained encoder, "
+                 "untrained RNN on the trained codes, the RNN's predicted code vs the true "
+                 "future code (participation ratio raw / standardised)", "-",
+                 _per_split(results, _controls_text), "the fitted model and its initial "
+                 "weights (same seed); ours, not the study's", "; ".join(
+                     f"{k or 'this split'}: {_controls_verdict(m)}" for k, m in
+                     results.items())))
     rows.append(("units oscillate and are tuned to the axis angle (figure)", "figure",
                  _per_split(results,
                             lambda m: f"median tuning depth {m['tuning_depth_median']:.2f}"),
