@@ -414,7 +414,7 @@ def _controls_text(m: dict) -> str:
     return (f"encoder {_pr(m['pca']['encoder'])} (untrained {_pr(c['encoder_untrained'])}); "
             f"RNN untrained {_pr(c['rnn_untrained'])} -> trained {_pr(m['pca']['rnn'])}; "
             f"RNN's predicted code {_pr(c['rnn_prediction'])} vs true future code "
-            f"{_pr(c['future_code'])}; units with |h| > {SATURATED:g}: "
+            f"{_pr(c['future_code'])}; states beyond ±{SATURATED:g} (saturated tanh): "
             f"{c['saturated_untrained']:.1%} untrained, {c['saturated_trained']:.1%} trained")
 
 
