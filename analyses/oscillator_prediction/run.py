@@ -137,6 +137,7 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
             test.centre_px[:, warm:-dt] - true_pos, axis=-1))),
         "history": model.history_,
         "split": stim.split, "epochs_completed": epochs_done,
+        "rnn_batch_size": spec.rnn.batch_size,
         "stopped_by_time_limit": model.stopped_early_,
     }
 
@@ -434,14 +435,69 @@ def _controls_verdict(m: dict) -> str:
     if c["rnn_prediction"] < c["future_code"]:
         return (f"follows the RNN's predictions: the code it predicts spans "
                 f"{c['rnn_prediction']:.1f} of the true future code's {c['future_code']:.1f} "
-                f"(= the encoder's distribution), and its state {rnn:.1f} needs little more; "
-                f"{training} (measured)")
+                f"(= the encoder's distribution), and the RNN state ({rnn:.1f}) stays below "
+                f"the encoder's {enc:.1f}; {training} (measured)")
     return f"not localised: its predictions are as high-dimensional as the frames; {training}"
 
 
-def claim_rows(results: dict) -> list[tuple]:
+def load_trained_further(dirs: list[Path]) -> list[dict]:
+    """``{split: metrics}`` of earlier runs of this command (``--splits``) with more RNN
+    training (``--set rnn.epochs=...``, ``rnn.batch_size``), one per folder."""
+    import json
+
+    from neurorec.core.errors import DataError
+
+    out = []
+    for d in dirs:
+        f = Path(d) / "metrics.json"
+        if not f.is_file():
+            raise DataError(f"--trained-further: {f}: no metrics.json (a --splits run's folder)")
+        splits = json.loads(f.read_text()).get("splits")
+        if not isinstance(splits, dict) or not all(
+                "pca" in m and "rnn_batch_size" in m for m in splits.values()):
+            raise DataError(f"--trained-further: {f}: field 'splits' lacks the PCA numbers "
+                            "(a run of an older run.py)")
+        out.append(splits)
+    return out
+
+
+def training_rows(results: dict, further: list[dict]) -> list[tuple]:
+    """The claim row comparing the RNN's dimensionality at the study's settings with the same
+    network trained further (runs of :func:`load_trained_further`), per split found in both:
+    raw participation ratio of the RNN vs the encoder, and the prediction's position error."""
+    def point(m: dict) -> str:
+        pr = m["pca"]["rnn"]["raw"]["participation_ratio"]
+        return (f"{m['epochs_completed']['rnn']} epochs (batch {m.get('rnn_batch_size', '?')}):"
+                f" RNN {pr:.1f}, position error {m['prediction_position_error_px']:.1f} px")
+
+    cells, verdicts = [], []
+    for k, m in results.items():
+        runs = sorted([f[k] for f in further if k in f],
+                      key=lambda r: r["epochs_completed"]["rnn"])
+        if not runs:
+            continue
+        enc = m["pca"]["encoder"]["raw"]["participation_ratio"]
+        cells.append(f"{k}: encoder {enc:.1f}; " + "; ".join(point(r) for r in [m, *runs]))
+        prs = [r["pca"]["rnn"]["raw"]["participation_ratio"] for r in [m, *runs]]
+        last = runs[-1]
+        verdicts.append(
+            f"{k}: RNN PR {' -> '.join(f'{x:.1f}' for x in prs)} as the prediction sharpens; "
+            + (f"at {last['epochs_completed']['rnn']} epochs it reaches the encoder's "
+               f"({prs[-1]:.1f} vs {enc:.1f}): the study's ordering, so ours is reversed by "
+               "under-training at the study's settings (measured)" if prs[-1] >= enc else
+               f"still below the encoder's {enc:.1f} at {last['epochs_completed']['rnn']} "
+               "epochs"))
+    if not cells:
+        return []
+    return [("(why ours is reversed) the same network trained further (raw participation "
+             "ratio; RNN epochs beyond the study's 50 continue from its checkpoint)", "-",
+             "; ".join(cells), "ours: more RNN updates than the study's settings give here",
+             "; ".join(verdicts))]
+
+
+def claim_rows(results: dict, further: list[dict] | None = None) -> list[tuple]:
     """The claim table over the fitted splits: study claim | study value | ours | same
-    settings? | verdict (measured)."""
+    settings? | verdict (measured); ``further``: :func:`load_trained_further` runs."""
     settings = ("architecture, losses, optimiser and epochs as described; movies as in the "
                 "setup (the study's data-set size and batch size are not stated)")
     rows = []
@@ -503,6 +559,7 @@ def claim_rows(results: dict) -> list[tuple]:
                  "weights (same seed); ours, not the study's", "; ".join(
                      f"{k or 'this split'}: {_controls_verdict(m)}" for k, m in
                      results.items())))
+    rows += training_rows(results, further or [])
     rows.append(("units oscillate and are tuned to the axis angle (figure)", "figure",
                  _per_split(results,
                             lambda m: f"median tuning depth {m['tuning_depth_median']:.2f}"),
@@ -590,6 +647,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--splits", default=None,
                     help="comma list of test sets (random, left_right, up_down): one fit each, "
                          "reports in OUT/<split>/ and a summary table in OUT")
+    ap.add_argument("--trained-further", type=Path, nargs="+", default=[], metavar="DIR",
+                    help="folders of earlier --splits runs of this command with more RNN "
+                         "training: their PCA numbers join the claim table")
     study.add_common_args(ap, "seed", "device", "jobs", "threads", "max_minutes", "overwrite",
                           "quiet", helps={"jobs": "splits fitted in parallel processes"})
     args = ap.parse_args(argv)
@@ -599,6 +659,7 @@ def main(argv: list[str] | None = None) -> dict:
     from neurorec.report import html
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
+    further = load_trained_further(args.trained_further)  # a bad folder fails before any fit
     budget = Budget.from_minutes(args.max_minutes, reserve_s=45.0)
     study.apply_thread_policy(args.threads)
     spec = load_model_spec(args.model, args.set)
@@ -640,7 +701,7 @@ def main(argv: list[str] | None = None) -> dict:
                 intro += " Not completed: " + "; ".join(not_done) + "."
             md = ["# Oscillating-object prediction: test sets", "", intro, "",
                   "## The study's claims", "",
-                  *study.markdown_table(claim_rows(results), CLAIM_HEADER), "",
+                  *study.markdown_table(claim_rows(results, further), CLAIM_HEADER), "",
                   "## All numbers", "",
                   *study.markdown_table(rows, header), "",
                   *[f"- `{k}/RESULTS.md`, `{k}/report.html`" for k in results], ""]
