@@ -149,14 +149,14 @@ def test_training_rows_follow_the_rnn_to_the_encoder(tmp_path):
     run = _oscillator_run()
 
     def m(epochs, batch, rnn_pr, err):
-        pr = lambda x: {"raw": {"participation_ratio": x}}  # noqa: E731
+        pr = lambda x: {r: {"participation_ratio": x} for r in ("raw", "standardised")}  # noqa: E731
         return {"pca": {"encoder": pr(7.0), "rnn": pr(rnn_pr)}, "rnn_batch_size": batch,
                 "epochs_completed": {"rnn": epochs}, "prediction_position_error_px": err}
 
     study = {"random": m(50, 8, 3.6, 12.2), "up_down": m(50, 8, 3.7, 13.7)}
     further = [{"random": m(150, 1, 7.1, 0.7)}, {"random": m(75, 1, 6.1, 1.7)}]
     (row,) = run.training_rows(study, further)
-    assert "random: encoder 7.0; 50 epochs (batch 8): RNN 3.6" in row[2]
+    assert "random: encoder 7.0 / 7.0; 50 epochs (batch 8): RNN 3.6 / 3.6" in row[2]
     assert row[2].index("75 epochs") < row[2].index("150 epochs")  # in order of training
     assert "up_down" not in row[2]  # no further run of that split
     assert "3.6 -> 6.1 -> 7.1" in row[4] and "under-training" in row[4]

@@ -466,9 +466,9 @@ def training_rows(results: dict, further: list[dict]) -> list[tuple]:
     network trained further (runs of :func:`load_trained_further`), per split found in both:
     raw participation ratio of the RNN vs the encoder, and the prediction's position error."""
     def point(m: dict) -> str:
-        pr = m["pca"]["rnn"]["raw"]["participation_ratio"]
         return (f"{m['epochs_completed']['rnn']} epochs (batch {m.get('rnn_batch_size', '?')}):"
-                f" RNN {pr:.1f}, position error {m['prediction_position_error_px']:.1f} px")
+                f" RNN {_pr(m['pca']['rnn'])}, position error "
+                f"{m['prediction_position_error_px']:.1f} px")
 
     cells, verdicts = [], []
     for k, m in results.items():
@@ -477,20 +477,22 @@ def training_rows(results: dict, further: list[dict]) -> list[tuple]:
         if not runs:
             continue
         enc = m["pca"]["encoder"]["raw"]["participation_ratio"]
-        cells.append(f"{k}: encoder {enc:.1f}; " + "; ".join(point(r) for r in [m, *runs]))
+        cells.append(f"{k}: encoder {_pr(m['pca']['encoder'])}; "
+                     + "; ".join(point(r) for r in [m, *runs]))
         prs = [r["pca"]["rnn"]["raw"]["participation_ratio"] for r in [m, *runs]]
         last = runs[-1]
         verdicts.append(
             f"{k}: RNN PR {' -> '.join(f'{x:.1f}' for x in prs)} as the prediction sharpens; "
             + (f"at {last['epochs_completed']['rnn']} epochs it reaches the encoder's "
-               f"({prs[-1]:.1f} vs {enc:.1f}): the study's ordering, so ours is reversed by "
-               "under-training at the study's settings (measured)" if prs[-1] >= enc else
+               f"({prs[-1]:.1f} vs {enc:.1f}): the reversal at the study's settings is "
+               "under-training (measured)" if prs[-1] >= enc else
                f"still below the encoder's {enc:.1f} at {last['epochs_completed']['rnn']} "
                "epochs"))
     if not cells:
         return []
-    return [("(why ours is reversed) the same network trained further (raw participation "
-             "ratio; RNN epochs beyond the study's 50 continue from its checkpoint)", "-",
+    return [("(why ours is reversed) the same network trained further (participation ratio "
+             "raw / standardised, verdict on raw; RNN epochs beyond the study's 50 continue "
+             "from its checkpoint with the batch size given)", "-",
              "; ".join(cells), "ours: more RNN updates than the study's settings give here",
              "; ".join(verdicts))]
 
