@@ -200,7 +200,9 @@ def test_export_fit_dir_loads_in_pynapple(rglm_fit, tmp_path, capsys):
 
 
 def test_export_of_a_runaway_model_is_a_user_error(rglm_fit, tmp_path, capsys):
-    """A self-exciting history makes samples explode: one line, exit 2, no file."""
+    """A self-exciting history makes samples explode: one line, exit 2, no file. (The shipped
+    spec saturates at ``rate_ceiling_hz``; without the ceiling, as a user may set it, the same
+    history runs away.)"""
     import shutil
 
     fit = tmp_path / "fit"
@@ -209,6 +211,7 @@ def test_export_of_a_runaway_model_is_a_user_error(rglm_fit, tmp_path, capsys):
 
     model = RGLM.load(fit)  # model.pt is what export-nwb loads
     model.params_["h"] = np.full_like(model.params_["h"], 5.0)
+    model.spec = model.spec.model_copy(update={"rate_ceiling_hz": None})
     model.save(fit)
     code, _, err = run(capsys, "export-nwb", fit, "--out", tmp_path / "sim.nwb")
     assert code == 2

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -32,9 +33,15 @@ import numpy as np
 from neurorec.workflows import study
 from neurorec.workflows.study import load_clean
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from headroom import headroom_markdown, run_headroom
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNGS = sorted((ROOT / "models" / "ladder").glob("*.yaml"))
-TALK_ORDER = ["plds", "independent", "correlated", "glm", "glm_corr", "rglm_corr"]
+TALK_ORDER = ["plds", "independent", "correlated", "glm", "glm_corr", "rglm_corr", "rglm"]
+# shipped R-GLM specs outside the ladder, fitted on every V1 session for the closed-loop
+# stability census (issue 20: samples of every shipped R-GLM spec stay bounded); name "rglm"
+SHIPPED_RGLM = (ROOT / "models" / "rglm_v1.yaml",)
 STRUCTURE_MODELS = ("plds", "glm_corr", "rglm_corr")
 MAX_LAG = 10  # bins of the cross-correlograms
 LOCUST_OVERRIDES = ("data.bin_size=50 ms", "data.conditions=[odour]", "data.window=[0, 10]",
@@ -70,6 +77,10 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
         row["closed_loop_stable"] = False
     else:
         row["closed_loop_stable"] = True
+        # bounded is not enough: do the samples sit at a rate ceiling? (rates in Hz)
+        row["sample_rate_ratio"] = float(samples.mean() / max(test.counts.mean(), 1e-12))
+        row["sample_max_rate_hz"] = float(samples.max() / test.bin_size)
+        row["data_max_rate_hz"] = float(test.counts.max() / test.bin_size)
         row.update(structure_agreement(test.counts, test.condition, samples, condition))
         if spec.name in STRUCTURE_MODELS:
             row["_structure"] = structure_summary(test.counts, test.condition, samples,
@@ -132,8 +143,9 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry[f"{group} noise-corr r"] = (f"{np.nanmean(nc):.2f}" if np.isfinite(nc).any()
                                               else "n/a")
             entry[f"{group} stable samples"] = f"{stable}/{len(values)}"
-            if any("decoding_accuracy" in r for r in members):
-                acc = [r["decoding_accuracy"] for r in members if r["model"] == model]
+            acc = [r["decoding_accuracy"] for r in members
+                   if r["model"] == model and "decoding_accuracy" in r]
+            if acc:
                 entry[f"{group} decoding"] = f"{np.mean(acc):.3f}"
         out.append(entry)
     return out
@@ -284,6 +296,19 @@ def results_markdown(rows: list[dict], summary: list[dict], structure: dict, tau
                  "below 10 kHz through 5 samples of each held-out trial): " + ", ".join(
                      f"{m} {sum(bool(v) for v in s)}/{len(s)}" for m, s in stable.items() if s)
                  + ".")
+    ratio = {m: [r["sample_rate_ratio"] for r in rows if r["model"] == m
+                 and r["dataset"].startswith("v1_gratings") and "sample_rate_ratio" in r]
+             for m in TALK_ORDER}
+    peak = {m: max(r["sample_max_rate_hz"] for r in rows if r["model"] == m
+                   and "sample_max_rate_hz" in r) for m, v in ratio.items() if v}
+    lines.append("Rungs 3-5 and the shipped `rglm` saturate at `rate_ceiling_hz` = 500 (bounded by "
+                 "construction); whether samples sit near it: mean sample rate / data rate, median "
+                 "over V1 sessions [min, max]: " + ", ".join(
+                     f"{m} {np.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]"
+                     for m, v in ratio.items() if v) + "; highest single-bin sample rate over "
+                 "sessions (data's in brackets): " + ", ".join(
+                     f"{m} {peak[m]:.0f} Hz" for m in peak)
+                 + f" ({max(r.get('data_max_rate_hz', 0) for r in rows):.0f} Hz).")
     if structure:
         lines.append("Noise correlations of samples vs data, pooled over every pair of every "
                      "session where the model's samples stayed bounded: " + ", ".join(
@@ -309,11 +334,12 @@ def results_markdown(rows: list[dict], summary: list[dict], structure: dict, tau
     if st:
         lines.append(f"- R-GLM + corr > PLDS on average: {st['mean']:+.4f} — "
                      f"{'holds' if st['mean'] > 0 else 'missed'}.")
-    s = stable.get("rglm_corr", [])
-    if s:
-        n_ok = sum(bool(v) for v in s)
-        lines.append(f"- closed-loop samples stable in 27/27: {n_ok}/{len(s)} — "
-                     f"{'holds' if n_ok == len(s) == 27 else 'missed'}.")
+    for name in ("rglm_corr", "rglm"):
+        s = stable.get(name, [])
+        if s:
+            n_ok = sum(bool(v) for v in s)
+            lines.append(f"- closed-loop samples stable in 27/27 ({name}): {n_ok}/{len(s)} — "
+                         f"{'holds' if n_ok == len(s) == 27 else 'missed'}.")
     if "rglm_corr" in structure and "glm_corr" in structure:
         a = structure["rglm_corr"]["pooled_noise_correlation_r"]
         b = structure["glm_corr"]["pooled_noise_correlation_r"]
@@ -323,7 +349,7 @@ def results_markdown(rows: list[dict], summary: list[dict], structure: dict, tau
     return "\n".join(lines) + "\n"
 
 
-PUBLISHED = {"table.csv": "table.csv", "RESULTS.md": "RESULTS.md",
+PUBLISHED = {"table.csv": "table.csv", "RESULTS.md": "RESULTS.md", "headroom.csv": "headroom.csv",
              "ladder.png": "ladder_v1_locust.png", "structure_all.png": "structure_all.png",
              "time_constants.png": "time_constants.png"}
 
@@ -338,8 +364,6 @@ def main() -> None:
                         help="copy table.csv, RESULTS.md and the figures into this folder "
                         "(analyses/rglm_ladder for the committed copy)")
     args = parser.parse_args()
-    import sys
-
     started = time.perf_counter()
     command = "python analyses/rglm_ladder/run.py " + " ".join(sys.argv[1:])
 
@@ -348,13 +372,18 @@ def main() -> None:
     def locust(p: Path) -> tuple[str, ...]:
         return LOCUST_PLDS_OVERRIDES if p.stem.endswith("plds") else LOCUST_OVERRIDES
 
+    datasets = study.real_datasets(args)
+    v1 = [d for d in datasets if not d.startswith("locust")]
     tasks = [(d, str(p), locust(p) if d.startswith("locust") else (), args.seed,
-              not d.startswith("locust")) for d in study.real_datasets(args) for p in RUNGS]
+              not d.startswith("locust")) for d in datasets for p in RUNGS]
+    tasks += [(d, str(p), (), args.seed, False) for d in v1 for p in SHIPPED_RGLM]
     study.apply_thread_policy(1)
     # every finished fit is kept in OUT.partial/ at once: an interrupted run started again
     # fits only what is missing (the cache is removed once OUT is written)
     cache = study.beside(args.out, ".partial", hidden=False)
     jobs = [(f"{t[0]}__{Path(t[1]).stem}.json", run_one, t) for t in tasks]
+    jobs += [(f"headroom__{d}.json", run_headroom,
+              (d, str(ROOT / "models" / "ladder" / "4_glm_corr.yaml"), args.seed)) for d in v1]
     jobs += [(f"order__{args.order_dataset}__{k}.json", run_order,
               (args.order_dataset, k, args.seed)) for k in range(args.orders)]
     with study.output_dir(args) as tmp:
@@ -362,7 +391,8 @@ def main() -> None:
         failed = [{"dataset": a[0], "spec": Path(str(a[1])).stem, "error": e}
                   for _, a, e in errors]
         results = list(results.values())
-        rows = [r for r in results if "order_seed" not in r]
+        headroom = sorted((r for r in results if "oracle_gain" in r), key=lambda r: r["dataset"])
+        rows = [r for r in results if "order_seed" not in r and "oracle_gain" not in r]
         orders = [r for r in results if "order_seed" in r]
         if failed:
             study.write_csv(tmp / "failed.csv", failed)
@@ -374,6 +404,8 @@ def main() -> None:
         study.write_csv(tmp / "summary.csv", summary)
         (tmp / "summary.md").write_text("\n".join(study.markdown_table(summary)) + "\n")
         sections = [("Held-out bits/spike by rung", study.html_table(summary))]
+        if headroom:
+            study.write_csv(tmp / "headroom.csv", headroom)
         if orders:
             study.write_csv(tmp / "ordering.csv", orders)
             bps = np.array([o["bits_per_spike"] for o in orders])
@@ -392,7 +424,8 @@ def main() -> None:
         sections.append(("Time constants", html.figure(
             "time_constants.png", "latent time constants over V1 sessions")))
         (tmp / "RESULTS.md").write_text(results_markdown(
-            rows, summary, structure, taus, command, time.perf_counter() - started, orders))
+            rows, summary, structure, taus, command, time.perf_counter() - started, orders)
+            + "\n".join(headroom_markdown(headroom)) + "\n")
         table = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
         sections.append(("All fits", study.html_table(table, list(table[0]))))
         study.write_report(tmp, "R-GLM model ladder on real populations", sections)
