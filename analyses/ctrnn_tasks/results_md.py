@@ -235,8 +235,9 @@ def _theta_row(task: str, sweep: pd.DataFrame | None, n_steps: int) -> list:
     verdict = "not enough angles" if n_theta < 3 else (
         f"trained PI vs θ: Spearman ρ = {rho_t.statistic:.2f} (p = {rho_t.pvalue:.2g}); "
         f"untrained ρ = {rho_u.statistic:.2f} (p = {rho_u.pvalue:.2g})")
-    same = (f"N = {int(s['n_units'].iloc[0])}, {n_steps} steps, {g.size().min()}–"
-            f"{g.size().max()} networks per θ (study: not stated)")
+    lo, hi = g.size().min(), g.size().max()
+    same = (f"N = {int(s['n_units'].iloc[0])}, {n_steps} steps, "
+            f"{lo if lo == hi else f'{lo}–{hi}'} networks per θ (study: not stated)")
     return [name, "figure (no number in our sources)", "; ".join(cells), same, verdict]
 
 
