@@ -7,6 +7,9 @@ terms (no latent, no non-convex fit; batched Newton, exact optimum) and scores h
 
 - ``pop_trace``: causal — log(1 + r_τ/100 Hz) of the population rate r_τ exponentially filtered
   over past bins with τ = 100 ms, 300 ms, 1 s (what a slow linear latent can compute);
+- ``prev_trial``: causal across trials — log(1 + r/100 Hz) of the population rate r of the
+  previous trial and the mean over the 5 previous trials, in recording order (what a state carried
+  from trial to trial could know);
 - ``oracle_gain``: non-causal — log(1 + mean population rate over the *whole* trial), own spikes
   included: more than any causal latent can know, so its gain bounds what a trial-level gain
   state could add.
@@ -68,6 +71,38 @@ class PopulationTrace(_PopulationFeature):
         return torch.log1p(trace / RATE_SCALE_HZ)
 
 
+class PreviousTrials(_PopulationFeature):
+    """Causal across trials: features of earlier trials' population rates, passed in per trial
+    as the data's stimulus channels (:func:`with_previous_trials`), the same in every bin."""
+
+    def features(self, y, bin_size):  # pragma: no cover - read from the inputs instead
+        raise NotImplementedError
+
+    def static_features(self, m, inputs):
+        return {self.key: m._tensor(inputs.stimulus)}
+
+    def spike_features(self, m, x, bin_size):
+        return {}
+
+    def init(self, m, data, gen, baseline):
+        return {"w_pop": m._tensor(np.zeros((data.counts.shape[2], data.stimulus.shape[2])))}
+
+
+def with_previous_trials(data, n_back: int = 5):
+    """``data`` (all trials, recording order) with stimulus channels log(1 + r/100 Hz) of the
+    previous trial's population rate and of the mean over the ``n_back`` previous trials (the
+    session mean before the first trial)."""
+    import dataclasses
+
+    rate = data.counts.sum(axis=(1, 2)) / (data.counts.shape[1] * data.bin_size)
+    padded = np.r_[np.full(n_back, rate.mean()), rate]
+    prev = padded[n_back - 1:-1]
+    mean_back = np.array([padded[k:k + n_back].mean() for k in range(len(rate))])
+    feat = np.log1p(np.stack([prev, mean_back], axis=1) / RATE_SCALE_HZ)
+    return dataclasses.replace(
+        data, stimulus=np.repeat(feat[:, None, :], data.counts.shape[1], axis=1))
+
+
 class OracleTrialGain(_PopulationFeature):
     """Non-causal: the population's mean rate over the whole trial, the same in every bin."""
 
@@ -88,13 +123,23 @@ def run_headroom(dataset: str, spec_path: str, seed: int) -> dict:
     spec = load_model_spec(spec_path)
     spec = spec.model_copy(update={"rate_ceiling_hz": None})
     data = bin_for_spec(spec, load_clean(dataset), seed)
+    row = {"dataset": dataset, "n_units": int(data.counts.shape[2])}
+    if data.stimulus is not None:
+        raise ValueError(f"{dataset}: the headroom's previous-trial feature uses the stimulus "
+                         "channels, and this recording has a stimulus series")
     train, test = data.subset(~data.is_test), data.subset(data.is_test)
-    row = {"dataset": dataset, "n_units": int(test.counts.shape[2])}
+    # trials come in recording order (start_time), so the previous trial is the one before
+    with_prev = with_previous_trials(data)
+    prev_train = with_prev.subset(~with_prev.is_test)
+    prev_test = with_prev.subset(with_prev.is_test)
     for name, extra in (("glm_corr", ()), ("pop_trace", (PopulationTrace(),)),
+                        ("prev_trial", (PreviousTrials(),)),
                         ("oracle_gain", (OracleTrialGain(),))):
+        fit_on, score_on = (prev_train, prev_test) if name == "prev_trial" else (train, test)
         model = GLM(spec, seed=seed, terms=[*GLM.default_terms(spec), *extra])
-        model.fit(train, progress=False)
-        row[name] = bits_per_spike(test.counts, model.predict_rate(test), "poisson", None)
+        model.fit(fit_on, progress=False)
+        row[name] = bits_per_spike(score_on.counts, model.predict_rate(score_on), "poisson",
+                                   None)
     return row
 
 
@@ -108,12 +153,16 @@ def headroom_markdown(rows: list[dict]) -> list[str]:
              "GLM + corr (rung 4 without the ceiling, batched Newton) with a population feature "
              "added as a drive term; held-out bits/spike, same split. `pop_trace`: causal, the "
              "population rate filtered with τ = 100 ms, 300 ms, 1 s (what a slow latent can "
-             "compute). `oracle_gain`: non-causal, the trial's whole population rate (an upper "
-             "bound on a trial-level gain state).", "",
+             "compute). `prev_trial`: causal across trials, the previous trial's and the 5 "
+             "previous trials' population rate in recording order (what a state carried "
+             "between trials could know). `oracle_gain`: non-causal, the trial's whole "
+             "population rate (an upper bound on a trial-level gain state).", "",
              "| feature | sessions with gain > 0 | mean gain | bootstrap 95 % CI | max |",
              "|---|---|---|---|---|"]
     base = np.array([r["glm_corr"] for r in rows])
-    for name in ("pop_trace", "oracle_gain"):
+    for name in ("pop_trace", "prev_trial", "oracle_gain"):
+        if name not in rows[0]:
+            continue
         st = study.paired(np.array([r[name] for r in rows]), base)
         gain = np.array([r[name] for r in rows]) - base
         lines.append(f"| {name} | {int((gain > 0).sum())}/{len(gain)} | {st['mean']:+.4f} | "
@@ -121,4 +170,30 @@ def headroom_markdown(rows: list[dict]) -> list[str]:
     return lines
 
 
-__all__ = ["OracleTrialGain", "PopulationTrace", "headroom_markdown", "run_headroom"]
+def main() -> None:
+    """``python analyses/rglm_ladder/headroom.py --out CSV [--v1-sessions 0-26]``: the headroom
+    alone (the ladder runs the same jobs)."""
+    import argparse
+    from pathlib import Path
+
+    from neurorec.workflows import study
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="CSV to write")
+    parser.add_argument("--v1-sessions", default="0-26")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    spec = Path(__file__).resolve().parents[2] / "models" / "ladder" / "4_glm_corr.yaml"
+    sessions = study.parse_sessions(args.v1_sessions)
+    rows = [run_headroom(f"v1_gratings:{s}", str(spec), args.seed) for s in sessions]
+    study.write_csv(args.out, rows)
+    print("\n".join(headroom_markdown(rows)))
+
+
+__all__ = ["OracleTrialGain", "PopulationTrace", "PreviousTrials", "headroom_markdown",
+           "run_headroom", "with_previous_trials"]
+
+if __name__ == "__main__":
+    from neurorec.core.errors import run_script
+
+    run_script(main)

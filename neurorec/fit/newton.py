@@ -535,11 +535,13 @@ def fit_batched_glm(
         else:
             mv = accepted.nonzero().flatten()
             Wa, ea, fa, ga, ca = Wa.clone(), ea.clone(), fa.clone(), ga.clone(), ca.clone()
-            Wa[mv] = Wa[mv] + step[mv, None] * d[mv]
-            ea[mv], fa[mv] = e_new[mv], f_new[mv]
-            rm, ca[mv] = _grad_curv(family, ea[mv], ya[mv])
-            ga[mv] = ops.gradient(rm, Wa[mv], None if uxa is None else uxa[:, mv], lama[mv],
-                                  fma[mv])
+            if len(mv):  # no unit accepted a step: nothing moved (the blocked design's
+                # gradient cannot take zero units)
+                Wa[mv] = Wa[mv] + step[mv, None] * d[mv]
+                ea[mv], fa[mv] = e_new[mv], f_new[mv]
+                rm, ca[mv] = _grad_curv(family, ea[mv], ya[mv])
+                ga[mv] = ops.gradient(rm, Wa[mv], None if uxa is None else uxa[:, mv],
+                                      lama[mv], fma[mv])
         W[idx], f[idx], g[idx] = Wa, fa, ga
         history.append(float((f + const).sum()))
         converged[idx[passed]] = True
