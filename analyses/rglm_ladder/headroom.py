@@ -63,7 +63,8 @@ class PopulationTrace(_PopulationFeature):
 
     def features(self, y, bin_size):
         lags = np.arange(1, y.shape[1] + 1) * bin_size
-        # unit-area kernels: a constant rate r gives r after a few τ
+        # kernel (1 - a) a^l over lags l ≥ 1, a = exp(-Δ/τ): a constant rate r gives a·r after
+        # a few τ (area a, 0.90-0.99 here: a scale the fitted weight absorbs)
         basis = np.stack([np.exp(-lags / tau) * (1 - np.exp(-bin_size / tau)) for tau in TAUS_S],
                          axis=1)
         pop = y.sum(dim=2, keepdim=True) / bin_size
