@@ -128,19 +128,16 @@ def run_headroom(dataset: str, spec_path: str, seed: int) -> dict:
     if data.stimulus is not None:
         raise ValueError(f"{dataset}: the headroom's previous-trial feature uses the stimulus "
                          "channels, and this recording has a stimulus series")
+    # trials come in recording order (start_time), so the previous trial is the one before;
+    # only PreviousTrials reads the stimulus channels this adds
+    data = with_previous_trials(data)
     train, test = data.subset(~data.is_test), data.subset(data.is_test)
-    # trials come in recording order (start_time), so the previous trial is the one before
-    with_prev = with_previous_trials(data)
-    prev_train = with_prev.subset(~with_prev.is_test)
-    prev_test = with_prev.subset(with_prev.is_test)
     for name, extra in (("glm_corr", ()), ("pop_trace", (PopulationTrace(),)),
                         ("prev_trial", (PreviousTrials(),)),
                         ("oracle_gain", (OracleTrialGain(),))):
-        fit_on, score_on = (prev_train, prev_test) if name == "prev_trial" else (train, test)
         model = GLM(spec, seed=seed, terms=[*GLM.default_terms(spec), *extra])
-        model.fit(fit_on, progress=False)
-        row[name] = bits_per_spike(score_on.counts, model.predict_rate(score_on), "poisson",
-                                   None)
+        model.fit(train, progress=False)
+        row[name] = bits_per_spike(test.counts, model.predict_rate(test), "poisson", None)
     return row
 
 
