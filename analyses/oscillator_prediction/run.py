@@ -309,11 +309,9 @@ def initial_modules(spec, size_px: int, seed: int):
     autoencoder then the RNN, so the same draws here give the same initial weights."""
     import torch
 
-    from neurorec.families.conv_rnn.model import CodeRNN, ConvAutoencoder
+    from neurorec.families.conv_rnn.model import initial_modules as draw
 
-    gen = torch.Generator().manual_seed(seed)
-    ae = ConvAutoencoder(size_px, spec.autoencoder.channels, gen)
-    rnn = CodeRNN(int(np.prod(ae.code_shape)), spec.rnn.n_units, gen)
+    ae, rnn = draw(spec, size_px, torch.Generator().manual_seed(seed))
     return ae.eval(), rnn.eval()
 
 

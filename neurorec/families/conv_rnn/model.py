@@ -107,6 +107,15 @@ class CodeRNN(nn.Module):
         return self.W.abs().sum() + self.U.abs().sum() + self.V.abs().sum()
 
 
+def initial_modules(spec, size_px: int, generator: torch.Generator
+                    ) -> tuple[ConvAutoencoder, CodeRNN]:
+    """The untrained autoencoder for ``size_px`` × ``size_px`` frames and the RNN on its code,
+    drawn from ``generator`` in that order (what :meth:`ConvRNN.fit` starts from; the same
+    generator state gives the same weights)."""
+    ae = ConvAutoencoder(size_px, spec.autoencoder.channels, generator)
+    return ae, CodeRNN(int(np.prod(ae.code_shape)), spec.rnn.n_units, generator)
+
+
 class _Stop(Exception):
     """Raised after an epoch when ``should_stop`` says so: the fit ends there, resumable."""
 
@@ -164,8 +173,8 @@ class ConvRNN(Estimator):
         n_val = round(self.spec.validation_fraction * n)
         perm = rng.permutation(n)
         val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        ae = ConvAutoencoder(frames.shape[2], ae_spec.channels, gen).to(self.device)
-        rnn = CodeRNN(int(np.prod(ae.code_shape)), rs.n_units, gen).to(self.device)
+        ae, rnn = initial_modules(self.spec, frames.shape[2], gen)
+        ae, rnn = ae.to(self.device), rnn.to(self.device)
         x = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
         tr_frames = x[torch.as_tensor(train)].reshape(-1, 1, *x.shape[2:])
         va_frames = x[torch.as_tensor(val)].reshape(-1, 1, *x.shape[2:])
