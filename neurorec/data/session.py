@@ -1,0 +1,70 @@
+"""A continuous recording binned on one clock: the data type of ``data.mode: session``.
+
+Trials-mode data (:class:`neurorec.data.recording.BinnedTrials`) are trial × time × unit; a
+session is one long time axis (possibly several disjoint epochs) with behavioural covariates
+sampled on the same bins. Held-out data are bins, not trials: ``split`` labels every bin with
+an NLB split value, and ``segment`` numbers the contiguous stretches so that history filters
+and recurrences never run across a gap (an epoch boundary or a fold's guard band).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+#: the Neural Latents Benchmark's split values; ``none`` bins are neither fitted nor scored
+SESSION_SPLITS = ("train", "val", "test", "none")
+
+
+@dataclass(frozen=True)
+class BinnedSession:
+    """Spike counts and covariates of one continuous session, binned on one clock.
+
+    Attributes:
+        counts: (n_bins, n_units) integer spike counts (kept integer: int32 or int64).
+        bin_size: bin width, seconds.
+        time: (n_bins,) bin centres, seconds on the recording's clock (increasing; may jump
+            between segments).
+        covariates: name -> (n_bins, n_dims) float64 behavioural series averaged (or
+            interpolated) onto the bins, e.g. ``position`` (metres, 2 columns),
+            ``head_direction`` (radians, 1 column), ``speed`` (m/s). NaN where unobserved.
+        split: (n_bins,) str, one of :data:`SESSION_SPLITS` per bin.
+        segment: (n_bins,) int64, id of the contiguous stretch each bin belongs to;
+            consecutive bins with different ids are not adjacent in time.
+        unit_ids: (n_units,) unit identifiers.
+        source: where the data came from, for messages and reports.
+        truth: ground truth of simulated data (e.g. ``rates``: (n_bins, n_units) expected
+            counts per bin of the generating model); empty for recorded data.
+        metadata: free-form facts (citation, licence, "simulated": True, units of covariates).
+    """
+
+    counts: np.ndarray
+    bin_size: float
+    time: np.ndarray
+    covariates: dict[str, np.ndarray]
+    split: np.ndarray
+    segment: np.ndarray
+    unit_ids: np.ndarray
+    source: str
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_units(self) -> int:
+        return int(self.counts.shape[1])
+
+    def mask(self, *splits: str) -> np.ndarray:
+        """(n_bins,) bool: bins whose split is one of ``splits``."""
+        unknown = set(splits) - set(SESSION_SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split value(s) {sorted(unknown)}; known {SESSION_SPLITS}")
+        return np.isin(self.split, list(splits))
+
+    def with_split(self, split: np.ndarray) -> BinnedSession:
+        """The same session with other split labels (e.g. one blocked fold)."""
+        return replace(self, split=np.asarray(split))
