@@ -6,6 +6,7 @@ stderr and exit with code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -14,22 +15,27 @@ from pathlib import Path
 import click
 
 from neurorec.core.errors import EXIT_USER_ERROR, NeurorecError, OutputError, SpecError
+from neurorec.workflows import arguments as args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="FIELD.PATH=VALUE",
     help="Override a spec field (repeatable), validated like the file.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True,
-                           help="Seeds the train/test split, initialisation and sampling.")
+seed_option = args.seed_option("Seeds the train/test split, initialisation and sampling "
+                               "(0 .. 2**32 - 1).")
 device_option = click.option("--device", default="cpu", show_default=True,
                              help="torch device: cpu or cuda.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="neurorec")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Recurrent models of neural data: specs, fits, simulations and analyses."""
+    from neurorec.core.outputs import OUTPUT_OWNER
+
+    OUTPUT_OWNER.set(ctx.invoked_subcommand)  # folders it makes carry its marker
 
 
 @cli.command()
@@ -71,9 +77,19 @@ def validate(paths: Sequence[Path], overrides: Sequence[str]) -> None:
               help="Choose penalty.l2 (and penalty.l1 where used) by K-fold cross-validation "
                    "over the training trials, stratified by condition; adds cv to "
                    "metrics.json and a CV curve to the report.")
+@click.option("--workers", "workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Split the GLM's units over a LocalCluster of N worker processes "
+                   "(127.0.0.1, no dashboard); bit-identical to the same split run locally.")
+@click.option("--scheduler", "scheduler", default=None, metavar="ADDR",
+              help="Split the GLM's units over the workers of a running dask scheduler "
+                   "(tcp://host:8786).")
+@click.option("--units-per-task", "units_per_task", type=click.IntRange(min=1), default=None,
+              metavar="K", help="Units per Dask task (default: units / workers).")
 def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
         overrides: Sequence[str], overwrite: bool, resume: bool, quiet: bool,
-        heldout_neurons: str | None = None, cv: int | None = None) -> None:
+        heldout_neurons: str | None = None, cv: int | None = None,
+        workers: int | None = None, scheduler: str | None = None,
+        units_per_task: int | None = None) -> None:
     """Fit a model spec to recorded spike trains and evaluate it on held-out trials.
 
     The optimiser checkpoints to OUT.partial/ as it goes; a run stopped by SIGTERM saves a
@@ -88,6 +104,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     from neurorec.workflows.fit_outputs import write_fit_outputs
     from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
 
+    args.check_out_dir(out, overwrite, "fit")
     spec = load_model_spec(spec_path, overrides)
     _require_spike_train_model(spec, spec_path)
     _refuse_existing(out, overwrite)
@@ -106,9 +123,10 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
                        err=True)
         try:
             recording = load_recording(data)
-            result = fit_and_evaluate(spec, recording, seed=seed, device=device,
-                                      progress=not quiet, work_dir=work, resume=resume,
-                                      heldout_neurons=heldout_neurons, cv=cv)
+            with _units_split(workers, scheduler, units_per_task):
+                result = fit_and_evaluate(spec, recording, seed=seed, device=device,
+                                          progress=not quiet, work_dir=work, resume=resume,
+                                          heldout_neurons=heldout_neurons, cv=cv)
             report = write_fit_outputs(result, out, overwrite=overwrite)
         finally:
             if work.is_dir() and not any(work.iterdir()):
@@ -126,6 +144,29 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
         click.echo(f"co-smoothing: co-bps {m['co_bps']:.4f} ({m['n_heldout_neurons']} held-out "
                    f"units), held-in {m['heldin_bits_per_spike']:.4f} bits/spike")
     click.echo(f"report: {report}")
+
+
+@contextlib.contextmanager
+def _units_split(workers: int | None, scheduler: str | None, units_per_task: int | None):
+    """The Dask units split of ``neurorec fit --workers/--scheduler`` (nothing without them)."""
+    if workers is None and scheduler is None:
+        if units_per_task is not None:
+            raise NeurorecError("--units-per-task: needs --workers N or --scheduler ADDR")
+        yield
+        return
+    from neurorec.fit.distributed import UnitSplit, open_client, unit_split
+
+    try:
+        opened = open_client(workers=workers, scheduler=scheduler)
+        client = opened.__enter__()
+    except (OSError, TimeoutError, ValueError) as err:
+        raise NeurorecError(f"--scheduler {scheduler}: cannot connect "
+                            f"({type(err).__name__}: {err})".split("\n")[0]) from None
+    try:
+        with unit_split(UnitSplit(client, units_per_task=units_per_task)):
+            yield
+    finally:
+        opened.__exit__(None, None, None)
 
 
 def _require_spike_train_model(spec, spec_path: Path) -> None:
@@ -152,14 +193,18 @@ DEMO_SPECS = ("glm_v1.yaml", "rglm_v1.yaml")
 @click.option("--session", type=int, default=1, show_default=True,
               help="V1 drifting-gratings session (0..26).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("neurorec_demo"),
-              show_default=True, help="Output directory (replaced on each demo run).")
+              show_default=True, help="Output directory (new; an earlier demo's output is "
+              "replaced only with --overwrite).")
 @click.option("--specs", type=click.Path(path_type=Path), default=REPO_ROOT / "models",
               show_default=True, help="Folder holding glm_v1.yaml and rglm_v1.yaml.")
 @seed_option
 @device_option
 @set_option
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output directory of an earlier `neurorec demo` (only such a "
+                   "folder: it holds the demo's marker).")
 def demo(session: int, out: Path, specs: Path, seed: int, device: str,
-         overrides: Sequence[str]) -> None:
+         overrides: Sequence[str], overwrite: bool = False) -> None:
     """Fit the GLM and the R-GLM to a bundled V1 session and compare them on held-out trials."""
     from neurorec.core.outputs import atomic_dir
     from neurorec.datasets import load
@@ -168,6 +213,7 @@ def demo(session: int, out: Path, specs: Path, seed: int, device: str,
     from neurorec.workflows.fit_outputs import write_fit_outputs
     from neurorec.workflows.pipeline import fit_and_evaluate
 
+    args.check_out_dir(out, overwrite, "demo")
     paths = [specs / name for name in DEMO_SPECS]
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -178,7 +224,7 @@ def demo(session: int, out: Path, specs: Path, seed: int, device: str,
     click.echo(f"data: {recording.source}, {recording.n_units} units, "
                f"{len(recording.trials)} trials ({recording.metadata.get('citation', '')})")
     rows = []
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         for spec in loaded:
             click.echo(f"fitting {spec.name} ...")
             start = time.perf_counter()
@@ -226,11 +272,9 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool) -> None:
     A fit directory is simulated: the fitted model generates one trial for every held-out
     trial's condition, with the seed given.
     """
-    from neurorec.core.errors import OutputError
     from neurorec.data.nwb import write_nwb
 
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out}: file exists (pass --overwrite to replace it)")
+    args.check_out_file(out, overwrite, magic=b"\x89HDF\r\n\x1a\n")
     if Path(source).is_dir():
         from neurorec.workflows.simulate import simulate_fit_dir
 
@@ -275,6 +319,9 @@ def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | Non
         if value is not None and value < 1:
             raise NeurorecError(f"{flag} {value}: expected ≥ 1")
     spec = load_sweep_spec(sweep_path)
+    args.check_sweep_out(out)
+    if scheduler is not None:
+        args.check_scheduler(scheduler)
     outcomes = run_sweep(spec, sweep_path, out, scheduler=scheduler, workers=workers,
                          threads=threads, device=device, overwrite=overwrite, progress=not quiet,
                          echo=click.echo)
@@ -311,6 +358,7 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
     from neurorec.families.ctrnn.run import check_inputs, simulate_to_dir
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
+    args.check_out_dir(out, overwrite, "simulate")
     spec = load_model_spec(spec_path, overrides)
     task_spec = load_stimulus_spec(protocol)
     check_inputs(spec, task_spec, spec_path, protocol)
@@ -351,6 +399,8 @@ def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, o
     if (task_path is None) == (stimulus_path is None):
         raise SpecError("train: give exactly one of --task (a ctrnn on a task) or --stimulus "
                         "(an ssrnn on a natural movie)")
+    if not resume:
+        args.check_out_dir(out, overwrite, "train")
     spec = load_model_spec(spec_path, overrides)
     if stimulus_path is not None and spec.kind != "ctrnn":
         from neurorec.workflows.probe import train_on_stimulus
@@ -395,6 +445,7 @@ def probe(fit_dir: Path, protocol: Path, out: Path, seed: int, overwrite: bool) 
     shuffled R, untrained), polar / speed-tuning figures and a report."""
     from neurorec.workflows.probe import probe_to_dir
 
+    args.check_out_dir(out, overwrite, "probe")
     m = probe_to_dir(fit_dir, protocol, out, seed=seed, overwrite=overwrite)
     click.echo(f"{m['n_responsive']} of {m['n_units']} units responsive; median DI "
                f"{m['di_median']:.3f} (R = 0: {m['di_median_r_zero']:.3f}, shuffled R: "
@@ -418,6 +469,7 @@ def connectomics(fit_dir: Path, tuning: Path, out: Path, seed: int, overwrite: b
     predictions.csv (effect, bootstrap CI, permutation p, and shuffled-R control)."""
     from neurorec.workflows.probe import connectomics_to_dir
 
+    args.check_out_dir(out, overwrite, "connectomics")
     rows = connectomics_to_dir(fit_dir, tuning, out, seed=seed, overwrite=overwrite)
     for r in rows:
         click.echo(f"{r['prediction']}: {r['effect']:.3g} [{r['ci_low']:.3g}, "
@@ -429,8 +481,11 @@ def connectomics(fit_dir: Path, tuning: Path, out: Path, seed: int, overwrite: b
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one line each and exit code 2."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    import contextvars
+
+    try:  # in a copy of the context: the command's output owner does not outlive it
+        contextvars.copy_context().run(
+            cli.main, args=list(argv) if argv is not None else None, standalone_mode=False)
     except NeurorecError as err:
         for line in err.lines:
             click.echo(line, err=True)
@@ -438,8 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.UsageError as err:  # one line: the command, the problem, where help is
+        where = err.ctx.command_path if err.ctx is not None else "neurorec"
+        message = " ".join(err.format_message().split())
+        click.echo(f"{where}: {message} (see '{where} --help')", err=True)
+        return err.exit_code
     except click.ClickException as err:
-        err.show()
+        click.echo(" ".join(err.format_message().split()), err=True)
         return err.exit_code
     return 0
 

@@ -8,11 +8,42 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
 
 from neurorec.core.errors import OutputError
+
+MARKER_FILE = ".neurorec.json"
+"""Written into an output directory made by a ``neurorec`` command: ``{"command": name}``. A
+command replaces an existing directory (``--overwrite``) only if it holds its own marker."""
+
+OUTPUT_OWNER: ContextVar[str | None] = ContextVar("neurorec_output_owner", default=None)
+"""The command writing outputs now (set by the CLI); None for library use (no marker)."""
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for long: set and restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def chmod_per_umask(path: str | Path) -> None:
+    """Give ``path`` the mode an ordinary ``mkdir`` / ``open`` would have under the umask
+    (0755 / 0644 under umask 022): ``tempfile`` creates 0700 directories and 0600 files."""
+    path = Path(path)
+    base = 0o777 if path.is_dir() else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
+def read_marker(out: str | Path) -> str | None:
+    """The command named by ``out``'s marker file, or None (no marker, unreadable)."""
+    try:
+        return str(json.loads((Path(out) / MARKER_FILE).read_text())["command"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -69,6 +100,10 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     with _lock(out):
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         try:
+            chmod_per_umask(tmp)  # others can read it as they could any folder made here
+            owner = OUTPUT_OWNER.get()
+            if owner is not None:
+                (tmp / MARKER_FILE).write_text(json.dumps({"command": owner}) + "\n")
             yield tmp
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from neurorec.core.errors import DataError
+from neurorec.core.outputs import chmod_per_umask
 from neurorec.data.recording import Recording, StimulusSeries
 from neurorec.data.validation import validate_recording
 
@@ -245,8 +246,10 @@ def write_nwb(rec: Recording, path: str | os.PathLike) -> Path:
     try:
         with NWBHDF5IO(tmp, "w") as io:
             io.write(nwb)
+        chmod_per_umask(tmp)  # mkstemp makes 0600; an NWB file is for sharing
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+

@@ -221,7 +221,7 @@ def run_sweep(sweep: SweepSpec, sweep_path: str | Path, out: str | Path, *,
         from neurorec.workflows.pipeline import resolve_device
 
         resolve_device(device or sweep.device)  # fail here, not in every task
-    _check_out(out, sweep, sweep_path)
+    identity = _check_out(out, sweep, sweep_path)
     outcomes = {r.run_id: Outcome(r, "skipped") for r in runs}
     todo = [r for r in runs if overwrite or not is_finished(out, r)]
     echo(f"{sweep.name}: {len(runs)} runs ({len(sweep.datasets)} datasets × "
@@ -242,12 +242,17 @@ def run_sweep(sweep: SweepSpec, sweep_path: str | Path, out: str | Path, *,
             echo(f"LocalCluster: {n} worker processes, 1 task and {torch_threads} torch "
                  f"thread(s) each")
         else:
-            client = Client(scheduler, timeout="30s")
+            try:  # nothing is written before the scheduler answers
+                client = Client(scheduler, timeout="30s")
+            except (OSError, TimeoutError, ValueError) as err:
+                raise NeurorecError(f"--scheduler {scheduler}: cannot connect "
+                                    f"({type(err).__name__}: {err})".split("\n")[0]) from None
             client.wait_for_workers(workers or 1, timeout=60)
             per_worker = remote_torch_threads(client)
             torch_threads = threads or per_worker
             echo(f"scheduler {scheduler}: {len(per_worker)} workers, torch threads "
                  f"{threads or sorted(set(per_worker.values()))}")
+        _write_marker(out, identity, sweep)
         try:
             _submit_all(client, todo, outcomes, out, torch_threads, overwrite, sweep.retries,
                         progress, echo)
@@ -255,6 +260,8 @@ def run_sweep(sweep: SweepSpec, sweep_path: str | Path, out: str | Path, *,
             client.close()
             if cluster is not None:
                 cluster.close()
+    else:
+        _write_marker(out, identity, sweep)
     elapsed = time.perf_counter() - start
     ordered = [outcomes[r.run_id] for r in runs]
     table = write_results(out, sweep, ordered)
@@ -267,8 +274,9 @@ def run_sweep(sweep: SweepSpec, sweep_path: str | Path, out: str | Path, *,
     return ordered
 
 
-def _check_out(out: Path, sweep: SweepSpec, sweep_path: str | Path) -> None:
-    """OUT holds one sweep: refuse to mix runs of a different sweep into it."""
+def _check_out(out: Path, sweep: SweepSpec, sweep_path: str | Path) -> dict[str, str]:
+    """OUT holds one sweep: refuse to mix runs of a different sweep into it, or to write
+    into a folder that holds something else. Returns the sweep's identity (nothing written)."""
     marker = out / "sweep.json"
     identity = {"name": sweep.name, "spec": str((Path(sweep_path).parent / sweep.spec).resolve())}
     if marker.is_file():
@@ -276,8 +284,18 @@ def _check_out(out: Path, sweep: SweepSpec, sweep_path: str | Path) -> None:
         if {k: before.get(k) for k in identity} != identity:
             raise OutputError(f"{out}: holds the sweep {before.get('name')!r} of "
                               f"{before.get('spec')}; choose another --out")
+    elif out.is_dir() and any(out.iterdir()):
+        raise OutputError(f"{out}: not a sweep folder (no sweep.json); a sweep writes only "
+                          "into a folder it created: choose another --out")
+    elif out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: --out: a file is there, not a folder")
+    return identity
+
+
+def _write_marker(out: Path, identity: dict[str, str], sweep: SweepSpec) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {**identity, "sweep": sweep.model_dump(mode="json", by_alias=True)})
+    write_json(out / "sweep.json",
+               {**identity, "sweep": sweep.model_dump(mode="json", by_alias=True)})
 
 
 def _describe(err: BaseException) -> str:
