@@ -59,8 +59,8 @@ from neurorec.families.glm.terms import (
     default_terms,
     history_features,
 )
+from neurorec.fit.distributed import fit_batched_glm_split
 from neurorec.fit.lbfgs import FitReport, fit_lbfgs
-from neurorec.fit.newton import fit_batched_glm
 from neurorec.fit.regularise import Regulariser
 
 Tensor = torch.Tensor
@@ -530,11 +530,12 @@ class GLM(Model):
             if centre is not None:
                 coef0 = coef0 - centre
         link = "logistic" if self.observation_name == "bernoulli" else self.spec.link
-        res = fit_batched_glm(X, prob["Y"].to(torch.float64), observation=self.observation_name,
-                              link=link, l2=prob["l2"].to(torch.float64), mask=prob["mask"],
-                              unit_X=unit_X, blocks=prob["block"], offset=offset, coef0=coef0,
-                              tol=min(self.spec.fit.tol, 1e-10),
-                              max_iter=min(self.spec.fit.max_iter, 200))
+        # split by units over a Dask cluster inside neurorec.fit.distributed.unit_split
+        res = fit_batched_glm_split(
+            X, prob["Y"].to(torch.float64), observation=self.observation_name, link=link,
+            l2=prob["l2"].to(torch.float64), mask=prob["mask"], unit_X=unit_X,
+            blocks=prob["block"], offset=offset, coef0=coef0,
+            tol=min(self.spec.fit.tol, 1e-10), max_iter=min(self.spec.fit.max_iter, 200))
         coef = res.coef if centre is None else res.coef + centre
         self.params_ = self._params_from_coef(coef, prob["slices"], data)
         n_el = prob["Y"].numel()
