@@ -65,6 +65,43 @@ class BinnedSession:
             raise ValueError(f"unknown split value(s) {sorted(unknown)}; known {SESSION_SPLITS}")
         return np.isin(self.split, list(splits))
 
-    def with_split(self, split: np.ndarray) -> BinnedSession:
-        """The same session with other split labels (e.g. one blocked fold)."""
-        return replace(self, split=np.asarray(split))
+    def with_split(self, split: np.ndarray, segment: np.ndarray | None = None) -> BinnedSession:
+        """The same session with other split labels (e.g. one blocked fold) and, when given,
+        other segment ids ((n_bins,) each)."""
+        split = np.asarray(split).astype("<U5")
+        if split.shape != (self.n_bins,):
+            raise ValueError(f"split: expected shape ({self.n_bins},), got {split.shape}")
+        unknown = set(np.unique(split)) - set(SESSION_SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split value(s) {sorted(unknown)}; known {SESSION_SPLITS}")
+        if segment is None:
+            return replace(self, split=split)
+        segment = np.asarray(segment, dtype=np.int64)
+        if segment.shape != (self.n_bins,):
+            raise ValueError(f"segment: expected shape ({self.n_bins},), got {segment.shape}")
+        return replace(self, split=split, segment=segment)
+
+    def segment_bounds(self) -> np.ndarray:
+        """(n_segments + 1,) indices where segments start, and n_bins: segment ``s`` is bins
+        ``bounds[s]:bounds[s + 1]`` (segments are contiguous runs of equal ids)."""
+        change = np.flatnonzero(np.diff(self.segment) != 0) + 1
+        return np.concatenate([[0], change, [self.n_bins]]).astype(np.int64)
+
+    def select(self, mask: np.ndarray) -> BinnedSession:
+        """The bins where ``mask`` (n_bins,) is True, in order; segments renumbered so that
+        bins that were not adjacent (a dropped bin between them, or another segment) are
+        in different segments. Truth arrays with n_bins rows are selected too."""
+        mask = np.asarray(mask, bool)
+        if mask.shape != (self.n_bins,):
+            raise ValueError(f"mask: expected shape ({self.n_bins},), got {mask.shape}")
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            segment = np.zeros(0, np.int64)
+        else:
+            new = (np.diff(idx) != 1) | (np.diff(self.segment[idx]) != 0)
+            segment = np.concatenate([[0], np.cumsum(new)]).astype(np.int64)
+        truth = {k: (v[idx] if np.ndim(v) >= 1 and len(v) == self.n_bins else v)
+                 for k, v in self.truth.items()}
+        return replace(self, counts=self.counts[idx], time=self.time[idx],
+                       covariates={k: v[idx] for k, v in self.covariates.items()},
+                       split=self.split[idx], segment=segment, truth=truth)

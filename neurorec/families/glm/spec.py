@@ -15,9 +15,36 @@ from neurorec.spec.units import Seconds
 
 
 class DataSpec(Spec):
-    """How recorded spike trains become trial × time × unit counts."""
+    """How recorded spike trains become counts: trial × time × unit (``mode: trials``) or
+    one continuous session, bins × units with behavioural covariates (``mode: session``,
+    :mod:`neurorec.data.sessions_io`)."""
 
+    mode: Literal["trials", "session"] = Field(
+        "trials", description="trials: a trials table, counts per trial; session: one "
+        "continuous recording (NWB without trials, or a bundled session) binned on one clock, "
+        "held-out bins from the epochs' split column or blocked folds")
     bin_size: Seconds = Field(0.01, gt=0, le=10, description="bin width, seconds")
+    align: str | None = Field(
+        None, description="trials mode: a trials column of event times (seconds); window "
+        "is then relative to that event instead of start_time")
+    series: tuple[str, ...] | None = Field(
+        None, description="session mode: behaviour series to read, by name (e.g. 'position') "
+        "or NWB path ('processing/behavior/Position/position'); None: every series in "
+        "processing/behavior")
+    position: str | None = Field(
+        "position", description="session mode: the 2-D position series (metres) from which "
+        "'speed' (m/s) and 'movement_direction' (rad) are derived; None: derive nothing")
+    smooth: Seconds = Field(0.1, ge=0, le=10, description="session mode: s.d. of the "
+                            "Gaussian smoothing of position before differentiating, seconds")
+    split_column: str = Field("split", min_length=1, description="session mode: the epochs "
+                              "column holding NLB split values (train/val/test/none)")
+    test_blocks: int = Field(5, ge=1, le=1000, description="session mode without a split "
+                             "column: test_fraction of the session held out as this many "
+                             "contiguous blocks spread evenly over it")
+    gap: Seconds | None = Field(
+        None, ge=0, le=3600, description="session mode: guard band between train and held-out "
+        "blocks (bins in it are split 'none', and segments restart after it); None: the "
+        "model's longest filter (history, coupling, stimulus filter), at least one bin")
     conditions: tuple[str, ...] | None = Field(
         None, description="trials columns whose unique combinations define conditions; "
         "default: the recording's stimulus columns")
