@@ -78,6 +78,35 @@ def vector_selectivity(responses: np.ndarray, directions_deg: np.ndarray, order:
     return mag, angle
 
 
+def half_width(responses: np.ndarray) -> np.ndarray:
+    """Half-width at half-height of each direction-tuning curve, degrees.
+
+    The directions whose response is at least half the peak, counted contiguously from the
+    peak on both sides (circularly), times the direction step, halved: with 16 directions a
+    unit that answers one direction has half-width 11.25°, one that answers all 180°.
+
+    Args:
+        responses: (n_units, n_directions) non-negative responses at evenly spaced directions
+            starting anywhere (the order must be the circular order).
+    Returns:
+        (n_units,) degrees, NaN for silent units.
+    """
+    r = np.asarray(responses, float)
+    n_dir = r.shape[1]
+    out = np.full(len(r), np.nan)
+    for k, c in enumerate(r):
+        peak = c.max()
+        if not peak > 0:
+            continue
+        p, above, n = int(c.argmax()), c >= 0.5 * peak, 1
+        for sign in (1, -1):
+            d = 1
+            while n < n_dir and above[(p + sign * d) % n_dir]:
+                n, d = n + 1, d + 1
+        out[k] = n * 180.0 / n_dir
+    return out
+
+
 @dataclass(frozen=True)
 class Tuning:
     """Tuning of each unit to drifting gratings.

