@@ -30,7 +30,10 @@ def locust():
 
 def test_list_datasets_sizes_from_disk():
     infos = {d.name: d for d in list_datasets()}
-    assert set(infos) == {"v1_gratings", "locust_al", "grasshopper"}
+    assert set(infos) == {"v1_gratings", "locust_al", "grasshopper", "open_field"}
+    # the two ratinabox trajectory files (sargolini.npz 715,694 B + tanni.npz 5,272,574 B)
+    assert infos["open_field"].size_bytes == 715_694 + 5_272_574
+    assert "SIMULATED" in infos["open_field"].description
     assert all(isinstance(d, DatasetInfo) for d in infos.values())
     assert infos["v1_gratings"].sessions == 27
     assert infos["v1_gratings"].size_bytes == 2_169_618 + 1_259  # .mat + data_README.m

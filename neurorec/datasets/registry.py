@@ -1,13 +1,23 @@
-"""The bundled datasets by name: what they are and how to load them (``"name[:choice]"``)."""
+"""The bundled datasets by name: what they are and how to load them (``"name[:choice]"``).
+
+Trials data: ``load(spec) -> Recording``. Continuous sessions (``data.mode: session``):
+``load_session(source, bin_size=0.01, *, series=None, position="position", smooth_s=0.1,
+split_column="split", test_fraction=0.2, test_blocks=5, gap_s=None, seed=0)
+-> BinnedSession`` takes an NWB path or a bundled session name (``open_field``,
+``open_field:tanni``); ``session_for_spec(source, data_spec, gap_s=None, seed=0)`` reads
+those arguments from a spec's ``data`` section.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from neurorec.core.errors import DataError
 from neurorec.data.recording import Recording
-from neurorec.datasets import grasshopper, locust_al, v1_gratings
+from neurorec.data.session import BinnedSession
+from neurorec.datasets import grasshopper, locust_al, open_field, v1_gratings
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,85 @@ def list_datasets() -> list[DatasetInfo]:
             sessions=len(grasshopper.RECORDINGS),
             first=grasshopper.RECORDINGS[0],
         ),
+        DatasetInfo(
+            name=open_field.NAME,
+            description=open_field.DESCRIPTION + " (data.mode: session; 'open_field' is "
+            "Sargolini's 600 s with 120 cells, 'open_field:tanni' 30 min of Tanni's path)",
+            size_bytes=_trajectory_bytes(),
+            licence=open_field.LICENCE,
+            citation=open_field.CITATION,
+            sessions=1,
+        ),
     ]
+
+
+def _trajectory_bytes() -> int:
+    """Size of the trajectory files in the installed ratinabox package (0 when absent)."""
+    try:
+        return sum(open_field.trajectory_path(n).stat().st_size for n in open_field.TRAJECTORIES)
+    except DataError:
+        return 0
+
+
+#: the bundled sessions by choice: simulate_open_field arguments
+OPEN_FIELD_SESSIONS = {
+    "": {"trajectory": "sargolini", "duration_s": 600.0, "n_units": 120, "seed": 0},
+    "sargolini": {"trajectory": "sargolini", "duration_s": 600.0, "n_units": 120, "seed": 0},
+    "tanni": {"trajectory": "tanni", "duration_s": 1800.0, "n_units": 120, "seed": 0},
+}
+
+
+def load_session(source: str | os.PathLike, bin_size: float = 0.01, *,
+                 series: tuple[str, ...] | None = None, position: str | None = "position",
+                 smooth_s: float = 0.1, split_column: str = "split",
+                 test_fraction: float = 0.2, test_blocks: int = 5,
+                 gap_s: float | None = None, seed: int = 0) -> BinnedSession:
+    """A continuous session from an NWB file (``*.nwb``, read by
+    :func:`neurorec.data.sessions_io.load_session_nwb`) or a bundled session name:
+    ``open_field`` (= ``open_field:sargolini``, 600 s) or ``open_field:tanni`` (30 min),
+    120 SIMULATED cells, simulated at ``bin_size`` with the data seed ``seed``.
+
+    The bundled session's split is the default blocked one (``test_fraction`` in
+    ``test_blocks`` blocks, guard bands of ``gap_s``)."""
+    from pathlib import Path
+
+    from neurorec.data.sessions_io import load_session_nwb
+
+    text = str(source)
+    path = Path(text)
+    if path.suffix.lower() == ".nwb" or path.exists():
+        if not path.exists():
+            raise DataError(f"{text}: file: not found")
+        return load_session_nwb(path, bin_size, series, position, smooth_s, split_column,
+                                test_fraction, test_blocks, gap_s)
+    name, _, choice = text.partition(":")
+    name, choice = name.strip(), choice.strip()
+    if name == open_field.NAME:
+        if choice not in OPEN_FIELD_SESSIONS:
+            raise DataError(f"{text}: session: expected one of "
+                            f"{[k for k in OPEN_FIELD_SESSIONS if k]}, got {choice!r}")
+        kw = dict(OPEN_FIELD_SESSIONS[choice])
+        kw["seed"] = int(seed)
+        return open_field.simulate_open_field(bin_size=bin_size, test_fraction=test_fraction,
+                                              test_blocks=test_blocks, gap_s=gap_s, **kw)
+    if name in (v1_gratings.NAME, locust_al.NAME, grasshopper.NAME):
+        raise DataError(f"{text}: data.mode: {name!r} is trials data; use data.mode: trials")
+    raise DataError(f"{text}: dataset: unknown session {name!r}; give an NWB file or "
+                    f"{open_field.NAME!r}")
+
+
+def session_for_spec(source: str | os.PathLike, data_spec, gap_s: float | None = None,
+                     seed: int = 0) -> BinnedSession:
+    """:func:`load_session` with the arguments of a spec's ``data`` section (``bin_size``,
+    ``series``, ``position``, ``smooth``, ``split_column``, ``test_fraction``,
+    ``test_blocks``, ``gap``); ``gap_s`` (e.g. :func:`neurorec.data.session_splits.
+    guard_gap_s` of the whole spec) wins over ``data.gap`` when given."""
+    d = data_spec
+    gap = gap_s if gap_s is not None else getattr(d, "gap", None)
+    return load_session(source, d.bin_size, series=d.series, position=d.position,
+                        smooth_s=d.smooth, split_column=d.split_column,
+                        test_fraction=d.test_fraction, test_blocks=d.test_blocks,
+                        gap_s=gap, seed=seed)
 
 
 def load(spec: str) -> Recording:
@@ -107,6 +195,9 @@ def load(spec: str) -> Recording:
         return locust_al.load_locust_al(
             [c.strip() for c in choice.split(",") if c.strip()] or [choice]
         )
+    if name == open_field.NAME:
+        raise DataError(f"{spec}: data.mode: {name!r} is a continuous session; set "
+                        "data.mode: session")
     if name == grasshopper.NAME:
         if sep and choice not in ("1", "2"):
             raise DataError(f"{spec}: recording: expected 1 or 2, got {choice!r}")
