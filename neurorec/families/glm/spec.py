@@ -114,6 +114,65 @@ class CorrelatedSpec(Spec):
     order_seed: int = Field(0, ge=0)
 
 
+class CovariateSpec(Spec):
+    """One covariate term of a session model: a behavioural series in a spline basis.
+
+    ``basis``: ``bspline`` (clamped cubic B-splines, uniform knots over ``range``),
+    ``cyclic_bspline`` (periodic, for angles; ``range`` is the period, default [0, 2π)),
+    ``tensor_bspline`` (a 2-D series, e.g. position: the row-wise product of one B-spline
+    basis per column; ``n_basis`` and ``range`` per column), ``raised_cosine_lags`` (a
+    temporal filter: log-stretched raised cosines over lags 0 .. ``duration`` of each column)
+    or ``product`` (an interaction: the row-wise product of the bases of the two earlier
+    entries named in ``of``). Bases come from scipy (:mod:`neurorec.core.splines`).
+    """
+
+    name: str = Field(..., min_length=1, max_length=100, description="term name (reports, "
+                      "tuning curves, 'of' of a product)")
+    series: str | None = Field(None, description="the session covariate it reads (a name "
+                               "given by data.series, e.g. 'position', 'head_direction', or "
+                               "'speed' / 'movement_direction' derived from data.position); "
+                               "None: the term's name")
+    basis: Literal["bspline", "cyclic_bspline", "tensor_bspline", "raised_cosine_lags",
+                   "product"] = "bspline"
+    n_basis: int | tuple[int, int] = Field(8, description="basis functions (tensor_bspline: "
+                                           "one number per column, or one for both)")
+    order: int = Field(4, ge=2, le=6, description="spline order (4: cubic)")
+    range: tuple[float, ...] | None = Field(
+        None, description="bspline: [lo, hi] (values outside are clipped); tensor_bspline: "
+        "[x_lo, x_hi, y_lo, y_hi]; cyclic_bspline: the period [lo, hi] (default [0, 2π]); "
+        "None: the training bins' range (bspline, tensor_bspline)")
+    duration: Seconds = Field(0.1, gt=0, le=60, description="raised_cosine_lags: filter "
+                              "length, seconds")
+    of: tuple[str, str] | None = Field(None, description="product: the two earlier entries "
+                                       "it multiplies")
+    ridge: float = Field(1e-6, ge=0, description="L2 weight on this term's coefficients, per "
+                         "bin and neuron (the objective is the mean NLL)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CovariateSpec:
+        sizes = (self.n_basis,) if isinstance(self.n_basis, int) else self.n_basis
+        if any(n < 1 for n in sizes):
+            raise ValueError("n_basis: must be ≥ 1")
+        if self.basis in ("bspline", "cyclic_bspline", "tensor_bspline") and min(sizes) < \
+                self.order:
+            raise ValueError(f"n_basis: a {self.basis} of order {self.order} needs ≥ "
+                             f"{self.order} functions")
+        if self.basis != "tensor_bspline" and not isinstance(self.n_basis, int):
+            raise ValueError(f"n_basis: one number for basis '{self.basis}'")
+        want = {"bspline": 2, "cyclic_bspline": 2, "tensor_bspline": 4}.get(self.basis)
+        if self.range is not None:
+            if want is None or len(self.range) != want:
+                raise ValueError(f"range: basis '{self.basis}' takes "
+                                 f"{'no range' if want is None else f'{want} numbers'}")
+            pairs = [self.range[i:i + 2] for i in range(0, len(self.range), 2)]
+            if any(not hi > lo for lo, hi in pairs):
+                raise ValueError("range: each upper bound must be above its lower bound")
+        if (self.basis == "product") != (self.of is not None):
+            raise ValueError("of: a 'product' entry names the two entries it multiplies "
+                             "(and only a product does)")
+        return self
+
+
 class SamplingSpec(Spec):
     """Closed-loop samples (``simulate``, ``export-nwb``, sample statistics)."""
 
@@ -140,6 +199,9 @@ class GLMSpec(Spec):
     history: HistorySpec = HistorySpec()
     coupling: HistorySpec = HistorySpec(enabled=False)
     stimulus_filter: StimulusFilterSpec = StimulusFilterSpec()
+    covariates: tuple[CovariateSpec, ...] = Field(
+        (), description="session mode: behavioural covariate terms (splines of position, head "
+        "direction, speed ...), each a drive shared by no unit: one weight vector per unit")
     correlated: CorrelatedSpec = CorrelatedSpec()
     penalty: PenaltySpec = PenaltySpec()
     fit: FitSpec = FitSpec()
@@ -150,6 +212,20 @@ class GLMSpec(Spec):
         "within (f/c)^4/4 of f below c, never above c, in the fit, scores and samples alike, "
         "so closed-loop samples cannot run away; fitted by L-BFGS from the GLM fitted without "
         "it. None: the plain link")
+
+    @model_validator(mode="after")
+    def _covariate_names(self) -> GLMSpec:
+        seen: set[str] = set()
+        for c in self.covariates:
+            if c.name in seen:
+                raise ValueError(f"covariates: name '{c.name}' appears twice")
+            if c.of is not None and not set(c.of) <= seen:
+                raise ValueError(f"covariates: {c.name}: 'of' names {list(c.of)}, but only "
+                                 f"earlier entries {sorted(seen)} can be multiplied")
+            seen.add(c.name)
+        if self.covariates and self.data.mode != "session":
+            raise ValueError("covariates: covariate terms need data.mode 'session'")
+        return self
 
     @model_validator(mode="after")
     def _link_fits_observation(self) -> GLMSpec:
