@@ -37,29 +37,53 @@ CAPABILITIES = frozenset({
     "task",             # trained on a task protocol (``neurorec train`` / ``simulate``)
 })
 
-#: How each family's ``score`` is defined.
-SCORES = frozenset({"bits_per_spike", "perplexity", "task_loss", "accuracy", "reconstruction"})
+#: How each family's ``score`` is defined, and its direction: ``+1`` higher is better, ``-1``
+#: lower is better (a loss). :mod:`neurorec.families.checks` reads the direction.
+SCORES: dict[str, int] = {"bits_per_spike": +1, "accuracy": +1, "perplexity": -1,
+                          "task_loss": -1, "reconstruction": -1}
 
 
 @dataclass(frozen=True)
 class Example:
-    """A small real problem every family provides for the conformance suite
-    (``tests/test_contract.py``), like a row of dynamax's table of model configurations.
+    """A small real problem every family provides for its checks
+    (:mod:`neurorec.families.checks`), like a row of dynamax's table of model configurations.
 
-    ``make()`` returns an unfitted model of a small spec; ``fit(model)`` fits it on small real
-    data and returns what ``fit`` returned; ``score(model)`` is the family's score on held-out
-    data; ``simulate(model, seed)`` a seeded draw / simulation (None: the family has no
-    stochastic simulation).
+    Data, not code over the model's insides: ``spec`` is the spec as a dict (validated like a
+    file); ``data()`` returns ``(train, test)`` of the family's declared data type
+    (:attr:`Family.data`); ``options()`` constructor keywords besides ``spec``, ``device`` and
+    ``seed`` (settings only); ``chance`` the score of a trivial predictor on ``test`` (the
+    checks require the fitted model to beat it in the score's direction); ``wrong(test)``
+    data of the wrong shape for the fitted model (its ``score`` must raise DataError);
+    ``sample(model, seed)`` a seeded draw through the public API, of shape ``sample_shape``
+    (None: the family has no stochastic simulation); ``brian2(model) -> (torch, brian2)`` the
+    same noise-free quantity from both backends (families with the ``brian2`` capability),
+    equal to ``brian2_atol``.
     """
 
-    make: Callable[[], Estimator]
-    fit: Callable[[Estimator], Estimator]
-    score: Callable[[Estimator], float]
-    simulate: Callable[[Estimator, int], np.ndarray] | None = None
-    #: for families with the ``brian2`` capability: ``brian2(model) -> (torch, brian2)``, the
-    #: same noise-free quantity computed by both backends (equal to ``brian2_atol``)
+    spec: dict[str, Any]
+    data: Callable[[], tuple[Any, Any]]
+    chance: float
+    options: Callable[[], dict[str, Any]] = dict
+    wrong: Callable[[Any], Any] | None = None
+    sample: Callable[[Estimator, int], np.ndarray] | None = None
+    sample_shape: tuple[int, ...] | None = None
     brian2: Callable[[Estimator], tuple[np.ndarray, np.ndarray]] | None = None
     brian2_atol: float = 1e-9
+
+    def make(self, seed: int = 0, device: str = "cpu") -> Estimator:
+        """An unfitted model of :attr:`spec` (the registered class for its kind)."""
+        from neurorec.spec.load import validate_spec
+
+        spec = validate_spec(self.spec, "<example>")
+        return FAMILIES[spec.kind].model(spec, device=device, seed=seed, **self.options())
+
+    def fit(self, model: Estimator) -> Estimator:
+        """``model.fit(train)``, quietly; returns what ``fit`` returned."""
+        return model.fit(self.data()[0], progress=False)
+
+    def score(self, model: Estimator) -> float:
+        """``model.score(test)``."""
+        return model.score(self.data()[1])
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,8 @@ class Family:
     spec: type[Spec]
     model: type
     score: str = "bits_per_spike"
+    #: the type(s) of data ``fit`` and ``score`` take (BinnedTrials, a Task, clips, ...)
+    data: type | tuple[type, ...] = BinnedTrials
     capabilities: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
     example: Callable[[], Example] | None = None
@@ -87,6 +113,11 @@ class Family:
         optional ``brian2`` module lives)."""
         return self.model.__module__.rsplit(".", 1)[0]
 
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger ``score`` is a better model (:data:`SCORES`)."""
+        return SCORES[self.score] > 0
+
     def supports(self, capability: str) -> bool:
         if capability not in CAPABILITIES:
             raise KeyError(f"unknown capability {capability!r} (known: {sorted(CAPABILITIES)})")
@@ -99,10 +130,12 @@ MODELS: dict[str, type[Model]] = {}
 
 
 def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "bits_per_spike",
+                    data: type | tuple[type, ...] = BinnedTrials,
                     capabilities: Iterable[str] = (), description: str = "",
                     example: Callable[[], Example] | None = None,
                     memory_estimate: Callable | None = None) -> Family:
-    """Register ``model`` as the class that realises specs of ``kind`` (schema ``spec``)."""
+    """Register ``model`` as the class that realises specs of ``kind`` (schema ``spec``),
+    fitted to and scored on ``data`` (a type or tuple of types)."""
     caps = frozenset(capabilities)
     if unknown := caps - CAPABILITIES:
         raise ValueError(f"{kind}: unknown capabilities {sorted(unknown)}")
@@ -113,8 +146,8 @@ def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "b
     if spec.model_fields["kind"].default != kind:
         raise ValueError(f"{kind}: spec {spec.__name__}.kind defaults to "
                          f"{spec.model_fields['kind'].default!r}")
-    family = Family(kind, spec, model, score, caps, description or (spec.__doc__ or "").strip(),
-                    example, memory_estimate)
+    family = Family(kind, spec, model, score, data, caps,
+                    description or (spec.__doc__ or "").strip(), example, memory_estimate)
     FAMILIES[kind] = family
     model.kind = kind
     if "binned_trials" in caps:

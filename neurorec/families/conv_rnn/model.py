@@ -111,8 +111,10 @@ def initial_modules(spec, size_px: int, generator: torch.Generator
                     ) -> tuple[ConvAutoencoder, CodeRNN]:
     """The untrained autoencoder for ``size_px`` × ``size_px`` frames and the RNN on its code,
     drawn from ``generator`` in that order (what :meth:`ConvRNN.fit` starts from; the same
-    generator state gives the same weights)."""
-    ae = ConvAutoencoder(size_px, spec.autoencoder.channels, generator)
+    generator state gives the same weights). torch's default layer initialisation, which the
+    generator's draws overwrite, runs on a fork of the global RNG: its state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        ae = ConvAutoencoder(size_px, spec.autoencoder.channels, generator)
     return ae, CodeRNN(int(np.prod(ae.code_shape)), spec.rnn.n_units, generator)
 
 
@@ -141,12 +143,13 @@ class ConvRNN(Estimator):
 
     fitted_attribute: ClassVar[str] = "rnn_"
 
-    def __init__(self, spec: ConvRNNSpec, device: str = "cpu"):
+    def __init__(self, spec: ConvRNNSpec, device: str = "cpu", seed: int = 0):
         self.spec = spec
         self.device = device
+        self.seed = seed
 
     # ---------------------------------------------------------------- training
-    def fit(self, frames: np.ndarray, seed: int = 0, progress: bool = True,
+    def fit(self, frames: np.ndarray, seed: int | None = None, progress: bool = True,
             checkpoint: str | Path | None = None,
             should_stop: Callable[[], bool] | None = None) -> ConvRNN:
         """Train on movies ``frames`` (n_movies, T, S, S) in [0, 1].
@@ -158,8 +161,9 @@ class ConvRNN(Estimator):
         budget); when it says True the running stage keeps its best epoch so far and training
         ends (stopped in stage 1, the RNN keeps its initial weights), resumable from the
         checkpoint. ``stopped_early_`` says whether that happened; ``history_`` has the epochs
-        that ran.
+        that ran. ``seed``: None is the constructor's.
         """
+        seed = self.seed if seed is None else seed
         if frames.ndim != 4 or frames.shape[2] != frames.shape[3]:
             raise DataError(f"fit: frames must be (n_movies, T, S, S), got {frames.shape}")
         dt = self.spec.rnn.delta_t
@@ -305,6 +309,10 @@ class ConvRNN(Estimator):
         """
         self.check_fitted()
         ae, rnn = self.autoencoder_, self.rnn_
+        size = [m for m in ae.decoder if isinstance(m, nn.Upsample)][-1].size[0]
+        if np.ndim(frames) != 4 or np.shape(frames)[2:] != (size, size):
+            raise DataError(f"frames: expected (n_movies, T, {size}, {size}), got "
+                            f"{np.shape(frames)}")
         out: dict[str, list[np.ndarray]] = {k: [] for k in
                                             ("code", "hidden", "reconstruction", "prediction")}
         for movie in frames:

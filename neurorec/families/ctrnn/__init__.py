@@ -12,8 +12,9 @@ from neurorec.families.ctrnn.conformance import ctrnn_example
 from neurorec.families.ctrnn.estimator import TaskRNN
 from neurorec.families.ctrnn.model import CTRNN
 from neurorec.families.ctrnn.spec import CTRNNSpec
+from neurorec.tasks.base import Task
 
-register_family("ctrnn", CTRNNSpec, TaskRNN, score="task_loss",
+register_family("ctrnn", CTRNNSpec, TaskRNN, data=Task, score="task_loss",
                 capabilities=("brian2", "task", "resume"), example=ctrnn_example)
 
 __all__ = ["CTRNN", "CTRNNSpec", "TaskRNN"]

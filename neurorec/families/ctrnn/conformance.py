@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from neurorec.families.base import Example
-from neurorec.spec.load import validate_spec
 
 TASK_FILE = Path(__file__).resolve().parents[3] / "stimuli" / "task_perception.yaml"
 
@@ -23,15 +22,32 @@ def perception_task():
     return make_task(load_stimulus_spec(TASK_FILE, ["duration=0.3", "response_delay=0.1"]))
 
 
-def ctrnn_example() -> Example:
-    spec = validate_spec({"kind": "ctrnn", "n_units": 12, "sigma": 0.05,
-                          "train": ["w_rec", "w_out", "b"],
-                          "training": {"n_steps": 50, "batch_size": 8, "learning_rate": 0.02,
-                                       "validate_every": 25, "validation_trials": 16,
-                                       "checkpoint_every": 25}}, "<conformance>")
-    from neurorec.families.ctrnn.estimator import TaskRNN
+SPEC = {"kind": "ctrnn", "n_units": 12, "sigma": 0.05, "train": ["w_rec", "w_out", "b"],
+        "training": {"n_steps": 50, "batch_size": 8, "learning_rate": 0.02,
+                     "validate_every": 25, "validation_trials": 16, "checkpoint_every": 25}}
 
-    def simulate(model, seed: int) -> np.ndarray:
+
+@cache
+def decision_task():
+    """The decision task (2 inputs, 2 outputs): the wrong task for a perception network."""
+    from neurorec.spec import load_stimulus_spec
+    from neurorec.tasks import make_task
+
+    return make_task(load_stimulus_spec(TASK_FILE.with_name("task_decision.yaml")))
+
+
+def constant_output_loss() -> float:
+    """The task loss of the best constant output on the validation trials of a seed-0 model
+    (the masked variance of the targets): the chance level a trained network must beat."""
+    trials = perception_task().generate(SPEC["training"]["validation_trials"],
+                                        np.random.default_rng([0, 1]))
+    m, y = trials.mask.astype(float), trials.targets
+    best = (m * y).sum((0, 1)) / m.sum((0, 1))
+    return float(((y - best) ** 2 * m).sum() / m.sum())
+
+
+def ctrnn_example() -> Example:
+    def sample(model, seed: int) -> np.ndarray:
         return model.simulate(perception_task(), n_trials=4, seed=seed)["rates"]
 
     def brian2(model) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +66,8 @@ def ctrnn_example() -> Example:
             rates, _ = twin(torch.tensor(u))
         return rates.numpy(), simulate_brian2(quiet, twin.weights(), u)[0]
 
-    return Example(make=lambda: TaskRNN(spec, seed=0),
-                   fit=lambda model: model.fit(perception_task(), progress=False),
-                   score=lambda model: model.score(perception_task()), simulate=simulate,
+    n_steps = round(perception_task().spec.duration / perception_task().dt)  # 300 ms / 10 ms
+    return Example(spec=SPEC, data=lambda: (perception_task(), perception_task()),
+                   chance=constant_output_loss(), wrong=lambda _: decision_task(),
+                   sample=sample, sample_shape=(4, n_steps, SPEC["n_units"]),
                    brian2=brian2, brian2_atol=1e-6)

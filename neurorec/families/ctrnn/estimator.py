@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from neurorec.core.errors import SpecError
+from neurorec.core.errors import DataError, SpecError
 from neurorec.families.base import Estimator
 from neurorec.families.ctrnn.model import CTRNN, build_ctrnn
 from neurorec.families.ctrnn.spec import CTRNNSpec
@@ -105,6 +105,16 @@ class TaskRNN(Estimator):
         self.resumed_from_ = result.resumed_from
         return self
 
+    def _check_channels(self, task: Task) -> Task:
+        """``task``, or DataError unless its channels are the trained network's."""
+        net = self.network_
+        have = (net.w_in.shape[1], net.w_out.shape[0])
+        if (task.n_inputs, task.n_outputs) != have:
+            raise DataError(f"{task.spec.name}: channels: the network was trained with "
+                            f"{have[0]} inputs and {have[1]} outputs, the task has "
+                            f"{task.n_inputs} and {task.n_outputs}")
+        return task
+
     def validation_trials(self, task: Task) -> Trials:
         """The fixed validation batch training tracked."""
         return task.generate(self.spec.training.validation_trials,
@@ -115,7 +125,7 @@ class TaskRNN(Estimator):
         from neurorec.families.ctrnn.train import evaluate
 
         self.check_fitted()
-        task = as_task(task)
+        task = self._check_channels(as_task(task))
         return evaluate(self.network_, task, self.validation_trials(task), self.seed + 2)
 
     def score(self, task: Task | Spec) -> float:
@@ -128,7 +138,7 @@ class TaskRNN(Estimator):
         network, noise from ``seed``: ``rates``, ``outputs``, ``time`` and the trials'
         ``inputs``, ``targets``, ``mask``."""
         self.check_fitted()
-        task = as_task(task)
+        task = self._check_channels(as_task(task))
         trials = task.generate(n_trials, np.random.default_rng([seed, 3]))
         return activity(*run_network(self.network_, trials, seed), trials)
 

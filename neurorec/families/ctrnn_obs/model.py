@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -40,7 +41,7 @@ import pandas as pd
 import torch
 
 from neurorec.core.errors import DataError
-from neurorec.core.observations import make_observation
+from neurorec.core.observations import Observation, make_observation
 from neurorec.core.rng import forked_global_rng
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
@@ -150,9 +151,20 @@ class CTRNNObs(Model):
         self.spec = spec
         self.device = torch.device(device)
         self.seed = seed
-        self.obs = make_observation(spec.observation, spec.link)
-        self.observation_name = spec.observation
-        self.dtype = DTYPES[spec.training.dtype]
+
+    # the constructor stores settings only; what follows from them is derived on use
+    @cached_property
+    def obs(self) -> Observation:
+        """The observation model of the spec."""
+        return make_observation(self.spec.observation, self.spec.link)
+
+    @property
+    def observation_name(self) -> str:
+        return self.spec.observation
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.spec.training.dtype]
 
     # ---------------------------------------------------------------- data → tensors
     def _heldin(self, n_units: int) -> np.ndarray:

@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import torch
 
 from neurorec.core.errors import DataError, DivergenceError, SpecError
-from neurorec.core.observations import make_observation
+from neurorec.core.observations import Observation, make_observation
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.base import Model
@@ -104,12 +105,24 @@ class GLM(Model):
         self.spec = spec
         self.device = torch.device(device)
         self.seed = seed
-        self.obs = make_observation(spec.observation, spec.link)
-        self.observation_name = spec.observation
         #: the drive terms, in drive and ``params_`` order (default: what the spec enables)
         self.terms: list[Term] = list(self.default_terms(spec) if terms is None else terms)
-        self.regulariser = Regulariser(
-            spec.penalty.l1, spec.penalty.l2, spec.penalty.stimulus_l2,
+
+    # the constructor stores settings only; what follows from them is built on first use
+    @cached_property
+    def obs(self) -> Observation:
+        """The observation model (a rate ceiling is set by ``fit`` at the data's bin size)."""
+        return make_observation(self.spec.observation, self.spec.link)
+
+    @property
+    def observation_name(self) -> str:
+        return self.spec.observation
+
+    @cached_property
+    def regulariser(self) -> Regulariser:
+        """The penalty of the spec and of the terms' groups."""
+        return Regulariser(
+            self.spec.penalty.l1, self.spec.penalty.l2, self.spec.penalty.stimulus_l2,
             tuple((g, w) for t in self.terms for g, w in t.group_l2().items()))
 
     def _set_observation(self, bin_size: float) -> None:

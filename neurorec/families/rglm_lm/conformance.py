@@ -10,7 +10,6 @@ import numpy as np
 from neurorec.datasets import ptb
 from neurorec.families.base import Example
 from neurorec.families.rglm_lm.model import RGLMLanguageModel
-from neurorec.families.rglm_lm.spec import RGLMLMSpec
 
 VOCAB = 200  # the most frequent PTB words; the rest read as <unk>
 
@@ -28,21 +27,19 @@ def ptb_small() -> tuple[dict[str, np.ndarray], int]:
         data.eos_id
 
 
+SPEC = {"kind": "rglm_lm", "recurrent": {"dim": 16},
+        "train": {"epochs": 2, "batch_size": 8, "bptt": 20, "lr": 1e-2, "eval_every": 2000},
+        "dynamic": {"enabled": False}}
+
+
 def rglm_lm_example() -> Example:
-    spec = RGLMLMSpec(recurrent={"dim": 16},
-                      train={"epochs": 2, "batch_size": 8, "bptt": 20, "lr": 1e-2,
-                             "eval_every": 2000},
-                      dynamic={"enabled": False})
+    def data() -> tuple[np.ndarray, np.ndarray]:
+        return ptb_small()[0]["train"], ptb_small()[0]["test"]
 
-    def fit(model: RGLMLanguageModel) -> RGLMLanguageModel:
-        split, _ = ptb_small()
-        return model.fit(split["train"], split["valid"], progress=False)
-
-    def score(model: RGLMLanguageModel) -> float:
-        return model.score(ptb_small()[0]["test"])
-
-    def simulate(model: RGLMLanguageModel, seed: int) -> np.ndarray:
+    def sample(model: RGLMLanguageModel, seed: int) -> np.ndarray:
         return model.sample(40, seed=seed)
 
-    return Example(make=lambda: RGLMLanguageModel(spec, VOCAB, ptb_small()[1], seed=0),
-                   fit=fit, score=score, simulate=simulate)
+    # chance: the uniform model's perplexity is the vocabulary size
+    return Example(spec=SPEC, data=data, chance=float(VOCAB),
+                   options=lambda: {"vocab_size": VOCAB, "eos_id": ptb_small()[1]},
+                   wrong=lambda ids: ids + VOCAB, sample=sample, sample_shape=(40,))

@@ -460,7 +460,12 @@ class RGLMLanguageModel(Estimator):
 
     def _stream(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (the leading <eos>, then ``ids[:-1]``) and targets ``ids``, (n,) each, on the
-        parameters' device."""
+        parameters' device. DataError unless ``ids`` is 1-D with ids below ``vocab_size``."""
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size)):
+            raise DataError(f"ids: expected (n_tokens,) ids in [0, {self.vocab_size}), got shape "
+                            f"{ids.shape}, range [{ids.min() if ids.size else 0}, "
+                            f"{ids.max() if ids.size else 0}]")
         dev = self.net_.R.device
         return (torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev),
                 torch.as_tensor(np.asarray(ids), device=dev))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
+import numpy as np
+
+from neurorec.data.sequences import LabelledSequences
 from neurorec.datasets.mnist import MnistSplit, mnist_split
 from neurorec.families.base import Example
-from neurorec.families.rnn.model import SequenceRNN
-from neurorec.families.rnn.spec import RNNSpec
 
 
 @cache
@@ -18,14 +19,15 @@ def mnist_small() -> MnistSplit:
 
 
 def rnn_example() -> Example:
-    spec = RNNSpec(n_units=32, fit={"epochs": 2, "batch_size": 50, "lr": 5e-3})
+    def data() -> tuple[LabelledSequences, LabelledSequences]:
+        d = mnist_small()
+        return (LabelledSequences(d.x_train[:1000], d.y_train[:1000]),
+                LabelledSequences(d.x_test[:500], d.y_test[:500]))
 
-    def fit(model: SequenceRNN) -> SequenceRNN:
-        data = mnist_small()
-        return model.fit(data.x_train[:1000], data.y_train[:1000], seed=0, progress=False)
+    def wrong(test: LabelledSequences) -> LabelledSequences:  # one input channel too many
+        return LabelledSequences(np.concatenate([test.x, test.x[..., :1]], axis=2), test.y)
 
-    def score(model: SequenceRNN) -> float:
-        data = mnist_small()
-        return model.score(data.x_test[:500], data.y_test[:500])
-
-    return Example(make=lambda: SequenceRNN(spec), fit=fit, score=score, simulate=None)
+    # chance: always the most frequent test class
+    return Example(spec={"kind": "rnn", "n_units": 32,
+                         "fit": {"epochs": 2, "batch_size": 50, "lr": 5e-3}},
+                   data=data, chance=float(np.bincount(data()[1].y).max() / 500), wrong=wrong)

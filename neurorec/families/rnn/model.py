@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from neurorec.core.errors import DataError
+from neurorec.data.sequences import LabelledSequences
 from neurorec.families.base import Estimator
 from neurorec.families.rnn.spec import RNNSpec
 from neurorec.fit.engine import Stepper, run_loop
@@ -93,23 +94,28 @@ class SequenceRNN(Estimator):
 
     fitted_attribute: ClassVar[str] = "net_"
 
-    def __init__(self, spec: RNNSpec, device: str = "cpu"):
+    def __init__(self, spec: RNNSpec, device: str = "cpu", seed: int = 0):
         self.spec = spec
         self.device = device
+        self.seed = seed
 
     # ---------------------------------------------------------------- training
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, progress: bool = True,
+    def fit(self, x: np.ndarray | LabelledSequences, y: np.ndarray | None = None,
+            seed: int | None = None, progress: bool = True,
             checkpoint: str | Path | None = None, epochs: int | None = None) -> SequenceRNN:
         """Adam on cross-entropy through :func:`neurorec.fit.engine.run_loop` (one iteration
-        an epoch of minibatches); x (n, T, n_inputs) float, y (n,) int.
+        an epoch of minibatches); x (n, T, n_inputs) float, y (n,) int, or one
+        :class:`LabelledSequences`. ``seed``: None is the constructor's.
 
         ``checkpoint``: a file saved after every epoch and resumed from (bitwise) when present.
         ``epochs``: stop after this many epochs (default ``spec.fit.epochs``); a later call
         with the same checkpoint continues from there.
         """
+        x, y = _labelled(x, y)
         if x.ndim != 3 or x.shape[2] != self.spec.n_inputs or len(x) != len(y):
             raise DataError(f"fit: x must be (n, T, {self.spec.n_inputs}) and y (n,), got "
                             f"{x.shape} and {np.shape(y)}")
+        seed = self.seed if seed is None else seed
         fs = self.spec.fit
         stop_after = fs.epochs if epochs is None else epochs
         gen = torch.Generator().manual_seed(seed)
@@ -165,6 +171,8 @@ class SequenceRNN(Estimator):
     def forward(self, x: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """Logits (n, n_out) and hidden states (n, T, N) for sequences x (n, T, n_inputs)."""
         self.check_fitted()
+        if np.ndim(x) != 3 or np.shape(x)[2] != self.spec.n_inputs:
+            raise DataError(f"x: expected (n, T, {self.spec.n_inputs}), got {np.shape(x)}")
         logits, states = [], []
         for i in range(0, len(x), batch_size):
             lo, hs = self.net_(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32,
@@ -177,8 +185,9 @@ class SequenceRNN(Estimator):
         """(n,) predicted class of each sequence."""
         return self.forward(x)[0].argmax(1)
 
-    def score(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Classification accuracy in [0, 1]."""
+    def score(self, x: np.ndarray | LabelledSequences, y: np.ndarray | None = None) -> float:
+        """Classification accuracy in [0, 1] (higher is better)."""
+        x, y = _labelled(x, y)
         return float((self.predict(x) == np.asarray(y)).mean())
 
     # ---------------------------------------------------------------- autonomous dynamics
@@ -195,6 +204,18 @@ class SequenceRNN(Estimator):
         self.check_fitted()
         state = self.init_state_ if initial else self.net_.state_dict()
         return state[name].detach().cpu().double().numpy()
+
+
+def _labelled(x: np.ndarray | LabelledSequences, y: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` from one :class:`LabelledSequences` or the two arrays."""
+    if isinstance(x, LabelledSequences):
+        if y is not None:
+            raise TypeError("pass LabelledSequences alone, or x and y")
+        return x.x, x.y
+    if y is None:
+        raise TypeError("y is required with an array x")
+    return np.asarray(x), np.asarray(y)
 
 
 def autonomous_step(W: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:

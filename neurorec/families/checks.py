@@ -1,0 +1,453 @@
+"""The model contract as executable checks, shipped with the library (after
+``sklearn.utils.estimator_checks``).
+
+:func:`family_checks` yields ``(name, check)`` pairs for one registered family; each
+``check()`` raises ``AssertionError`` (or the project error the contract names) when the family
+breaks the contract, and :class:`Skip` when the check does not apply (e.g. no ``brian2``
+capability). :func:`parametrize_with_family_checks` turns them into pytest cases, so a family
+written outside this package gets the same checks with one call::
+
+    from neurorec.families.checks import parametrize_with_family_checks
+
+    @parametrize_with_family_checks([family_of("mykind")])
+    def test_mykind(check):
+        check()
+
+Every check runs on the family's :class:`~neurorec.families.base.Example` (small real data and
+a spec dict). Fits are shared between checks of one family: three fits in all (the reference
+fit, a second model with the same seed, and that model fitted again), so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import pickle
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurorec.core.errors import DataError, NotFittedError
+from neurorec.families.base import CAPABILITIES, SCORES, Estimator, Example, Family
+
+
+class Skip(Exception):
+    """A check that does not apply to this family (pytest reports it as skipped)."""
+
+
+class _Run:
+    """One family's example, fitted lazily and shared by its checks."""
+
+    def __init__(self, family: Family):
+        self.family = family
+        self._example: Example | None = None
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def example(self) -> Example:
+        if self._example is None:
+            if self.family.example is None:
+                raise AssertionError(f"{self.family.kind}: the family registers no Example")
+            self._example = self.family.example()
+        return self._example
+
+    def data(self) -> tuple[Any, Any]:
+        return self.example.data()
+
+    def fitted(self) -> tuple[Estimator, float]:
+        """The reference fit (seed 0) and its held-out score."""
+        if "fitted" not in self._cache:
+            model = self.example.make(seed=0)
+            returned = model.fit(self.data()[0], progress=False)
+            assert returned is model, f"{self.family.kind}: fit must return self"
+            self._cache["fitted"] = (model, model.score(self.data()[1]))
+        return self._cache["fitted"]
+
+    def second(self) -> dict[str, Any]:
+        """A second model with the same seed, fitted on a pickled snapshot's twin of the
+        data: the snapshots before and after, its score and learned state."""
+        if "second" not in self._cache:
+            train, test = self.data()
+            before = (pickle.dumps(train), pickle.dumps(test))
+            model = self.example.make(seed=0)
+            model.fit(train, progress=False)
+            score = model.score(test)
+            self._cache["second"] = {
+                "model": model, "score": score, "state": _numbers(model.learned_state()),
+                "before": before, "after": (pickle.dumps(train), pickle.dumps(test))}
+        return self._cache["second"]
+
+
+#: keys of wall-clock measurements in a learned state (not compared between fits)
+_CLOCK = re.compile(r"seconds|time|per_s$|elapsed|wall")
+
+
+def _numbers(value: Any) -> Any:
+    """The arrays and scalars inside a learned state, comparable with :func:`_assert_same`
+    (modules by their state dicts; wall-clock measurements, keys matching ``_CLOCK``,
+    dropped)."""
+    if isinstance(value, torch.nn.Module):
+        return _numbers(value.state_dict())
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items() if not _CLOCK.search(str(k))}
+    if isinstance(value, list | tuple):
+        return [_numbers(v) for v in value]
+    if isinstance(value, np.ndarray | int | float | np.number | bool | str) or value is None:
+        return value
+    if hasattr(value, "__dict__"):
+        return _numbers(vars(value))
+    return repr(value)
+
+
+def _assert_same(a: Any, b: Any, where: str) -> None:
+    """Bitwise equality of nested arrays / scalars (NaN equal to NaN)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), \
+            f"{where}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
+    elif isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _global_rng_state() -> tuple[bytes, bytes]:
+    return (torch.random.get_rng_state().numpy().tobytes(),
+            pickle.dumps(np.random.get_state()))  # noqa: NPY002  (checked, not used)
+
+
+def _one_line(exc: BaseException, kind: str, what: str) -> None:
+    text = str(exc)
+    assert text and "\n" not in text, f"{kind}: {what}: the error is not one line: {text!r}"
+
+
+# --------------------------------------------------------------------------- the checks
+def check_lives_in_its_folder(run: _Run) -> None:
+    """Spec and model come from ``neurorec/families/<folder>/`` (or the third-party package
+    that registered them) and the model implements :class:`Estimator`."""
+    family = run.family
+    spec_package = family.spec.__module__.rsplit(".", 1)[0]
+    model_package = family.model.__module__.rsplit(".", 1)[0]
+    assert spec_package == model_package, \
+        f"{family.kind}: spec in {family.spec.__module__}, model in {family.model.__module__}"
+    assert family.model.kind == family.kind
+    assert issubclass(family.model, Estimator), f"{family.kind}: model is not an Estimator"
+
+
+def check_declarations(run: _Run) -> None:
+    """Capabilities, score (with its direction) and data type are declared as data."""
+    family = run.family
+    assert family.capabilities <= CAPABILITIES, sorted(family.capabilities - CAPABILITIES)
+    assert family.score in SCORES, f"{family.kind}: score {family.score!r} unknown"
+    types = family.data if isinstance(family.data, tuple) else (family.data,)
+    assert types and all(isinstance(t, type) for t in types), f"{family.kind}: data {types}"
+
+
+def check_example_data_type(run: _Run) -> None:
+    """The example's train and test data are of the family's declared data type."""
+    train, test = run.data()
+    for name, d in (("train", train), ("test", test)):
+        assert isinstance(d, run.family.data), \
+            f"{run.family.kind}: example {name} data is {type(d).__name__}, the family " \
+            f"declares {run.family.data}"
+
+
+def check_constructor_signature(run: _Run) -> None:
+    """``__init__(spec, *, device, seed, ...)``: every option has a default, and the seed
+    goes to the constructor, not to ``fit``."""
+    params = inspect.signature(run.family.model.__init__).parameters
+    names = list(params)
+    assert names[:2] == ["self", "spec"], f"{run.family.kind}: __init__{tuple(names)}"
+    for required in ("device", "seed"):
+        assert required in params, f"{run.family.kind}: __init__ takes no {required!r}"
+        assert params[required].default is not inspect.Parameter.empty
+    fit = inspect.signature(run.family.model.fit).parameters
+    assert "progress" in fit, f"{run.family.kind}: fit takes no 'progress'"
+
+
+def check_constructor_stores_settings_only(run: _Run) -> None:
+    """``__init__`` stores its arguments under their own names (plus what the class declares
+    in ``derived_settings``), learns nothing, reads no data and draws nothing from the global
+    random generators."""
+    before = _global_rng_state()
+    model = run.example.make(seed=3)
+    assert _global_rng_state() == before, f"{run.family.kind}: __init__ drew random numbers"
+    params = set(inspect.signature(type(model).__init__).parameters) - {"self"}
+    extra = set(vars(model)) - params - set(getattr(model, "derived_settings", ()))
+    assert not extra, f"{run.family.kind}: __init__ set {sorted(extra)} (not settings)"
+    assert model.seed == 3, f"{run.family.kind}: seed not stored as given"
+    learned = [k for k in vars(model) if k.endswith("_") and not k.startswith("_")]
+    assert not learned, f"{run.family.kind}: __init__ set learned attributes {learned}"
+
+
+def check_clone_from_options(run: _Run) -> None:
+    """``type(m)(m.spec, device=m.device, **m.init_options())`` rebuilds the same unfitted
+    model (scikit-learn's ``clone``)."""
+    model = run.example.make(seed=5)
+    twin = type(model)(model.spec, device=model.device, **model.init_options())
+    assert twin.init_options().keys() == model.init_options().keys()
+    assert twin.spec == model.spec and twin.seed == model.seed == 5
+
+
+def check_not_fitted_error(run: _Run) -> None:
+    """``score`` before ``fit`` raises NotFittedError ("call fit"), in one line."""
+    model = run.example.make()
+    try:
+        model.score(run.data()[1])
+    except NotFittedError as exc:
+        assert "call fit" in str(exc)
+        _one_line(exc, run.family.kind, "score before fit")
+    else:
+        raise AssertionError(f"{run.family.kind}: score before fit raised nothing")
+
+
+def check_unfitted_refusals(run: _Run) -> None:
+    """``save`` and ``sample`` of an unfitted model raise NotFittedError too."""
+    import tempfile
+
+    model = run.example.make()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            model.save(tmp)
+        except NotFittedError:
+            pass
+        else:
+            raise AssertionError(f"{run.family.kind}: save before fit raised nothing")
+    if run.example.sample is not None:
+        try:
+            run.example.sample(model, 0)
+        except NotFittedError:
+            pass
+        else:
+            raise AssertionError(f"{run.family.kind}: sample before fit raised nothing")
+
+
+def check_fit_returns_self(run: _Run) -> None:
+    """``fit`` returns the model itself."""
+    model, _ = run.fitted()  # asserts ``returned is model``
+    assert isinstance(model, run.family.model)
+
+
+def check_learned_attributes(run: _Run) -> None:
+    """``fit`` learns something, and every public attribute it adds ends in ``_``."""
+    before = set(vars(run.example.make()))
+    model, _ = run.fitted()
+    new = {k for k in set(vars(model)) - before if not k.startswith("_")
+           and not isinstance(getattr(type(model), k, None), functools.cached_property)}
+    assert new, f"{run.family.kind}: fit learned nothing"
+    assert all(k.endswith("_") for k in new), sorted(k for k in new if not k.endswith("_"))
+    assert getattr(model, model.fitted_attribute, None) is not None
+
+
+def check_score(run: _Run) -> None:
+    """``score(test)`` is a finite float that beats the example's trivial predictor in the
+    declared direction (``SCORES``: higher is better unless the score is a loss)."""
+    _, score = run.fitted()
+    assert isinstance(score, float) and np.isfinite(score), f"{run.family.kind}: {score!r}"
+    chance = run.example.chance
+    if run.family.higher_is_better:
+        assert score > chance, f"{run.family.kind}: score {score} not above chance {chance}"
+    else:
+        assert score < chance, f"{run.family.kind}: loss {score} not below chance {chance}"
+
+
+def check_fit_leaves_global_rng(run: _Run) -> None:
+    """Fitting draws only from seeded generators: the global torch and numpy states are
+    unchanged afterwards."""
+    run.fitted()
+    before = _global_rng_state()
+    run.second()
+    assert _global_rng_state() == before, f"{run.family.kind}: fit used the global RNG"
+
+
+def check_data_not_mutated(run: _Run) -> None:
+    """``fit`` and ``score`` leave their input data unchanged (pickled bytes equal)."""
+    second = run.second()
+    assert second["before"][0] == second["after"][0], f"{run.family.kind}: fit changed train"
+    assert second["before"][1] == second["after"][1], f"{run.family.kind}: score changed test"
+
+
+def check_same_seed_same_numbers(run: _Run) -> None:
+    """Two models built with the same seed fit to bitwise the same score and state."""
+    model, score = run.fitted()
+    second = run.second()
+    assert second["score"] == score, f"{run.family.kind}: {second['score']} != {score}"
+    _assert_same(_numbers(model.learned_state()), second["state"], run.family.kind)
+
+
+def check_fit_twice(run: _Run) -> None:
+    """Fitting a fitted model again starts afresh: the same score and state as its first
+    fit (nothing carried over from the previous fit)."""
+    second = run.second()
+    model = second["model"]
+    train, test = run.data()
+    model.fit(train, progress=False)
+    assert model.score(test) == second["score"]
+    _assert_same(_numbers(model.learned_state()), second["state"], run.family.kind)
+
+
+def check_wrong_shape_data_error(run: _Run) -> None:
+    """Data of the wrong shape for the fitted model raise DataError in one line."""
+    if run.example.wrong is None:
+        raise AssertionError(f"{run.family.kind}: the Example gives no wrong-shape data")
+    model, _ = run.fitted()
+    wrong = run.example.wrong(run.data()[1])
+    try:
+        model.score(wrong)
+    except DataError as exc:
+        _one_line(exc, run.family.kind, "score on wrong-shape data")
+    else:
+        raise AssertionError(f"{run.family.kind}: score on wrong-shape data raised nothing")
+
+
+def check_save_load_round_trip(run: _Run) -> None:
+    """``save`` / ``load`` round-trip: the same class, options and bitwise score (and the same
+    samples)."""
+    import tempfile
+
+    model, score = run.fitted()
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        loaded = type(model).load(tmp)
+    assert type(loaded) is type(model)
+    assert loaded.init_options().keys() == model.init_options().keys()
+    assert loaded.score(run.data()[1]) == score  # identical on CPU, not merely close
+    if run.example.sample is not None:
+        np.testing.assert_array_equal(run.example.sample(loaded, 3),
+                                      run.example.sample(model, 3))
+
+
+def check_load_refusals(run: _Run) -> None:
+    """``load`` of a folder without a saved model, or of another kind's model, raises
+    DataError in one line."""
+    import tempfile
+
+    model, _ = run.fitted()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            type(model).load(tmp)
+        except DataError as exc:
+            _one_line(exc, run.family.kind, "load of an empty folder")
+        else:
+            raise AssertionError(f"{run.family.kind}: load of an empty folder raised nothing")
+        model.save(tmp)
+        other = type(f"Other{type(model).__name__}", (type(model),), {"kind": "other"})
+        try:
+            other.load(tmp)
+        except DataError as exc:
+            _one_line(exc, run.family.kind, "load as another kind")
+        else:
+            raise AssertionError(f"{run.family.kind}: load as another kind raised nothing")
+
+
+def check_sample_reproducible(run: _Run) -> None:
+    """A seeded draw is reproducible, and another seed gives other numbers."""
+    if run.example.sample is None:
+        raise Skip(f"{run.family.kind}: no stochastic simulation")
+    model, _ = run.fitted()
+    a, b, c = (run.example.sample(model, s) for s in (5, 5, 6))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c), f"{run.family.kind}: the seed changes nothing"
+
+
+def check_sample_shape(run: _Run) -> None:
+    """Samples have the declared shape and are finite."""
+    if run.example.sample is None:
+        raise Skip(f"{run.family.kind}: no stochastic simulation")
+    model, _ = run.fitted()
+    draw = np.asarray(run.example.sample(model, 1))
+    assert draw.shape == run.example.sample_shape, \
+        f"{run.family.kind}: sample shape {draw.shape}, declared {run.example.sample_shape}"
+    assert np.isfinite(draw).all()
+
+
+def check_brian2_backend(run: _Run) -> None:
+    """A family declaring ``brian2`` has ``<package>.brian2.simulate_brian2``."""
+    if not run.family.supports("brian2"):
+        raise Skip(f"{run.family.kind}: no brian2 capability")
+    backend = importlib.import_module(f"{run.family.package}.brian2")
+    assert callable(getattr(backend, "simulate_brian2", None))
+
+
+def check_brian2_agrees(run: _Run) -> None:
+    """The Brian 2 backend computes the torch model's noise-free quantity."""
+    if not run.family.supports("brian2"):
+        raise Skip(f"{run.family.kind}: no brian2 capability")
+    assert run.example.brian2 is not None, \
+        f"{run.family.kind}: declares brian2 but its Example has no brian2 check"
+    model, _ = run.fitted()
+    ours, theirs = run.example.brian2(model)
+    assert ours.shape == theirs.shape and np.abs(ours).max() > 0.05  # a non-trivial quantity
+    np.testing.assert_allclose(theirs, ours, rtol=0, atol=run.example.brian2_atol)
+
+
+#: every check, in the order they run (the fitting ones share three fits)
+CHECKS: tuple[Callable[[_Run], None], ...] = (
+    check_lives_in_its_folder, check_declarations, check_constructor_signature,
+    check_constructor_stores_settings_only, check_clone_from_options, check_not_fitted_error,
+    check_unfitted_refusals, check_example_data_type, check_fit_returns_self,
+    check_learned_attributes, check_score, check_fit_leaves_global_rng, check_data_not_mutated,
+    check_same_seed_same_numbers, check_wrong_shape_data_error, check_save_load_round_trip,
+    check_load_refusals, check_sample_reproducible, check_sample_shape, check_fit_twice,
+    check_brian2_backend, check_brian2_agrees,
+)
+
+
+class FamilyCheck:
+    """One named check bound to one family; call it to run it."""
+
+    def __init__(self, check: Callable[[_Run], None], run: _Run):
+        self.check, self.run = check, run
+        self.name = check.__name__.removeprefix("check_")
+
+    def __call__(self) -> None:
+        self.check(self.run)
+
+    def __repr__(self) -> str:
+        return f"{self.run.family.kind}-{self.name}"
+
+
+def family_checks(family: Family) -> Iterator[FamilyCheck]:
+    """The contract's checks for ``family``, each a callable named ``<kind>-<check>``; the
+    ones that fit share one set of fits."""
+    run = _Run(family)
+    for check in CHECKS:
+        yield FamilyCheck(check, run)
+
+
+def parametrize_with_family_checks(families: Iterable[Family]) -> Callable:
+    """A pytest decorator parametrising a test's ``check`` argument over every check of every
+    family (ids ``<kind>-<check>``); :class:`Skip` becomes a pytest skip. Usage::
+
+        @parametrize_with_family_checks(registered().values())
+        def test_family(check):
+            check()
+    """
+    import pytest
+
+    checks = [c for f in families for c in family_checks(f)]
+
+    def skipping(check: FamilyCheck) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                check()
+            except Skip as exc:
+                pytest.skip(str(exc))
+        run.__name__ = repr(check)
+        return run
+
+    return pytest.mark.parametrize("check", [skipping(c) for c in checks],
+                                   ids=[repr(c) for c in checks])
