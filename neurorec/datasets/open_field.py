@@ -227,7 +227,7 @@ def simulate_open_field(n_units: int = 120, duration_s: float = 600.0,
                         trajectory: str = "sargolini", seed: int = 0, bin_size: float = 0.01,
                         gain_sd: float = 0.5, gain_tau_s: float = 10.0,
                         test_fraction: float = 0.2, test_blocks: int = 5,
-                        gap_s: float | None = 0.1) -> BinnedSession:
+                        gap_s: float | None = 0.1, start_s: float = 0.0) -> BinnedSession:
     """Simulate the open-field session (see the module docstring for the model).
 
     Args:
@@ -239,6 +239,8 @@ def simulate_open_field(n_units: int = 120, duration_s: float = 600.0,
         gain_sd, gain_tau_s: s.d. (of the log gain) and time constant (s) of the shared gain.
         test_fraction, test_blocks, gap_s: the default split
             (:func:`neurorec.data.session_splits.default_split_labels`).
+        start_s: where in the recorded trajectory the session starts, seconds (another
+            stretch of the same path for a session the project has not seen).
 
     Returns:
         A :class:`BinnedSession` with covariates ``position`` (n_bins, 2) m,
@@ -258,6 +260,11 @@ def simulate_open_field(n_units: int = 120, duration_s: float = 600.0,
     rng = np.random.default_rng(seed)
     t_raw, pos_raw = load_trajectory(trajectory)
     box = pos_raw.max(axis=0)
+    if not 0 <= start_s < t_raw[-1] - 1.0:
+        raise DataError(f"{NAME}: start_s: must be in [0, {t_raw[-1] - 1.0:.0f}) s for "
+                        f"{trajectory}, got {start_s}")
+    keep = t_raw >= start_s
+    t_raw, pos_raw = t_raw[keep] - t_raw[keep][0], pos_raw[keep]
     recorded_s = float(t_raw[-1])
     t_raw, pos_raw = _looped(t_raw, pos_raw, duration_s)
     n_bins = int(np.floor(duration_s / bin_size + 1e-9))
@@ -308,7 +315,7 @@ def simulate_open_field(n_units: int = 120, duration_s: float = 600.0,
     }
     metadata = {
         "simulated": True, "description": DESCRIPTION, "citation": CITATION,
-        "licence": LICENCE, "trajectory": trajectory, "seed": seed,
+        "licence": LICENCE, "trajectory": trajectory, "seed": seed, "start_s": start_s,
         "duration_s": float(n_bins * bin_size), "box_m": box.tolist(),
         "looped": bool(n_bins * bin_size > recorded_s),
         "gain_sd": gain_sd, "gain_tau_s": gain_tau_s, "circular": ["head_direction",
