@@ -145,7 +145,6 @@ class Poisson(_CountScores):
             return torch.exp(self.log_mean(drive))
         return _safe_exp(drive) if self.link == "exp" else F.softplus(drive)
 
-    has_scale = False
 
     def nll(self, y: torch.Tensor, drive: torch.Tensor,
             log_scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -223,7 +222,6 @@ class Bernoulli(_CountScores):
     def mean(self, drive: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(drive)
 
-    has_scale = False
 
     def nll(self, y: torch.Tensor, drive: torch.Tensor,
             log_scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -273,7 +271,6 @@ class Gaussian:
 
     link: str = "identity"
     name: str = "gaussian"
-    has_scale = True
 
     def mean(self, drive: torch.Tensor) -> torch.Tensor:
         return drive
@@ -353,5 +350,3 @@ def make_observation(name: str, link: str | None = None,
         return Gaussian()
     raise ValueError(f"unknown observation model {name!r}")
 
-
-LN2 = math.log(2.0)

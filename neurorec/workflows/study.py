@@ -49,7 +49,7 @@ from neurorec.data.recording import Recording
 __all__ = [
     "END_LARGE_V1_SESSION", "FIRST_LARGE_V1_SESSION", "THREAD_VARS", "Budget", "Job",
     "JobError", "JobOutcome", "OutOfTime", "add_common_args", "apply_thread_policy", "beside",
-    "current_budget", "dataset_groups", "exit_if_failed", "html_table", "limit_threads",
+    "current_budget", "dataset_groups", "exit_if_failed", "html_table",
     "load_clean", "markdown_table", "mean_sem", "model_comparison_figure", "not_completed",
     "output_dir", "parse_sessions", "real_datasets", "refuse_existing", "require", "run_cached",
     "run_jobs", "save_figure", "sem", "start_line", "summary", "write_csv", "write_json",
@@ -188,11 +188,6 @@ def apply_thread_policy(threads: int | None = 1) -> None:
     except ImportError:  # scikit-learn's dependency; the environment variables still apply
         return
     threadpool_limits(1)
-
-
-def limit_threads(n_threads: int = 1) -> None:
-    """``n_threads`` torch threads and one BLAS/OpenMP thread (:func:`apply_thread_policy`)."""
-    apply_thread_policy(n_threads)
 
 
 @contextmanager

@@ -124,7 +124,7 @@ def _seeded(seed: int):
 
 def _validate(model: GLM, condition: np.ndarray, n_bins: int, dt_substeps: int,
               counts: np.ndarray | None) -> np.ndarray:
-    model._check_fitted()
+    model.check_fitted()
     where = f"simulate_brian2({type(model).__name__})"
     if _in_bin(model) and dt_substeps != 1:
         raise DataError(f"{where}: dt_substeps: a model with in-bin correlations (A) uses one "

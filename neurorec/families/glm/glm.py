@@ -564,7 +564,7 @@ class GLM(Model):
                      for i, v in enumerate(res.history)])
 
     def _fitted_tensors(self) -> dict[str, Tensor]:
-        self._check_fitted()
+        self.check_fitted()
         return {k: self._tensor(v) for k, v in self.params_.items()}
 
     def _check_shape(self, data: BinnedTrials) -> None:
@@ -581,13 +581,13 @@ class GLM(Model):
             return self.obs.mean(drive).cpu().numpy()
 
     def noise_scale(self) -> np.ndarray | None:
-        self._check_fitted()
+        self.check_fitted()
         return np.exp(self.params_["log_sigma"]) if "log_sigma" in self.params_ else None
 
     def n_parameters(self) -> int:
         """Free parameters: every array entry but those a term fixes at zero (J's diagonal,
         A outside the unit order's lower triangle, held-out units' weights)."""
-        self._check_fitted()
+        self.check_fitted()
         n = sum(v.size for v in self.params_.values())
         return int(n - sum(term.n_fixed(self, self.params_) for term in self.terms))
 
@@ -674,7 +674,7 @@ class GLM(Model):
     # ---------------------------------------------------------------- interpretable views
     def stimulus_drive(self) -> np.ndarray | None:
         """(n_units, n_conditions, n_bins) stimulus part of the drive, or None."""
-        self._check_fitted()
+        self.check_fitted()
         if "beta" not in self.params_:
             return None
         return np.einsum("ick,tk->ict", self.params_["beta"], self.stimulus_basis(self.n_bins_))
@@ -682,21 +682,21 @@ class GLM(Model):
     def stimulus_filters(self) -> np.ndarray | None:
         """(n_units, n_channels, n_lags) stimulus filters (drive per stimulus unit at lags
         0 .. duration, in bins), or None."""
-        self._check_fitted()
+        self.check_fitted()
         if "k" not in self.params_:
             return None
         return self.params_["k"] @ self.stimulus_filter_basis(self.bin_size_).T
 
     def history_filters(self) -> np.ndarray | None:
         """(n_units, n_lags) self-history filters (log-gain per past spike), or None."""
-        self._check_fitted()
+        self.check_fitted()
         if "h" not in self.params_:
             return None
         return self.params_["h"] @ self.history_basis(self.bin_size_).T
 
     def coupling_filters(self) -> np.ndarray | None:
         """(n_units, n_units, n_lags) coupling filters ``[post, pre, lag]``, diagonal zero."""
-        self._check_fitted()
+        self.check_fitted()
         if "J" not in self.params_:
             return None
         filters = self.params_["J"] @ self.coupling_basis(self.bin_size_).T
