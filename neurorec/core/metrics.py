@@ -66,3 +66,102 @@ def bits_per_spike(counts: np.ndarray, rates: np.ndarray, observation: str = "po
 def aic(train_log_likelihood: float, n_parameters: int) -> float:
     """Akaike information criterion ``2k - 2 LL`` (LL on the training data, nats)."""
     return 2.0 * n_parameters - 2.0 * train_log_likelihood
+
+
+# ------------------------------------------------------------ Neural Latents Benchmark scores
+# co-bps and fp-bps are :func:`bits_per_spike` on the held-out units / the forward window
+# (NLB's ``bits_per_spike`` on those arrays); PSTH R² and behaviour R² below follow
+# ``nlb_tools.evaluation.eval_psth`` and ``velocity_decoding`` (tests compare to 1e-6).
+
+#: the ridge penalties NLB's velocity decoder searches (``np.logspace(-4, 0, 9)``)
+NLB_RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-4, 0, 9))
+
+
+def r2_uniform(true: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination per column of (n_samples, n_outputs) arrays, averaged
+    over columns (scikit-learn's ``r2_score``: a constant column scores 1 if predicted
+    exactly, else 0)."""
+    true, pred = np.asarray(true, float), np.asarray(pred, float)
+    if true.ndim == 1:
+        true, pred = true[:, None], pred[:, None]
+    ss_res = ((true - pred) ** 2).sum(axis=0)
+    ss_tot = ((true - true.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    return float(r2.mean())
+
+
+def condition_psth(counts: np.ndarray, condition: np.ndarray, n_conditions: int,
+                   smooth_bins: float = 0.0) -> np.ndarray:
+    """(n_conditions, n_bins, n_units) trial-averaged counts per bin of each condition,
+    each trial first smoothed along time with a Gaussian of SD ``smooth_bins`` bins
+    (0: none; ``scipy.ndimage.gaussian_filter1d``, mode ``nearest``); NaN for a condition
+    without trials.
+
+    Args:
+        counts: (n_trials, n_bins, n_units).
+        condition: (n_trials,) condition index of each trial.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    y = np.asarray(counts, float)
+    if smooth_bins > 0:
+        y = gaussian_filter1d(y, smooth_bins, axis=1, mode="nearest")
+    out = np.full((n_conditions, *y.shape[1:]), np.nan)
+    for c in range(n_conditions):
+        sel = np.asarray(condition) == c
+        if sel.any():
+            out[c] = y[sel].mean(axis=0)
+    return out
+
+
+def psth_r2(psth: np.ndarray, rates: np.ndarray, condition: np.ndarray) -> float:
+    """NLB's PSTH R²: each condition's trial-averaged predicted rates against its true PSTH,
+    conditions stacked along time, R² per unit averaged over units
+    (``nlb_tools.evaluation.eval_psth`` without jitter).
+
+    Args:
+        psth: (n_conditions, n_bins, n_units) true PSTH (counts per bin); bins where unit 0's
+            PSTH is NaN are left out, as NLB does.
+        rates: (n_trials, n_bins, n_units) predicted rates of the evaluated trials.
+        condition: (n_trials,) condition index of each evaluated trial; conditions without
+            evaluated trials are skipped.
+    """
+    true, pred = [], []
+    condition = np.asarray(condition)
+    for c in range(psth.shape[0]):
+        sel = condition == c
+        if not sel.any():
+            continue
+        keep = ~np.isnan(psth[c, :, 0])
+        true.append(psth[c][keep])
+        pred.append(np.asarray(rates, float)[sel].mean(axis=0)[keep])
+    return r2_uniform(np.vstack(true), np.vstack(pred))
+
+
+def ridge_decoding_r2(train_rates: np.ndarray, train_target: np.ndarray,
+                      eval_rates: np.ndarray, eval_target: np.ndarray,
+                      alphas: tuple[float, ...] = NLB_RIDGE_ALPHAS) -> float:
+    """NLB's behaviour decoding: ridge regression from rates to a behavioural target, the
+    penalty chosen by 5-fold cross-validation (scikit-learn ``GridSearchCV(Ridge())``, folds
+    in order) on the training rows, R² (averaged over target columns) on the evaluated rows
+    (``nlb_tools.evaluation.fit_and_eval_decoder``). Rows where the target is NaN are left
+    out.
+
+    Args:
+        train_rates, eval_rates: (n_rows, n_units) predicted rates.
+        train_target, eval_target: (n_rows, n_dims) behaviour.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV
+
+    def rows(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = np.asarray(t, float).reshape(len(t), -1)
+        keep = ~np.isnan(t).any(axis=1)
+        return np.asarray(x, float)[keep], t[keep]
+
+    xtr, ytr = rows(train_rates, train_target)
+    xev, yev = rows(eval_rates, eval_target)
+    decoder = GridSearchCV(Ridge(), {"alpha": np.asarray(alphas)})
+    decoder.fit(xtr, ytr)
+    return r2_uniform(yev, decoder.predict(xev))

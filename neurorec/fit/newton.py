@@ -661,3 +661,33 @@ def _start(ops: _Ops, Yt: torch.Tensor, UX: torch.Tensor | None, off: torch.Tens
     better = torch.isfinite(f1) & (f1 < f0)
     return (torch.where(better[:, None], W1, W0), torch.where(better[:, None], eta1, eta0),
             torch.where(better, f1, f0))
+
+
+def weighted_grams(X: torch.Tensor, curvature: torch.Tensor, unit_X: torch.Tensor | None = None,
+                   blocks: StimulusBlock | Sequence[StimulusBlock] | None = None) -> torch.Tensor:
+    """Per-unit weighted Grams ``[X, unit_X_u]' diag(curvature[u]) [X, unit_X_u]``: with the
+    NLL's second derivative in the drive as ``curvature``, the observed information of each
+    unit's regression (what :func:`fit_batched_glm` builds each Newton step, the stimulus
+    block's one-hot ⊗ basis structure exploited).
+
+    Args:
+        X: (n, P) shared design; ``blocks`` its stimulus block (checked against X), or None.
+        curvature: (n_units, n) weights.
+        unit_X: (n, n_units, E) per-unit columns, or None.
+    Returns:
+        (n_units, P + E, P + E), columns in the order ``[X, unit_X]``.
+    """
+    p = X.shape[1]
+    q = p + (0 if unit_X is None else unit_X.shape[2])
+    dev = X.device
+    block = _single_block(blocks, X)
+    if block is None:
+        rest = torch.arange(p, device=dev)
+        order = torch.arange(q, device=dev)
+    else:
+        in_block = torch.zeros(p, dtype=torch.bool, device=dev)
+        in_block[block.columns] = True
+        rest = (~in_block).nonzero().flatten()
+        order = torch.cat([torch.arange(block.start, block.start + block.n_cols, device=dev),
+                           rest, torch.arange(p, q, device=dev)])
+    return _gram(curvature, X[:, rest], unit_X, block, torch.argsort(order))

@@ -1,0 +1,379 @@
+"""Judge a fitted spike-train model as the field does, on its own held-out data or other data.
+
+``neurorec evaluate FIT_DIR [--data ...] --out DIR`` and ``neurorec fit`` (whose
+``metrics.json`` gains the same keys) both call :func:`evaluation_metrics`:
+
+- ``bits_per_spike`` (NLB), ``co_bps`` when the fit held units out;
+- ``fp_bps``: NLB's forward prediction — the last ``fp_window_s`` of every evaluated trial is
+  predicted from the spikes before it only (the model's expected counts there, averaged over
+  ``fp_draws`` seeded ancestral continuations of the observed past), scored in bits/spike;
+- ``psth_r2``: NLB's PSTH R² (each condition's mean predicted rate over evaluated trials
+  against the Gaussian-smoothed trial average of all trials of the data);
+- time rescaling with the discrete-time correction on the one-step-ahead conditional
+  intensity (:mod:`neurorec.analysis.goodness_of_fit`): ``ks``, ``ks_fraction_in_band``,
+  ``ks_failing_units``, ``rescaled_autocorrelation``;
+- ``standard_errors`` of a GLM's coefficients from the observed Fisher information of the
+  training log-likelihood.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurorec.analysis.goodness_of_fit import rescaling_summary, time_rescaling
+from neurorec.core.errors import DataError, DivergenceError
+from neurorec.core.metrics import (
+    bits_per_spike,
+    condition_psth,
+    log_likelihood,
+    per_neuron_bits_per_spike,
+    psth_r2,
+)
+from neurorec.data.binning import bin_trials
+from neurorec.data.recording import BinnedTrials, Recording
+from neurorec.families import MODELS, Model
+from neurorec.families.base import SPEC_FILE, STATE_FILE
+from neurorec.fit.newton import weighted_grams
+from neurorec.spec.base import Spec
+
+#: the forward-prediction window (NLB: 200 ms past the end of the observed window)
+FP_WINDOW_S = 0.2
+#: ancestral continuations averaged for the forward prediction
+FP_DRAWS = 20
+#: SD of the Gaussian smoothing the true PSTH (seconds)
+PSTH_SMOOTH_S = 0.05
+
+
+@dataclass
+class Evaluation:
+    """Numbers (``metrics``, JSON-ready) and the arrays the report draws."""
+
+    metrics: dict
+    rescaled: list = field(default_factory=list)        # UnitRescaling per unit
+    standard_errors: dict | None = None                 # param -> array, like params_
+    unit_ids: np.ndarray | None = None
+
+
+# ------------------------------------------------------------------ forward prediction
+def _in_bin_order(model: Model) -> np.ndarray | None:
+    """The in-bin unit order of a model whose units condition on same-bin counts (the
+    R-GLM / GLM ``correlated`` A), else None."""
+    corr = getattr(model.spec, "correlated", None)
+    if corr is not None and corr.enabled:
+        return np.asarray(model.unit_order_)
+    return None
+
+
+#: an expected count above this rate (Hz) in a continuation means closed-loop runaway
+#: (the GLM sampler's limit)
+RUNAWAY_HZ = 10_000.0
+
+
+def _draw(rate: np.ndarray, observation: str, rng: np.random.Generator,
+          ceiling: float) -> np.ndarray:
+    if observation == "bernoulli":
+        return (rng.random(rate.shape) < rate).astype(float)
+    if not rate.max(initial=0.0) <= ceiling:
+        raise DivergenceError(f"forward prediction diverged: an expected count of "
+                              f"{float(np.nanmax(rate)):.3g} per bin (above {RUNAWAY_HZ:g} Hz) "
+                              "in a closed-loop continuation")
+    return rng.poisson(np.clip(rate, 0.0, None)).astype(float)
+
+
+def forward_rates(model: Model, data: BinnedTrials, n_forward: int, n_draws: int = FP_DRAWS,
+                  seed: int = 0) -> np.ndarray:
+    """Expected counts in the last ``n_forward`` bins of every trial given only the spikes
+    before them: the mean over ``n_draws`` ancestral continuations (seeded) of the model's
+    one-step-ahead rates.
+
+    Returns:
+        (n_trials, n_forward, n_units) expected counts per bin.
+    Raises:
+        DivergenceError: a continuation ran away (an expected count above 10 kHz).
+    """
+    n_trials, n_bins, n_units = data.counts.shape
+    ceiling = RUNAWAY_HZ * data.bin_size
+    start = n_bins - n_forward
+    rng = np.random.default_rng(seed)
+    rep = np.tile(np.asarray(data.counts, float), (n_draws, 1, 1))
+    rep[:, start:] = 0.0
+    stim = None if data.stimulus is None else np.tile(data.stimulus, (n_draws, 1, 1))
+    cond = np.tile(data.condition, n_draws)
+    order = _in_bin_order(model)
+    total = np.zeros((n_draws * n_trials, n_forward, n_units))
+
+    def rates_now() -> np.ndarray:
+        sim = BinnedTrials(rep, data.bin_size, data.time, cond, data.condition_table,
+                           np.ones(len(cond), bool), data.unit_ids, data.source, stim)
+        return model.predict_rate(sim)
+
+    for t in range(start, n_bins):
+        if order is None:
+            r = rates_now()[:, t]
+            rep[:, t] = _draw(r, model.observation_name, rng, ceiling)
+            total[:, t - start] = r
+            continue
+        for i in order:  # units in the in-bin order: each sees earlier units' draws
+            r = rates_now()[:, t, i]
+            rep[:, t, i] = _draw(r, model.observation_name, rng, ceiling)
+            total[:, t - start, i] = r
+    return total.reshape(n_draws, n_trials, n_forward, n_units).mean(axis=0)
+
+
+# ------------------------------------------------------------------ standard errors
+def glm_standard_errors(model: Model, train: BinnedTrials) -> tuple[dict | None, str]:
+    """Standard errors of a GLM's parameters from the observed Fisher information of the
+    training log-likelihood, per unit ``(Z' W Z)^{-1}``, ``Z`` the unit's design (shared
+    columns and its own history), ``W`` the second derivative of the NLL with respect to the
+    drive in each bin (Poisson with exp link: the rate). Penalties are not included.
+
+    Returns:
+        ({param: array shaped like ``params_[param]``} with NaN for entries fixed at zero or
+        units whose information is singular, plus ``history_filter`` (n_units, n_lags), the
+        s.e. of each history filter per lag from the full covariance of its weights; note)
+        — or (None, why) for a model not linear in fixed features (an R-GLM's latent) or not
+        Poisson/Bernoulli.
+    """
+    terms = getattr(model, "terms", None)
+    if terms is None or not all(t.linear for t in terms):
+        return None, f"{model.kind}: standard errors need a GLM linear in fixed features"
+    if model.observation_name not in ("poisson", "bernoulli"):
+        return None, f"{model.observation_name}: standard errors are for Poisson/Bernoulli"
+    prob = model.newton_design(train)
+    d = model._design(train)
+    with torch.no_grad():
+        drive = model._drive(model._fitted_tensors(), d)
+    eta = drive.detach().to(torch.float64).requires_grad_(True)
+    nll = model.obs.nll(d["y"].to(torch.float64), eta).sum()
+    (g,) = torch.autograd.grad(nll, eta, create_graph=True)
+    (w,) = torch.autograd.grad(g.sum(), eta)  # the NLL is elementwise: its Hessian diagonal
+    n_units = drive.shape[2]
+    w = w.reshape(-1, n_units).detach()
+    X = prob["X"].to(torch.float64)
+    unit_X = None if prob["unit_X"] is None else prob["unit_X"].to(torch.float64)
+    mask = prob["mask"].cpu().numpy()
+    grams = weighted_grams(X, w.T.contiguous(), unit_X, prob["block"])
+    se = np.full(mask.shape, np.nan)
+    h_slice = prob["slices"].get("h")
+    h_basis = None if h_slice is None else model.history_basis(float(model.bin_size_))
+    h_filter_se = None if h_slice is None else np.full((n_units, h_basis.shape[0]), np.nan)
+    singular = []
+    for u in range(n_units):
+        cols = np.flatnonzero(mask[u])
+        H = grams[u][np.ix_(cols, cols)].cpu().numpy()
+        evals = np.linalg.eigvalsh(H)
+        if not evals.min() > 1e-10 * max(float(evals.max()), 1e-300):
+            singular.append(u)
+            continue
+        cov = np.linalg.inv(H)
+        se[u, cols] = np.sqrt(np.diag(cov))
+        if h_slice is not None:  # the history filter's s.e. per lag: sqrt(b_l' Σ_h b_l)
+            full = np.zeros((mask.shape[1], mask.shape[1]))
+            full[np.ix_(cols, cols)] = cov
+            cov_h = full[h_slice, h_slice]
+            h_filter_se[u] = np.sqrt(np.einsum("lk,kj,lj->l", h_basis, cov_h, h_basis))
+    params = model._params_from_coef(torch.as_tensor(se), prob["slices"], train)
+    if h_filter_se is not None:
+        params["history_filter"] = h_filter_se
+    note = ("observed Fisher information of the training log-likelihood (penalties not "
+            "included)")
+    if singular:
+        note += f"; singular information (NaN) for units {singular}"
+    return params, note
+
+
+# ------------------------------------------------------------------ the evaluation
+def evaluation_metrics(model: Model, test: BinnedTrials, all_trials: BinnedTrials,
+                       train: BinnedTrials | None = None, test_rates: np.ndarray | None = None,
+                       seed: int = 0, fp_window_s: float = FP_WINDOW_S,
+                       fp_draws: int = FP_DRAWS, psth_smooth_s: float = PSTH_SMOOTH_S,
+                       heldout: np.ndarray | None = None) -> Evaluation:
+    """Every score of ``model`` on the evaluated trials ``test``.
+
+    Args:
+        test: the evaluated trials (held-out trials, or all trials of other data).
+        all_trials: every trial of the data (the true PSTH's trials).
+        train: the fit's training trials (standard errors); None: none computed.
+        test_rates: ``model.predict_rate(test)`` if already computed.
+        seed: seeds the rescaling draws and the forward continuations.
+        heldout: (n_units,) bool co-smoothing mask of the fit (adds ``co_bps``).
+    """
+    obs, scale = model.observation_name, model.noise_scale()
+    rates = model.predict_rate(test) if test_rates is None else test_rates
+    counts = test.counts
+    m: dict = {
+        "bits_per_spike": bits_per_spike(counts, rates, obs, scale),
+        "log_likelihood": log_likelihood(counts, rates, obs, scale),
+        "per_neuron_bits_per_spike": per_neuron_bits_per_spike(counts, rates, obs, scale),
+        "n_spikes": int(counts.sum()),
+        "n_neurons": int(counts.shape[2]),
+        "n_bins": int(counts.shape[0] * counts.shape[1]),
+        "n_trials": int(counts.shape[0]),
+        "unit_ids": [str(u) for u in test.unit_ids],
+        "evaluation_seed": int(seed),
+    }
+    if heldout is not None:
+        from neurorec.workflows.cosmoothing import co_bps
+
+        ho = np.asarray(heldout, bool)
+        m["co_bps"] = co_bps(counts[..., ho], rates[..., ho])
+    # forward prediction (NLB fp-bps): Poisson bits/spike on the forward window
+    n_forward = round(fp_window_s / test.bin_size)
+    if 0 < n_forward < counts.shape[1] and obs in ("poisson", "bernoulli"):
+        m["fp_window_s"] = n_forward * test.bin_size
+        m["fp_draws"] = int(fp_draws)
+        try:
+            fwd = forward_rates(model, test, n_forward, fp_draws, seed)
+        except DivergenceError as err:  # an unstable model has no forward prediction
+            m["fp_bps"] = None
+            m["fp_note"] = err.lines[0]
+        else:
+            m["fp_bps"] = bits_per_spike(counts[:, -n_forward:], fwd)
+    # PSTH R² (NLB): true PSTH from all trials, predicted from the evaluated ones
+    psth = condition_psth(all_trials.counts, all_trials.condition, all_trials.n_conditions,
+                          psth_smooth_s / test.bin_size)
+    m["psth_r2"] = psth_r2(psth, rates, test.condition)
+    m["psth_smooth_s"] = psth_smooth_s
+    out = Evaluation(m, unit_ids=np.asarray(test.unit_ids))
+    if obs in ("poisson", "bernoulli"):
+        out.rescaled = time_rescaling(counts, rates, obs, seed=seed)
+        m.update(rescaling_summary(out.rescaled, test.unit_ids))
+        m["time_rescaling"] = ("discrete-time correction (Haslinger, Pipa & Brown 2010) on "
+                               "the one-step-ahead conditional intensity; trials concatenated")
+    if train is not None:
+        se, note = glm_standard_errors(model, train)
+        out.standard_errors = se
+        m["standard_errors"] = se
+        m["standard_errors_note"] = note
+    return out
+
+
+# ------------------------------------------------------------------ fit directories
+@dataclass
+class LoadedFit:
+    model: Model
+    spec: Spec
+    metrics: dict
+    fit_dir: Path
+
+
+def load_fit(fit_dir: Path) -> LoadedFit:
+    """The model and metrics of a ``neurorec fit`` output directory; DataError (one line)
+    when ``fit_dir`` is missing, incomplete or holds a model that is not a spike-train fit."""
+    from neurorec.spec import load_model_spec
+    from neurorec.workflows.simulate import load_fitted
+
+    fit_dir = Path(fit_dir)
+    if not fit_dir.is_dir():
+        raise DataError(f"{fit_dir}: FIT_DIR: not found (expected a `neurorec fit` output "
+                        "directory)")
+    for name in (SPEC_FILE, STATE_FILE, "metrics.json"):
+        if not (fit_dir / name).is_file():
+            raise DataError(f"{fit_dir}: {name}: not found (not a `neurorec fit` output dir)")
+    spec = load_model_spec(fit_dir / SPEC_FILE)
+    if spec.kind not in MODELS:
+        raise DataError(f"{fit_dir}: kind: a {spec.kind!r} model is not a fit of recorded "
+                        f"spike trains; `evaluate` scores {', '.join(sorted(MODELS))}")
+    metrics = json.loads((fit_dir / "metrics.json").read_text())
+    return LoadedFit(load_fitted(fit_dir), spec, metrics, fit_dir)
+
+
+def _bin_like_fit(fit: LoadedFit, recording: Recording, seed: int) -> BinnedTrials:
+    """Bin ``recording`` as the fit binned its data; a simulation exported by ``export-nwb``
+    names each trial's condition by the model's index (column ``condition``)."""
+    d = fit.spec.data
+    cols = list(d.conditions) if d.conditions is not None else None
+    have = set(recording.trials.columns)
+    if cols is not None and not set(cols) <= have and "condition" in have:
+        cols = ["condition"]
+    data = bin_trials(recording, d.bin_size, conditions=cols, test_fraction=d.test_fraction,
+                      seed=seed, window=d.window)
+    if cols == ["condition"]:
+        values = data.condition_table["condition"].to_numpy()
+        if not np.array_equal(values, np.arange(len(values))):
+            raise DataError(f"{recording.source}: condition: expected the model's condition "
+                            f"indices 0..{fit.model.n_conditions_ - 1}, got {values.tolist()}")
+    return data
+
+
+def evaluation_data(fit: LoadedFit, data: str | None
+                    ) -> tuple[BinnedTrials, BinnedTrials, BinnedTrials | None]:
+    """(evaluated trials, all trials, the fit's training trials or None).
+
+    Without ``data`` the fit's own recording is binned and split again with its seed (the
+    held-out trials it was scored on); with ``data`` every trial of that recording is
+    evaluated (it must have the fit's units)."""
+    from neurorec.workflows.pipeline import load_recording
+
+    seed = int(fit.metrics.get("seed", 0))
+    own_source = fit.metrics.get("data")
+    train = None
+    own = None
+    try:
+        own = _bin_like_fit(fit, load_recording(own_source), seed)
+        train = own.subset(~own.is_test)
+    except (DataError, FileNotFoundError):
+        if data is None:
+            raise DataError(f"{fit.fit_dir}: data: the fit's data {own_source!r} cannot be "
+                            "loaded; pass --data") from None
+    if data is None:
+        return own.subset(own.is_test), own, train
+    recording = load_recording(data)
+    expected = [str(u) for u in fit.metrics.get("unit_ids", [])]
+    got = [str(u) for u in recording.unit_ids]
+    if expected and got != expected:
+        raise DataError(f"{data}: units: the fit has {len(expected)} units "
+                        f"{_short(expected)}, the data {len(got)} units {_short(got)}")
+    binned = _bin_like_fit(fit, recording, seed)
+    everything = binned.subset(np.ones(len(binned.counts), bool))
+    return everything, everything, train
+
+
+def _short(ids: list[str]) -> str:
+    return "[" + ", ".join(ids[:5]) + (", ...]" if len(ids) > 5 else "]")
+
+
+def evaluate_fit_dir(fit_dir: Path, data: str | None, out: Path, seed: int = 0,
+                     overwrite: bool = False, fp_draws: int = FP_DRAWS) -> Evaluation:
+    """``neurorec evaluate``: score the fit in ``fit_dir`` and write ``out/evaluation.json``,
+    ``out/rescaled_intervals.npz`` and ``out/report.html`` (atomically)."""
+    from neurorec.core.errors import OutputError
+    from neurorec.core.outputs import atomic_dir, write_json
+
+    if Path(out).exists() and not overwrite:
+        raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
+    fit = load_fit(fit_dir)
+    test, everything, train = evaluation_data(fit, data)
+    heldout = getattr(fit.model, "heldout", None)
+    ev = evaluation_metrics(fit.model, test, everything, train, seed=seed, fp_draws=fp_draws,
+                            heldout=heldout)
+    ev.metrics.update({"fit_dir": str(fit_dir), "kind": fit.spec.kind,
+                       "model": fit.spec.name,
+                       "data": data if data is not None else fit.metrics.get("data"),
+                       "evaluated_on": "other data (all trials)" if data is not None else
+                       "the fit's held-out trials"})
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        write_json(tmp / "evaluation.json", ev.metrics)
+        np.savez(tmp / "rescaled_intervals.npz",
+                 **{f"unit_{i}": r.z for i, r in enumerate(ev.rescaled)},
+                 unit_ids=np.asarray(ev.unit_ids).astype(str))
+        from neurorec.report.goodness_of_fit import evaluation_report
+
+        filters = None
+        if ev.standard_errors is not None:
+            filters = _filter_bands(fit.model, ev.standard_errors)
+        evaluation_report(ev.metrics, ev.rescaled, filters, tmp)
+    return ev
+
+
+def _filter_bands(model: Model, se: dict) -> dict:
+    """{name: (filters (n_units, n_lags), s.e. per lag, bin size s)} for the report's ±2 s.e.
+    bands."""
+    if "history_filter" not in se:
+        return {}
+    return {"history": (model.history_filters(), se["history_filter"], float(model.bin_size_))}
