@@ -289,6 +289,41 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool) -> None:
 
 
 @cli.command()
+@click.argument("fit_dir", metavar="FIT_DIR", type=click.Path(path_type=Path))
+@click.option("--data", "data", default=None, metavar="PATH_OR_DATASET",
+              help="Score on every trial of this NWB file or bundled dataset (the fit's units); "
+                   "default: the fit's own held-out trials.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seeds the rescaling draws and the forward-prediction continuations.")
+@click.option("--fp-draws", "fp_draws", type=click.IntRange(min=1), default=20,
+              show_default=True, help="Ancestral continuations averaged for fp_bps.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+def evaluate(fit_dir: Path, data: str | None, out: Path, seed: int, fp_draws: int,
+             overwrite: bool) -> None:
+    """Judge a fitted spike-train model (glm, rglm, plds, ctrnn_obs): bits/spike, co-bps,
+    fp-bps, PSTH R², time-rescaling KS tests with the discrete-time correction, GLM standard
+    errors; OUT/evaluation.json and OUT/report.html."""
+    from neurorec.workflows.evaluate import evaluate_fit_dir
+
+    m = evaluate_fit_dir(fit_dir, data, out, seed=seed, overwrite=overwrite,
+                         fp_draws=fp_draws).metrics
+
+    def fmt(key: str) -> str:
+        value = m.get(key)
+        return "n/a" if value is None else f"{value:.4f}"
+
+    failing = m.get("ks_failing_units", [])
+    click.echo(f"{m['model']} on {m['evaluated_on']}: {fmt('bits_per_spike')} bits/spike, "
+               f"fp-bps {fmt('fp_bps')}, PSTH R² {fmt('psth_r2')}"
+               + (f", co-bps {fmt('co_bps')}" if "co_bps" in m else ""))
+    click.echo(f"KS inside the 95 % band: {fmt('ks_fraction_in_band')} of "
+               f"{m.get('ks_n_units_tested', 0)} units; outside: "
+               f"{', '.join(failing) if failing else 'none'}")
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command()
 @click.argument("sweep_path", metavar="SWEEP.yaml", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Sweep directory: runs/<run-id>/ per run, results.csv.")
