@@ -129,11 +129,12 @@ def default_split_labels(time: np.ndarray, segment: np.ndarray, bin_size: float,
 
 def default_split(session: BinnedSession, test_fraction: float = 0.2, test_blocks: int = 5,
                   gap_s: float | None = None) -> BinnedSession:
-    """``session`` with the split of :func:`default_split_labels` (bins already ``none``, e.g.
-    unobserved covariates, stay ``none``)."""
+    """``session`` with the split of :func:`default_split_labels` in place of its own (bins
+    where a covariate is NaN, i.e. unobserved, are ``none``)."""
     split, segment = default_split_labels(session.time, session.segment, session.bin_size,
                                           test_fraction, test_blocks, gap_s)
-    split = np.where(session.split == "none", "none", split)
+    for values in session.covariates.values():
+        split = np.where(np.isnan(values).any(axis=1), "none", split)
     return session.with_split(split, segment=segment)
 
 
