@@ -42,19 +42,34 @@ def cli(ctx: click.Context) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @set_option
 def validate(paths: Sequence[Path], overrides: Sequence[str]) -> None:
-    """Check model specs and stimulus protocols (YAML) against their schemas."""
+    """Check model specs, stimulus protocols and sweep files (YAML) against their schemas."""
     from neurorec.spec import load_spec
+    from neurorec.spec.sweep import load_sweep_spec
 
     problems: list[str] = []
     for path in paths:
+        if path.is_dir():
+            problems.append(f"{path}: a folder, not a spec file")
+            continue
         try:
-            spec = load_spec(path, overrides)
+            spec = (load_sweep_spec if _kind_of(path) == "sweep" else load_spec)(path, overrides)
         except SpecError as err:
             problems.extend(err.lines)
         else:
             click.echo(f"{path}: ok ({spec.kind})")
     if problems:
         raise SpecError(problems)
+
+
+def _kind_of(path: Path) -> object:
+    """The ``kind:`` a YAML file declares (None if unreadable: the loader reports why)."""
+    from neurorec.spec.load import read_yaml
+
+    try:
+        raw, _ = read_yaml(path)
+    except SpecError:
+        return None
+    return raw.get("kind") if isinstance(raw, dict) else None
 
 
 @cli.command()
@@ -104,6 +119,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     from neurorec.workflows.fit_outputs import write_fit_outputs
     from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
 
+    args.check_device(device)
     args.check_out_dir(out, overwrite, "fit")
     spec = load_model_spec(spec_path, overrides)
     _require_spike_train_model(spec, spec_path)
@@ -264,22 +280,30 @@ def datasets() -> None:
 @cli.command("export-nwb")
 @click.argument("source", metavar="DATASET_OR_FIT_DIR")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="NWB file to write.")
-@seed_option
-@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def export_nwb(source: str, out: Path, seed: int, overwrite: bool) -> None:
+@args.seed_option("Seeds the samples drawn from a fitted model (0 .. 2**32 - 1); unused for a "
+                  "dataset.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing NWB file.")
+@set_option
+def export_nwb(source: str, out: Path, seed: int, overwrite: bool,
+               overrides: Sequence[str] = ()) -> None:
     """Write a bundled dataset, or samples from a fitted model (a `fit` output dir), to NWB.
 
     A fit directory is simulated: the fitted model generates one trial for every held-out
-    trial's condition, with the seed given.
+    trial's condition, with the seed given. `--set` changes the fitted model's spec for
+    sampling only (e.g. `--set rate_ceiling_hz=500`); fitted parameters are kept.
     """
     from neurorec.data.nwb import write_nwb
 
     args.check_out_file(out, overwrite, magic=b"\x89HDF\r\n\x1a\n")
     if Path(source).is_dir():
-        from neurorec.workflows.simulate import simulate_fit_dir
+        from neurorec.workflows.simulate import check_fit_dir, simulate_fit_dir
 
-        recording = simulate_fit_dir(Path(source), seed=seed)
+        check_fit_dir(Path(source))
+        recording = simulate_fit_dir(Path(source), seed=seed, overrides=overrides)
     else:
+        if overrides:
+            raise SpecError(f"{source}: --set applies to a fit directory's spec; a dataset "
+                            "has none")
         from neurorec.datasets import load
 
         recording = load(source)
@@ -329,17 +353,21 @@ def evaluate(fit_dir: Path, data: str | None, out: Path, seed: int, fp_draws: in
               help="Sweep directory: runs/<run-id>/ per run, results.csv.")
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="A running dask scheduler (tcp://host:8786); default: a LocalCluster.")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(1, 4096), default=None,
               help="LocalCluster worker processes (default: one per core); with --scheduler, "
                    "wait for this many workers.")
-@click.option("--threads", type=int, default=None,
+@click.option("--threads", type=click.IntRange(1, 4096), default=None,
               help="torch threads per run (default: a host's cores / its dask threads).")
 @click.option("--device", default=None, help="torch device for every run (default: the "
                                               "sweep's `device`, cpu).")
 @click.option("--overwrite", is_flag=True, help="Run finished runs again, replacing them.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD.PATH=VALUE",
+              help="Override a field of the sweep file (repeatable; e.g. --set seeds=[0,1]), "
+                   "validated like the file.")
 def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | None,
-          threads: int | None, device: str | None, overwrite: bool, quiet: bool) -> None:
+          threads: int | None, device: str | None, overwrite: bool, quiet: bool,
+          overrides: Sequence[str] = ()) -> None:
     """Fit a model spec over a grid or list of --set values × seeds × datasets on dask.
 
     Each run writes what `neurorec fit` writes into OUT/runs/<run-id>/; a sweep started again
@@ -353,7 +381,8 @@ def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | Non
     for flag, value in (("--workers", workers), ("--threads", threads)):
         if value is not None and value < 1:
             raise NeurorecError(f"{flag} {value}: expected ≥ 1")
-    spec = load_sweep_spec(sweep_path)
+    args.check_device(device)
+    spec = load_sweep_spec(sweep_path, overrides)
     args.check_sweep_out(out)
     if scheduler is not None:
         args.check_scheduler(scheduler)
@@ -373,7 +402,9 @@ def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | Non
 @click.option("--backend", type=click.Choice(["torch", "brian2"]), default="torch",
               show_default=True, help="Simulator; both run the same Euler step.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-@click.option("--trials", type=int, default=16, show_default=True, help="Trials to simulate.")
+@click.option("--trials", type=click.IntRange(1, 1_000_000), default=16, show_default=True,
+              help="Trials to simulate (1 .. 1,000,000; refused if the activity would not "
+                   "fit in memory).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="weights .npz (e.g. weights_after.npz of a `train` run); default: the "
               "spec's initialisation drawn with --seed.")
@@ -397,6 +428,9 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
     spec = load_model_spec(spec_path, overrides)
     task_spec = load_stimulus_spec(protocol)
     check_inputs(spec, task_spec, spec_path, protocol)
+    if weights is not None:
+        args.check_file(weights, "--weights")
+    _check_simulation_memory(spec, task_spec, trials)
     _refuse_existing(out, overwrite)
     summary = simulate_to_dir(spec, task_spec, out, backend=backend, n_trials=trials,
                               weights_path=weights, brian2_device=brian2_device, dtype=dtype,
@@ -405,6 +439,25 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
                f"{summary['n_steps']} steps × {summary['n_units']} units in "
                f"{summary['seconds']:.2f} s; accuracy {summary['accuracy']:.3f}")
     click.echo(f"report: {out / 'report.html'}")
+
+
+def _check_simulation_memory(spec, task_spec, n_trials: int) -> None:
+    """``--trials`` whose activity (trial × step × (units + inputs + outputs), float64, held
+    about four times over while written) exceeds half the available memory is refused."""
+    import numpy as np
+
+    from neurorec.tasks import make_task
+    from neurorec.workflows.resources import available_memory_bytes, gib
+
+    one = make_task(task_spec).generate(1, np.random.default_rng(0))
+    width = spec.n_units + one.inputs.shape[-1] + 2 * one.targets.shape[-1]
+    per_trial = one.n_steps * width * 8
+    need = 4 * per_trial * n_trials
+    available = available_memory_bytes()
+    if available is not None and need > available / 2:
+        raise NeurorecError(f"--trials {n_trials}: the activity needs about {gib(need)} "
+                            f"({one.n_steps} steps × {spec.n_units} units per trial); "
+                            f"{gib(available)} available: simulate fewer trials")
 
 
 @cli.command()
@@ -448,9 +501,13 @@ def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, o
         with interrupt.handle_signals():
             m = train_on_stimulus(spec, stim_spec, out, seed=seed, device=device,
                                   overwrite=overwrite, resume=resume, progress=not quiet)
-        click.echo(f"{spec.name} on {stim_spec.name}: {m['n_iterations']} iterations in "
-                   f"{m['train_s']:.1f} s, MSE/pixel {m['mse_per_pixel_last20']:.3f}, "
-                   f"{100 * m['fraction_active_last20']:.1f} % units on")
+        if m["n_iterations"]:
+            click.echo(f"{spec.name} on {stim_spec.name}: {m['n_iterations']} iterations in "
+                       f"{m['train_s']:.1f} s, MSE/pixel {m['mse_per_pixel_last20']:.3f}, "
+                       f"{100 * m['fraction_active_last20']:.1f} % units on")
+        else:
+            click.echo(f"{spec.name} on {stim_spec.name}: 0 iterations "
+                       "(learning.n_iterations = 0): the untrained network was saved")
         click.echo(f"report: {out / 'report.html'}")
         return
     task_path = task_path if task_path is not None else stimulus_path
@@ -472,16 +529,25 @@ def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, o
               metavar="STIM.yaml", help="A drifting_gratings protocol (e.g. "
               "stimuli/ssrnn_direction_probe.yaml); aliased protocols are refused.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-@seed_option
+@args.seed_option("Seeds the network's noise and the shuffled-R and untrained controls "
+                  "(0 .. 2**32 - 1).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-def probe(fit_dir: Path, protocol: Path, out: Path, seed: int, overwrite: bool) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="FIELD.PATH=VALUE",
+              help="Override a field of the probe protocol (STIM.yaml; repeatable), "
+                   "validated like the file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def probe(fit_dir: Path, protocol: Path, out: Path, seed: int, overwrite: bool,
+          overrides: Sequence[str] = (), quiet: bool = False) -> None:
     """Probe a trained ssrnn (`train --stimulus`) or a fitted ctrnn_obs with direction input
     with drifting gratings: responses.npz, tuning.csv (one row per unit), controls (R = 0,
     shuffled R, untrained), polar / speed-tuning figures and a report."""
     from neurorec.workflows.probe import probe_to_dir
 
+    args.check_dir(fit_dir, "FIT_DIR", ("spec.yaml",), "a `train --stimulus` or `fit` output")
+    args.check_file(protocol, "--protocol")
     args.check_out_dir(out, overwrite, "probe")
-    m = probe_to_dir(fit_dir, protocol, out, seed=seed, overwrite=overwrite)
+    m = probe_to_dir(fit_dir, protocol, out, seed=seed, overwrite=overwrite,
+                     overrides=overrides, progress=not quiet)
     click.echo(f"{m['n_responsive']} of {m['n_units']} units responsive; median DI "
                f"{m['di_median']:.3f} (R = 0: {m['di_median_r_zero']:.3f}, shuffled R: "
                f"{m['di_median_r_shuffled']:.3f}, off-diagonal shuffled: "
@@ -497,13 +563,16 @@ def probe(fit_dir: Path, protocol: Path, out: Path, seed: int, overwrite: bool) 
 @click.option("--tuning", "tuning", required=True, type=click.Path(path_type=Path),
               metavar="TUNING.csv", help="tuning.csv written by `neurorec probe` on FIT_DIR.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-@seed_option
+@args.seed_option("Seeds the bootstrap, the permutations and the shuffled-R control "
+                  "(0 .. 2**32 - 1).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 def connectomics(fit_dir: Path, tuning: Path, out: Path, seed: int, overwrite: bool) -> None:
     """Test connectivity predictions on the network's recurrent weights from its tuning:
     predictions.csv (effect, bootstrap CI, permutation p, and shuffled-R control)."""
     from neurorec.workflows.probe import connectomics_to_dir
 
+    args.check_dir(fit_dir, "FIT_DIR", ("spec.yaml",), "a `train --stimulus` output")
+    args.check_file(tuning, "--tuning")
     args.check_out_dir(out, overwrite, "connectomics")
     rows = connectomics_to_dir(fit_dir, tuning, out, seed=seed, overwrite=overwrite)
     for r in rows:
@@ -520,7 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:  # in a copy of the context: the command's output owner does not outlive it
         contextvars.copy_context().run(
-            cli.main, args=list(argv) if argv is not None else None, standalone_mode=False)
+            cli.main, args=list(argv) if argv is not None else None, prog_name="neurorec",
+            standalone_mode=False)
     except NeurorecError as err:
         for line in err.lines:
             click.echo(line, err=True)

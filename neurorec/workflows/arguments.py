@@ -176,10 +176,12 @@ def check_device(device: str | None) -> None:
 SCHEDULER = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
 
 
-def check_scheduler(address: str, timeout_s: float = 5.0) -> None:
-    """A dask scheduler address that parses and answers a TCP connection within
-    ``timeout_s``: checked before the sweep writes anything."""
+def check_scheduler(address: str, timeout_s: float = 10.0) -> None:
+    """A dask scheduler address that parses and accepts a TCP connection within
+    ``timeout_s`` (retried: a scheduler may be starting): checked before the sweep writes
+    anything."""
     import socket
+    import time
 
     if not SCHEDULER.match(address):
         raise NeurorecError(f"--scheduler {address}: expected tcp://HOST:PORT")
@@ -187,14 +189,20 @@ def check_scheduler(address: str, timeout_s: float = 5.0) -> None:
     host = host.strip("[]")
     if not 0 < int(port) < 65536:
         raise NeurorecError(f"--scheduler {address}: port {port} is out of range")
-    if address.startswith(("tcp://", "tls://")):
+    if not address.startswith(("tcp://", "tls://")):
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
-            with socket.create_connection((host, int(port)), timeout=timeout_s):
-                pass
+            with socket.create_connection((host, int(port)),
+                                          timeout=max(deadline - time.monotonic(), 0.1)):
+                return
         except OSError as err:
-            reason = err.strerror or type(err).__name__
-            raise NeurorecError(f"--scheduler {address}: no scheduler answers there "
-                                f"({reason})") from None
+            if time.monotonic() + 0.25 >= deadline or isinstance(err, socket.gaierror):
+                reason = err.strerror or type(err).__name__
+                raise NeurorecError(f"--scheduler {address}: no scheduler answers there "
+                                    f"within {timeout_s:g} s ({reason})") from None
+            time.sleep(0.25)
 
 
 @contextmanager

@@ -73,7 +73,10 @@ def penalty_grid(spec: Spec) -> list[dict[str, float]]:
     """The grid points (strongest first) for ``spec``'s penalty."""
     if not hasattr(spec, "penalty"):
         raise DataError(f"--cv: kind '{spec.kind}' has no penalty to cross-validate")
-    l1s = L1_GRID if spec.penalty.l1 > 0 else (spec.penalty.l1,)
+    l1 = getattr(spec.penalty, "l1", None)
+    if l1 is None:  # a penalty without L1 (the PLDS's): the L2 grid alone
+        return [{"l2": l2} for l2 in L2_GRID]
+    l1s = L1_GRID if l1 > 0 else (l1,)
     return [{"l2": l2, "l1": l1} for l1, l2 in itertools.product(l1s, L2_GRID)]
 
 

@@ -28,8 +28,9 @@ each beside the same statistic on the weights with shuffled entries.
 from __future__ import annotations
 
 import json
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,9 +279,9 @@ def _ctrnn_obs_target(fit_dir: Path) -> ProbeTarget:
 
 
 # -------------------------------------------------------------------------------- probe
-def load_protocol(path: Path):
+def load_protocol(path: Path, overrides: Sequence[str] = ()):
     """A ``drifting_gratings`` protocol that can measure direction selectivity."""
-    spec = load_stimulus_spec(path)
+    spec = load_stimulus_spec(path, overrides)
     if spec.kind != "drifting_gratings":
         raise SpecError(f"{path}: kind: '{spec.kind}', expected drifting_gratings")
     problems = sampling_problems(spec, str(path))
@@ -312,9 +313,10 @@ def shuffled(R: np.ndarray, seed: int, keep_diagonal: bool = False) -> np.ndarra
     return out
 
 
-def probe_target(target: ProbeTarget, spec, seed: int = 0) -> dict:
+def probe_target(target: ProbeTarget, spec, seed: int = 0, progress: bool = False) -> dict:
     """Responses of the learned network and its controls at the matched contrast, and of the
-    learned network over the contrast sweep. Returns a dict of arrays (``responses.npz``)."""
+    learned network over the contrast sweep. Returns a dict of arrays (``responses.npz``);
+    ``progress`` shows a bar (stderr) over the networks probed."""
     single = spec.model_copy(update={"contrasts": (1.0,)})
     matched = target.matched_contrast(single)
     variants = {"learned": {}, "r_zero": {"R": np.zeros_like(target.R)},
@@ -323,10 +325,19 @@ def probe_target(target: ProbeTarget, spec, seed: int = 0) -> dict:
                 "r_diagonal": {"R": np.diag(np.diag(target.R))}}
     if target.has_untrained:
         variants["untrained"] = {"untrained_model": True}
+    from tqdm.auto import tqdm
+
     out = {}
+    bar = tqdm(total=len(variants) + 1, desc="probe", unit="network", disable=not progress,
+               file=sys.stderr, leave=False)
     for name, kw in variants.items():
+        bar.set_postfix_str(name)
         out[name] = _grid(single, target.respond(single, matched, **kw))[..., 0]
+        bar.update()
+    bar.set_postfix_str("contrast sweep")
     out["sweep"] = _grid(spec, target.respond(spec, 1.0))  # (n, dir, speed, sf, contrast)
+    bar.update()
+    bar.close()
     n_sf = len(spec.spatial_frequencies)
     out["matched_contrast"] = matched.reshape(len(spec.directions), len(spec.speeds), n_sf,
                                               len(spec.phases))[0, 0, :, 0]
@@ -403,17 +414,19 @@ def tuning_rows(target: ProbeTarget, spec, responses: dict) -> tuple[list[dict],
 
 
 def probe_to_dir(fit_dir: Path, protocol: Path, out: Path, seed: int = 0,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, overrides: Sequence[str] = (),
+                 progress: bool = False) -> dict:
     """``neurorec probe``: check everything, then write ``responses.npz``, ``tuning.csv``,
-    ``controls.csv``, ``metrics.json``, figures and ``report.html`` into ``out``."""
-    spec = load_protocol(Path(protocol))
+    ``controls.csv``, ``metrics.json``, figures and ``report.html`` into ``out``
+    (``overrides``: ``--set`` on the protocol)."""
+    spec = load_protocol(Path(protocol), overrides)
     target = load_target(Path(fit_dir))
     if out.exists() and not overwrite:
         from neurorec.core.errors import OutputError
 
         raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
     t0 = time.perf_counter()
-    responses = probe_target(target, spec, seed)
+    responses = probe_target(target, spec, seed, progress=progress)
     rows, metrics = tuning_rows(target, spec, responses)
     metrics["probe_s"] = time.perf_counter() - t0
     with atomic_dir(out, overwrite=overwrite) as tmp:

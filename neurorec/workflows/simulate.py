@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,47 @@ def load_fitted(fit_dir: Path, device: str = "cpu") -> Model:
     return model
 
 
-def simulate_fit_dir(fit_dir: Path, seed: int = 0) -> Recording:
+SAMPLING_FIELDS = ("rate_ceiling_hz",)
+"""Spec fields ``export-nwb --set`` may change on a fitted model: they act when sampling and
+leave the fitted parameters' shapes and meaning alone."""
+
+
+def check_fit_dir(fit_dir: Path) -> None:
+    """``fit_dir`` is a ``neurorec fit`` output of a spike-train model with its held-out
+    ``predictions.npz`` (the conditions to simulate); one DataError line otherwise."""
+    from neurorec.families import MODELS
+
+    spec_path = fit_dir / SPEC_FILE
+    if not spec_path.is_file():
+        raise DataError(f"{fit_dir}: {SPEC_FILE}: not found (not a `neurorec fit` output dir)")
+    kind = load_model_spec(spec_path).kind
+    if kind not in MODELS:
+        raise DataError(f"{fit_dir}: kind: '{kind}' is not a model of recorded spike trains "
+                        "(export-nwb samples a `neurorec fit` output dir)")
+    if not (fit_dir / "predictions.npz").is_file():
+        raise DataError(f"{fit_dir}: predictions.npz: not found (export-nwb samples one trial "
+                        "per held-out trial of a `neurorec fit` output dir)")
+
+
+def simulate_fit_dir(fit_dir: Path, seed: int = 0, overrides: Sequence[str] = ()) -> Recording:
     """Sample one trial per held-out trial's condition (and binned stimulus series, for a
-    model with a stimulus filter) from the model fitted in ``fit_dir``."""
+    model with a stimulus filter) from the model fitted in ``fit_dir``; ``overrides``
+    (``--set``) may change :data:`SAMPLING_FIELDS` of its spec."""
     model = load_fitted(fit_dir)
+    if overrides:
+        from neurorec.core.errors import SpecError
+        from neurorec.spec.load import parse_overrides
+
+        for keys, _ in parse_overrides(overrides):
+            if ".".join(keys) not in SAMPLING_FIELDS:
+                raise SpecError(f"{fit_dir / SPEC_FILE}: {'.'.join(keys)}: export-nwb --set "
+                                f"changes only sampling fields of a fitted model "
+                                f"({', '.join(SAMPLING_FIELDS)})")
+        spec = load_model_spec(fit_dir / SPEC_FILE, overrides)
+        if not all(hasattr(model.spec, f) for f in SAMPLING_FIELDS):
+            raise SpecError(f"{fit_dir / SPEC_FILE}: kind '{spec.kind}' has no "
+                            f"{', '.join(SAMPLING_FIELDS)}")
+        model.spec = spec
     with np.load(fit_dir / "predictions.npz") as pred:
         condition, unit_ids = pred["condition"], pred["unit_ids"]
         stimulus = pred["stimulus"] if "stimulus" in pred.files else None

@@ -73,9 +73,12 @@ def simulate_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, backend: str = 
     model = TaskRNN(spec, device=device, seed=seed, dtype=dtype).build(task)
     if weights_path is not None:
         weights = load_weights_npz(weights_path)
-        if weights["w_rec"].shape != (spec.n_units, spec.n_units):
-            raise DataError(f"{weights_path}: w_rec is {weights['w_rec'].shape}, the spec has "
-                            f"{spec.n_units} units")
+        expected = {k: np.shape(v) for k, v in model.weights().items()}
+        for key in WEIGHT_KEYS:  # w_in / w_out follow the task's inputs and outputs
+            if weights[key].shape != expected[key]:
+                raise DataError(f"{weights_path}: {key} is {weights[key].shape}, this spec on "
+                                f"{task_spec.name} needs {expected[key]} (weights of another "
+                                "spec or task?)")
         load_weights(model, weights)
     trials = task.generate(n_trials, np.random.default_rng([seed, 3]))
     start = time.perf_counter()
