@@ -119,3 +119,51 @@ def test_half_width_closed_forms():
     r = curves[1]
     expected = abs(np.sum(r * np.exp(2j * np.deg2rad(th)))) / r.sum()
     assert osi[0] == pytest.approx(expected)
+
+
+def _run_module():
+    """analyses/ssrnn_v1/run.py under a name of its own (other analyses have a run.py too)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "ssrnn_v1_run" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "analyses" / "ssrnn_v1" / "run.py"
+        spec = importlib.util.spec_from_file_location("ssrnn_v1_run", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["ssrnn_v1_run"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["ssrnn_v1_run"]
+
+
+def test_study_breadth_helpers_against_direct_computations(tmp_path):
+    """preferred_curves reads the curve grating_tuning reads (same OSI); the KS statistic is the
+    largest gap between the two empirical CDFs; update_results keeps the text around its
+    markers and replaces only the block."""
+    from neurorec.analysis.tuning import grating_tuning
+
+    run = _run_module()
+    rng = np.random.default_rng(2)
+    resp = rng.gamma(0.5, size=(30, 16, 3, 2))
+    dirs = np.arange(16) * 22.5
+    tun = grating_tuning(resp, dirs, np.array([0.5, 1, 2]), np.array([1.25, 2.5]))
+    curves = run.preferred_curves(resp)
+    np.testing.assert_allclose(vector_selectivity(curves, dirs, 2)[0], tun.osi)
+    v1 = [{"osi": o, "half_width": w} for o, w in zip(rng.random(40), rng.random(40) * 90,
+                                                        strict=True)]
+    out, width = run.tuning_breadth(curves, tun.osi, v1)
+    np.testing.assert_allclose(width, half_width(curves))
+    a, b = tun.osi, np.array([r["osi"] for r in v1])
+    grid = np.sort(np.r_[a, b])
+    gap = np.abs(np.searchsorted(np.sort(a), grid, side="right") / len(a)
+                 - np.searchsorted(np.sort(b), grid, side="right") / len(b)).max()
+    assert out["ks_osi"]["statistic"] == pytest.approx(gap)
+    assert out["osi_model"]["median"] == pytest.approx(np.median(a))
+    assert out["osi_model"]["frac_osi_ge_0_99"] == pytest.approx(np.mean(a >= 0.99))
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# notes\n\nhistory\n")
+    run.update_results(path, "first")
+    run.update_results(path, "second")
+    text = path.read_text()
+    assert text.count(run.BEGIN) == 1 and "second" in text and "first" not in text
+    assert text.endswith("# notes\n\nhistory\n")
