@@ -290,7 +290,8 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool,
 
     A fit directory is simulated: the fitted model generates one trial for every held-out
     trial's condition, with the seed given. `--set` changes the fitted model's spec for
-    sampling only (e.g. `--set rate_ceiling_hz=500`); fitted parameters are kept.
+    sampling only (`--set sampling.max_rate_hz=500` caps each unit's expected count
+    while sampling); fitted parameters are kept.
     """
     from neurorec.data.nwb import write_nwb
 

@@ -43,7 +43,7 @@ def load_fitted(fit_dir: Path, device: str = "cpu") -> Model:
     return model
 
 
-SAMPLING_FIELDS = ("rate_ceiling_hz",)
+SAMPLING_FIELDS = ("sampling.max_rate_hz",)
 """Spec fields ``export-nwb --set`` may change on a fitted model: they act when sampling and
 leave the fitted parameters' shapes and meaning alone."""
 
@@ -79,11 +79,7 @@ def simulate_fit_dir(fit_dir: Path, seed: int = 0, overrides: Sequence[str] = ()
                 raise SpecError(f"{fit_dir / SPEC_FILE}: {'.'.join(keys)}: export-nwb --set "
                                 f"changes only sampling fields of a fitted model "
                                 f"({', '.join(SAMPLING_FIELDS)})")
-        spec = load_model_spec(fit_dir / SPEC_FILE, overrides)
-        if not all(hasattr(model.spec, f) for f in SAMPLING_FIELDS):
-            raise SpecError(f"{fit_dir / SPEC_FILE}: kind '{spec.kind}' has no "
-                            f"{', '.join(SAMPLING_FIELDS)}")
-        model.spec = spec
+        model.spec = load_model_spec(fit_dir / SPEC_FILE, overrides)
     with np.load(fit_dir / "predictions.npz") as pred:
         condition, unit_ids = pred["condition"], pred["unit_ids"]
         stimulus = pred["stimulus"] if "stimulus" in pred.files else None
@@ -91,7 +87,17 @@ def simulate_fit_dir(fit_dir: Path, seed: int = 0, overrides: Sequence[str] = ()
         extra = {} if stimulus is None else {"stimulus": stimulus}
         counts = model.sample(condition, seed=seed, **extra).astype(np.int64)
     except DivergenceError as err:
-        raise DataError(f"{fit_dir}: {err.lines[0]}") from None
+        what = err.lines[0].split(" (try ")[0]
+        raise DataError(f"{fit_dir}: {what}; bound the samples with the spec field "
+                        "sampling.max_rate_hz (export-nwb --set sampling.max_rate_hz=500) or "
+                        "fit with rate_ceiling_hz or link: softplus") from None
+    capped = getattr(model, "last_sample_capped", 0.0)
+    if capped:
+        import sys
+
+        print(f"{fit_dir}: warning: {100 * capped:.3g} % of unit-bins sampled at the cap "
+              f"sampling.max_rate_hz = {model.spec.sampling.max_rate_hz:g} Hz (the model's "
+              "closed loop runs above it there)", file=sys.stderr)
     bin_size = float(model.bin_size_)
     duration = counts.shape[1] * bin_size
     start = np.arange(len(condition)) * (duration + GAP_S)

@@ -1,0 +1,135 @@
+"""Census: can the shipped spike-train specs be sampled on every bundled V1 session?
+
+For each spec in ``models/`` that fits V1 drifting gratings and each session 0..26: ``neurorec
+fit`` (default seed 0), then ``neurorec export-nwb`` of the fit (seed 0). A row records the
+held-out bits/spike, the export's exit code and stderr, the largest per-unit rate in the
+exported sample (spikes / s, over each trial's duration), and — for a spec with a sampling cap
+— whether the same fitted model sampled *without* the cap diverges (so the cap is shown to be
+needed, or not).
+
+    OMP_NUM_THREADS=1 python tools/export_census.py --out /tmp/census [--specs glm_v1 ...]
+
+Writes ``census.csv`` into ``--out`` (one row per spec × session) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = ("glm_v1", "rglm_v1", "glm_stimulus_only", "glm_bernoulli")
+"""The models/*.yaml spike-train specs whose conditions exist in the V1 sessions
+(glm_grasshopper needs a stimulus series, rglm_locust the locust's odours)."""
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    from neurorec.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def max_rate_hz(nwb: Path) -> float:
+    """Largest per-unit spike rate of any exported trial (spikes / trial duration)."""
+    from neurorec.data import read_nwb
+
+    rec = read_nwb(nwb)
+    starts = rec.trials["start_time"].to_numpy(float)
+    stops = rec.trials["stop_time"].to_numpy(float)
+    worst = 0.0
+    for spikes in rec.spike_times:
+        counts = (np.searchsorted(spikes, stops) - np.searchsorted(spikes, starts))
+        worst = max(worst, float((counts / (stops - starts)).max()))
+    return worst
+
+
+def uncapped_diverges(fit_dir: Path) -> bool | None:
+    """Whether the fitted model sampled without ``sampling.max_rate_hz`` diverges (None if
+    the spec has no cap)."""
+    from neurorec.core.errors import DivergenceError
+    from neurorec.workflows.simulate import load_fitted
+
+    model = load_fitted(fit_dir)
+    sampling = getattr(model.spec, "sampling", None)
+    if sampling is None or sampling.max_rate_hz is None:
+        return None
+    model.spec = model.spec.model_copy(
+        update={"sampling": sampling.model_copy(update={"max_rate_hz": None})})
+    with np.load(fit_dir / "predictions.npz") as pred:
+        condition = pred["condition"]
+    try:
+        model.sample(condition, seed=0)
+    except DivergenceError:
+        return True
+    return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--specs", nargs="+", default=list(SPECS))
+    ap.add_argument("--sessions", type=int, nargs="+", default=list(range(27)))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = args.out / "census.csv"
+    done = set()
+    if table.is_file():
+        with table.open() as f:
+            done = {(r["spec"], int(r["session"])) for r in csv.DictReader(f)}
+    fields = ["spec", "session", "fit_rc", "bits_per_spike", "fit_s", "export_rc",
+              "max_rate_hz", "export_stderr", "uncapped_diverges"]
+    new = not table.is_file()
+    with table.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        if new:
+            writer.writeheader()
+        for name in args.specs:
+            for session in args.sessions:
+                if (name, session) in done:
+                    continue
+                work = args.out / f"{name}_{session}"
+                shutil.rmtree(work, ignore_errors=True)
+                t0 = time.perf_counter()
+                rc, _, err = run_cli(["fit", str(REPO / "models" / f"{name}.yaml"), "--data",
+                                      f"v1_gratings:{session}", "--out", str(work / "fit"),
+                                      "--quiet"])
+                row = {"spec": name, "session": session, "fit_rc": rc,
+                       "fit_s": round(time.perf_counter() - t0, 1)}
+                if rc == 0:
+                    m = json.loads((work / "fit" / "metrics.json").read_text())
+                    row["bits_per_spike"] = m["bits_per_spike"]
+                    nwb = work / "sample.nwb"
+                    erc, _, eerr = run_cli(["export-nwb", str(work / "fit"), "--out", str(nwb)])
+                    row.update(export_rc=erc, export_stderr=eerr.strip().replace("\n", " | "))
+                    if erc == 0:
+                        row["max_rate_hz"] = round(max_rate_hz(nwb), 1)
+                    row["uncapped_diverges"] = uncapped_diverges(work / "fit")
+                else:
+                    row["export_stderr"] = err.strip().replace("\n", " | ")[:300]
+                writer.writerow(row)
+                f.flush()
+                print(row, flush=True)
+                shutil.rmtree(work, ignore_errors=True)
+    with table.open() as f:
+        rows = list(csv.DictReader(f))
+    for name in args.specs:
+        mine = [r for r in rows if r["spec"] == name]
+        ok = sum(r["export_rc"] == "0" for r in mine)
+        print(f"{name}: bounded samples {ok}/{len(mine)}; uncapped diverges on "
+              f"{sum(r['uncapped_diverges'] == 'True' for r in mine)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
