@@ -124,6 +124,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     spec = load_model_spec(spec_path, overrides)
     _require_spike_train_model(spec, spec_path)
     _refuse_existing(out, overwrite)
+    recording = load_recording(data)  # a bad --data is refused before anything is created
     work = out.with_name(f"{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     with _lock(work), interrupt.handle_signals():  # one writer of OUT.partial at a time
@@ -138,7 +139,6 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
                        f"--resume: no checkpoint in {work}, starting from the beginning",
                        err=True)
         try:
-            recording = load_recording(data)
             with _units_split(workers, scheduler, units_per_task):
                 result = fit_and_evaluate(spec, recording, seed=seed, device=device,
                                           progress=not quiet, work_dir=work, resume=resume,
