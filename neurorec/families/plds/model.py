@@ -15,13 +15,17 @@ in training and on test trials; every unit's ``C``, ``d``, ``D`` are fitted.
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from neurorec.core.bases import raised_cosine_linear
 from neurorec.core.errors import DataError
+from neurorec.core.metrics import bits_per_spike
 from neurorec.data.recording import BinnedTrials
+from neurorec.data.session import BinnedSession
 from neurorec.families.base import Model
 from neurorec.families.plds import inference as inf
 from neurorec.families.plds.spec import PLDSSpec
@@ -84,13 +88,15 @@ class PLDS(Model):
         return u, eta, mu0
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, data: BinnedTrials, progress: bool = True) -> PLDS:
-        """Laplace EM on the training trials ``data``."""
+    def fit(self, data: BinnedTrials | BinnedSession, progress: bool = True) -> PLDS:
+        """Laplace EM on the training trials ``data``, or on the ``train`` bins of a session
+        (covariates as inputs: :meth:`_fit_session`)."""
+        if isinstance(data, BinnedSession):
+            return self._fit_session(data)
         start = time.perf_counter()
         spec = self.spec
         y = data.counts.astype(float)
         K, T, N = y.shape
-        D = spec.latent.dim
         self.n_conditions_ = data.n_conditions
         self.n_bins_, self.bin_size_, self.n_units_ = T, data.bin_size, N
         mask = self._mask(N)
@@ -110,6 +116,19 @@ class PLDS(Model):
 
         beta0 = np.zeros((N, data.n_conditions, spec.stimulus.n_basis)) \
             if spec.stimulus.observation else None
+        self._em(y, s, cond, n_cond0, drive, drive_grad, beta0, mask,
+                 lambda p: self._chain(p, cond, T), start)
+        return self
+
+    def _em(self, y: np.ndarray, s: np.ndarray, cond: np.ndarray, n_cond0: int,
+            drive: Callable, drive_grad: Callable, beta0: np.ndarray | None,
+            mask: np.ndarray | None, chain: Callable[[dict], tuple], start: float) -> None:
+        """Laplace EM on counts ``y`` (K, T, N) with latent inputs ``s`` (K, T, P); sets
+        ``params_``, ``unit_order_``, ``fit_report_``. ``chain(p)`` gives ``(u, eta, mu0)``,
+        ``drive`` / ``drive_grad`` the observation's input drive and its adjoint."""
+        spec = self.spec
+        K, T, N = y.shape
+        D = spec.latent.dim
         rate = y.mean(axis=(0, 1)) + 1e-3
         # initial observation model: each unit's PSTH with the latent at zero
         zero = inf.Posterior(np.zeros((K, T, D)), np.zeros((K, T, D, D)),
@@ -136,7 +155,7 @@ class PLDS(Model):
         converged, reason = False, "max_iter"
         spikes = max(y.sum(), 1.0)
         for it in range(spec.fit.max_iter):
-            u, eta, mu0 = self._chain(p, cond, T)
+            u, eta, mu0 = chain(p)
             post, obj = inf.laplace_posterior(y, p["C"], eta, p["A"], u, p["Q"], mu0, p["Q0"],
                                               x_init=x, mask=mask,
                                               max_iter=spec.fit.newton_iter if x is None else
@@ -163,12 +182,100 @@ class PLDS(Model):
             final_objective=history[-1]["objective"], max_abs_grad=float("nan"),
             best_validation_nll=None, fit_time_s=time.perf_counter() - start, history=history,
             optimizer="Laplace EM")
+
+    # ----------------------------------------------------------------- sessions
+    def _session_inputs(self, session: BinnedSession) -> np.ndarray:
+        """(n_bins, P) the session's covariates (names in sorted order, columns side by side)
+        standardised with the training bins' mean and SD; unobserved (NaN) values are 0, the
+        training mean."""
+        missing = [k for k in self.input_names_ if k not in session.covariates]
+        if missing:
+            raise DataError(f"{session.source}: covariates: the model was fitted with "
+                            f"{list(self.input_names_)}, missing {missing}")
+        raw = _covariate_columns(session, self.input_names_)
+        z = (raw - self.input_mean_) / self.input_std_
+        return np.where(np.isnan(z), 0.0, z)
+
+    def _fit_session(self, session: BinnedSession) -> PLDS:
+        """Laplace EM on the ``train`` bins of ``session``: each of their contiguous stretches
+        is cut into windows of ``fit.window`` bins (a stretch's last, shorter remainder is
+        left out of the fit), every window a trial starting from the shared initial state.
+        The inputs ``s_t`` are the covariates (standardised), driving the latent (``B s_t``,
+        ``stimulus.latent_input``) and each unit (``D s_t``, ``stimulus.observation``)."""
+        start = time.perf_counter()
+        spec = self.spec
+        train = session.select(session.mask("train"))
+        self.input_names_ = tuple(sorted(session.covariates))
+        raw = _covariate_columns(train, self.input_names_)
+        with np.errstate(all="ignore"):
+            mean, std = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
+        self.input_mean_ = np.nan_to_num(mean)
+        self.input_std_ = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+        windows = _windows(train.segment_bounds(), spec.fit.window)
+        if not windows:
+            raise DataError(f"{session.source}: split: no stretch of {spec.fit.window} "
+                            "contiguous train bins (fit.window)")
+        z = self._session_inputs(train)
+        y = np.stack([train.counts[a:b] for a, b in windows]).astype(float)
+        s_all = np.stack([z[a:b] for a, b in windows])
+        K, T, N = y.shape
+        self.n_conditions_, self.n_bins_, self.n_units_ = 1, T, N
+        self.bin_size_ = session.bin_size
+        mask = self._mask(N)
+        s = s_all if spec.stimulus.latent_input else np.zeros((K, T, 0))
+
+        def drive(beta):
+            return 0.0 if beta is None else s_all @ beta.T
+
+        def drive_grad(r):
+            return np.einsum("ktn,ktp->np", r, s_all)
+
+        beta0 = np.zeros((N, s_all.shape[2])) if spec.stimulus.observation else None
+        self._em(y, s, np.zeros(K, int), 1, drive, drive_grad, beta0, mask,
+                 lambda p: self._session_chain(p, s_all), start)
         return self
 
+    def _session_chain(self, p: dict, z: np.ndarray) -> tuple:
+        """``(u, eta, mu0)`` for session windows with standardised inputs ``z`` (K, T, P)."""
+        K, T = z.shape[:2]
+        D = p["A"].shape[0]
+        u = z @ p["B"].T if p["B"].shape[1] else np.zeros((K, T, D))
+        eta = p["d"] + (z @ p["beta"].T if "beta" in p else 0.0)
+        eta = np.broadcast_to(eta, (K, T, len(p["d"])))
+        return u, eta, np.broadcast_to(p["mu0"][0], (K, D))
+
+    def _session_rates(self, session: BinnedSession) -> np.ndarray:
+        """(n_bins, n_units) one-step-ahead expected counts of every bin of ``session``: the
+        latent filtered causally along each contiguous stretch from the initial state."""
+        self.check_fitted()
+        if "input_names_" not in vars(self):
+            raise DataError(f"{session.source}: the model was fitted to trials, not a session")
+        if session.n_units != self.n_units_:
+            raise DataError(f"{session.source}: counts: model was fitted to {self.n_units_} "
+                            f"units, got {session.n_units}")
+        z, p = self._session_inputs(session), self.params_
+        rates = np.empty(session.counts.shape)
+        bounds = session.segment_bounds()
+        for a, b in itertools.pairwise(bounds):
+            u, eta, mu0 = self._session_chain(p, z[None, a:b])
+            rates[a:b] = inf.causal_filter(session.counts[None, a:b].astype(float), p["C"],
+                                           eta, p["A"], u, p["Q"], mu0, p["Q0"],
+                                           mask=self._mask(self.n_units_))[0][0]
+        return rates
+
+    def score(self, data: BinnedTrials | BinnedSession, split: str = "test") -> float:
+        """Bits per spike (NLB) one step ahead; of a session, its ``split`` bins."""
+        if not isinstance(data, BinnedSession):
+            return super().score(data)
+        keep = data.mask(split)
+        return bits_per_spike(data.counts[keep][None], self._session_rates(data)[keep][None])
+
     # ----------------------------------------------------------------- using it
-    def predict_rate(self, data: BinnedTrials) -> np.ndarray:
+    def predict_rate(self, data: BinnedTrials | BinnedSession) -> np.ndarray:
         """(K, T, N) expected counts one step ahead: the latent filtered from past spikes
-        (held-in units only in co-smoothing mode)."""
+        (held-in units only in co-smoothing mode); of a session, (n_bins, N) for its bins."""
+        if isinstance(data, BinnedSession):
+            return self._session_rates(data)
         self._check_shape(data)
         p, T = self.params_, data.counts.shape[1]
         u, eta, mu0 = self._chain(p, data.condition, T)
@@ -229,3 +336,18 @@ class PLDS(Model):
         cov = D * (D + 1) // 2
         return int(sum(v.size for k, v in self.params_.items() if k not in ("Q", "Q0"))
                    + 2 * cov)
+
+
+def _covariate_columns(session: BinnedSession, names: tuple[str, ...]) -> np.ndarray:
+    """(n_bins, P) the named covariates side by side (each (n_bins,) or (n_bins, dims))."""
+    cols = [np.asarray(session.covariates[k], float).reshape(session.n_bins, -1)
+            for k in names]
+    return np.concatenate(cols, axis=1) if cols else np.zeros((session.n_bins, 0))
+
+
+def _windows(bounds: np.ndarray, length: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive ``length``-bin windows inside each stretch
+    ``bounds[i]:bounds[i + 1]`` (a remainder shorter than ``length`` is dropped)."""
+    return [(int(a) + k * length, int(a) + (k + 1) * length)
+            for a, b in itertools.pairwise(bounds)
+            for k in range(int(b - a) // length)]

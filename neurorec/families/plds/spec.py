@@ -45,6 +45,9 @@ class PLDSFit(Spec):
     newton_iter: int = Field(20, ge=1, le=200, description="Newton steps of the first E-step "
                              "(later ones start from the previous mode and take at most 2)")
     m_step_iter: int = Field(20, ge=1, le=10_000, description="L-BFGS steps for C, d, D")
+    window: int = Field(100, ge=2, le=100_000, description="session data: the training bins' "
+                        "contiguous stretches are cut into windows of this many bins, each "
+                        "fitted as a trial (a shorter remainder is left out)")
 
 
 @register_model("plds")

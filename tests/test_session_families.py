@@ -1,0 +1,102 @@
+"""PLDS and ctrnn_obs fitted to a continuous session (``BinnedSession``), covariates as
+inputs, on a small synthetic session whose generating model is known."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from neurorec.core.errors import DataError
+from neurorec.core.metrics import bits_per_spike
+from neurorec.data.session import BinnedSession
+from neurorec.families.base import model_for
+from neurorec.families.plds import inference as inf
+from neurorec.spec.load import validate_spec
+
+N_BINS, N_UNITS = 3000, 8
+A = np.array([[0.95, 0.05], [-0.05, 0.95]])
+B = np.array([[0.5], [0.0]])
+Q = 0.02 * np.eye(2)
+
+
+def speed_series(n_bins: int) -> np.ndarray:
+    t = np.arange(n_bins) * 0.01
+    return 0.2 + 0.15 * np.sin(2 * np.pi * t / 7.0) + 0.05 * np.sin(2 * np.pi * t / 2.3)
+
+
+@cache
+def plds_session(seed: int = 0) -> tuple[BinnedSession, dict[str, np.ndarray]]:
+    """30 s at 10 ms of 8 Poisson units driven by a 2-D latent that the standardised speed
+    drives (``x_t = A x_{t-1} + B z_t + eps``); the last 20 % of bins are ``test``."""
+    rng = np.random.default_rng(seed)
+    speed = speed_series(N_BINS)
+    C = rng.normal(0, 0.3, (N_UNITS, 2))
+    d = np.log(rng.uniform(0.05, 0.3, N_UNITS))
+    z = ((speed - speed.mean()) / speed.std())[:, None]
+    x = np.zeros((N_BINS, 2))
+    for k in range(1, N_BINS):
+        x[k] = A @ x[k - 1] + B @ z[k] + rng.multivariate_normal(np.zeros(2), Q)
+    rate = np.exp(x @ C.T + d)
+    split = np.where(np.arange(N_BINS) < int(0.8 * N_BINS), "train", "test")
+    session = BinnedSession(counts=rng.poisson(rate), bin_size=0.01,
+                            time=np.arange(N_BINS) * 0.01 + 0.005,
+                            covariates={"speed": speed[:, None]}, split=split,
+                            segment=np.zeros(N_BINS, np.int64), unit_ids=np.arange(N_UNITS),
+                            source="synthetic", truth={"rates": rate})
+    return session, {"C": C, "d": d, "z": z}
+
+
+@cache
+def fitted_plds(latent_input: bool = True):
+    spec = validate_spec({"kind": "plds", "latent": {"dim": 2}, "fit": {"max_iter": 30},
+                          "stimulus": {"latent_input": latent_input,
+                                       "observation": latent_input}}, "<test>")
+    return model_for(spec, seed=0).fit(plds_session()[0])
+
+
+def test_plds_session_reaches_the_true_models_one_step_ahead_score():
+    """The fitted PLDS's held-out bits/spike (latent filtered causally) equals, within
+    0.005, the same causal filter run with the generating parameters."""
+    session, truth = plds_session()
+    test = session.mask("test")
+    u = (truth["z"] @ B.T)[None]
+    eta = np.broadcast_to(truth["d"], (1, N_BINS, N_UNITS))
+    P0 = Q / (1 - 0.95 ** 2)
+    oracle, _ = inf.causal_filter(session.counts[None].astype(float), truth["C"], eta, A, u,
+                                  Q, np.zeros((1, 2)), P0)
+    reference = bits_per_spike(session.counts[test][None], oracle[0][test][None])
+    score = fitted_plds().score(session)
+    assert score == pytest.approx(reference, abs=0.005)
+    # the covariate is an input that helps: without it the score is lower
+    assert score > fitted_plds(latent_input=False).score(session) + 1e-3
+    rates = fitted_plds().predict_rate(session)
+    assert rates.shape == (N_BINS, N_UNITS) and np.all(rates > 0)
+
+
+def test_plds_session_filters_each_segment_from_the_initial_state():
+    """Two segments are filtered separately: the second segment's rates are those of the
+    second segment alone."""
+    session, _ = plds_session()
+    seg = np.where(np.arange(N_BINS) < N_BINS - 300, 0, 1).astype(np.int64)
+    cut = session.with_split(session.split, seg)
+    alone = cut.select(seg == 1)
+    model = fitted_plds()
+    np.testing.assert_array_equal(model.predict_rate(cut)[seg == 1], model.predict_rate(alone))
+
+
+def test_plds_session_refuses_other_units_and_missing_covariates():
+    session, _ = plds_session()
+    model = fitted_plds()
+    fewer = BinnedSession(counts=session.counts[:, :-1], bin_size=0.01, time=session.time,
+                          covariates=session.covariates, split=session.split,
+                          segment=session.segment, unit_ids=session.unit_ids[:-1],
+                          source="fewer")
+    with pytest.raises(DataError, match="units"):
+        model.score(fewer)
+    bare = BinnedSession(counts=session.counts, bin_size=0.01, time=session.time,
+                         covariates={}, split=session.split, segment=session.segment,
+                         unit_ids=session.unit_ids, source="bare")
+    with pytest.raises(DataError, match="speed"):
+        model.score(bare)
