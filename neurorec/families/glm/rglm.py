@@ -16,12 +16,16 @@ Eigenvalues ``λ`` of ``R`` give the latent time constants ``τ = -Δt / ln|λ|`
 
 from __future__ import annotations
 
+import itertools
+import time
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from neurorec.core.bases import raised_cosine_linear
 from neurorec.core.errors import DataError
-from neurorec.core.recurrence import linear_recurrence
+from neurorec.core.recurrence import STATE_MAX, linear_recurrence, matrix_powers
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.spec import RecurrentSpec, RGLMSpec
@@ -259,3 +263,315 @@ class RGLM(GLM):
         """Eigenvalues of the fitted ``R`` and their time constants in seconds."""
         self._check_fitted()
         return time_constants(self.params_["R"], self.bin_size_)
+
+
+# ====================================================================== sessions
+# The R-GLM on one long session (``BinnedSession``: bins × units). The GLM part (covariates
+# and history) is fitted first by batched Newton and enters here as a fixed drive ``offset``;
+# the latent adds ``b_i + B_i · x_t`` with
+#
+#     x_t = W0 (y_{t-1} - ȳ) + R x_{t-1} [+ V z_t],   x = 0 before each segment's first bin,
+#
+# ``ȳ`` the training mean counts (the constant input ``-W0 ȳ`` keeps the state centred; ``b``
+# absorbs the rest), ``z_t`` the covariate design (``recurrent.stimulus_input``). Nothing of
+# size bins × units is made beyond the data (counts, kept integer, and the offset): the
+# objective and its gradient are streamed over time chunks. Pass 1 runs the recurrence
+# forward and keeps each chunk's last state (chunks × dim numbers); pass 2 walks the chunks
+# backwards, recomputes each chunk's states from the kept state with autograd and back-propagates
+# the chunk's NLL plus the gradient carried from the chunk after it (checkpointing by chunk).
+# The chunked gradient equals the unchunked one to rounding (tests/test_rglm_session.py).
+
+
+@dataclass
+class SessionProblem:
+    """What the session latent's objective reads (all rows are bins, in time order).
+
+    Attributes:
+        counts: (n_bins, n_units) integer counts (int16/int32/int64, never copied to float).
+        offset: (n_bins, n_units) fixed drive (the fitted GLM's), ``dtype``.
+        weight: (n_bins,) 1.0 on the bins the NLL sums over (training bins), else 0.
+        chunks: (start, stop, reset) bin ranges in time order; ``reset``: the range starts a
+            segment (the state restarts at 0 and no spike before it is read).
+        y_mean: (n_units,) training mean counts per bin.
+        design: optional (n_bins, p) scipy CSR covariate design (``V z_t``), or None.
+        dtype: torch dtype of the streamed arithmetic (float64 or float32).
+    """
+
+    counts: Tensor
+    offset: Tensor
+    weight: Tensor
+    chunks: list[tuple[int, int, bool]]
+    y_mean: Tensor
+    design: object | None = None
+    dtype: torch.dtype = torch.float64
+
+    @property
+    def n_units(self) -> int:
+        return int(self.counts.shape[1])
+
+
+def session_chunks(segment: np.ndarray, chunk_bins: int) -> list[tuple[int, int, bool]]:
+    """Bin ranges of at most ``chunk_bins`` that never cross a segment boundary.
+
+    Args:
+        segment: (n_bins,) segment id per bin (a change of id starts a segment).
+        chunk_bins: most bins per range.
+    Returns:
+        [(start, stop, reset)], ``reset`` True on each segment's first range.
+    """
+    segment = np.asarray(segment)
+    n = len(segment)
+    starts = [0, *np.flatnonzero(segment[1:] != segment[:-1]) + 1, n]
+    out = []
+    for a, b in itertools.pairwise(starts):
+        for s in range(a, b, chunk_bins):
+            out.append((int(s), int(min(s + chunk_bins, b)), s == a))
+    return out
+
+
+def block_recurrence(u: Tensor, R: Tensor, x0: Tensor | None = None, block: int = 64) -> Tensor:
+    """States of ``x_t = u_t + R x_{t-1}`` for one sequence, ``x_{-1} = x0`` (or 0).
+
+    The sequence is cut into blocks of ``block`` bins: one GEMM with the block-Toeplitz
+    matrix of ``R^0 .. R^{block-1}`` gives every block's states from a zero start, a loop over
+    blocks (``dim``-vectors only) chains their last states, and one batched product adds each
+    block's carried state ``R^{t+1} x_end``. Agrees with the bin-by-bin loop to rounding.
+
+    Args:
+        u: (m, dim) inputs.
+        R: (dim, dim).
+        x0: (dim,) state before the first bin, or None.
+    Returns:
+        (m, dim) states.
+    """
+    m, d = u.shape
+    if m == 0:
+        return u
+    c = max(1, min(block, m))
+    nb = -(-m // c)
+    if nb * c != m:
+        u = torch.cat([u, u.new_zeros(nb * c - m, d)])
+    powers = matrix_powers(R, c + 1)  # R^0 .. R^c
+    lag = torch.arange(c)[:, None] - torch.arange(c)[None, :]
+    toeplitz = powers[lag.clamp(min=0)] * (lag >= 0).to(R.dtype)[:, :, None, None]
+    toeplitz = toeplitz.permute(0, 2, 1, 3).reshape(c * d, c * d)
+    local = (u.reshape(nb, c * d) @ toeplitz.T).reshape(nb, c, d)
+    carry = u.new_zeros(d) if x0 is None else x0.to(u.dtype)
+    ends = local[:, -1]
+    Rc = powers[c]
+    into = u.new_empty(nb, d)  # state entering each block
+    for j in range(nb):
+        into[j] = carry
+        carry = ends[j] + Rc @ carry
+    x = local + torch.einsum("tij,bj->bti", powers[1:], into)
+    return x.reshape(nb * c, d)[:m].clamp(-STATE_MAX, STATE_MAX)
+
+
+def _chunk_counts(prob: SessionProblem, start: int, stop: int,
+                  reset: bool) -> tuple[Tensor, Tensor]:
+    """(m, U) counts ``y`` of bins start..stop-1 and (m, U) the centred previous bins'
+    ``y_{t-1} - ȳ`` (0 in a segment's first bin), in ``prob.dtype``."""
+    dt = prob.dtype
+    lo = start if reset else start - 1
+    block = prob.counts[lo:stop].to(dt)
+    y = block if reset else block[1:]
+    prev = block[:-1] - prob.y_mean.to(dt)
+    if reset:
+        prev = torch.cat([prev.new_zeros(1, prev.shape[1]), prev])
+    return y, prev
+
+
+def _chunk_design(prob: SessionProblem, start: int, stop: int) -> Tensor | None:
+    if prob.design is None:
+        return None
+    return torch.as_tensor(prob.design[start:stop].toarray(), dtype=prob.dtype)
+
+
+def session_states(prob: SessionProblem, p: dict[str, Tensor]) -> Tensor:
+    """(n_bins, dim) latent states given the observed past spikes (float64; ``dim`` numbers
+    per bin are kept, never ``units``)."""
+    dt = prob.dtype
+    W0, R = p["W0"].detach().to(dt), p["R"].detach().to(dt)
+    out = torch.empty(int(prob.counts.shape[0]), W0.shape[0], dtype=torch.float64)
+    x_prev = None
+    for start, stop, reset in prob.chunks:
+        _, prev = _chunk_counts(prob, start, stop, reset)
+        u = prev @ W0.T
+        z = _chunk_design(prob, start, stop)
+        if z is not None and "V" in p:
+            u = u + z @ p["V"].detach().to(dt).T
+        x = block_recurrence(u, R, None if reset else x_prev)
+        out[start:stop] = x.to(torch.float64)
+        x_prev = x[-1]
+    return out
+
+
+def session_latent_objective(prob: SessionProblem, p: dict[str, Tensor],
+                             grad: bool = True) -> float:
+    """Summed training NLL of the session latent model, streamed over ``prob.chunks``, and
+    (``grad``) its gradient written to ``.grad`` of the tensors in ``p`` (``W0`` (dim, U),
+    ``R`` (dim, dim), ``B`` (U, dim), ``b`` (U,), optional ``V`` (dim, p)).
+
+    Pass 1 (forward, chunks in time order) keeps the states ``x`` (n_bins × dim). Pass 2
+    (chunks in reverse) forms each chunk's residual ``r = w (exp(η) - y)`` (m × U), the
+    gradients of ``B`` and ``b``, the state's gradient ``g = r B`` and the adjoint
+    ``λ_t = g_t + Rᵀ λ_{t+1}`` (carried into the chunk before unless the chunk starts a
+    segment), then ``∂W0 = Σ λ_t (y_{t-1} - ȳ)ᵀ``, ``∂R = Σ λ_t x_{t-1}ᵀ``, ``∂V = Σ λ_t z_tᵀ``.
+    Memory: one chunk's m × U temporaries and n_bins × dim states.
+
+    Returns:
+        the NLL (nats, without ``Σ log y!``), float64.
+    """
+    dt = prob.dtype
+    x_all = session_states(prob, p)
+    B, b = p["B"].detach().to(dt), p["b"].detach().to(dt)
+    R = p["R"].detach().to(dt)
+    grads = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in p.items()}
+    total = 0.0
+    lam_next: Tensor | None = None  # adjoint entering from the chunk after
+    for start, stop, reset in reversed(prob.chunks):
+        y, prev = _chunk_counts(prob, start, stop, reset)
+        x = x_all[start:stop].to(dt)
+        eta = prob.offset[start:stop].to(dt) + b + x @ B.T
+        rate = torch.exp(eta)
+        w = prob.weight[start:stop].to(dt)[:, None]
+        total += float((w * (rate - y * eta)).sum(dtype=torch.float64))
+        if not grad:
+            continue
+        r = w * (rate - y)
+        del rate, eta
+        grads["B"] += (r.T @ x).to(torch.float64)
+        grads["b"] += r.sum(0, dtype=torch.float64)
+        g = r @ B  # (m, dim)
+        lam = block_recurrence(g.flip(0), R.T, lam_next).flip(0)
+        grads["W0"] += (lam.T @ prev).to(torch.float64)
+        x_before = x_all[start - 1:stop - 1] if not reset else torch.cat(
+            [x_all.new_zeros(1, x_all.shape[1]), x_all[start:stop - 1]])
+        grads["R"] += (lam.T.to(torch.float64) @ x_before)
+        if "V" in p:
+            z = _chunk_design(prob, start, stop)
+            if z is not None:
+                grads["V"] += (lam.T @ z).to(torch.float64)
+        lam_next = None if reset else lam[0]
+    if grad:
+        for k, v in p.items():
+            v.grad = grads[k].to(v.dtype)
+    return total
+
+
+def session_latent_rates(prob: SessionProblem, p: dict[str, Tensor],
+                         rows: np.ndarray | None = None) -> np.ndarray:
+    """Expected counts per bin ``exp(offset + b + B x_t)`` given the observed past spikes.
+
+    Args:
+        rows: (n_bins,) bool: which bins to return (default all).
+    Returns:
+        (rows.sum(), n_units) float64.
+    """
+    dt = prob.dtype
+    x_all = session_states(prob, p)
+    B, b = p["B"].detach().to(dt), p["b"].detach().to(dt)
+    out = []
+    for start, stop, _ in prob.chunks:
+        keep = slice(None) if rows is None else torch.as_tensor(rows[start:stop])
+        eta = (prob.offset[start:stop].to(dt)[keep] + b
+               + x_all[start:stop].to(dt)[keep] @ B.T)
+        out.append(torch.exp(eta).to(torch.float64).numpy())
+    return np.concatenate(out) if out else np.zeros((0, prob.n_units))
+
+
+def init_session_latent(prob: SessionProblem, dim: int, taus_s: tuple[float, float],
+                        bin_size: float, seed: int, n_design: int = 0) -> dict[str, Tensor]:
+    """Start of the session latent: ``R = diag(λ)`` with time constants log-spaced over
+    ``taus_s`` (s), ``W0`` rows the population's summed deviation ``(1-λ_k)/Σȳ`` (so each
+    state is a leaky average of the population's relative rate, ~ a log gain) plus 1 %
+    noise, ``B = 0`` and ``b = 0`` (the first iterate is the GLM), ``V = 0``."""
+    gen = torch.Generator().manual_seed(seed)
+    taus = np.geomspace(taus_s[0], taus_s[1], dim) if dim > 1 else np.array([taus_s[1]])
+    lam = torch.as_tensor(np.exp(-bin_size / taus), dtype=torch.float64)
+    total = float(prob.y_mean.sum().clamp_min(1e-12))
+    W0 = (1 - lam)[:, None] / total * (
+        1 + 0.01 * torch.randn(dim, prob.n_units, generator=gen, dtype=torch.float64))
+    p = {"W0": W0, "R": torch.diag(lam), "B": torch.zeros(prob.n_units, dim, dtype=torch.float64),
+         "b": torch.zeros(prob.n_units, dtype=torch.float64)}
+    if n_design:
+        p["V"] = torch.zeros(dim, n_design, dtype=torch.float64)
+    return p
+
+
+def fit_session_latent(prob: SessionProblem, start: dict[str, Tensor], l2: float = 0.0,
+                       max_iter: int = 200, tol: float = 1e-9,
+                       validation: SessionProblem | None = None,
+                       progress: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """Fit the session latent's ``W0, R, B, b [, V]`` by L-BFGS (strong Wolfe).
+
+    Objective: training NLL / (n training bins · units) + ``l2 · (‖W0ₛ‖² + ‖B‖² + ‖V‖²)``
+    where ``W0ₛ = W0 · Σȳ`` (the penalty sees W0 on the scale of the start). Internally
+    ``W0`` is optimised as ``W0ₛ`` (same scale as ``B``). With ``validation`` (the same
+    session's validation bins as weights) the parameters with the lowest validation NLL among
+    the iterates are kept.
+
+    Returns:
+        (params as float64 numpy arrays, report dict: n_iter, n_evals, objective, time,
+        validation history).
+    """
+    t0 = time.perf_counter()
+    scale_w = float(prob.y_mean.sum().clamp_min(1e-12))
+    n_train = float(prob.weight.sum()) * prob.n_units
+    internal = {k: (v * scale_w if k == "W0" else v).clone().detach().requires_grad_()
+                for k, v in start.items()}
+    penalised = [k for k in internal if k in ("W0", "B", "V")]
+
+    def model_params() -> dict[str, Tensor]:
+        return {k: (v / scale_w if k == "W0" else v) for k, v in internal.items()}
+
+    evals = [0]
+
+    def closure() -> Tensor:
+        for v in internal.values():
+            v.grad = None
+        with torch.no_grad():
+            leaves = {k: v.detach().clone() for k, v in model_params().items()}
+        value = session_latent_objective(prob, leaves) / n_train
+        pen = l2 * sum((internal[k] ** 2).sum() for k in penalised) if l2 else None
+        grads = {k: (torch.zeros_like(v) if leaves[k].grad is None else leaves[k].grad
+                     / (n_train * (scale_w if k == "W0" else 1.0)))
+                 for k, v in internal.items()}
+        if pen is not None:
+            pen_grads = torch.autograd.grad(pen, [internal[k] for k in penalised])
+            for k, g in zip(penalised, pen_grads, strict=True):
+                grads[k] = grads[k] + g
+            value += float(pen.detach())
+        for k, v in internal.items():
+            v.grad = grads[k]
+        evals[0] += 1
+        return torch.tensor(value, dtype=torch.float64)
+
+    opt = torch.optim.LBFGS(list(internal.values()), lr=1.0, max_iter=max_iter,
+                            history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=tol, tolerance_change=tol * 1e-3)
+    history: list[dict] = []
+    best = None
+    if validation is None:
+        opt.step(closure)
+    else:
+        # steps of 5 iterations, scored on the validation bins between them
+        for _ in range(max(1, max_iter // 5)):
+            opt.param_groups[0]["max_iter"] = 5
+            before = evals[0]
+            opt.step(closure)
+            with torch.no_grad():
+                v_nll = session_latent_objective(validation, model_params(), grad=False)
+            history.append({"evals": evals[0], "validation_nll": v_nll})
+            if best is None or v_nll < best[0]:
+                best = (v_nll, {k: v.detach().clone() for k, v in model_params().items()})
+            if evals[0] - before <= 1:  # converged: no further progress possible
+                break
+    with torch.no_grad():
+        final = best[1] if best is not None else model_params()
+        params = {k: v.detach().to(torch.float64).numpy().copy() for k, v in final.items()}
+    state = opt.state[opt._params[0]]
+    report = {"n_iter": int(state.get("n_iter", 0)), "n_evals": evals[0],
+              "fit_time_s": time.perf_counter() - t0, "history": history,
+              "best_validation_nll": None if best is None else best[0]}
+    return params, report
