@@ -1,0 +1,202 @@
+"""``neurorec evaluate``: NLB scores against ``nlb_tools.evaluation`` on the same arrays (to
+1e-6 relative), GLM standard errors against statsmodels' ``bse``, the forward prediction of a
+model without spike feedback in closed form, and the command end to end with its refusals.
+
+``nlb_tools`` pins ``pandas<=1.3.4`` (no Python 3.11 wheel): it is installed with
+``pip install --no-deps nlb-tools`` (``.ci/run`` does); its tests skip where it is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import select_units
+
+from neurorec.cli import main
+from neurorec.core.metrics import (
+    bits_per_spike,
+    condition_psth,
+    psth_r2,
+    ridge_decoding_r2,
+)
+from neurorec.families import GLM
+from neurorec.families.glm.spec import GLMSpec
+from neurorec.workflows.evaluate import forward_rates, glm_standard_errors
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ------------------------------------------------------------------ NLB references
+
+
+@pytest.fixture(scope="module")
+def nlb():
+    return pytest.importorskip("nlb_tools.evaluation")
+
+
+def _arrays(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rates = rng.gamma(2.0, 0.05, size=(40, 30, 7))
+    spikes = rng.poisson(rates * rng.uniform(0.5, 1.5, size=rates.shape)).astype(float)
+    return rates, spikes
+
+
+def test_bits_per_spike_equals_nlb(nlb):
+    """co-bps and fp-bps are this number on the held-out units / the forward window."""
+    from neurorec.workflows.cosmoothing import co_bps
+
+    rates, spikes = _arrays()
+    ref = nlb.bits_per_spike(rates.copy(), spikes)
+    assert bits_per_spike(spikes, rates) == pytest.approx(ref, rel=1e-6)
+    ref_ho = nlb.bits_per_spike(rates[..., 4:].copy(), spikes[..., 4:])
+    assert co_bps(spikes[..., 4:], rates[..., 4:]) == pytest.approx(ref_ho, rel=1e-6)
+    fwd = nlb.bits_per_spike(rates[:, -10:].copy(), spikes[:, -10:])
+    assert bits_per_spike(spikes[:, -10:], rates[:, -10:]) == pytest.approx(fwd, rel=1e-6)
+
+
+def test_psth_r2_equals_nlb(nlb):
+    rates, spikes = _arrays(1)
+    condition = np.repeat(np.arange(5), 8)
+    psth = condition_psth(spikes, condition, 6, smooth_bins=2.0)  # condition 5: no trials
+    assert np.isnan(psth[5]).all()
+    eval_trials = np.arange(0, 40, 2)
+    cond_idx = [np.flatnonzero(condition[eval_trials] == c) for c in range(5)]
+    ref = nlb.eval_psth(psth[:5], rates[eval_trials], cond_idx)
+    assert psth_r2(psth, rates[eval_trials], condition[eval_trials]) == pytest.approx(ref,
+                                                                                      rel=1e-6)
+
+
+def test_behaviour_r2_equals_nlb_velocity_decoding(nlb):
+    rng = np.random.default_rng(2)
+    rates = rng.gamma(2.0, 0.1, size=(600, 12))
+    weights = rng.normal(size=(12, 2))
+    target = rates @ weights + rng.normal(scale=0.3, size=(600, 2))
+    target[5, 0] = np.nan  # NaN rows are left out, as NLB does
+    ours = ridge_decoding_r2(rates[:400], target[:400], rates[400:], target[400:])
+    ref = nlb.velocity_decoding(rates[:400, None], target[:400, None],
+                                np.ones((400, 1), bool), rates[400:, None],
+                                target[400:, None], np.ones((200, 1), bool))
+    assert ours == pytest.approx(ref, rel=1e-6)
+    assert 0.5 < ours < 1.0
+
+
+# ------------------------------------------------------------------ standard errors
+
+
+def test_standard_errors_equal_statsmodels_bse(v1_session0):
+    """Stimulus + spike history, no penalty: the observed-information standard errors equal
+    statsmodels' ``bse`` on the same design (history columns are each unit's own)."""
+    import statsmodels.api as sm
+
+    train = v1_session0.subset(~v1_session0.is_test)
+    units = np.argsort(-train.counts.mean(axis=(0, 1)))[:3]
+    train = select_units(train, units)
+    spec = GLMSpec(stimulus={"n_basis": 3}, history={"n_basis": 2, "duration": 0.03},
+                   coupling={"enabled": False}, penalty={"stimulus_l2": 0.0, "l2": 0.0},
+                   fit={"tol": 1e-12})
+    model = GLM(spec).fit(train, progress=False)
+    se, note = glm_standard_errors(model, train)
+    assert "Fisher" in note
+    prob = model.newton_design(train)
+    X = prob["X"].numpy()
+    for u in range(3):
+        Z = np.concatenate([X, prob["unit_X"][:, u].numpy()], axis=1)
+        y = prob["Y"][:, u].numpy()
+        ref = sm.GLM(y, Z, family=sm.families.Poisson()).fit(tol=1e-13, maxiter=100)
+        ours = np.concatenate([se["beta"][u].ravel(), se["h"][u]])
+        np.testing.assert_allclose(ours, ref.bse, rtol=1e-6)
+        assert np.isfinite(se["history_filter"][u]).all()
+
+
+# ------------------------------------------------------------------ forward prediction
+
+
+def test_forward_rates_without_feedback_are_the_one_step_rates(v1_session0):
+    """A stimulus-only GLM's rates do not read the spikes: every continuation gives the
+    same rates, so the forward prediction is its one-step-ahead prediction exactly."""
+    data = select_units(v1_session0, np.arange(4))
+    spec = GLMSpec(history={"enabled": False}, coupling={"enabled": False},
+                   stimulus={"n_basis": 4})
+    model = GLM(spec).fit(data.subset(~data.is_test), progress=False)
+    test = data.subset(data.is_test)
+    fwd = forward_rates(model, test, 15, n_draws=3, seed=1)
+    np.testing.assert_allclose(fwd, model.predict_rate(test)[:, -15:], rtol=1e-12)
+
+
+# ------------------------------------------------------------------ the command
+
+
+def run(capsys, *args) -> tuple[int, str, list[str]]:
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err.splitlines()
+
+
+@pytest.fixture(scope="module")
+def glm_fit(tmp_path_factory, small_nwb):
+    """A GLM with softplus history (stable in closed loop) on the 4-unit V1 NWB."""
+    spec = REPO / "models" / "glm_v1.yaml"
+    out = tmp_path_factory.mktemp("evaluate") / "fit"
+    assert main(["fit", str(spec), "--data", str(small_nwb), "--out", str(out), "--quiet",
+                 "--set", "coupling.enabled=false", "--set", "link=softplus",
+                 "--set", "stimulus.n_basis=4"]) == 0
+    return out
+
+
+def test_evaluate_own_heldout_trials(glm_fit, tmp_path, capsys):
+    code, out, err = run(capsys, "evaluate", glm_fit, "--out", tmp_path / "ev",
+                         "--fp-draws", "4")
+    assert code == 0, err
+    ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    fit = json.loads((glm_fit / "metrics.json").read_text())
+    # the same held-out trials and model: the same bits/spike as the fit reported
+    assert ev["bits_per_spike"] == pytest.approx(fit["bits_per_spike"], rel=1e-10)
+    assert ev["n_bins"] == fit["n_bins"]
+    for key in ("fp_bps", "psth_r2", "ks", "ks_fraction_in_band", "rescaled_autocorrelation",
+                "standard_errors"):
+        assert key in ev, key
+    assert len(ev["ks"]) == 4
+    for k in ev["ks"]:
+        assert k["band"] == pytest.approx(1.36 / np.sqrt(k["n_intervals"]))
+        assert k["inside"] == (k["statistic"] <= k["band"])
+    assert np.isfinite(ev["fp_bps"]) and 0 < ev["psth_r2"] < 1
+    assert (tmp_path / "ev" / "report.html").is_file()
+    assert (tmp_path / "ev" / "ks.png").is_file()
+    assert "KS inside the 95 % band" in out
+
+
+def test_evaluate_other_data_scores_every_trial(glm_fit, small_nwb, tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate", glm_fit, "--data", small_nwb, "--out",
+                       tmp_path / "ev", "--fp-draws", "2")
+    assert code == 0, err
+    ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert ev["n_trials"] == 208 and ev["evaluated_on"].startswith("other data")
+
+
+def test_evaluate_refusals(glm_fit, small_nwb, tmp_path, capsys):
+    from neurorec.data import write_nwb
+    from neurorec.datasets import load
+
+    rec = load("v1_gratings:0")
+    other = write_nwb(dataclasses.replace(rec, spike_times=rec.spike_times[:3],
+                                          unit_ids=rec.unit_ids[:3]), tmp_path / "other.nwb")
+    wrong_kind = tmp_path / "ctrnn_dir"
+    wrong_kind.mkdir()
+    (wrong_kind / "spec.yaml").write_text((REPO / "models" / "ctrnn_flipflop.yaml").read_text())
+    (wrong_kind / "model.pt").write_bytes(b"")
+    (wrong_kind / "metrics.json").write_text("{}")
+    cases = [
+        ((tmp_path / "missing", "--out", tmp_path / "o1"), "FIT_DIR: not found"),
+        ((glm_fit, "--data", tmp_path / "none.nwb", "--out", tmp_path / "o2"), "not found"),
+        ((glm_fit, "--data", other, "--out", tmp_path / "o3"), "units:"),
+        ((wrong_kind, "--out", tmp_path / "o4"), "kind"),
+    ]
+    for args, expected in cases:
+        code, _, err = run(capsys, "evaluate", *args)
+        assert code == 2, (args, err)
+        assert len(err) == 1 and expected in err[0], err
+        assert not args[-1].exists()
