@@ -43,8 +43,10 @@ from neurorec.spec.base import Spec
 
 #: the forward-prediction window (NLB: 200 ms past the end of the observed window)
 FP_WINDOW_S = 0.2
-#: ancestral continuations averaged for the forward prediction
+#: ancestral continuations averaged for the forward prediction (``neurorec evaluate``)
 FP_DRAWS = 20
+#: the same in ``neurorec fit``, where the evaluation must stay a small part of the run
+FIT_FP_DRAWS = 4
 #: SD of the Gaussian smoothing the true PSTH (seconds)
 PSTH_SMOOTH_S = 0.05
 
@@ -145,18 +147,21 @@ def glm_standard_errors(model: Model, train: BinnedTrials) -> tuple[dict | None,
     if model.observation_name not in ("poisson", "bernoulli"):
         return None, f"{model.observation_name}: standard errors are for Poisson/Bernoulli"
     prob = model.newton_design(train)
-    d = model._design(train)
-    with torch.no_grad():
-        drive = model._drive(model._fitted_tensors(), d)
-    eta = drive.detach().to(torch.float64).requires_grad_(True)
-    nll = model.obs.nll(d["y"].to(torch.float64), eta).sum()
-    (g,) = torch.autograd.grad(nll, eta, create_graph=True)
-    (w,) = torch.autograd.grad(g.sum(), eta)  # the NLL is elementwise: its Hessian diagonal
-    n_units = drive.shape[2]
-    w = w.reshape(-1, n_units).detach()
     X = prob["X"].to(torch.float64)
     unit_X = None if prob["unit_X"] is None else prob["unit_X"].to(torch.float64)
     mask = prob["mask"].cpu().numpy()
+    n_units = mask.shape[0]
+    # the drive from the design and the fitted coefficients (rows trial-major)
+    coef = model._coef_from_params(model.params_, prob["slices"], mask.shape[1])
+    p = X.shape[1]
+    eta = X @ coef[:, :p].T
+    if unit_X is not None:
+        eta = eta + torch.einsum("nue,ue->nu", unit_X, coef[:, p:])
+    eta = eta.detach().requires_grad_(True)
+    nll = model.obs.nll(prob["Y"].to(torch.float64), eta).sum()
+    (g,) = torch.autograd.grad(nll, eta, create_graph=True)
+    (w,) = torch.autograd.grad(g.sum(), eta)  # the NLL is elementwise: its Hessian diagonal
+    w = w.detach()
     grams = weighted_grams(X, w.T.contiguous(), unit_X, prob["block"])
     se = np.full(mask.shape, np.nan)
     h_slice = prob["slices"].get("h")
@@ -188,11 +193,23 @@ def glm_standard_errors(model: Model, train: BinnedTrials) -> tuple[dict | None,
 
 
 # ------------------------------------------------------------------ the evaluation
+def _fp_scores(model: Model, test: BinnedTrials, n_forward: int, fp_draws: int,
+               seed: int) -> dict:
+    """``fp_bps`` (NLB: Poisson bits/spike on the forward window), or None with ``fp_note``
+    when the model's continuations run away."""
+    try:
+        fwd = forward_rates(model, test, n_forward, fp_draws, seed)
+    except DivergenceError as err:  # an unstable model has no forward prediction
+        return {"fp_bps": None, "fp_note": err.lines[0]}
+    return {"fp_bps": bits_per_spike(test.counts[:, -n_forward:], fwd)}
+
+
 def evaluation_metrics(model: Model, test: BinnedTrials, all_trials: BinnedTrials,
                        train: BinnedTrials | None = None, test_rates: np.ndarray | None = None,
                        seed: int = 0, fp_window_s: float = FP_WINDOW_S,
                        fp_draws: int = FP_DRAWS, psth_smooth_s: float = PSTH_SMOOTH_S,
-                       heldout: np.ndarray | None = None) -> Evaluation:
+                       heldout: np.ndarray | None = None,
+                       fp_in_bin: bool = True) -> Evaluation:
     """Every score of ``model`` on the evaluated trials ``test``.
 
     Args:
@@ -202,6 +219,9 @@ def evaluation_metrics(model: Model, test: BinnedTrials, all_trials: BinnedTrial
         test_rates: ``model.predict_rate(test)`` if already computed.
         seed: seeds the rescaling draws and the forward continuations.
         heldout: (n_units,) bool co-smoothing mask of the fit (adds ``co_bps``).
+        fp_draws: ancestral continuations averaged for ``fp_bps``.
+        fp_in_bin: False: no ``fp_bps`` for a model with in-bin correlations, whose
+            continuation takes one model evaluation per unit and bin (``fp_note`` says so).
     """
     obs, scale = model.observation_name, model.noise_scale()
     rates = model.predict_rate(test) if test_rates is None else test_rates
@@ -227,13 +247,13 @@ def evaluation_metrics(model: Model, test: BinnedTrials, all_trials: BinnedTrial
     if 0 < n_forward < counts.shape[1] and obs in ("poisson", "bernoulli"):
         m["fp_window_s"] = n_forward * test.bin_size
         m["fp_draws"] = int(fp_draws)
-        try:
-            fwd = forward_rates(model, test, n_forward, fp_draws, seed)
-        except DivergenceError as err:  # an unstable model has no forward prediction
+        if fp_in_bin is False and _in_bin_order(model) is not None:
             m["fp_bps"] = None
-            m["fp_note"] = err.lines[0]
+            m["fp_note"] = ("not computed by `neurorec fit` for a model with in-bin "
+                            "correlations (one continuation step per unit); run "
+                            "`neurorec evaluate`")
         else:
-            m["fp_bps"] = bits_per_spike(counts[:, -n_forward:], fwd)
+            m.update(_fp_scores(model, test, n_forward, fp_draws, seed))
     # PSTH R² (NLB): true PSTH from all trials, predicted from the evaluated ones
     psth = condition_psth(all_trials.counts, all_trials.condition, all_trials.n_conditions,
                           psth_smooth_s / test.bin_size)

@@ -61,6 +61,8 @@ class FitResult:
     test: BinnedTrials
     test_rates: np.ndarray
     metrics: dict
+    #: time rescaling and standard errors (``neurorec.workflows.evaluate.Evaluation``)
+    evaluation: object | None = None
 
 
 def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
@@ -181,4 +183,12 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
     if heldout is not None:
         metrics.update(cosmoothing.cosmoothing_metrics(test.counts, rates, train.counts, heldout,
                                                        obs))
-    return FitResult(spec, model, data, train, test, rates, metrics)
+    # the field's goodness-of-fit scores on the same held-out trials (issue 28): fp-bps,
+    # PSTH R², time rescaling, standard errors; keys already set above are kept
+    from neurorec.workflows.evaluate import FIT_FP_DRAWS, evaluation_metrics
+
+    evaluation = evaluation_metrics(model, test, data, train, test_rates=rates, seed=seed,
+                                    heldout=heldout, fp_draws=FIT_FP_DRAWS, fp_in_bin=False)
+    for key, value in evaluation.metrics.items():
+        metrics.setdefault(key, value)
+    return FitResult(spec, model, data, train, test, rates, metrics, evaluation)
