@@ -112,7 +112,8 @@ def test_split_column_is_honoured():
 
 def test_split_column_bad_values():
     rec = small_recording(split=["train", "valid", "train", "test"])
-    with pytest.raises(DataError, match=r"small\.nwb: split: values must be 'train' or 'test'"):
+    with pytest.raises(DataError, match=r"small\.nwb: split: values must be one of 'train', "
+                       r"'val', 'test', 'none', got \['valid'\]"):
         bin_trials(rec, 0.1)
 
 

@@ -145,7 +145,8 @@ def test_bad_trials_each_reported_on_its_own_line():
     assert "unit u0: spike times not sorted" in text
     assert "stimulus column(s) ['direction'] not in the trials table" in text
     assert "1 trials with stop_time <= start_time (first at row 1" in text
-    assert "trials.split: values must be 'train' or 'test', got ['holdout']" in text
+    assert ("trials.split: values must be one of 'train', 'val', 'test', 'none', "
+            "got ['holdout']") in text
 
 
 def test_missing_trial_columns_and_no_stimulus():

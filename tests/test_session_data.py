@@ -211,3 +211,88 @@ def test_reader_errors_name_file_and_field(tmp_path):
     assert len(err.value.lines) == 1
     raw = read_session_nwb(path, series=["processing/behavior/Position/position"])
     assert set(raw.covariates) == {"position", "speed", "movement_direction"}
+
+
+# --------------------------------------------------------------------------- trials mode
+def _trials_recording(**extra):
+    import pandas as pd
+
+    from neurorec.data import Recording
+
+    trials = pd.DataFrame({"start_time": [0.0, 2.0, 4.0], "stop_time": [1.0, 2.6, 4.8],
+                           "direction": [0.0, 90.0, 0.0], **extra})
+    # no spike within float rounding of a bin edge
+    spikes = [np.array([0.05, 0.45, 0.95, 2.15, 2.55, 2.7, 4.05, 4.65, 4.75]),
+              np.array([0.35, 1.5, 2.35, 4.45])]
+    return Recording(spike_times=spikes, unit_ids=np.array(["a", "b"]), trials=trials,
+                     stimulus_columns=("direction",), source="hand.nwb")
+
+
+def test_unequal_trials_masked_not_cropped_by_hand():
+    from neurorec.data import bin_trials
+
+    binned = bin_trials(_trials_recording(), 0.2, test_fraction=0.0, unequal="mask")
+    # longest trial 1 s: 5 bins; trial 2 lasts 0.6 s (3 bins), trial 3 0.8 s (4 bins)
+    np.testing.assert_array_equal(binned.mask, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0],
+                                                [1, 1, 1, 1, 0]])
+    want_a = [[1, 0, 1, 0, 1], [1, 0, 1, 0, 0], [1, 0, 0, 2, 0]]  # 2.7 s is masked
+    want_b = [[0, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0]]
+    np.testing.assert_array_equal(binned.counts[:, :, 0], want_a)
+    np.testing.assert_array_equal(binned.counts[:, :, 1], want_b)
+    assert binned.subset(np.array([False, True, True])).mask.shape == (2, 5)
+
+
+def test_cropping_warns_when_bins_are_lost():
+    from neurorec.data import bin_trials
+    from neurorec.data.binning import CroppingWarning
+
+    with pytest.warns(CroppingWarning, match=r"hand\.nwb: trials: durations .* 0\.6–1 s; "
+                                             r"every trial is cropped .* up to 2 bins"):
+        binned = bin_trials(_trials_recording(), 0.2, test_fraction=0.0)
+    assert binned.counts.shape == (3, 3, 2) and binned.mask is None
+
+
+def test_event_aligned_window_by_hand():
+    from neurorec.data import bin_trials
+
+    rec = _trials_recording(onset=[0.4, 2.2, 4.6])
+    binned = bin_trials(rec, 0.1, test_fraction=0.0, window=(-0.2, 0.2), align="onset")
+    np.testing.assert_allclose(binned.time, [-0.15, -0.05, 0.05, 0.15])
+    # unit a: 0.45 s in [0.4, 0.5) of trial 1 (bin 2); 2.15 s in [2.1, 2.2) of trial 2
+    # (bin 1); 4.65 s in [4.6, 4.7) and 4.75 s in [4.7, 4.8) of trial 3 (bins 2, 3)
+    want = np.zeros((3, 4), int)
+    want[0, 2] = want[1, 1] = want[2, 2] = want[2, 3] = 1
+    np.testing.assert_array_equal(binned.counts[:, :, 0], want)
+    # unit b: 0.35 s (bin 1), 2.35 s (bin 3), 4.45 s (bin 0)
+    np.testing.assert_array_equal(binned.counts[:, :, 1], [[0, 1, 0, 0], [0, 0, 0, 1],
+                                                           [1, 0, 0, 0]])
+    with pytest.raises(DataError, match=r"hand\.nwb: data\.align: column 'cue' not in"):
+        bin_trials(rec, 0.1, align="cue")
+
+
+def test_nlb_split_values_in_trials():
+    from neurorec.data import bin_trials, validate_recording
+
+    rec = _trials_recording(split=["train", "none", "val"])
+    validate_recording(rec)  # val and none are accepted
+    binned = bin_trials(rec, 0.2, unequal="mask")
+    assert binned.counts.shape[0] == 2  # the none trial is dropped
+    np.testing.assert_array_equal(binned.is_test, [False, True])  # val is held out
+
+
+def test_bundled_v1_trials_binning_unchanged():
+    """The catch-up leaves trials-mode data bit-identical: no warning, no mask, and counts
+    equal to numpy histograms on start-aligned edges (as before data.align / masks)."""
+    from neurorec.data import bin_trials
+    from neurorec.datasets.registry import load
+
+    rec = load("v1_gratings:0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        binned = bin_trials(rec, 0.01, test_fraction=0.2, seed=0)
+    assert binned.mask is None and binned.counts.shape[1] == 90
+    start = rec.trials["start_time"].to_numpy(float)
+    edges = start[:, None] + np.arange(91) * 0.01
+    for u in (0, rec.n_units - 1):
+        want = np.stack([np.histogram(rec.spike_times[u], e)[0] for e in edges])
+        np.testing.assert_array_equal(binned.counts[:, :, u], want)

@@ -79,6 +79,9 @@ class BinnedTrials:
         source: where the data came from, for messages and reports.
         stimulus: (n_trials, n_bins, n_channels) stimulus time series averaged over each bin,
             or None when the recording has none.
+        mask: (n_trials, n_bins) bool, True where a bin lies inside its trial (trials of
+            unequal length binned with ``unequal="mask"``; counts are 0 where False), or
+            None: every bin observed.
     """
 
     counts: np.ndarray
@@ -90,6 +93,7 @@ class BinnedTrials:
     unit_ids: np.ndarray
     source: str
     stimulus: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
     @property
     def n_conditions(self) -> int:
@@ -107,6 +111,7 @@ class BinnedTrials:
             unit_ids=self.unit_ids,
             source=self.source,
             stimulus=None if self.stimulus is None else self.stimulus[mask],
+            mask=None if self.mask is None else self.mask[mask],
         )
 
 

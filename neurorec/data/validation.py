@@ -12,7 +12,10 @@ import pandas as pd
 from neurorec.core.errors import DataError
 from neurorec.data.recording import Recording
 
-SPLIT_VALUES = ("train", "test")
+#: a trials ``split`` column's values (the Neural Latents Benchmark's): ``val`` and ``test``
+#: trials are held out, ``none`` trials are dropped (neither fitted nor scored)
+SPLIT_VALUES = ("train", "val", "test", "none")
+SPLIT_MESSAGE = "values must be one of 'train', 'val', 'test', 'none'"
 
 
 def _unit_problems(rec: Recording, end_s: float | None) -> list[str]:
@@ -115,9 +118,7 @@ def _trial_problems(rec: Recording) -> tuple[list[str], float | None]:
     if "split" in trials.columns:
         values = set(trials["split"].astype(str).unique()) - set(SPLIT_VALUES)
         if values:
-            lines.append(
-                f"{src}: trials.split: values must be 'train' or 'test', got {sorted(values)}"
-            )
+            lines.append(f"{src}: trials.split: {SPLIT_MESSAGE}, got {sorted(values)}")
     return lines, end_s
 
 
@@ -128,7 +129,8 @@ def validate_recording(rec: Recording) -> None:
     after the last trial's ``stop_time`` (outside the recording); unit ids are unique and one
     per unit; the trials table has ``start_time``/``stop_time`` with ``stop_time >
     start_time``, at least one stimulus column, all ``stimulus_columns`` present without
-    missing values; an optional ``split`` column holds only ``"train"``/``"test"``.
+    missing values; an optional ``split`` column holds only NLB values (``train``, ``val``,
+    ``test``, ``none``).
     """
     trial_lines, end_s = _trial_problems(rec)
     lines = _unit_problems(rec, end_s) + trial_lines

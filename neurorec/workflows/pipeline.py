@@ -68,7 +68,8 @@ class FitResult:
 def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
     d = spec.data
     return bin_trials(recording, d.bin_size, conditions=d.conditions,
-                      test_fraction=d.test_fraction, seed=seed, window=d.window)
+                      test_fraction=d.test_fraction, seed=seed, window=d.window,
+                      align=getattr(d, "align", None))
 
 
 def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: str = "cpu",
