@@ -100,3 +100,68 @@ def test_plds_session_refuses_other_units_and_missing_covariates():
                          unit_ids=session.unit_ids, source="bare")
     with pytest.raises(DataError, match="speed"):
         model.score(bare)
+
+
+@cache
+def covariate_session(seed: int = 0) -> BinnedSession:
+    """30 s at 10 ms of 6 Poisson units whose log rate is ``d + g tanh(z_t)``, z the
+    standardised speed; the last 20 % of bins are ``test``."""
+    rng = np.random.default_rng(seed)
+    speed = speed_series(N_BINS)
+    z = (speed - speed.mean()) / speed.std()
+    g = rng.uniform(-1, 1, 6)
+    rate = np.exp(np.log(rng.uniform(0.05, 0.3, 6)) + g * np.tanh(z)[:, None])
+    split = np.where(np.arange(N_BINS) < int(0.8 * N_BINS), "train", "test")
+    return BinnedSession(counts=rng.poisson(rate), bin_size=0.01,
+                         time=np.arange(N_BINS) * 0.01 + 0.005,
+                         covariates={"speed": speed[:, None]}, split=split,
+                         segment=np.zeros(N_BINS, np.int64), unit_ids=np.arange(6),
+                         source="synthetic", truth={"rates": rate})
+
+
+CTRNN_OBS = {"kind": "ctrnn_obs", "network": {"n_units": 8, "tau": "20 ms", "dt": "10 ms"},
+             "training": {"n_steps": 100, "batch_size": 8, "validate_every": 20,
+                          "patience": 5, "learning_rate": 0.03}}
+
+
+@cache
+def fitted_ctrnn_obs():
+    return model_for(validate_spec(CTRNN_OBS, "<test>"), seed=0).fit(covariate_session(),
+                                                                     progress=False)
+
+
+def test_ctrnn_obs_session_learns_the_covariate_tuning():
+    """Covariates as input channels: held-out bits/spike reaches 85 % of the generating
+    rates' (measured 0.147 vs 0.156), and a null of each unit's training mean is below 0."""
+    session = covariate_session()
+    test = session.mask("test")
+    oracle = bits_per_spike(session.counts[test][None], session.truth["rates"][test][None])
+    mean = np.broadcast_to(session.counts[~test].mean(axis=0), session.counts[test].shape)
+    null = bits_per_spike(session.counts[test][None], mean[None])
+    score = fitted_ctrnn_obs().score(session)
+    assert score > 0.85 * oracle and null < 0 < oracle
+    rates = fitted_ctrnn_obs().predict_rate(session)
+    # the network sees only the covariate: its rates follow the true rates' ordering in time
+    for unit in range(6):
+        assert np.corrcoef(rates[test, unit], session.truth["rates"][test, unit])[0, 1] > 0.8
+
+
+def test_ctrnn_obs_session_segments_start_from_the_initial_state():
+    session = covariate_session()
+    seg = np.where(np.arange(N_BINS) < N_BINS - 300, 0, 1).astype(np.int64)
+    cut = session.with_split(session.split, seg)
+    model = fitted_ctrnn_obs()
+    np.testing.assert_array_equal(model.predict_rate(cut)[seg == 1],
+                                  model.predict_rate(cut.select(seg == 1)))
+
+
+def test_ctrnn_obs_session_refuses_the_encoder_and_trial_models():
+    spec = validate_spec({**CTRNN_OBS, "initial_state": "encoder"}, "<test>")
+    with pytest.raises(DataError, match="initial_state"):
+        model_for(spec, seed=0).fit(covariate_session(), progress=False)
+    from neurorec.families.glm.conformance import v1_small
+
+    trial_model = model_for(validate_spec({**CTRNN_OBS, "training": {"n_steps": 2}}, "<test>"),
+                            seed=0).fit(v1_small()[0], progress=False)
+    with pytest.raises(DataError, match="trials, not a session"):
+        trial_model.score(covariate_session())

@@ -41,10 +41,13 @@ import pandas as pd
 import torch
 
 from neurorec.core.errors import DataError
+from neurorec.core.metrics import bits_per_spike
 from neurorec.core.observations import Observation, make_observation
 from neurorec.core.rng import forked_global_rng
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
+from neurorec.data.session import BinnedSession
+from neurorec.data.session_inputs import CovariateScaler, segments, windows
 from neurorec.families.base import Model
 from neurorec.families.ctrnn.model import CTRNN, DTYPES
 from neurorec.families.ctrnn.spec import CTRNNSpec
@@ -192,16 +195,23 @@ class CTRNNObs(Model):
         z = t.get("z")
         if z is not None and index is not None:
             z = z[index]
-        drive, _ = module(self.inputs_[cond], cond, z)
+        if "inputs" in t:  # session windows: each its own input (the covariates)
+            inputs = t["inputs"] if index is None else t["inputs"][index]
+        else:
+            inputs = self.inputs_[cond]
+        drive, _ = module(inputs, cond, z)
         return drive
 
     # ---------------------------------------------------------------- fit
-    def fit(self, data: BinnedTrials, progress: bool = True) -> CTRNNObs:
-        """Fit on all trials of ``data`` (pass training trials only).
+    def fit(self, data: BinnedTrials | BinnedSession, progress: bool = True) -> CTRNNObs:
+        """Fit on all trials of ``data`` (pass training trials only), or on the ``train``
+        bins of a session (covariates as input channels: :meth:`_fit_session`).
 
         What draws from torch's global generator here (torch's default layer initialisation)
         draws from a fork of it seeded with ``seed``; the caller's state is given back."""
         with forked_global_rng(self.seed):
+            if isinstance(data, BinnedSession):
+                return self._fit_session(data, progress)
             return self._fit(data, progress)
 
     def _fit(self, data: BinnedTrials, progress: bool) -> CTRNNObs:
@@ -240,7 +250,13 @@ class CTRNNObs(Model):
                                   tr.validation_fraction, self.seed)
             if is_val.all() or not is_val.any():
                 is_val[:] = False
-        t_all = self._tensors(data)
+        return self._train_and_keep(module, self._tensors(data), is_val, progress)
+
+    def _train_and_keep(self, module: ObservedCTRNN, t_all: dict[str, Tensor],
+                        is_val: np.ndarray, progress: bool) -> CTRNNObs:
+        """Train ``module`` on the trials (windows) of ``t_all`` not in ``is_val``, keep the
+        best held-back state, and set ``module_``, ``fit_report_``, ``params_``."""
+        tr = self.spec.training
         train_idx = torch.as_tensor(np.flatnonzero(~is_val), device=self.device)
         val_idx = torch.as_tensor(np.flatnonzero(is_val), device=self.device)
         log, best = self._train(module, t_all, train_idx, val_idx, progress)
@@ -366,10 +382,81 @@ class CTRNNObs(Model):
                 out["enc_mean"], out["enc_std"] = self.enc_mean_, self.enc_std_
         return out
 
+    # ---------------------------------------------------------------- sessions
+    def _fit_session(self, session: BinnedSession, progress: bool) -> CTRNNObs:
+        """Fit on the ``train`` bins of ``session``: its contiguous stretches cut into windows
+        of ``training.window`` bins, each a trial from the one learned initial state, the
+        covariates (standardised, held over each bin's Euler steps) as the input channels."""
+        spec, tr = self.spec, self.spec.training
+        if spec.initial_state == "encoder":
+            raise DataError(f"{spec.name}: initial_state: 'encoder' reads whole trials; a "
+                            "session is fitted with initial_state: condition")
+        train = session.select(session.mask("train"))
+        if self.heldout is not None and len(self.heldout) != train.n_units:
+            raise DataError(f"{session.source}: units: held-out mask has {len(self.heldout)} "
+                            f"entries, the data {train.n_units} units")
+        self.inputs_scaler_ = CovariateScaler.of(train)
+        cut = windows(train, tr.window)
+        z = self.inputs_scaler_(train)
+        counts = np.stack([train.counts[a:b] for a, b in cut])
+        K, W, N = counts.shape
+        self.n_bins_, self.n_units_, self.n_conditions_ = W, N, 1
+        self.bin_size_, self.unit_order_ = session.bin_size, np.arange(N)
+        self.condition_table_ = pd.DataFrame(index=range(1))
+        self.first_edge_ = 0.0
+        P = z.shape[1]
+        # sampling without a session: the covariates at their training mean (z = 0)
+        self.inputs_ = torch.zeros((1, W * spec.steps_per_bin, P), dtype=self.dtype,
+                                   device=self.device)
+        module = ObservedCTRNN(spec, P, N, 1, 0, self.seed, self.device, self.dtype)
+        self._init_offsets(module, counts)
+        is_val = np.zeros(K, bool)
+        if tr.early_stopping:
+            is_val = split_trials(pd.DataFrame(index=range(K)), np.zeros(K, int),
+                                  tr.validation_fraction, self.seed)
+            if is_val.all() or not is_val.any():
+                is_val[:] = False
+        inputs = np.stack([np.repeat(z[a:b], spec.steps_per_bin, axis=0) for a, b in cut])
+        t_all = {"y": self.obs.prepare(torch.as_tensor(counts, dtype=self.dtype,
+                                                       device=self.device)),
+                 "condition": torch.zeros(K, dtype=torch.long, device=self.device),
+                 "inputs": torch.as_tensor(inputs, dtype=self.dtype, device=self.device)}
+        return self._train_and_keep(module, t_all, is_val, progress)
+
+    def _session_rates(self, session: BinnedSession) -> np.ndarray:
+        """(n_bins, n_units) expected counts of every bin: the network run along each
+        contiguous stretch from its initial state, driven by the covariates."""
+        self.check_fitted()
+        if "inputs_scaler_" not in vars(self):
+            raise DataError(f"{session.source}: the model was fitted to trials, not a session")
+        if session.n_units != self.n_units_:
+            raise DataError(f"{session.source}: counts: model was fitted to {self.n_units_} "
+                            f"units, got {session.n_units}")
+        z = self.inputs_scaler_(session)
+        out = np.empty(session.counts.shape)
+        cond = torch.zeros(1, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            for a, b in segments(session):
+                u = torch.as_tensor(np.repeat(z[a:b], self.spec.steps_per_bin, axis=0)[None],
+                                    dtype=self.dtype, device=self.device)
+                drive, _ = self.module_(u, cond)
+                out[a:b] = self.obs.mean(drive[0]).double().cpu().numpy()
+        return out
+
+    def score(self, data: BinnedTrials | BinnedSession, split: str = "test") -> float:
+        """Bits per spike (NLB); of a session, its ``split`` bins."""
+        if not isinstance(data, BinnedSession):
+            return super().score(data)
+        keep = data.mask(split)
+        return bits_per_spike(data.counts[keep][None], self._session_rates(data)[keep][None],
+                              self.observation_name)
+
     # ---------------------------------------------------------------- Model contract
-    def predict_rate(self, data: BinnedTrials) -> np.ndarray:
+    def predict_rate(self, data: BinnedTrials | BinnedSession) -> np.ndarray:
         """(n_trials, n_bins, n_units) expected counts; in co-smoothing mode from the held-in
-        units' spikes (encoder) and the condition only."""
+        units' spikes (encoder) and the condition only. Of a session: (n_bins, n_units)."""
+        if isinstance(data, BinnedSession):
+            return self._session_rates(data)
         self._check_shape(data)
         with torch.no_grad():
             drive = self._drive(self.module_, self._tensors(data))

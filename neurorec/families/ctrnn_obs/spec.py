@@ -73,6 +73,10 @@ class ObsTrainingSpec(Spec):
     validate_every: int = Field(20, ge=1, le=100_000)
     patience: int = Field(6, ge=1, le=1000, description="checks without improvement")
     dtype: Literal["float32", "float64"] = "float32"
+    window: int = Field(100, ge=2, le=100_000, description="session data: the training bins' "
+                        "contiguous stretches are cut into windows of this many bins, each "
+                        "a trial from the learned initial state (a shorter remainder is "
+                        "left out)")
 
 
 @register_model("ctrnn_obs")

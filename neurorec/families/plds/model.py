@@ -15,7 +15,6 @@ in training and on test trials; every unit's ``C``, ``d``, ``D`` are fitted.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
 
@@ -26,6 +25,7 @@ from neurorec.core.errors import DataError
 from neurorec.core.metrics import bits_per_spike
 from neurorec.data.recording import BinnedTrials
 from neurorec.data.session import BinnedSession
+from neurorec.data.session_inputs import CovariateScaler, segments, windows
 from neurorec.families.base import Model
 from neurorec.families.plds import inference as inf
 from neurorec.families.plds.spec import PLDSSpec
@@ -184,18 +184,6 @@ class PLDS(Model):
             optimizer="Laplace EM")
 
     # ----------------------------------------------------------------- sessions
-    def _session_inputs(self, session: BinnedSession) -> np.ndarray:
-        """(n_bins, P) the session's covariates (names in sorted order, columns side by side)
-        standardised with the training bins' mean and SD; unobserved (NaN) values are 0, the
-        training mean."""
-        missing = [k for k in self.input_names_ if k not in session.covariates]
-        if missing:
-            raise DataError(f"{session.source}: covariates: the model was fitted with "
-                            f"{list(self.input_names_)}, missing {missing}")
-        raw = _covariate_columns(session, self.input_names_)
-        z = (raw - self.input_mean_) / self.input_std_
-        return np.where(np.isnan(z), 0.0, z)
-
     def _fit_session(self, session: BinnedSession) -> PLDS:
         """Laplace EM on the ``train`` bins of ``session``: each of their contiguous stretches
         is cut into windows of ``fit.window`` bins (a stretch's last, shorter remainder is
@@ -205,19 +193,11 @@ class PLDS(Model):
         start = time.perf_counter()
         spec = self.spec
         train = session.select(session.mask("train"))
-        self.input_names_ = tuple(sorted(session.covariates))
-        raw = _covariate_columns(train, self.input_names_)
-        with np.errstate(all="ignore"):
-            mean, std = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
-        self.input_mean_ = np.nan_to_num(mean)
-        self.input_std_ = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-        windows = _windows(train.segment_bounds(), spec.fit.window)
-        if not windows:
-            raise DataError(f"{session.source}: split: no stretch of {spec.fit.window} "
-                            "contiguous train bins (fit.window)")
-        z = self._session_inputs(train)
-        y = np.stack([train.counts[a:b] for a, b in windows]).astype(float)
-        s_all = np.stack([z[a:b] for a, b in windows])
+        self.inputs_scaler_ = CovariateScaler.of(train)
+        cut = windows(train, spec.fit.window)
+        z = self.inputs_scaler_(train)
+        y = np.stack([train.counts[a:b] for a, b in cut]).astype(float)
+        s_all = np.stack([z[a:b] for a, b in cut])
         K, T, N = y.shape
         self.n_conditions_, self.n_bins_, self.n_units_ = 1, T, N
         self.bin_size_ = session.bin_size
@@ -248,15 +228,14 @@ class PLDS(Model):
         """(n_bins, n_units) one-step-ahead expected counts of every bin of ``session``: the
         latent filtered causally along each contiguous stretch from the initial state."""
         self.check_fitted()
-        if "input_names_" not in vars(self):
+        if "inputs_scaler_" not in vars(self):
             raise DataError(f"{session.source}: the model was fitted to trials, not a session")
         if session.n_units != self.n_units_:
             raise DataError(f"{session.source}: counts: model was fitted to {self.n_units_} "
                             f"units, got {session.n_units}")
-        z, p = self._session_inputs(session), self.params_
+        z, p = self.inputs_scaler_(session), self.params_
         rates = np.empty(session.counts.shape)
-        bounds = session.segment_bounds()
-        for a, b in itertools.pairwise(bounds):
+        for a, b in segments(session):
             u, eta, mu0 = self._session_chain(p, z[None, a:b])
             rates[a:b] = inf.causal_filter(session.counts[None, a:b].astype(float), p["C"],
                                            eta, p["A"], u, p["Q"], mu0, p["Q0"],
@@ -337,17 +316,3 @@ class PLDS(Model):
         return int(sum(v.size for k, v in self.params_.items() if k not in ("Q", "Q0"))
                    + 2 * cov)
 
-
-def _covariate_columns(session: BinnedSession, names: tuple[str, ...]) -> np.ndarray:
-    """(n_bins, P) the named covariates side by side (each (n_bins,) or (n_bins, dims))."""
-    cols = [np.asarray(session.covariates[k], float).reshape(session.n_bins, -1)
-            for k in names]
-    return np.concatenate(cols, axis=1) if cols else np.zeros((session.n_bins, 0))
-
-
-def _windows(bounds: np.ndarray, length: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of consecutive ``length``-bin windows inside each stretch
-    ``bounds[i]:bounds[i + 1]`` (a remainder shorter than ``length`` is dropped)."""
-    return [(int(a) + k * length, int(a) + (k + 1) * length)
-            for a, b in itertools.pairwise(bounds)
-            for k in range(int(b - a) // length)]
