@@ -296,3 +296,25 @@ def test_bundled_v1_trials_binning_unchanged():
     for u in (0, rec.n_units - 1):
         want = np.stack([np.histogram(rec.spike_times[u], e)[0] for e in edges])
         np.testing.assert_array_equal(binned.counts[:, :, u], want)
+
+
+def test_select_renumbers_segments_and_guard_gap_from_spec():
+    from neurorec.data.session_splits import guard_gap_s
+    from neurorec.families.glm.spec import GLMSpec
+
+    rng = np.random.default_rng(7)
+    s = from_pynapple(_units(rng, 2, 10.0), epochs=nap.IntervalSet([0, 5.5], [5, 10]),
+                      bin_size=B, split="blocked", test_blocks=2, gap_s=0.05)
+    kept = s.select(s.mask("train"))
+    # a new segment wherever a dropped bin or an epoch boundary separates kept bins
+    jumps = np.abs(np.diff(kept.time) - B) > 1e-9
+    np.testing.assert_array_equal(np.diff(kept.segment) != 0, jumps)
+    bounds = kept.segment_bounds()
+    assert bounds[0] == 0 and bounds[-1] == kept.n_bins
+    assert np.all(np.diff(kept.time[bounds[1]:bounds[2]]) < B + 1e-9)
+    spec = GLMSpec.model_validate({"history": {"duration": 0.25},
+                                   "coupling": {"enabled": True, "duration": 0.4}})
+    assert guard_gap_s(spec) == 0.4
+    assert guard_gap_s(spec.model_copy(update={"data": spec.data.model_copy(
+        update={"gap": 1.5})})) == 1.5
+    assert gap_bins(0.4, B) == 40 and gap_bins(None, B) == 1

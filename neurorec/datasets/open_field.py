@@ -9,7 +9,7 @@ Public API (stable):
 - ``trajectory_path(name) -> Path`` and ``load_trajectory(name) -> (t, pos)``: the real
   trajectories that ship inside the ``ratinabox`` package (MIT): ``sargolini`` (600 s at
   50 Hz, 1 × 1 m box; Sargolini et al. 2006, Science 312:758) and ``tanni`` (7,323 s at
-  30 Hz, 3.5 × 2.5 m; Tanni et al. 2022, Curr Biol 32:2586), read from the installed
+  30 Hz, 3.5 × 2.5 m; Tanni et al. 2022, Curr Biol 32:3505), read from the installed
   package's ``data/`` folder (de Cothi, George et al.; RatInABox, George et al. 2024, eLife
   13:e85274).
 
