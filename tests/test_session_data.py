@@ -182,6 +182,9 @@ def test_nwb_round_trip_and_pynapple_reads_the_same(tmp_path):
     assert np.abs(err).max() < 1e-12
     assert {"speed", "movement_direction"} <= set(back.covariates)
     assert back.metadata["paths"]["head_direction"].endswith("CompassDirection/head_direction")
+    assert back.covariate("processing/behavior/Position/position") is back.covariates["position"]
+    with pytest.raises(KeyError, match="covariate 'pupil' not in the session"):
+        back.covariate("pupil")
     # pynapple on the file: same counts on the same bins, split column via get_info
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

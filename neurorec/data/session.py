@@ -81,6 +81,19 @@ class BinnedSession:
             raise ValueError(f"segment: expected shape ({self.n_bins},), got {segment.shape}")
         return replace(self, split=split, segment=segment)
 
+    def covariate(self, name: str) -> np.ndarray:
+        """(n_bins, n_dims) covariate by name (``position``) or by the NWB path it was read
+        from (``processing/behavior/Position/position``, with or without ``processing/``;
+        ``metadata["paths"]``)."""
+        if name in self.covariates:
+            return self.covariates[name]
+        want = name.strip("/").removeprefix("processing/")
+        for key, path in self.metadata.get("paths", {}).items():
+            if path.strip("/").removeprefix("processing/") == want and key in self.covariates:
+                return self.covariates[key]
+        raise KeyError(f"{self.source}: covariate {name!r} not in the session; have "
+                       f"{sorted(self.covariates)}")
+
     def segment_bounds(self) -> np.ndarray:
         """(n_segments + 1,) indices where segments start, and n_bins: segment ``s`` is bins
         ``bounds[s]:bounds[s + 1]`` (segments are contiguous runs of equal ids)."""
