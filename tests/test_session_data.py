@@ -321,3 +321,17 @@ def test_select_renumbers_segments_and_guard_gap_from_spec():
     assert guard_gap_s(spec.model_copy(update={"data": spec.data.model_copy(
         update={"gap": 1.5})})) == 1.5
     assert gap_bins(0.4, B) == 40 and gap_bins(None, B) == 1
+
+
+def test_bins_without_covariate_data_are_split_none():
+    rng = np.random.default_rng(8)
+    t = np.arange(0, 5.0, 0.02)
+    half = nap.Tsd(t=t, d=np.sin(t), time_support=nap.IntervalSet(0, 4.98))
+    s = from_pynapple(_units(rng, 2, 10.0), {"x": half}, epochs=nap.IntervalSet(0, 10),
+                      bin_size=B, split="blocked", test_blocks=2)
+    observed = s.time <= 4.98
+    assert s.metadata["n_bins_unobserved"] == int((~observed).sum()) == 502
+    assert np.isnan(s.covariates["x"][~observed]).all()
+    assert (s.split[~observed] == "none").all()
+    np.testing.assert_allclose(s.covariates["x"][observed, 0], np.sin(s.time[observed]),
+                               atol=1e-4)
