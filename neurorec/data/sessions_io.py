@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from neurorec.core.errors import DataError
+from neurorec.core.outputs import chmod_per_umask
 from neurorec.data.session import SESSION_SPLITS, BinnedSession
 
 #: covariates treated as angles (radians) whatever their source
@@ -573,7 +574,7 @@ def write_session_nwb(session: BinnedSession, path: str | os.PathLike, *, seed: 
     try:
         with NWBHDF5IO(tmp, "w") as io:
             io.write(nwb)
-        os.chmod(tmp, 0o644)
+        chmod_per_umask(tmp)  # mkstemp makes 0600; an NWB file is for sharing
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
