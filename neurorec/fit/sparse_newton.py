@@ -30,39 +30,35 @@ is O(n_rows · chunk · K) beside the data.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from neurorec.core.splines import RowSparse
-
-
-@dataclass
-class _Pattern:
-    """Rows grouped by one key: ``groups`` of (rows, cols_a, cols_b)."""
-
-    groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def _group(key: np.ndarray, cols_a: np.ndarray, cols_b: np.ndarray) -> _Pattern:
-    order = np.argsort(key, kind="stable")
-    bounds = np.flatnonzero(np.diff(key[order])) + 1
-    groups = []
-    for rows in np.split(order, bounds):
-        if len(rows):
-            groups.append((rows, cols_a[rows[0]], cols_b[rows[0]]))
-    return _Pattern(groups)
+from neurorec.core.splines import RowSparse, dense
 
 
 class BlockDesign:
-    """A shared design as column blocks with their row patterns precomputed.
+    """A shared design as column blocks, its rows grouped by column pattern once.
+
+    Rows whose blocks all have the same ``start`` share their columns; they are stored
+    contiguously (a permutation of the rows), with the products of every pair of a row's
+    non-zeros precomputed (the upper triangle: ``m (m + 1) / 2`` per row for ``m`` non-zeros),
+    so a Gram is one GEMM per pattern and no dense (n_rows × n_cols) matrix is ever built.
 
     Args:
         blocks: column blocks, all with the same rows; columns are concatenated in order.
+        dtype: float type of the stored pair products and of the Gram's accumulation
+            (float32 halves memory and Gram time; the gradient, objective and solve stay
+            float64, so the optimum is unchanged: an inexact Hessian only changes the path).
+        min_rows: a block keeps its row patterns while the rows per pattern stay ≥ this
+            (on average); narrower blocks beyond that are stored densely, since patterns
+            of a few rows each make many tiny products.
     """
 
-    def __init__(self, blocks: list[RowSparse]):
+    def __init__(self, blocks: list[RowSparse], dtype: type = np.float32,
+                 min_rows: int = 64):
         if not blocks:
             raise ValueError("BlockDesign: no blocks")
         n = {b.n_rows for b in blocks}
@@ -70,64 +66,111 @@ class BlockDesign:
             raise ValueError(f"BlockDesign: blocks have different row counts {sorted(n)}")
         self.blocks = blocks
         self.n_rows = blocks[0].n_rows
-        self.offsets = np.cumsum([0] + [b.n_cols for b in blocks])
-        self.n_cols = int(self.offsets[-1])
-        self.single = [_group(b.start, b.cols + o, b.cols + o)
-                       for b, o in zip(blocks, self.offsets[:-1], strict=True)]
-        self.pairs: dict[tuple[int, int], _Pattern] = {}
-        for i, a in enumerate(blocks):
-            for j in range(i + 1, len(blocks)):
-                b = blocks[j]
-                key = a.start * b.n_starts + b.start
-                self.pairs[i, j] = _group(key, a.cols + self.offsets[i],
-                                          b.cols + self.offsets[j])
+        offsets = np.cumsum([0] + [b.n_cols for b in blocks])
+        self.n_cols = int(offsets[-1])
+        # narrow blocks (a cyclic head-direction basis, a speed basis) are stored densely:
+        # splitting rows by their patterns too would leave patterns of a few rows each
+        parts = list(blocks)
+        patterns = 1
+        for i in sorted(range(len(blocks)), key=lambda i: -blocks[i].n_cols):
+            b = blocks[i]
+            if b.n_starts == 1:
+                continue
+            if self.n_rows / (patterns * b.n_starts) >= min_rows and b.n_cols > b.nnz_per_row:
+                patterns *= b.n_starts
+            else:
+                parts[i] = dense(b.toarray())
+        values = np.concatenate([b.values for b in parts], axis=1)
+        cols = np.concatenate([b.cols + o for b, o in zip(parts, offsets[:-1], strict=True)],
+                              axis=1)
+        group = np.zeros(self.n_rows, dtype=np.int64)
+        for b in parts:  # mixed radix; renumbered when it would overflow
+            if b.n_starts > 1:
+                group = group * b.n_starts + b.start
+                if group.max(initial=0) > 2**40:
+                    group = np.unique(group, return_inverse=True)[1].ravel()
+        self.perm = np.argsort(group, kind="stable")
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(group[self.perm])) + 1,
+                                 [self.n_rows]])
+        self.values = np.ascontiguousarray(values[self.perm])
+        m = self.values.shape[1]
+        ia, ib = np.triu_indices(m)
+        vt = self.values_t = np.ascontiguousarray(self.values.T)
+        self.pairs_t = (vt[ia] * vt[ib]).astype(dtype)  # (m (m + 1) / 2, n_rows)
+        self.dtype = dtype
+        self.groups: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        for a, b in itertools.pairwise(bounds):
+            if b > a:
+                c = cols[self.perm[a]]
+                self.groups.append((int(a), int(b), c, c[ia] * self.n_cols + c[ib]))
 
     @property
     def nnz_per_row(self) -> int:
-        return sum(b.nnz_per_row for b in self.blocks)
+        return int(self.values.shape[1])
 
     def dot(self, coef: np.ndarray) -> np.ndarray:
         """(n_rows, n_out) ``X @ coef`` for ``coef`` (n_cols, n_out)."""
-        out = np.zeros((self.n_rows, coef.shape[1]))
-        for b, pat in zip(self.blocks, self.single, strict=True):
-            for rows, cols, _ in pat.groups:
-                out[rows] += b.values[rows] @ coef[cols]
-        return out
+        out = np.empty((self.n_rows, coef.shape[1]))
+        for a, b, cols, _ in self.groups:
+            out[a:b] = self.values[a:b] @ coef[cols]
+        result = np.empty_like(out)
+        result[self.perm] = out
+        return result
 
     def tdot(self, r: np.ndarray) -> np.ndarray:
-        """(n_cols, n_out) ``Xᵀ @ r`` for ``r`` (n_rows, n_out)."""
-        out = np.zeros((self.n_cols, *r.shape[1:]))
-        flat = r.reshape(self.n_rows, -1)
-        for b, pat in zip(self.blocks, self.single, strict=True):
-            for rows, cols, _ in pat.groups:
-                out[cols] += (b.values[rows].T @ flat[rows]).reshape((len(cols), *r.shape[1:]))
-        return out
+        """(n_cols, ...) ``Xᵀ @ r`` for ``r`` (n_rows, ...)."""
+        flat = r.reshape(self.n_rows, -1)[self.perm]
+        out = np.zeros((self.n_cols, flat.shape[1]))
+        for a, b, cols, _ in self.groups:
+            out[cols] += self.values[a:b].T @ flat[a:b]
+        return out.reshape((self.n_cols, *r.shape[1:]))
 
     def gram(self, w: np.ndarray) -> np.ndarray:
         """(n_units, P, P) ``Xᵀ diag(w_u) X`` for weights ``w`` (n_rows, n_units)."""
         n_units = w.shape[1]
-        out = np.zeros((n_units, self.n_cols, self.n_cols))
-        for b, pat in zip(self.blocks, self.single, strict=True):
-            m = b.nnz_per_row
-            for rows, cols, _ in pat.groups:
-                v = b.values[rows]
-                pv = (v[:, :, None] * v[:, None, :]).reshape(len(rows), m * m)
-                local = (pv.T @ w[rows]).T.reshape(n_units, m, m)
-                out[:, cols[:, None], cols[None, :]] += local
-        for (i, j), pat in self.pairs.items():
-            a, b = self.blocks[i], self.blocks[j]
-            ma, mb = a.nnz_per_row, b.nnz_per_row
-            for rows, ca, cb in pat.groups:
-                pv = (a.values[rows][:, :, None] * b.values[rows][:, None, :]).reshape(
-                    len(rows), ma * mb)
-                local = (pv.T @ w[rows]).T.reshape(n_units, ma, mb)
-                out[:, ca[:, None], cb[None, :]] += local
-                out[:, cb[:, None], ca[None, :]] += local.transpose(0, 2, 1)
+        ws = np.ascontiguousarray(w[self.perm], dtype=self.dtype)
+        out = np.zeros((self.n_cols * self.n_cols, n_units))
+        for a, b, _, flat in self.groups:
+            out[flat] += self.pairs_t[:, a:b] @ ws[a:b]
+        out = np.ascontiguousarray(out.T).reshape(n_units, self.n_cols, self.n_cols)
+        diag = np.einsum("uii->ui", out).copy()
+        out += out.transpose(0, 2, 1)
+        idx = np.arange(self.n_cols)
+        out[:, idx, idx] = diag
+        return out
+
+    # -- the solver's layout: rows in pattern order, unit-major (n_units, n_rows) arrays --
+    def sorted_dot(self, coef: np.ndarray) -> np.ndarray:
+        """(n_units, n_rows) ``(X @ coefᵀ)ᵀ`` in pattern row order for ``coef`` (n_units, P)."""
+        out = np.empty((coef.shape[0], self.n_rows))
+        for a, b, cols, _ in self.groups:
+            out[:, a:b] = coef[:, cols] @ self.values_t[:, a:b]
+        return out
+
+    def sorted_tdot(self, r: np.ndarray) -> np.ndarray:
+        """(n_out, P) ``r @ X`` for ``r`` (n_out, n_rows) in pattern row order."""
+        out = np.zeros((r.shape[0], self.n_cols))
+        for a, b, cols, _ in self.groups:
+            out[:, cols] += r[:, a:b] @ self.values[a:b]
+        return out
+
+    def sorted_gram(self, w: np.ndarray) -> np.ndarray:
+        """(n_units, P, P) ``Xᵀ diag(w_u) X`` for ``w`` (n_units, n_rows) in pattern order."""
+        n_units = w.shape[0]
+        ws = np.asarray(w, dtype=self.dtype)
+        out = np.zeros((n_units, self.n_cols * self.n_cols))
+        for a, b, _, flat in self.groups:
+            out[:, flat] += ws[:, a:b] @ self.pairs_t[:, a:b].T
+        out = out.reshape(n_units, self.n_cols, self.n_cols)
+        diag = np.einsum("uii->ui", out).copy()
+        out += out.transpose(0, 2, 1)
+        idx = np.arange(self.n_cols)
+        out[:, idx, idx] = diag
         return out
 
     def take(self, rows: np.ndarray) -> BlockDesign:
         """The design restricted to ``rows``."""
-        return BlockDesign([b.take(rows) for b in self.blocks])
+        return BlockDesign([b.take(rows) for b in self.blocks], self.dtype)
 
 
 @dataclass
@@ -144,12 +187,6 @@ class SparseNewtonResult:
     history: list[float] = field(default_factory=list)
 
 
-def _objective(eta: np.ndarray, y: np.ndarray, coef: np.ndarray, ridge: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):
-        nll = (np.exp(eta) - y * eta).sum(axis=0)
-    return nll + (ridge[None] * coef**2).sum(axis=1)
-
-
 def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None = None,
                 ridge: np.ndarray | None = None, init: np.ndarray | None = None,
                 tol: float = 1e-10, max_iter: int = 50,
@@ -158,10 +195,10 @@ def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None 
 
     Args:
         design: the shared design (n_rows rows, P columns).
-        counts: (n_rows, n_units) integer counts (converted per chunk, never copied whole).
+        counts: (n_rows, n_units) integer counts.
         own: (n_rows, n_units, K) per-unit features, or None (K = 0).
         ridge: (P + K,) ridge per column, per row (multiplied by n_rows here); None: 0.
-        init: (n_units, P + K) start; None: zeros with no other start (give the bias).
+        init: (n_units, P + K) start; None: zeros (give the bias a start instead).
         tol: Newton-decrement tolerance (relative to the objective).
         max_iter: iterations at most.
         callback: called with (iteration, active units) after each iteration.
@@ -172,44 +209,50 @@ def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None 
 
     t0 = time.perf_counter()
     n_rows, n_units = counts.shape
+    p = design.n_cols
     n_own = 0 if own is None else own.shape[2]
-    n_coef = design.n_cols + n_own
+    n_coef = p + n_own
     lam = (np.zeros(n_coef) if ridge is None else np.asarray(ridge, float)) * n_rows
     coef = np.zeros((n_units, n_coef)) if init is None else np.array(init, dtype=float)
-    y = counts.astype(np.float64)
+    perm = design.perm
+    y = np.ascontiguousarray(counts[perm].T, dtype=np.float64)  # (units, rows), pattern order
+    # (units, K, rows): each unit's own features in pattern order
+    hk = None if own is None else np.ascontiguousarray(own[perm].transpose(1, 2, 0))
 
     def predictor(c: np.ndarray, units: np.ndarray) -> np.ndarray:
-        eta = design.dot(c[:, :design.n_cols].T)
+        eta = design.sorted_dot(c[:, :p])
         if n_own:
-            eta += np.einsum("nuk,uk->nu", own[:, units], c[:, design.n_cols:])
+            eta += np.einsum("ukn,uk->un", hk[units], c[:, p:])
         return eta
 
     active = np.arange(n_units)
     converged = np.zeros(n_units, bool)
     n_iter = np.zeros(n_units, np.int64)
     eta = predictor(coef, active)
-    obj = _objective(eta, y, coef, lam)
+    with np.errstate(over="ignore"):
+        mu = np.exp(eta)
+    obj = mu.sum(axis=1) - np.einsum("un,un->u", y, eta) + (lam * coef**2).sum(axis=1)
     history = []
+    diag = np.arange(n_coef)
     for it in range(max_iter):
         if len(active) == 0:
             break
-        ya, ea, ca = y[:, active], eta, coef[active]
-        mu = np.exp(ea)
-        r = mu - ya
+        ca = coef[active]
+        r = mu - y
         grad = np.empty((len(active), n_coef))
-        grad[:, :design.n_cols] = design.tdot(r).T
+        grad[:, :p] = design.sorted_tdot(r)
         hess = np.zeros((len(active), n_coef, n_coef))
-        hess[:, :design.n_cols, :design.n_cols] = design.gram(mu)
+        hess[:, :p, :p] = design.sorted_gram(mu)
         if n_own:
-            oa = own[:, active]
-            grad[:, design.n_cols:] = np.einsum("nuk,nu->uk", oa, r)
-            wo = oa * mu[:, :, None]
-            cross = design.tdot(wo)  # (P, units, K)
-            hess[:, :design.n_cols, design.n_cols:] = cross.transpose(1, 0, 2)
-            hess[:, design.n_cols:, :design.n_cols] = cross.transpose(1, 2, 0)
-            hess[:, design.n_cols:, design.n_cols:] = np.einsum("nuk,nul->ukl", wo, oa)
+            ha = hk[active]  # (units, K, rows)
+            grad[:, p:] = np.einsum("ukn,un->uk", ha, r)
+            wo = ha * mu[:, None, :]
+            cross = design.sorted_tdot(wo.reshape(-1, n_rows)).reshape(len(active), n_own, p)
+            hess[:, p:, :p] = cross
+            hess[:, :p, p:] = cross.transpose(0, 2, 1)
+            hess[:, p:, p:] = np.einsum("ukn,uln->ukl", wo, ha)
         grad += 2 * lam[None] * ca
-        hess[:, np.arange(n_coef), np.arange(n_coef)] += 2 * lam[None]
+        hess[:, diag, diag] += 2 * lam[None]
         try:
             step = -np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
@@ -218,26 +261,40 @@ def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None 
         decrement = -(grad * step).sum(axis=1)
         d_eta = predictor(step, active)
         alpha = np.ones(len(active))
-        new_obj = obj[active].copy()
         accepted = np.zeros(len(active), bool)
+        pending = np.arange(len(active))
         for _ in range(50):
-            trial = ea + alpha * d_eta
-            f = _objective(trial, ya, ca + alpha[:, None] * step, lam)
-            ok = np.isfinite(f) & (f <= obj[active] - 1e-4 * alpha * decrement) & ~accepted
-            new_obj[ok] = f[ok]
-            accepted |= ok
-            if accepted.all():
+            every = len(pending) == len(active)
+            e0 = eta if every else eta[pending]
+            de = d_eta if every else d_eta[pending]
+            trial = e0 + alpha[pending, None] * de
+            with np.errstate(over="ignore", invalid="ignore"):
+                mu_trial = np.exp(trial)
+                c_trial = ca[pending] + alpha[pending, None] * step[pending]
+                f = (mu_trial.sum(axis=1) - np.einsum("un,un->u", y[pending], trial)
+                     + (lam * c_trial**2).sum(axis=1))
+            ok = np.isfinite(f) & (f <= obj[active[pending]]
+                                   - 1e-4 * alpha[pending] * decrement[pending])
+            if ok.all() and every:
+                eta, mu = trial, mu_trial
+            elif ok.any():
+                good = pending[ok]
+                eta[good], mu[good] = trial[ok], mu_trial[ok]
+            coef[active[pending[ok]]] = c_trial[ok]
+            obj[active[pending[ok]]] = f[ok]
+            accepted[pending[ok]] = True
+            pending = pending[~ok]
+            if len(pending) == 0:
                 break
-            alpha = np.where(accepted, alpha, alpha / 2)
-        coef[active[accepted]] += alpha[accepted, None] * step[accepted]
-        eta = np.where(accepted[None], ea + alpha[None] * d_eta, ea)
-        obj[active] = np.where(accepted, new_obj, obj[active])
+            alpha[pending] /= 2
         n_iter[active] += 1
         done = decrement / 2 <= tol * np.maximum(1.0, np.abs(obj[active]))
         converged[active[done & accepted]] = True
-        stop = done | ~accepted
+        keep = accepted & ~done
         history.append(float(obj.sum()))
-        active, eta = active[~stop], eta[:, ~stop]
+        active = active[keep]
+        if not keep.all():
+            eta, mu, y = eta[keep], mu[keep], y[keep]
         if callback is not None:
             callback(it, len(active))
     return SparseNewtonResult(coef, converged, n_iter, obj, time.perf_counter() - t0, history)
