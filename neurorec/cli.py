@@ -123,7 +123,8 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     args.check_out_dir(out, overwrite, "fit")
     spec = load_model_spec(spec_path, overrides)
     _require_spike_train_model(spec, spec_path)
-    _refuse_existing(out, overwrite)
+    from neurorec.workflows.study import refuse_existing
+    refuse_existing(out, overwrite)
     recording = load_recording(data)  # a bad --data is refused before anything is created
     work = out.with_name(f"{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,12 +195,6 @@ def _require_spike_train_model(spec, spec_path: Path) -> None:
                         f"trains, so `neurorec fit` cannot fit it (it fits: "
                         f"{', '.join(sorted(MODELS))}; ctrnn: `neurorec train`; others: their "
                         "pipeline in analyses/)")
-
-
-def _refuse_existing(out: Path, overwrite: bool) -> None:
-    # Checked before the fit too, so a long run is not wasted on a path it cannot write.
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
 
 
 DEMO_SPECS = ("glm_v1.yaml", "rglm_v1.yaml")
@@ -432,7 +427,8 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
     if weights is not None:
         args.check_file(weights, "--weights")
     _check_simulation_memory(spec, task_spec, trials)
-    _refuse_existing(out, overwrite)
+    from neurorec.workflows.study import refuse_existing
+    refuse_existing(out, overwrite)
     summary = simulate_to_dir(spec, task_spec, out, backend=backend, n_trials=trials,
                               weights_path=weights, brian2_device=brian2_device, dtype=dtype,
                               seed=seed, device=device, overwrite=overwrite)
@@ -481,9 +477,11 @@ def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, o
           resume: bool) -> None:
     """Train a ctrnn spec on a task (--task; Adam, masked L2) or a spec that learns from a
     stimulus (--stimulus: an ssrnn on a natural movie); checkpoints in OUT.partial/."""
-    from neurorec.families.ctrnn.run import check_inputs, train_to_dir
+    from neurorec.families import family_of
+    from neurorec.families.ctrnn.run import check_inputs
     from neurorec.fit import interrupt
     from neurorec.spec import load_model_spec, load_stimulus_spec
+    from neurorec.workflows.study import refuse_existing
 
     if (task_path is None) == (stimulus_path is None):
         raise SpecError("train: give exactly one of --task (a ctrnn on a task) or --stimulus "
@@ -491,17 +489,17 @@ def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, o
     if not resume:
         args.check_out_dir(out, overwrite, "train")
     spec = load_model_spec(spec_path, overrides)
-    if stimulus_path is not None and spec.kind != "ctrnn":
-        from neurorec.workflows.probe import train_on_stimulus
-
+    family = family_of(spec.kind)
+    if stimulus_path is not None and "train_task" not in family.commands:
         stim_spec = load_stimulus_spec(stimulus_path)
-        if spec.kind != "ssrnn" or stim_spec.kind != "natural_movie":
+        if "train_stimulus" not in family.commands or stim_spec.kind != "natural_movie":
             raise SpecError(f"{stimulus_path}: kind: `train --stimulus` trains an ssrnn on a "
                             f"natural_movie (got {spec.kind} on {stim_spec.kind})")
-        _refuse_existing(out, overwrite)
+        refuse_existing(out, overwrite)
         with interrupt.handle_signals():
-            m = train_on_stimulus(spec, stim_spec, out, seed=seed, device=device,
-                                  overwrite=overwrite, resume=resume, progress=not quiet)
+            m = family.command("train_stimulus")(
+                spec, stim_spec, out, seed=seed, device=device, overwrite=overwrite,
+                resume=resume, progress=not quiet)
         if m["n_iterations"]:
             click.echo(f"{spec.name} on {stim_spec.name}: {m['n_iterations']} iterations in "
                        f"{m['train_s']:.1f} s, MSE/pixel {m['mse_per_pixel_last20']:.3f}, "
@@ -514,10 +512,10 @@ def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, o
     task_path = task_path if task_path is not None else stimulus_path
     task_spec = load_stimulus_spec(task_path)
     check_inputs(spec, task_spec, spec_path, task_path)
-    _refuse_existing(out, overwrite)
+    refuse_existing(out, overwrite)
     with interrupt.handle_signals():  # SIGTERM: stop at the next checkpoint, exit 143
-        m = train_to_dir(spec, task_spec, out, seed=seed, device=device, overwrite=overwrite,
-                         resume=resume, progress=not quiet)
+        m = family.command("train_task")(spec, task_spec, out, seed=seed, device=device,
+                                         overwrite=overwrite, resume=resume, progress=not quiet)
     click.echo(f"{spec.name} on {task_spec.name}: {m['n_steps']} steps in "
                f"{m['train_time_s']:.1f} s, validation loss {m['val_loss']:.4g}, "
                f"accuracy {m['val_accuracy']:.3f}")

@@ -9,6 +9,7 @@ every folder and returns the table, so the CLI, the fit pipeline, memory estimat
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -36,6 +37,12 @@ CAPABILITIES = frozenset({
     "latent_dynamics",  # has a linear latent with eigenvalues / time constants (R-GLM)
     "task",             # trained on a task protocol (``neurorec train`` / ``simulate``)
 })
+
+#: Commands a family may declare (``register_family(commands={name: "module:function"})``):
+#: ``train_task`` (``neurorec train --task``: ``(spec, task_spec, out, **options) -> metrics``),
+#: ``train_stimulus`` (``neurorec train --stimulus``: the same with a stimulus protocol),
+#: ``probe`` (``neurorec probe``: ``(fit_dir) -> ProbeTarget``).
+COMMANDS = frozenset({"train_task", "train_stimulus", "probe"})
 
 #: How each family's ``score`` is defined, and its direction: ``+1`` higher is better, ``-1``
 #: lower is better (a loss). :mod:`neurorec.families.checks` reads the direction.
@@ -106,6 +113,18 @@ class Family:
     #: ``(spec, (n_trials, n_bins, n_units, n_conditions)) -> {part: bytes}``, the peak
     #: memory of a fit, checked by ``neurorec fit`` before it starts; None: not estimated
     memory_estimate: Callable[[Spec, tuple[int, int, int, int]], dict[str, int]] | None = None
+    #: the commands the family provides, by name (:data:`COMMANDS`), each a ``"module:function"``
+    #: imported when used (so a family may name a workflow without importing it)
+    commands: dict[str, str] = field(default_factory=dict)
+
+    def command(self, name: str) -> Callable:
+        """The function the family declares for command ``name``; KeyError (naming the kinds
+        that have it) when it declares none."""
+        if name not in self.commands:
+            able = sorted(k for k, f in FAMILIES.items() if name in f.commands)
+            raise KeyError(f"{self.kind}: no {name!r} command ({', '.join(able)} have one)")
+        module, _, attr = self.commands[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     @property
     def package(self) -> str:
@@ -133,12 +152,16 @@ def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "b
                     data: type | tuple[type, ...] = BinnedTrials,
                     capabilities: Iterable[str] = (), description: str = "",
                     example: Callable[[], Example] | None = None,
-                    memory_estimate: Callable | None = None) -> Family:
+                    memory_estimate: Callable | None = None,
+                    commands: dict[str, str] | None = None) -> Family:
     """Register ``model`` as the class that realises specs of ``kind`` (schema ``spec``),
     fitted to and scored on ``data`` (a type or tuple of types)."""
     caps = frozenset(capabilities)
     if unknown := caps - CAPABILITIES:
         raise ValueError(f"{kind}: unknown capabilities {sorted(unknown)}")
+    commands = dict(commands or {})
+    if unknown := set(commands) - COMMANDS:
+        raise ValueError(f"{kind}: unknown commands {sorted(unknown)} (known: {sorted(COMMANDS)})")
     if score not in SCORES:
         raise ValueError(f"{kind}: score {score!r} not in {sorted(SCORES)}")
     if kind in FAMILIES:
@@ -147,7 +170,8 @@ def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "b
         raise ValueError(f"{kind}: spec {spec.__name__}.kind defaults to "
                          f"{spec.model_fields['kind'].default!r}")
     family = Family(kind, spec, model, score, data, caps,
-                    description or (spec.__doc__ or "").strip(), example, memory_estimate)
+                    description or (spec.__doc__ or "").strip(), example, memory_estimate,
+                    commands)
     FAMILIES[kind] = family
     model.kind = kind
     if "binned_trials" in caps:
@@ -283,9 +307,6 @@ class Model(Estimator):
 
     @abstractmethod
     def n_parameters(self) -> int: ...
-
-    def _check_fitted(self) -> None:
-        self.check_fitted()
 
     def _check_shape(self, data: BinnedTrials) -> None:
         """DataError unless ``data`` has the bins, units and conditions the model was fitted

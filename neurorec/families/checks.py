@@ -156,6 +156,13 @@ def check_declarations(run: _Run) -> None:
     assert types and all(isinstance(t, type) for t in types), f"{family.kind}: data {types}"
 
 
+def check_commands_resolve(run: _Run) -> None:
+    """Every command the family declares (``train_task``, ``train_stimulus``, ``probe``) names
+    a function that imports."""
+    for name in run.family.commands:
+        assert callable(run.family.command(name)), f"{run.family.kind}: command {name!r}"
+
+
 def check_example_data_type(run: _Run) -> None:
     """The example's train and test data are of the family's declared data type."""
     train, test = run.data()
@@ -396,7 +403,8 @@ def check_brian2_agrees(run: _Run) -> None:
 
 #: every check, in the order they run (the fitting ones share three fits)
 CHECKS: tuple[Callable[[_Run], None], ...] = (
-    check_lives_in_its_folder, check_declarations, check_constructor_signature,
+    check_lives_in_its_folder, check_declarations, check_commands_resolve,
+    check_constructor_signature,
     check_constructor_stores_settings_only, check_clone_from_options, check_not_fitted_error,
     check_unfitted_refusals, check_example_data_type, check_fit_returns_self,
     check_learned_attributes, check_score, check_fit_leaves_global_rng, check_data_not_mutated,

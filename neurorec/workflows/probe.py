@@ -168,16 +168,17 @@ def load_target(fit_dir: Path) -> ProbeTarget:
     if not (fit_dir / SPEC_FILE).is_file() or not (fit_dir / STATE_FILE).is_file():
         raise DataError(f"{fit_dir}: {SPEC_FILE}/{STATE_FILE}: not found (not a `neurorec "
                         "train --stimulus` or `neurorec fit` output directory)")
+    from neurorec.families import family_of
+
     kind = load_model_spec(fit_dir / SPEC_FILE).kind
-    if kind == "ssrnn":
-        return _ssrnn_target(fit_dir)
-    if kind == "ctrnn_obs":
-        return _ctrnn_obs_target(fit_dir)
-    raise DataError(f"{fit_dir}: kind: {kind} cannot be probed with gratings (ssrnn from "
-                    "`train --stimulus`, or ctrnn_obs with input.encoding: direction)")
+    family = family_of(kind)
+    if "probe" not in family.commands:
+        raise DataError(f"{fit_dir}: kind: {kind} cannot be probed with gratings (ssrnn from "
+                        "`train --stimulus`, or ctrnn_obs with input.encoding: direction)")
+    return family.command("probe")(fit_dir)
 
 
-def _ssrnn_target(fit_dir: Path) -> ProbeTarget:
+def ssrnn_target(fit_dir: Path) -> ProbeTarget:
     from neurorec.families.ssrnn.model import SpikeSlabRNN
     from neurorec.stimuli.movies import Whitener
 
@@ -222,7 +223,7 @@ def _ssrnn_target(fit_dir: Path) -> ProbeTarget:
                        matched, centres, True, True)
 
 
-def _ctrnn_obs_target(fit_dir: Path) -> ProbeTarget:
+def ctrnn_obs_target(fit_dir: Path) -> ProbeTarget:
     import torch
 
     from neurorec.families.ctrnn.model import CTRNN

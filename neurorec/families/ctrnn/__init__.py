@@ -15,6 +15,7 @@ from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.tasks.base import Task
 
 register_family("ctrnn", CTRNNSpec, TaskRNN, data=Task, score="task_loss",
-                capabilities=("brian2", "task", "resume"), example=ctrnn_example)
+                capabilities=("brian2", "task", "resume"), example=ctrnn_example,
+                commands={"train_task": "neurorec.families.ctrnn.run:train_to_dir"})
 
 __all__ = ["CTRNN", "CTRNNSpec", "TaskRNN"]

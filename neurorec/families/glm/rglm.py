@@ -16,6 +16,7 @@ Eigenvalues ``λ`` of ``R`` give the latent time constants ``τ = -Δt / ln|λ|`
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -32,7 +33,10 @@ from neurorec.families.glm.spec import RecurrentSpec, RGLMSpec
 from neurorec.families.glm.terms import Inputs, Term
 
 Tensor = torch.Tensor
-__all__ = ["RGLM", "Latent", "linear_recurrence", "time_constants"]
+__all__ = ["RGLM", "Latent", "SessionProblem", "SessionRGLM", "block_recurrence",
+           "fit_session_latent", "init_session_latent", "linear_recurrence", "session_chunks",
+           "session_latent_objective", "session_latent_rates", "session_states",
+           "time_constants"]
 
 
 def time_constants(R: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +265,7 @@ class RGLM(GLM):
 
     def time_constants(self) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues of the fitted ``R`` and their time constants in seconds."""
-        self._check_fitted()
+        self.check_fitted()
         return time_constants(self.params_["R"], self.bin_size_)
 
 
@@ -563,6 +567,9 @@ def fit_session_latent(prob: SessionProblem, start: dict[str, Tensor], l2: float
             with torch.no_grad():
                 v_nll = session_latent_objective(validation, model_params(), grad=False)
             history.append({"evals": evals[0], "validation_nll": v_nll})
+            if progress:
+                print(f"  latent: {evals[0]} evaluations, validation NLL {v_nll:.6g}, "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
             if best is None or v_nll < best[0]:
                 best = (v_nll, {k: v.detach().clone() for k, v in model_params().items()})
             if evals[0] - before <= 1:  # converged: no further progress possible
@@ -575,3 +582,123 @@ def fit_session_latent(prob: SessionProblem, start: dict[str, Tensor], l2: float
               "fit_time_s": time.perf_counter() - t0, "history": history,
               "best_validation_nll": None if best is None else best[0]}
     return params, report
+
+
+#: time constants (s) the session latent's states start at, log-spaced over this range: from
+#: about a history filter's length to about a minute (slow shared fluctuations, e.g. arousal)
+SESSION_INIT_TAUS_S = (0.5, 30.0)
+#: bins per streamed chunk (temporaries: chunk × units numbers)
+SESSION_CHUNK_BINS = 4096
+
+
+class SessionRGLM:
+    """The R-GLM on a :class:`~neurorec.data.session.BinnedSession`: the session GLM
+    (covariates in spline bases + spike history, :class:`~neurorec.families.glm.session.
+    SessionGLM`, batched Newton on the ``train`` bins) plus the latent
+
+        x_t = W0 (y_{t-1} - ȳ) + R x_{t-1} [+ V z_t],   drive_i(t) = GLM_i(t) + b_i + B_i · x_t
+
+    fitted by L-BFGS with the GLM's drive held fixed (an offset), states restarting at 0 in
+    each segment; ``z_t`` is the covariate design (``recurrent.stimulus_input``). With
+    ``val`` bins in the session's split the iterate with the best validation NLL is kept.
+    The recurrence and gradient are streamed over time chunks (:func:`session_latent_objective`),
+    so beyond the data (integer counts) and the GLM's drive (``fit.dtype``) memory is one
+    chunk's temporaries plus ``n_bins × dim`` states. ``fit.dtype: float32`` streams the
+    drive and the arithmetic in float32 (parameters, sums and L-BFGS stay float64).
+
+    Learned attributes: ``glm_`` (the fitted SessionGLM), ``latent_`` (``W0``, ``R``, ``B``,
+    ``b`` [, ``V``] as numpy arrays), ``y_mean_``, ``report_``, ``fit_time_s_``.
+    """
+
+    fitted_attribute = "latent_"
+
+    def __init__(self, spec, seed: int = 0, chunk_bins: int = SESSION_CHUNK_BINS):
+        self.spec, self.seed, self.chunk_bins = spec, seed, chunk_bins
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32 if self.spec.fit.dtype == "float32" else torch.float64
+
+    def _design(self, session) -> object | None:
+        if not self.spec.recurrent.stimulus_input:
+            return None
+        import scipy.sparse as sp
+
+        from neurorec.families.glm.session import covariate_design
+
+        cov = covariate_design(self.spec.covariates, session, self.spec.name,
+                               getattr(self.glm_, "bounds_", None))
+        return sp.hstack([b.tocsr() for b in cov.blocks], format="csr")
+
+    def problem(self, session, weight_split: str = "train") -> SessionProblem:
+        """The streamed objective's data on ``session`` (NLL over ``weight_split`` bins)."""
+        drive = self.glm_.drive(session)
+        offset = torch.from_numpy(np.ascontiguousarray(drive, dtype=np.float32)
+                                  if self.dtype == torch.float32 else drive)
+        del drive
+        counts = torch.from_numpy(np.ascontiguousarray(session.counts))
+        weight = torch.as_tensor(session.mask(weight_split), dtype=torch.float64)
+        return SessionProblem(counts, offset, weight,
+                              session_chunks(session.segment, self.chunk_bins),
+                              torch.as_tensor(self.y_mean_, dtype=torch.float64),
+                              self._design(session), self.dtype)
+
+    def fit(self, session, progress: bool = False, glm=None) -> SessionRGLM:
+        """Fit the GLM (unless a fitted ``glm`` is given), then the latent, on ``train`` bins."""
+        from neurorec.families.glm.session import SessionGLM
+
+        t0 = time.perf_counter()
+        train = session.mask("train")
+        if not train.any():
+            raise DataError(f"{session.source}: split: no 'train' bins to fit")
+        self.glm_ = glm if glm is not None else SessionGLM(self.spec, seed=self.seed).fit(
+            session, progress=progress)
+        self.y_mean_ = session.counts[train].mean(axis=0)
+        prob = self.problem(session, "train")
+        rec = self.spec.recurrent
+        n_design = 0 if prob.design is None else prob.design.shape[1]
+        start = init_session_latent(prob, rec.dim, SESSION_INIT_TAUS_S, session.bin_size,
+                                    self.seed, n_design)
+        validation = None
+        if session.mask("val").any():
+            validation = dataclasses.replace(
+                prob, weight=torch.as_tensor(session.mask("val"), dtype=torch.float64))
+        l2 = self.spec.penalty.l2 if rec.l2 is None else rec.l2
+        self.latent_, self.report_ = fit_session_latent(
+            prob, start, l2=l2, max_iter=self.spec.fit.max_iter, tol=self.spec.fit.tol,
+            validation=validation, progress=progress)
+        self.bin_size_ = session.bin_size
+        self.fit_time_s_ = time.perf_counter() - t0
+        return self
+
+    def check_fitted(self) -> None:
+        from neurorec.core.errors import NotFittedError
+
+        if not hasattr(self, self.fitted_attribute):
+            raise NotFittedError(f"{type(self).__name__}: call fit first")
+
+    def _tensors(self) -> dict[str, Tensor]:
+        self.check_fitted()
+        return {k: torch.as_tensor(v, dtype=torch.float64) for k, v in self.latent_.items()}
+
+    def predict_rate(self, session, rows: np.ndarray | None = None) -> np.ndarray:
+        """Expected counts per bin given the observed past spikes: (n_bins or rows.sum(),
+        n_units)."""
+        return session_latent_rates(self.problem(session), self._tensors(), rows)
+
+    def hidden_state(self, session) -> np.ndarray:
+        """(n_bins, dim) latent states given the observed past spikes."""
+        return session_states(self.problem(session), self._tensors()).numpy()
+
+    def score(self, session, split: str = "test") -> float:
+        """NLB bits/spike on the bins of ``split``."""
+        from neurorec.core.metrics import bits_per_spike
+
+        rows = session.mask(split)
+        rates = self.predict_rate(session, rows)
+        return bits_per_spike(session.counts[rows][None], rates[None])
+
+    def time_constants(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues of the fitted ``R`` and their time constants in seconds."""
+        self.check_fitted()
+        return time_constants(self.latent_["R"], self.bin_size_)

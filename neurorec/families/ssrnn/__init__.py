@@ -9,6 +9,8 @@ from neurorec.families.ssrnn.model import SpikeSlabRNN
 from neurorec.families.ssrnn.spec import SSRNNSpec
 
 register_family("ssrnn", SSRNNSpec, SpikeSlabRNN, data=np.ndarray, score="reconstruction",
-                capabilities=("resume",), example=ssrnn_example)
+                capabilities=("resume",), example=ssrnn_example,
+                commands={"train_stimulus": "neurorec.workflows.probe:train_on_stimulus",
+                          "probe": "neurorec.workflows.probe:ssrnn_target"})
 
 __all__ = ["SSRNNSpec", "SpikeSlabRNN"]
