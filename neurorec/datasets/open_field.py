@@ -160,12 +160,16 @@ def tuning_rates(params: dict, position: np.ndarray, head_direction: np.ndarray,
     """(n, n_units) tuning rates, Hz, at (n, 2) position (m), (n,) head direction (rad) and
     (n,) speed (m/s): each cell's own kind of tuning (see the module docstring)."""
     kind = params["cell_type"]
-    d2 = ((position[:, None, :] - params["centre"][None]) ** 2).sum(-1)
-    place = params["base"] + params["peak"] * np.exp(-d2 / (2 * params["sigma"] ** 2))
-    hd = params["hd_base"] + params["peak"] * np.exp(
-        params["kappa"] * (np.cos(head_direction[:, None] - params["mu"]) - 1))
-    spd = params["r0"] + params["r1"] * (1 - np.exp(-speed[:, None] / params["v0"]))
-    return np.where(kind == "place", place, np.where(kind == "head_direction", hd, spd))
+    out = np.empty((len(position), kind.size))
+    u = kind == "place"
+    d2 = ((position[:, None, :] - params["centre"][u][None]) ** 2).sum(-1)
+    out[:, u] = params["base"][u] + params["peak"][u] * np.exp(-d2 / (2 * params["sigma"][u] ** 2))
+    u = kind == "head_direction"
+    out[:, u] = params["hd_base"][u] + params["peak"][u] * np.exp(
+        params["kappa"][u] * (np.cos(head_direction[:, None] - params["mu"][u]) - 1))
+    u = kind == "speed"
+    out[:, u] = params["r0"][u] + params["r1"][u] * (1 - np.exp(-speed[:, None] / params["v0"][u]))
+    return out
 
 
 def _head_direction(rng: np.random.Generator, direction: np.ndarray, speed: np.ndarray,
