@@ -125,6 +125,11 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     _require_spike_train_model(spec, spec_path)
     from neurorec.workflows.study import refuse_existing
     refuse_existing(out, overwrite)
+    if getattr(getattr(spec, "data", None), "mode", "trials") == "session":
+        from neurorec.workflows.resources import check_session_memory
+
+        # the memory preflight: from the file's metadata, before any binning or fitting
+        check_session_memory(spec, data, echo=lambda line: click.echo(line, err=True))
     recording = load_recording(data)  # a bad --data is refused before anything is created
     work = out.with_name(f"{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
