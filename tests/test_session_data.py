@@ -318,6 +318,12 @@ def test_select_renumbers_segments_and_guard_gap_from_spec():
     spec = GLMSpec.model_validate({"history": {"duration": 0.25},
                                    "coupling": {"enabled": True, "duration": 0.4}})
     assert guard_gap_s(spec) == 0.4
+    lagged = GLMSpec.model_validate({
+        "data": {"mode": "session"}, "history": {"duration": 0.25},
+        "covariates": [{"name": "speed", "basis": "bspline", "duration": 5.0},
+                       {"name": "speed_lags", "series": "speed",
+                        "basis": "raised_cosine_lags", "duration": 0.8}]})
+    assert guard_gap_s(lagged) == 0.8  # a spatial basis' (unused) duration does not count
     assert guard_gap_s(spec.model_copy(update={"data": spec.data.model_copy(
         update={"gap": 1.5})})) == 1.5
     assert gap_bins(0.4, B) == 40 and gap_bins(None, B) == 1

@@ -5,7 +5,7 @@ Public API (stable):
 - ``gap_bins(gap_s, bin_size) -> int``: guard band in bins, ``ceil(gap_s / bin_size)``, at
   least 1 (None: 1).
 - ``guard_gap_s(spec) -> float``: the longest filter of a model spec (``history``,
-  ``coupling``, ``stimulus_filter`` durations and any covariate term's ``duration``), or
+  ``coupling``, ``stimulus_filter`` durations and any temporal covariate term's ``duration``), or
   ``spec.data.gap`` when set.
 - ``default_split_labels(time, segment, bin_size, test_fraction=0.2, test_blocks=5,
   gap_s=None) -> (split, segment)``: per-bin labels and segments of the default split.
@@ -49,8 +49,9 @@ def gap_bins(gap_s: float | None, bin_size: float) -> int:
 
 def guard_gap_s(spec) -> float:
     """The guard band a spec needs, seconds: ``spec.data.gap`` when set, else the longest of
-    its filters (``history``, ``coupling``, ``stimulus_filter`` when enabled, and every
-    ``covariates`` entry with a ``duration``), at least ``spec.data.bin_size``."""
+    its filters (``history``, ``coupling``, ``stimulus_filter`` when enabled, and the
+    ``duration`` of every ``raised_cosine_lags`` covariate entry), at least
+    ``spec.data.bin_size``."""
     data = spec.data
     if getattr(data, "gap", None) is not None:
         return float(data.gap)
@@ -62,6 +63,8 @@ def guard_gap_s(spec) -> float:
     covs = getattr(spec, "covariates", None)
     entries = covs.values() if isinstance(covs, dict) else (covs or ())
     for entry in entries:
+        if getattr(entry, "basis", "raised_cosine_lags") != "raised_cosine_lags":
+            continue  # only temporal filters reach back in time
         duration = getattr(entry, "duration", None)
         if duration is not None:
             longest = max(longest, float(duration))
