@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,80 @@ def test_dask_two_workers_bit_identical_to_local(v1_train):
     for k in whole:
         scale = max(1.0, float(np.abs(whole[k]).max()))
         assert np.abs(whole[k] - local[k]).max() <= 1e-5 * scale, k
+
+
+# ---------------------------------------------------------------- memory preflight
+def _write_units_nwb(path, n_units: int, duration_s: float) -> None:
+    """A trial-less NWB session with ``n_units`` units (a few spikes each) and epochs with a
+    split column covering ``duration_s`` (what the preflight reads: metadata only)."""
+    from datetime import datetime
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwb = NWBFile(session_description="preflight", identifier="preflight",
+                  session_start_time=datetime(2026, 1, 1, tzinfo=UTC))
+    rng = np.random.default_rng(0)
+    for _ in range(n_units):
+        nwb.add_unit(spike_times=np.sort(rng.uniform(0, duration_s, 5)))
+    nwb.add_epoch_column("split", "NLB split")
+    nwb.add_epoch(start_time=0.0, stop_time=0.8 * duration_s, split="train")
+    nwb.add_epoch(start_time=0.8 * duration_s, stop_time=duration_s, split="test")
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+def test_session_shape_from_nwb_metadata(tmp_path):
+    from neurorec.workflows.resources import session_shape
+
+    path = tmp_path / "s.nwb"
+    _write_units_nwb(path, 37, 600.0)
+    assert session_shape(str(path), 0.01) == (60_000, 37, 0.8)
+    assert session_shape("open_field:tanni", 0.01) == (180_000, 120, 0.8)
+
+
+def test_dense_coupling_formula_matches_issue():
+    """The dense-coupling Gram is 3 · 8 · U · q² bytes (q = U·k + covariate + history
+    columns): ~10 GB at U = 300, k = 4 (the issue's figure)."""
+    from neurorec.families.glm.resources import _covariate_nnz, session_fit_memory
+
+    spec = load_model_spec("models/session_glm.yaml", ["coupling.enabled=true",
+                                                       "coupling.n_basis=4"])
+    parts = session_fit_memory(spec, 360_000, 300)
+    q = 300 * 4 + _covariate_nnz(spec)[1] + spec.history.n_basis
+    assert parts["dense coupling Gram"] == 3 * 8 * 300 * q * q
+    assert 9e9 < parts["dense coupling Gram"] < 12e9
+    assert parts["counts"] == 8 * 360_000 * 300
+
+
+def test_preflight_refuses_dense_coupling_at_400_units(tmp_path):
+    """GLM + dense coupling on 400 units × 60 min: one line naming the coupling Gram and what
+    to use instead, exit 2, nothing written (the predicted peak is printed first)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "u400.nwb"
+    _write_units_nwb(path, 400, 3600.0)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "neurorec.cli", "fit", "models/session_glm.yaml", "--data",
+         str(path), "--out", str(out), "--set", "coupling.enabled=true"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("memory preflight: session_glm on 360000 bins × 400 units")
+    assert len(lines) == 2 and "Traceback" not in proc.stderr
+    assert "dense coupling Gram" in lines[1] and "kind: rglm" in lines[1]
+    assert "coupling.n_basis" in lines[1] and "--device cuda" in lines[1]
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_preflight_passes_small_session(tmp_path):
+    from neurorec.workflows.resources import check_session_memory
+
+    path = tmp_path / "s.nwb"
+    _write_units_nwb(path, 20, 60.0)
+    spec = load_model_spec("models/session_rglm.yaml", [])
+    said = []
+    est = check_session_memory(spec, str(path), available=8 * 2**30, echo=said.append)
+    assert est.shape == (1, 6000, 20) and "predicted peak" in said[0]
+    assert est.parts["latent drive offset"] == (4 + 8) * 6000 * 20
