@@ -29,6 +29,7 @@ concatenation.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,8 +148,8 @@ class UnitRescaling:
 
 
 def time_rescaling(counts: np.ndarray, rates: np.ndarray, observation: str = "poisson",
-                   seed: int = 0, correction: bool = True,
-                   max_lag: int = 10) -> list[UnitRescaling]:
+                   seed: int = 0, correction: bool = True, max_lag: int = 10,
+                   segments: np.ndarray | None = None) -> list[UnitRescaling]:
     """Time-rescaling test of every unit.
 
     Args:
@@ -161,6 +162,10 @@ def time_rescaling(counts: np.ndarray, rates: np.ndarray, observation: str = "po
             ``numpy.random.SeedSequence(seed)`` (the same draws whatever other units exist).
         correction: the discrete-time correction (False: the continuous-time formula).
         max_lag: autocorrelation lags 1..max_lag.
+        segments: (n_bins,) stretch id of each (flattened) bin: intervals restart where it
+            changes (the first interval of a stretch runs from its first bin, the censored
+            tail of each stretch is dropped) — for the test blocks of a session, whose bins
+            are not adjacent across a gap. None: one stretch.
     Returns:
         One :class:`UnitRescaling` per unit.
     """
@@ -173,9 +178,17 @@ def time_rescaling(counts: np.ndarray, rates: np.ndarray, observation: str = "po
     prob = spike_probability(r, observation) if correction else r
     children = np.random.SeedSequence(seed).spawn(n_units)
     out = []
+    if segments is None:
+        bounds = [(0, len(y))]
+    else:
+        seg = np.asarray(segments).reshape(-1)
+        cuts = np.flatnonzero(seg[1:] != seg[:-1]) + 1
+        edges = np.concatenate([[0], cuts, [len(seg)]])
+        bounds = list(itertools.pairwise(edges))
     for u in range(n_units):
-        z = rescaled_intervals(y[:, u] > 0, prob[:, u], np.random.default_rng(children[u]),
-                               correction=correction)
+        rng = np.random.default_rng(children[u])
+        z = np.concatenate([rescaled_intervals(y[a:b, u] > 0, prob[a:b, u], rng,
+                                               correction=correction) for a, b in bounds])
         n = len(z)
         band = KS_BAND_95 / np.sqrt(n) if n else float("nan")
         acf_band = ACF_BAND_95 / np.sqrt(n) if n else float("nan")

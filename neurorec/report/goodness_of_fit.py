@@ -107,6 +107,8 @@ def filter_band_figure(filters: np.ndarray, se: np.ndarray, bin_size: float,
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 

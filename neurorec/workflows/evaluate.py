@@ -35,6 +35,7 @@ from neurorec.core.metrics import (
     log_likelihood,
     per_neuron_bits_per_spike,
     psth_r2,
+    ridge_decoding_r2,
 )
 from neurorec.data.binning import bin_trials
 from neurorec.data.recording import BinnedTrials, Recording
@@ -301,10 +302,86 @@ def evaluation_metrics(model: Model, test: BinnedTrials, all_trials: BinnedTrial
     return out
 
 
+# ------------------------------------------------------------------ sessions
+def session_scores(counts: np.ndarray, rates: np.ndarray, split: np.ndarray,
+                   segment: np.ndarray, covariates: dict[str, np.ndarray], unit_ids: np.ndarray,
+                   seed: int = 0) -> Evaluation:
+    """Scores of a session's one-step-ahead rates on its ``test`` bins.
+
+    Args:
+        counts, rates: (n_bins, n_units) observed and predicted counts per bin.
+        split: (n_bins,) NLB split value per bin; segment: (n_bins,) stretch ids.
+        covariates: name -> (n_bins, n_dims) behaviour; ``behaviour_r2[name]`` decodes it
+            from the predicted rates by NLB's cross-validated ridge (fitted on the train bins,
+            R² on the test bins).
+    """
+    started = time.perf_counter()
+    test, train = split == "test", split == "train"
+    y, r = counts[test], rates[test]
+    m: dict = {
+        "bits_per_spike": bits_per_spike(y[None], r[None]),
+        "log_likelihood": log_likelihood(y[None], r[None]),
+        "per_neuron_bits_per_spike": per_neuron_bits_per_spike(y[None], r[None]),
+        "n_spikes": int(y.sum()), "n_neurons": int(counts.shape[1]),
+        "n_bins": int(test.sum()), "unit_ids": [str(u) for u in unit_ids],
+        "evaluation_seed": int(seed),
+        "fp_bps": None, "fp_note": "forward prediction is defined on trials (NLB)",
+        "psth_r2": None, "psth_note": "PSTH R² is defined on trials with conditions",
+    }
+    # stretches of consecutive test bins inside one segment: intervals restart at each
+    run = np.cumsum(np.concatenate([[1], (segment[1:] != segment[:-1])
+                                    | (test[1:] != test[:-1])]))[test]
+    out = Evaluation(m, unit_ids=np.asarray(unit_ids))
+    out.rescaled = time_rescaling(y, r, "poisson", seed=seed, segments=run)
+    m.update(rescaling_summary(out.rescaled, unit_ids))
+    m["time_rescaling"] = ("discrete-time correction (Haslinger, Pipa & Brown 2010) on the "
+                           "one-step-ahead conditional intensity; restarted at each stretch "
+                           "of test bins")
+    m["behaviour_r2"] = {
+        name: ridge_decoding_r2(rates[train], np.asarray(x)[train], r, np.asarray(x)[test])
+        for name, x in covariates.items()}
+    m["evaluation_time_s"] = time.perf_counter() - started
+    return out
+
+
+def session_evaluation(fit: LoadedFit, data: str | None, seed: int = 0) -> Evaluation:
+    """Evaluate a session fit: its own test bins (rates from ``predictions.npz``, covariates
+    from its session loaded again), or the test bins of another session ``data`` with the
+    same units (the session model reloaded and run on it)."""
+    from neurorec.workflows.session_fit import SESSION_MODELS, load_session_for
+
+    with np.load(fit.fit_dir / "predictions.npz") as pred:
+        own = {k: pred[k] for k in ("rates", "counts", "split", "segment", "unit_ids")}
+    source = fit.metrics.get("data") if data is None else data
+    session = load_session_for(fit.spec, source, int(fit.metrics.get("seed", 0)))
+    got = [str(u) for u in session.unit_ids]
+    expected = [str(u) for u in own["unit_ids"]]
+    if got != expected:
+        raise DataError(f"{source}: units: the fit has {len(expected)} units "
+                        f"{_short(expected)}, the data {len(got)} units {_short(got)}")
+    if data is None:
+        if not np.array_equal(session.counts, own["counts"]):
+            raise DataError(f"{source}: counts: the session loaded again differs from the "
+                            f"fit's predictions.npz")
+        rates = own["rates"]
+    else:
+        import importlib
+
+        module, cls = SESSION_MODELS[fit.spec.kind].split(":")
+        model_cls = getattr(importlib.import_module(module), cls)
+        if not hasattr(model_cls, "load"):
+            raise DataError(f"{fit.fit_dir}: kind: a session {fit.spec.kind} fit cannot be "
+                            "reloaded to score other data")
+        rates = model_cls.load(fit.fit_dir).predict_rate(session)
+    return session_scores(session.counts, rates, np.asarray(session.split).astype(str),
+                          np.asarray(session.segment), session.covariates, session.unit_ids,
+                          seed)
+
+
 # ------------------------------------------------------------------ fit directories
 @dataclass
 class LoadedFit:
-    model: Model
+    model: Model | None  # None for a session fit (its rates are in predictions.npz)
     spec: Spec
     metrics: dict
     fit_dir: Path
@@ -320,7 +397,7 @@ def load_fit(fit_dir: Path) -> LoadedFit:
     if not fit_dir.is_dir():
         raise DataError(f"{fit_dir}: FIT_DIR: not found (expected a `neurorec fit` output "
                         "directory)")
-    for name in (SPEC_FILE, STATE_FILE, "metrics.json"):
+    for name in (SPEC_FILE, "metrics.json"):
         if not (fit_dir / name).is_file():
             raise DataError(f"{fit_dir}: {name}: not found (not a `neurorec fit` output dir)")
     spec = load_model_spec(fit_dir / SPEC_FILE)
@@ -328,6 +405,12 @@ def load_fit(fit_dir: Path) -> LoadedFit:
         raise DataError(f"{fit_dir}: kind: a {spec.kind!r} model is not a fit of recorded "
                         f"spike trains; `evaluate` scores {', '.join(sorted(MODELS))}")
     metrics = json.loads((fit_dir / "metrics.json").read_text())
+    if metrics.get("data_mode") == "session":
+        if not (fit_dir / "predictions.npz").is_file():
+            raise DataError(f"{fit_dir}: predictions.npz: not found (a session fit's rates)")
+        return LoadedFit(None, spec, metrics, fit_dir)
+    if not (fit_dir / STATE_FILE).is_file():
+        raise DataError(f"{fit_dir}: {STATE_FILE}: not found (not a `neurorec fit` output dir)")
     return LoadedFit(load_fitted(fit_dir), spec, metrics, fit_dir)
 
 
@@ -396,15 +479,17 @@ def evaluate_fit_dir(fit_dir: Path, data: str | None, out: Path, seed: int = 0,
     if Path(out).exists() and not overwrite:
         raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
     fit = load_fit(fit_dir)
-    test, everything, train = evaluation_data(fit, data)
-    heldout = getattr(fit.model, "heldout", None)
-    ev = evaluation_metrics(fit.model, test, everything, train, seed=seed, fp_draws=fp_draws,
-                            heldout=heldout)
+    if fit.model is None:
+        ev = session_evaluation(fit, data, seed=seed)
+    else:
+        test, everything, train = evaluation_data(fit, data)
+        heldout = getattr(fit.model, "heldout", None)
+        ev = evaluation_metrics(fit.model, test, everything, train, seed=seed,
+                                fp_draws=fp_draws, heldout=heldout)
     ev.metrics.update({"fit_dir": str(fit_dir), "kind": fit.spec.kind,
                        "model": fit.spec.name,
                        "data": data if data is not None else fit.metrics.get("data"),
-                       "evaluated_on": "other data (all trials)" if data is not None else
-                       "the fit's held-out trials"})
+                       "evaluated_on": _evaluated_on(fit.model is None, data)})
     with atomic_dir(out, overwrite=overwrite) as tmp:
         write_json(tmp / "evaluation.json", ev.metrics)
         np.savez(tmp / "rescaled_intervals.npz",
@@ -413,10 +498,16 @@ def evaluate_fit_dir(fit_dir: Path, data: str | None, out: Path, seed: int = 0,
         from neurorec.report.goodness_of_fit import evaluation_report
 
         filters = None
-        if ev.standard_errors is not None:
+        if ev.standard_errors is not None and fit.model is not None:
             filters = _filter_bands(fit.model, ev.standard_errors)
         evaluation_report(ev.metrics, ev.rescaled, filters, tmp)
     return ev
+
+
+def _evaluated_on(session: bool, data: str | None) -> str:
+    if session:
+        return "the test bins of " + ("other data" if data is not None else "the fit's session")
+    return "other data (all trials)" if data is not None else "the fit's held-out trials"
 
 
 def _filter_bands(model: Model, se: dict) -> dict:
