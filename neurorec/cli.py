@@ -130,6 +130,13 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
 
         # the memory preflight: from the file's metadata, before any binning or fitting
         check_session_memory(spec, data, echo=lambda line: click.echo(line, err=True))
+        from neurorec.workflows.session_fit import run_fit_command
+
+        for line in run_fit_command(spec, data, out, seed=seed, overwrite=overwrite,
+                                    resume=resume, quiet=quiet,
+                                    heldout_neurons=heldout_neurons, cv=cv):
+            click.echo(line)
+        return
     recording = load_recording(data)  # a bad --data is refused before anything is created
     work = out.with_name(f"{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
