@@ -341,3 +341,12 @@ def test_bins_without_covariate_data_are_split_none():
     assert (s.split[~observed] == "none").all()
     np.testing.assert_allclose(s.covariates["x"][observed, 0], np.sin(s.time[observed]),
                                atol=1e-4)
+
+
+def test_without_epochs_the_session_is_where_units_and_covariates_overlap():
+    units = nap.TsGroup({0: nap.Ts(np.array([1.0, 2.0, 30.0])), 1: nap.Ts(np.array([3.0, 50.0]))})
+    pos, _ = _circle(40.0)                       # samples 0 .. 39.98 s
+    s = from_pynapple(units, {"position": pos}, bin_size=B, split="blocked")
+    # units' time support: first to last spike, [1, 50]; position's: [0, 39.98]
+    assert s.time[0] == pytest.approx(1.0 + B / 2) and s.n_bins == 3898
+    assert s.counts[:, 0].sum() == 3 and s.counts[:, 1].sum() == 1
