@@ -47,7 +47,7 @@ from neurorec.analysis.dynamics import (
 from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points, summarize
 from neurorec.core.errors import DataError, SpecError
 from neurorec.families.ctrnn.model import build_ctrnn, load_weights
-from neurorec.families.ctrnn.train import History, evaluate, train
+from neurorec.families.ctrnn.train import TaskCurves, evaluate, train
 from neurorec.report import html
 from neurorec.spec import load_model_spec, load_stimulus_spec
 from neurorec.tasks import make_task
@@ -71,7 +71,7 @@ class Trained:
     """A trained network's curves and training time (trained here, or read back from
     ``--weights-from``)."""
 
-    history: History
+    history: TaskCurves
     seconds: float
     reused: bool
 
@@ -94,7 +94,7 @@ def _train(model, task, spec, seed: int, args, what: str, tag: str, out: Path) -
         with np.load(src / f"{tag}_after.npz") as f:
             load_weights(model, {k: f[k] for k in f.files})
         saved = json.loads((src / f"{tag}_history.json").read_text())
-        result = Trained(History(**saved["history"]), saved["train_s"], True)
+        result = Trained(TaskCurves(**saved["history"]), saved["train_s"], True)
     elif args.analyse_only:
         raise study.OutOfTime(f"{what}: no trained weights in {src} (--analyse-only)")
     else:

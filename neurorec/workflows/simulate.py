@@ -10,37 +10,21 @@ import pandas as pd
 
 from neurorec.core.errors import DataError, DivergenceError
 from neurorec.data.recording import Recording, counts_to_spike_times
-from neurorec.families import Model, family_of, model_for
+from neurorec.families import Model, family_of
 from neurorec.families.base import SPEC_FILE, STATE_FILE
 from neurorec.spec import load_model_spec
-from neurorec.workflows.fit_outputs import FITTED_ATTRIBUTES
 
 GAP_S = 0.3  # silence between simulated trials on the exported timeline
 
 
 def load_fitted(fit_dir: Path, device: str = "cpu") -> Model:
     """The model saved by ``neurorec fit`` in ``fit_dir``: ``model.pt`` + ``spec.yaml``
-    through the family's :meth:`~neurorec.families.base.Estimator.load`; a directory written
-    before models were saved whole (``params.npz`` only) still loads for a family whose
-    learned parameters are ``params_`` (the GLM's)."""
-    if (fit_dir / STATE_FILE).is_file():
-        kind = load_model_spec(fit_dir / SPEC_FILE).kind
-        return family_of(kind).model.load(fit_dir, device=device)
-    params_path = fit_dir / "params.npz"
-    if not params_path.is_file():
-        raise DataError(f"{fit_dir}: {STATE_FILE}: not found (not a `neurorec fit` output dir)")
-    spec = load_model_spec(fit_dir / SPEC_FILE)
-    model = model_for(spec, device=device)
-    if model.fitted_attribute != "params_":
-        raise DataError(f"{fit_dir}: {STATE_FILE}: not found; a {spec.kind} fit is restored "
-                        "from it, not from params.npz (fit again with this version)")
-    with np.load(params_path) as arrays:
-        model.params_ = {k.removeprefix("param_"): arrays[k] for k in arrays.files
-                         if k.startswith("param_")}
-        for attr in FITTED_ATTRIBUTES:
-            value = arrays[f"fitted_{attr}"]
-            setattr(model, attr, value.item() if value.ndim == 0 else value)
-    return model
+    through the family's :meth:`~neurorec.families.base.Estimator.load`."""
+    if not (fit_dir / STATE_FILE).is_file():
+        raise DataError(f"{fit_dir}: {STATE_FILE}: not found (not a `neurorec fit` output dir "
+                        "of this version)")
+    kind = load_model_spec(fit_dir / SPEC_FILE).kind
+    return family_of(kind).model.load(fit_dir, device=device)
 
 
 SAMPLING_FIELDS = ("sampling.max_rate_hz",)

@@ -118,7 +118,7 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
     from neurorec.analysis.dynamics import weight_change
     from neurorec.families.ctrnn.estimator import TaskRNN
     from neurorec.families.ctrnn.report import training_report
-    from neurorec.families.ctrnn.train import History, evaluate
+    from neurorec.families.ctrnn.train import TaskCurves, evaluate
     from neurorec.fit.checkpoint import CHECKPOINT_NAME
     from neurorec.tasks import make_task
 
@@ -146,7 +146,7 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
     after = model.weights()
     test = task.generate(spec.training.validation_trials, np.random.default_rng([seed, 4]))
     test_loss, test_acc = evaluate(model.network_, task, test, seed + 5)
-    h = History(**model.history_)
+    h = TaskCurves(**model.history_)
     change = weight_change(before["w_rec"], after["w_rec"])
     metrics = {"spec": spec.name, "task": task_spec.name, "seed": seed, "device": device,
                "n_steps": model.n_steps_, "train_time_s": model.train_seconds_,

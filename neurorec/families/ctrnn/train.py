@@ -33,7 +33,7 @@ from neurorec.tasks.base import Task, Trials
 
 
 @dataclass
-class History:
+class TaskCurves:
     """Learning curves: ``train_loss`` every step; validation every ``validate_every``."""
 
     step: list[int] = field(default_factory=list)
@@ -49,7 +49,7 @@ class History:
 @dataclass
 class TrainResult:
     model: CTRNN
-    history: History
+    history: TaskCurves
     n_steps: int
     seconds: float
     resumed_from: int | None
@@ -107,7 +107,7 @@ def train(model: CTRNN, task: Task, config: TrainingSpec, seed: int = 0,
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.learning_rate)
     stepper = Stepper(params, optimiser, grad_clip=config.grad_clip, name="training")
-    history = History()
+    history = TaskCurves()
 
     def body(step: int) -> dict[str, float]:
         trials = task.generate(config.batch_size, rng)
