@@ -120,6 +120,9 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
 
     args.check_device(device)
+    args.check_local_workers(workers, scheduler)
+    if scheduler is not None:
+        args.check_scheduler(scheduler)
     args.check_out_dir(out, overwrite, "fit")
     spec = load_model_spec(spec_path, overrides)
     _require_spike_train_model(spec, spec_path)
@@ -392,6 +395,7 @@ def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | Non
     args.check_device(device)
     spec = load_sweep_spec(sweep_path, overrides)
     args.check_sweep_out(out)
+    args.check_local_workers(workers, scheduler)
     if scheduler is not None:
         args.check_scheduler(scheduler)
     outcomes = run_sweep(spec, sweep_path, out, scheduler=scheduler, workers=workers,

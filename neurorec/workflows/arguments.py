@@ -173,6 +173,15 @@ def check_device(device: str | None) -> None:
         raise NeurorecError(f"--device {device}: expected cpu, cuda or cuda:N")
 
 
+def check_local_workers(workers: int | None, scheduler: str | None) -> None:
+    """``--workers`` for a LocalCluster (no ``--scheduler``): at most 4 processes per core
+    here, so a typo cannot start thousands of processes."""
+    limit = 4 * (os.cpu_count() or 1)
+    if workers is not None and scheduler is None and workers > limit:
+        raise NeurorecError(f"--workers {workers}: a LocalCluster on this machine takes at most "
+                            f"{limit} worker processes (4 per core); use --scheduler for more")
+
+
 SCHEDULER = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
 
 
