@@ -200,3 +200,40 @@ def test_evaluate_refusals(glm_fit, small_nwb, tmp_path, capsys):
         assert code == 2, (args, err)
         assert len(err) == 1 and expected in err[0], err
         assert not args[-1].exists()
+
+
+def test_inverse_cdf_equals_scipy():
+    from scipy import stats
+
+    from neurorec.workflows.evaluate import _inverse_cdf
+
+    rng = np.random.default_rng(3)
+    lam = np.concatenate([rng.gamma(1.0, 0.3, 5000), rng.uniform(0, 80, 2000), np.zeros(5)])
+    u = rng.random(lam.shape)
+    np.testing.assert_array_equal(_inverse_cdf(u, lam, "poisson"), stats.poisson.ppf(u, lam))
+
+
+def test_session_scores_on_a_simulated_session():
+    """Rates that generated the counts pass the KS test on the test stretches; a model
+    missing a slow gain fails; a covariate the rates encode linearly is decoded."""
+    from neurorec.workflows.evaluate import session_scores
+
+    rng = np.random.default_rng(11)
+    n_bins, n_units = 30_000, 6
+    x = np.cumsum(rng.normal(size=n_bins)) * 0.05
+    x = (x - x.mean()) / x.std()
+    gain = np.exp(0.8 * np.sin(np.arange(n_bins) / 700.0))
+    tuning = np.exp(-0.5 * (x[:, None] - np.linspace(-2, 2, n_units)[None]) ** 2)
+    rates = 0.05 * (0.2 + tuning) * gain[:, None]
+    counts = rng.poisson(rates)
+    split = np.where((np.arange(n_bins) // 3000) % 5 == 4, "test", "train")
+    segment = np.arange(n_bins) // 3000
+    encoded = rates @ rng.normal(size=(n_units, 2)) + rng.normal(scale=0.01, size=(n_bins, 2))
+    good = session_scores(counts, rates, split, segment, {"x": encoded},
+                          np.arange(n_units), seed=0).metrics
+    no_gain = rates / gain[:, None] * gain.mean()
+    bad = session_scores(counts, no_gain, split, segment, {}, np.arange(n_units)).metrics
+    assert good["ks_fraction_in_band"] >= 5 / 6
+    assert bad["ks_fraction_in_band"] <= 0.5 * good["ks_fraction_in_band"]
+    assert good["behaviour_r2"]["x"] > 0.8
+    assert good["bits_per_spike"] > bad["bits_per_spike"]

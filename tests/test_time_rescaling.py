@@ -133,3 +133,17 @@ def test_per_unit_summary_and_seeds():
     assert summary["ks_failing_units"] == ["c"]
     assert summary["ks_fraction_in_band"] == pytest.approx(2 / 3)
     assert summary["ks"][0]["band"] == pytest.approx(1.36 / np.sqrt(res[0].n_intervals))
+
+
+def test_segments_restart_the_intervals():
+    """Each stretch starts its first interval at its own first bin; the tail is censored."""
+    p = np.full(6, 0.3)
+    spiked = np.array([False, True, False, False, True, False])
+    seg = np.array([0, 0, 0, 1, 1, 1])
+    res = time_rescaling(spiked[:, None].astype(int), -np.log1p(-p)[:, None], seed=0,
+                         segments=seg)
+    rng = np.random.default_rng(np.random.SeedSequence(0).spawn(1)[0])
+    q = -np.log1p(-0.3)
+    d = rng.uniform(size=1), rng.uniform(size=1)
+    tau = [q - np.log1p(-d[0][0] * 0.3), q - np.log1p(-d[1][0] * 0.3)]  # bins 0|1 and 3|4
+    np.testing.assert_allclose(res[0].z, 1 - np.exp(-np.array(tau)), rtol=1e-12)
