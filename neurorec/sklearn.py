@@ -38,13 +38,14 @@ import warnings
 
 import numpy as np
 import torch
-from scipy.special import gammaln, xlogy
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from neurorec.core.metrics import bits_per_spike
+from neurorec.core.observations import bernoulli_nll, poisson_nll
 from neurorec.core.recurrence import linear_recurrence
 from neurorec.fit.newton import fit_batched_glm
 
@@ -127,17 +128,6 @@ def _newton(X: np.ndarray, Y: np.ndarray, observation: str, link: str, alpha: fl
     return coef, intercept, int(res.n_iter), converged
 
 
-def _poisson_nll(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Elementwise exact Poisson NLL (incl. log y!)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return mu - xlogy(y, mu) + gammaln(y + 1.0)
-
-
-def _bernoulli_nll(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -(xlogy(y, p) + xlogy(1.0 - y, 1.0 - p))
-
-
 def _d2(nll, y2: np.ndarray, mu2: np.ndarray) -> float:
     """D², uniform average over columns of (n, U) arrays (deviance = 2 (NLL - NLL_saturated))."""
     null = np.broadcast_to(y2.mean(0, keepdims=True), y2.shape)
@@ -149,12 +139,12 @@ def _d2(nll, y2: np.ndarray, mu2: np.ndarray) -> float:
     return float(np.mean(d2))
 
 
-def _bits_per_spike(nll, y2: np.ndarray, mu2: np.ndarray) -> float:
-    null = np.broadcast_to(y2.mean(0, keepdims=True), y2.shape)
-    n_spikes = float(y2.sum())
-    if n_spikes <= 0:
+def _bits_per_spike(observation: str, y2: np.ndarray, mu2: np.ndarray) -> float:
+    """NLB bits/spike of (n, U) arrays: :func:`neurorec.core.metrics.bits_per_spike` (the
+    project's one definition; ValueError when ``y`` has no spikes)."""
+    if float(y2.sum()) <= 0:
         raise ValueError("bits_per_spike: y has no spikes")
-    return float((nll(y2, null).sum() - nll(y2, mu2).sum()) / (n_spikes * math.log(2.0)))
+    return bits_per_spike(y2, mu2, observation)
 
 
 def _as_2d(y: np.ndarray) -> np.ndarray:
@@ -239,12 +229,12 @@ class PoissonGLM(_CountTargets, RegressorMixin, BaseEstimator):
         if sample_weight is not None:
             raise NotImplementedError("PoissonGLM.score: sample_weight is not supported")
         y = np.asarray(y, dtype=np.float64)
-        return _d2(_poisson_nll, _as_2d(y), _as_2d(self.predict(X)))
+        return _d2(poisson_nll, _as_2d(y), _as_2d(self.predict(X)))
 
     def bits_per_spike(self, X, y):
         """NLB bits/spike: ``(NLL_null - NLL_model) / (n_spikes ln 2)``, null = mean of y."""
         y = np.asarray(y, dtype=np.float64)
-        return _bits_per_spike(_poisson_nll, _as_2d(y), _as_2d(self.predict(X)))
+        return _bits_per_spike("poisson", _as_2d(y), _as_2d(self.predict(X)))
 
 
 class BernoulliGLM(ClassifierMixin, BaseEstimator):
@@ -349,11 +339,11 @@ class BernoulliGLM(ClassifierMixin, BaseEstimator):
         """D² of the log-loss (fraction of Bernoulli deviance explained), not accuracy."""
         if sample_weight is not None:
             raise NotImplementedError("BernoulliGLM.score: sample_weight is not supported")
-        return _d2(_bernoulli_nll, self._binary(y), _as_2d(self.predict_mean(X)))
+        return _d2(bernoulli_nll, self._binary(y), _as_2d(self.predict_mean(X)))
 
     def bits_per_spike(self, X, y):
         """NLB bits/spike with the Bernoulli NLL (null = mean of y)."""
-        return _bits_per_spike(_bernoulli_nll, self._binary(y), _as_2d(self.predict_mean(X)))
+        return _bits_per_spike("bernoulli", self._binary(y), _as_2d(self.predict_mean(X)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,9 +574,9 @@ class RGLM(_CountTargets, RegressorMixin, BaseEstimator):
     def score(self, X, y, groups=None):
         """D² (Poisson) of the one-step-ahead predictions given the observed y."""
         y = np.asarray(y, dtype=np.float64)
-        return _d2(_poisson_nll, _as_2d(y), _as_2d(self.predict(X, y, groups)))
+        return _d2(poisson_nll, _as_2d(y), _as_2d(self.predict(X, y, groups)))
 
     def bits_per_spike(self, X, y, groups=None):
         """NLB bits/spike of the one-step-ahead predictions (null = each unit's mean of y)."""
         y = np.asarray(y, dtype=np.float64)
-        return _bits_per_spike(_poisson_nll, _as_2d(y), _as_2d(self.predict(X, y, groups)))
+        return _bits_per_spike("poisson", _as_2d(y), _as_2d(self.predict(X, y, groups)))

@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurorec.core.errors import DataError
-from neurorec.core.metrics import bits_per_spike, nll_tables, per_neuron_bits_per_spike
-from neurorec.core.metrics import poisson_nll as _poisson_nll
+from neurorec.core.metrics import bits_per_spike, per_neuron_bits_per_spike
 
 DEFAULT_FRACTION = 0.25  # NLB holds out roughly a quarter to a third of the units
 
@@ -93,14 +92,14 @@ def co_bps(counts: np.ndarray, rates: np.ndarray, null_rates: np.ndarray | None 
         null_rates: (n_heldout,) the null model's expected count per bin; default: each
             unit's mean over ``counts`` (the NLB / nlb_tools definition).
     """
-    y = counts.reshape(-1, counts.shape[-1]).astype(float)
-    r = rates.reshape(-1, rates.shape[-1]).astype(float)
-    null = y.mean(axis=0) if null_rates is None else np.asarray(null_rates, dtype=float)
-    gain = _poisson_nll(y, np.broadcast_to(null, y.shape)).sum() - _poisson_nll(y, r).sum()
-    spikes = y.sum()
-    if spikes == 0:
+    if counts.sum() == 0:
         raise DataError("co-smoothing: held-out units fire no spike on the test trials")
-    return float(gain / (spikes * np.log(2.0)))
+    score = bits_per_spike(counts, rates, "poisson")
+    if null_rates is None:
+        return score
+    # against another null: bits(rates) - bits(null) = (NLL_null - NLL_rates) / (spikes ln 2)
+    null = np.broadcast_to(np.asarray(null_rates, dtype=float), counts.shape)
+    return score - bits_per_spike(counts, null, "poisson")
 
 
 def cosmoothing_metrics(test_counts: np.ndarray, test_rates: np.ndarray,
@@ -133,8 +132,7 @@ def cosmoothing_metrics(test_counts: np.ndarray, test_rates: np.ndarray,
         "n_heldout_test_spikes": int(y_ho.sum()),
     }
     if observation == "bernoulli":
-        model, null = nll_tables(y_ho, r_ho, "bernoulli", None)
-        out["co_bps_bernoulli"] = float((null - model).sum() / ((y_ho > 0).sum() * np.log(2)))
+        out["co_bps_bernoulli"] = bits_per_spike(y_ho, r_ho, "bernoulli")
     return out
 
 
