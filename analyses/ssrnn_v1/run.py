@@ -240,6 +240,9 @@ def main() -> None:
     vspec = load_stimulus_spec(MOVIE, extra["movie"] + args.movie_set)
     load_protocol(PROBE)
     bspec = load_stimulus_spec(GABORS)
+    if args.update_results is not None and not args.update_results.parent.is_dir():
+        raise NeurorecError(f"{args.update_results}: --update-results: its folder does not "
+                            "exist")
     study.refuse_existing(args.out, args.overwrite)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -325,8 +328,6 @@ def main() -> None:
         figs.update(breadth_figures(tmp, curves, dirs, tun, width_ok, v1))
         text = results_md(metrics, args)
         (tmp / "RESULTS.md").write_text(text)
-        if args.update_results is not None:
-            update_results(args.update_results, text)
         study.write_report(tmp, "Spike-and-slab RNN on natural movies", [
             ("Direction index: model (with controls) vs V1",
              html.pre((tmp / "RESULTS.md").read_text())
@@ -342,6 +343,8 @@ def main() -> None:
             ("Model", html.figure("fit/training.png", "training")
              + html.figure(figs["filters"], "W (un-whitened), sorted by DI")),
         ])
+    if args.update_results is not None:  # once the study's outputs are in place
+        update_results(args.update_results, text)
     print(json.dumps({k: metrics[k] for k in ("di_median", "di_frac_above_0_5",
                                               "di_median_r_zero", "di_median_r_shuffled",
                                               "di_median_r_shuffled_offdiag",
@@ -582,6 +585,8 @@ def results_md(m: dict, args) -> str:
            + (f" --seed {args.seed}" if args.seed else "")
            + "".join(f" --model-set '{k}'" for k in args.model_set)
            + "".join(f" --movie-set '{k}'" for k in args.movie_set)
+           + (f" --fit {args.fit}" if args.fit else "")
+           + (" --no-compact-filters" if args.no_compact_filters else "")
            + " --overwrite"
            + (f" --update-results {args.update_results}" if args.update_results else ""))
     ms = m["model_spec"]
