@@ -221,26 +221,33 @@ class SessionGLM:
         if work_dir is not None:
             work_dir = Path(work_dir)
             work_dir.mkdir(parents=True, exist_ok=True)
-        chunks = [np.arange(a, min(a + self.chunk, n_units))
-                  for a in range(0, n_units, self.chunk)]
+        # held-out units (co-smoothing) have no own-history term: their own chunks, fitted
+        # without those columns (their history weights stay 0)
+        ho = np.zeros(n_units, bool) if self.heldout is None else np.asarray(self.heldout, bool)
+        chunks = [group[a:a + self.chunk] for group in (np.flatnonzero(~ho), np.flatnonzero(ho))
+                  for a in range(0, len(group), self.chunk)]
         for i, units in enumerate(chunks):
             path = None if work_dir is None else work_dir / f"chunk_{i}.npz"
             if resume and path is not None and path.exists():
                 saved = np.load(path)
-                if saved["coef"].shape == (len(units), n_coef):
+                if saved["coef"].shape == (len(units), n_coef) and np.array_equal(
+                        saved["units"], units):
                     coef[units], converged[units] = saved["coef"], saved["converged"]
                     n_iter[units] = saved["n_iter"]
                     continue
             y = session.counts[train][:, units]
-            own = self._history(session, units)
+            own = None if ho[units[0]] else self._history(session, units)
             own = None if own is None else own[train]
-            init = np.zeros((len(units), n_coef))
+            width = design.n_cols if own is None else n_coef
+            init = np.zeros((len(units), width))
             init[:, 0] = np.log(np.maximum(y.mean(axis=0), 1e-3 / max(len(y), 1)))
-            res = fit_poisson(design, y, own, ridge, init, tol=1e-10)
-            coef[units], converged[units], n_iter[units] = res.coef, res.converged, res.n_iter
+            res = fit_poisson(design, y, own, ridge[:width], init, tol=1e-10)
+            coef[units, :width] = res.coef
+            converged[units], n_iter[units] = res.converged, res.n_iter
             if path is not None:
                 tmp = path.with_suffix(".tmp.npz")
-                np.savez(tmp, coef=res.coef, converged=res.converged, n_iter=res.n_iter)
+                np.savez(tmp, coef=coef[units], converged=res.converged, n_iter=res.n_iter,
+                         units=units)
                 tmp.replace(path)
             if progress:
                 print(f"  units {units[0]}..{units[-1]}: {int(res.n_iter.max())} Newton "
