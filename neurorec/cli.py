@@ -141,6 +141,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
             click.echo(line)
         return
     recording = load_recording(data)  # a bad --data is refused before anything is created
+    _check_recording(spec, recording, heldout_neurons)
     work = out.with_name(f"{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     with _lock(work), interrupt.handle_signals():  # one writer of OUT.partial at a time
@@ -165,6 +166,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
                 work.rmdir()  # nothing checkpointed: leave no trace
         shutil.rmtree(work, ignore_errors=True)  # OUT is complete: checkpoints are spent
     m = result.metrics
+    _warn_unconverged(spec.name, m)
     click.echo(f"{spec.name}: held-out {m['bits_per_spike']:.4f} bits/spike, "
                f"log-likelihood {m['log_likelihood']:.1f} nats over {m['n_bins']} bins × "
                f"{m['n_neurons']} units, fit {m['fit_time_s']:.1f} s "
@@ -201,6 +203,35 @@ def _units_split(workers: int | None, scheduler: str | None, units_per_task: int
         opened.__exit__(None, None, None)
 
 
+def _check_recording(spec, recording, heldout_neurons: str | None = None) -> None:
+    """Refuse overlapping trials; warn (stderr) about bins that can never hold a spike,
+    trials cropped to the shortest, and how a bare integer --heldout-neurons was read."""
+    from neurorec.workflows.data_checks import check_trials_disjoint, recording_warnings
+
+    if getattr(getattr(spec, "data", None), "mode", "trials") == "trials":
+        check_trials_disjoint(recording)
+    for line in recording_warnings(spec, recording):
+        click.echo(line, err=True)
+    text = (heldout_neurons or "").strip()
+    if text.isdigit():
+        ids = [str(u) for u in recording.unit_ids]
+        how = (f"the unit with id {text}" if text in ids else
+               f"the unit at position {text} (id {ids[int(text)]})" if int(text) < len(ids)
+               else None)
+        if how is not None:
+            click.echo(f"--heldout-neurons {text}: warning: read as {how}, not a fraction "
+                       "(a fraction is written 0.x)", err=True)
+
+
+def _warn_unconverged(name: str, metrics: dict) -> None:
+    """A fit that stopped short says so on stderr, naming the solver that ran."""
+    conv = metrics.get("convergence", {})
+    if conv and not conv.get("converged", True):
+        click.echo(f"{name}: warning: the {conv.get('optimizer', 'optimizer')} fit did not "
+                   f"converge ({conv.get('reason')}, {conv.get('n_iter')} iterations); see "
+                   "convergence.png, raise fit.max_iter or the penalty", err=True)
+
+
 def _require_spike_train_model(spec, spec_path: Path) -> None:
     """`fit` fits models of recorded spike trains; other kinds have their own commands."""
     from neurorec.families import MODELS
@@ -216,8 +247,9 @@ DEMO_SPECS = ("glm_v1.yaml", "rglm_v1.yaml")
 
 
 @cli.command()
-@click.option("--session", type=int, default=1, show_default=True,
-              help="V1 drifting-gratings session (0..26).")
+@click.option("--session", default="1", show_default=True,
+              help="V1 drifting-gratings session (0..26), or open_field / open_field:tanni "
+                   "(a simulated open-field session: session_glm.yaml and session_rglm.yaml).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("neurorec_demo"),
               show_default=True, help="Output directory (new; an earlier demo's output is "
               "replaced only with --overwrite).")
@@ -229,9 +261,10 @@ DEMO_SPECS = ("glm_v1.yaml", "rglm_v1.yaml")
 @click.option("--overwrite", is_flag=True,
               help="Replace the output directory of an earlier `neurorec demo` (only such a "
                    "folder: it holds the demo's marker).")
-def demo(session: int, out: Path, specs: Path, seed: int, device: str,
+def demo(session: str, out: Path, specs: Path, seed: int, device: str,
          overrides: Sequence[str], overwrite: bool = False) -> None:
-    """Fit the GLM and the R-GLM to a bundled V1 session and compare them on held-out trials."""
+    """Fit the GLM and the R-GLM to a bundled V1 session and compare them on held-out trials
+    (or, with --session open_field, to a simulated open-field session on held-out bins)."""
     from neurorec.core.outputs import atomic_dir
     from neurorec.datasets import load
     from neurorec.report import html
@@ -240,6 +273,19 @@ def demo(session: int, out: Path, specs: Path, seed: int, device: str,
     from neurorec.workflows.pipeline import fit_and_evaluate
 
     args.check_out_dir(out, overwrite, "demo")
+    if str(session).split(":")[0] == "open_field":
+        from neurorec.workflows.session_fit import demo_session
+
+        rows = demo_session(session, out, specs, seed, tuple(overrides), overwrite, click.echo)
+        click.echo(f"\n{'model':<14}{'kind':<6}{'bits/spike':>12}{'fit time (s)':>14}")
+        for name, kind, bps, _, secs in rows:
+            click.echo(f"{name:<14}{kind:<6}{bps:>12.4f}{secs:>14.1f}")
+        click.echo(f"\nreport: {out / 'report.html'}")
+        return
+    if not str(session).isdigit():
+        raise NeurorecError(f"--session {session}: expected a V1 session number (0..26) or "
+                            "open_field")
+    session = int(session)
     paths = [specs / name for name in DEMO_SPECS]
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -254,10 +300,12 @@ def demo(session: int, out: Path, specs: Path, seed: int, device: str,
         for spec in loaded:
             click.echo(f"fitting {spec.name} ...")
             start = time.perf_counter()
+            _check_recording(spec, recording)
             result = fit_and_evaluate(spec, recording, seed=seed, device=device)
             seconds = time.perf_counter() - start  # binning, fit and held-out scoring
             write_fit_outputs(result, tmp / spec.name)
             m = result.metrics
+            _warn_unconverged(spec.name, m)
             rows.append((spec.name, spec.kind, m["bits_per_spike"], m["log_likelihood"],
                          seconds))
         body = html.table([(n, k, f"{b:.4f}", f"{ll:.1f}", f"{t:.1f}") for n, k, b, ll, t in rows],

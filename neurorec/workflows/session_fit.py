@@ -313,3 +313,52 @@ def run_fit_command(spec: Any, data: str, out: Path, seed: int = 0, overwrite: b
         lines.append(f"co-smoothing: co-bps {m['co_bps']:.4f} ({m['n_heldout_neurons']} "
                      f"held-out units)")
     return lines
+
+
+#: the specs `neurorec demo --session open_field` fits, in order
+SESSION_DEMO_SPECS = ("session_glm.yaml", "session_rglm.yaml")
+
+
+def demo_session(source: str, out: Path, specs: Path, seed: int = 0,
+                 overrides: tuple[str, ...] = (), overwrite: bool = False,
+                 echo=print) -> list[tuple[str, str, float, float, float]]:
+    """``neurorec demo --session open_field``: the session GLM and R-GLM on a bundled
+    (simulated) session, side by side; rows (name, kind, bits/spike, LL, seconds)."""
+    from neurorec.core.errors import SpecError
+    from neurorec.core.outputs import atomic_dir
+    from neurorec.report import html
+    from neurorec.spec.load import load_model_spec
+
+    paths = [Path(specs) / name for name in SESSION_DEMO_SPECS]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise SpecError([f"{p}: demo spec not found (the demo reads models/ of a checkout: "
+                         "pass --specs DIR)" for p in missing])
+    loaded = [load_model_spec(p, list(overrides)) for p in paths]
+    session = load_session_for(loaded[0], source, seed)
+    echo(f"data: {session.source}, {session.n_units} units, {session.n_bins} bins of "
+         f"{session.bin_size * 1e3:g} ms (SIMULATED cells on a real rat trajectory)")
+    rows = []
+    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+        for spec in loaded:
+            echo(f"fitting {spec.name} ...")
+            start = time.perf_counter()
+            result = fit_session(spec, session, seed=seed, progress=False)
+            seconds = time.perf_counter() - start
+            write_session_outputs(result, tmp / spec.name)
+            m = result.metrics
+            rows.append((spec.name, spec.kind, m["bits_per_spike"], m["log_likelihood"],
+                         seconds))
+        truth = result.metrics.get("truth_rates_no_gain_bits_per_spike")
+        table = [(n, k, f"{b:.4f}", f"{ll:.1f}", f"{t:.1f}") for n, k, b, ll, t in rows]
+        if truth is not None:
+            table.append(("truth without the shared gain", "—", f"{truth:.4f}", "", ""))
+            table.append(("truth (true intensity)", "—",
+                          f"{result.metrics['truth_rates_bits_per_spike']:.4f}", "", ""))
+        body = html.table(table, ("model", "kind", "held-out bits/spike", "held-out LL (nats)",
+                                  "fit time (s)"))
+        links = "".join(f"<li><a href='{n}/report.html'>{n}</a></li>" for n, *_ in rows)
+        html.page(f"neurorec demo: {session.source}",
+                  [("Held-out comparison (test bins)", body),
+                   ("Reports", f"<ul>{links}</ul>")], tmp / "report.html")
+    return rows
