@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from neurorec.core.bases import raised_cosine_linear
-from neurorec.core.errors import DataError
+from neurorec.core.errors import DataError, DivergenceError
 from neurorec.core.recurrence import STATE_MAX, linear_recurrence, matrix_powers
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.glm.glm import GLM
@@ -299,6 +299,9 @@ class SessionProblem:
         y_mean: (n_units,) training mean counts per bin.
         design: optional (n_bins, p) scipy CSR covariate design (``V z_t``), or None.
         dtype: torch dtype of the streamed arithmetic (float64 or float32).
+        residual: the state reads ``y_{t-1} - exp(offset_{t-1})`` (the fixed GLM's
+            prediction error, a function of covariates and past spikes: still causal)
+            instead of ``y_{t-1} - ȳ``.
     """
 
     counts: Tensor
@@ -308,10 +311,16 @@ class SessionProblem:
     y_mean: Tensor
     design: object | None = None
     dtype: torch.dtype = torch.float64
+    residual: bool = False
 
     @property
     def n_units(self) -> int:
         return int(self.counts.shape[1])
+
+
+#: drive above which the rate is held at exp(ETA_MAX) (~1e17 per bin): reached only by a far
+#: line-search trial, where it keeps the objective finite so that the search backs off
+ETA_MAX = 40.0
 
 
 def session_chunks(segment: np.ndarray, chunk_bins: int) -> list[tuple[int, int, bool]]:
@@ -374,12 +383,16 @@ def block_recurrence(u: Tensor, R: Tensor, x0: Tensor | None = None, block: int 
 def _chunk_counts(prob: SessionProblem, start: int, stop: int,
                   reset: bool) -> tuple[Tensor, Tensor]:
     """(m, U) counts ``y`` of bins start..stop-1 and (m, U) the centred previous bins'
-    ``y_{t-1} - ȳ`` (0 in a segment's first bin), in ``prob.dtype``."""
+    ``y_{t-1} - ȳ`` (or the residual ``y_{t-1} - exp(offset_{t-1})``; 0 in a segment's
+    first bin), in ``prob.dtype``."""
     dt = prob.dtype
     lo = start if reset else start - 1
     block = prob.counts[lo:stop].to(dt)
     y = block if reset else block[1:]
-    prev = block[:-1] - prob.y_mean.to(dt)
+    if prob.residual:
+        prev = block[:-1] - torch.exp(prob.offset[lo:stop - 1].to(dt))
+    else:
+        prev = block[:-1] - prob.y_mean.to(dt)
     if reset:
         prev = torch.cat([prev.new_zeros(1, prev.shape[1]), prev])
     return y, prev
@@ -437,7 +450,7 @@ def session_latent_objective(prob: SessionProblem, p: dict[str, Tensor],
         y, prev = _chunk_counts(prob, start, stop, reset)
         x = x_all[start:stop].to(dt)
         eta = prob.offset[start:stop].to(dt) + b + x @ B.T
-        rate = torch.exp(eta)
+        rate = torch.exp(eta.clamp(max=ETA_MAX))
         w = prob.weight[start:stop].to(dt)[:, None]
         total += float((w * (rate - y * eta)).sum(dtype=torch.float64))
         if not grad:
@@ -506,14 +519,16 @@ def init_session_latent(prob: SessionProblem, dim: int, taus_s: tuple[float, flo
 def fit_session_latent(prob: SessionProblem, start: dict[str, Tensor], l2: float = 0.0,
                        max_iter: int = 200, tol: float = 1e-9,
                        validation: SessionProblem | None = None,
-                       progress: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+                       progress: bool = False,
+                       max_radius: float = 1.0 - 1e-5) -> tuple[dict[str, np.ndarray], dict]:
     """Fit the session latent's ``W0, R, B, b [, V]`` by L-BFGS (strong Wolfe).
 
     Objective: training NLL / (n training bins · units) + ``l2 · (‖W0ₛ‖² + ‖B‖² + ‖V‖²)``
     where ``W0ₛ = W0 · Σȳ`` (the penalty sees W0 on the scale of the start). Internally
     ``W0`` is optimised as ``W0ₛ`` (same scale as ``B``). With ``validation`` (the same
     session's validation bins as weights) the parameters with the lowest validation NLL among
-    the iterates are kept.
+    the iterates are kept. ``R`` is optimised as a row-scaled step from its start and used
+    as ``R · min(1, max_radius / ‖R‖₂)`` (stable: every |eigenvalue| ≤ max_radius).
 
     Returns:
         (params as float64 numpy arrays, report dict: n_iter, n_evals, objective, time,
@@ -522,33 +537,49 @@ def fit_session_latent(prob: SessionProblem, start: dict[str, Tensor], l2: float
     t0 = time.perf_counter()
     scale_w = float(prob.y_mean.sum().clamp_min(1e-12))
     n_train = float(prob.weight.sum()) * prob.n_units
-    internal = {k: (v * scale_w if k == "W0" else v).clone().detach().requires_grad_()
-                for k, v in start.items()}
+    R0 = start["R"].detach().clone()
+    # row scale of R's steps: a state with time constant τ moves ~1/(1-λ) per unit change of
+    # its row, so steps are taken in units of (1 - |λ_start|) (floored at 1e-4)
+    row = (1.0 - torch.diagonal(R0).abs()).clamp(1e-4, 1.0)
+    internal = {}
+    for k, v in start.items():
+        if k == "W0":
+            v = v * scale_w
+        elif k == "R":
+            v = torch.zeros_like(v)  # the step from R0, row-scaled
+        internal[k] = v.clone().detach().requires_grad_()
     penalised = [k for k in internal if k in ("W0", "B", "V")]
 
     def model_params() -> dict[str, Tensor]:
-        return {k: (v / scale_w if k == "W0" else v) for k, v in internal.items()}
+        out = {k: v for k, v in internal.items() if k not in ("W0", "R")}
+        out["W0"] = internal["W0"] / scale_w
+        R = R0 + row[:, None] * internal["R"]
+        norm = torch.linalg.matrix_norm(R, ord=2)
+        out["R"] = R * torch.clamp(max_radius / norm.clamp_min(1e-300), max=1.0)
+        return out
 
     evals = [0]
 
     def closure() -> Tensor:
         for v in internal.values():
             v.grad = None
-        with torch.no_grad():
-            leaves = {k: v.detach().clone() for k, v in model_params().items()}
+        mp = model_params()
+        leaves = {k: v.detach().clone() for k, v in mp.items()}
         value = session_latent_objective(prob, leaves) / n_train
-        pen = l2 * sum((internal[k] ** 2).sum() for k in penalised) if l2 else None
-        grads = {k: (torch.zeros_like(v) if leaves[k].grad is None else leaves[k].grad
-                     / (n_train * (scale_w if k == "W0" else 1.0)))
-                 for k, v in internal.items()}
-        if pen is not None:
-            pen_grads = torch.autograd.grad(pen, [internal[k] for k in penalised])
-            for k, g in zip(penalised, pen_grads, strict=True):
-                grads[k] = grads[k] + g
+        keys = list(mp)
+        torch.autograd.backward([mp[k] for k in keys],
+                                [leaves[k].grad / n_train for k in keys])
+        if l2:
+            pen = l2 * sum((internal[k] ** 2).sum() for k in penalised)
+            pen.backward()
             value += float(pen.detach())
-        for k, v in internal.items():
-            v.grad = grads[k]
         evals[0] += 1
+        if progress and evals[0] % 10 == 0:
+            print(f"  latent: {evals[0]} evaluations, objective {value:.8g}, "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+        if not np.isfinite(value):
+            raise DivergenceError(f"session latent: the objective is {value} after "
+                                  f"{evals[0]} evaluations")
         return torch.tensor(value, dtype=torch.float64)
 
     opt = torch.optim.LBFGS(list(internal.values()), lr=1.0, max_iter=max_iter,
@@ -612,8 +643,10 @@ class SessionRGLM:
 
     fitted_attribute = "latent_"
 
-    def __init__(self, spec, seed: int = 0, chunk_bins: int = SESSION_CHUNK_BINS):
+    def __init__(self, spec, seed: int = 0, chunk_bins: int = SESSION_CHUNK_BINS,
+                 residual: bool = True):
         self.spec, self.seed, self.chunk_bins = spec, seed, chunk_bins
+        self.residual = residual
 
     @property
     def dtype(self) -> torch.dtype:
@@ -630,18 +663,29 @@ class SessionRGLM:
                                getattr(self.glm_, "bounds_", None))
         return sp.hstack([b.tocsr() for b in cov.blocks], format="csr")
 
-    def problem(self, session, weight_split: str = "train") -> SessionProblem:
-        """The streamed objective's data on ``session`` (NLL over ``weight_split`` bins)."""
+    def problem(self, session, weight_split: str = "train",
+                continuous: bool = False) -> SessionProblem:
+        """The streamed objective's data on ``session`` (NLL over ``weight_split`` bins).
+
+        ``continuous``: the state runs on through every stretch of adjacent bins (restarting
+        only where the clock jumps, e.g. between epochs) instead of restarting at each
+        segment (the split's guard bands). Prediction uses it: a held-out bin's state is the
+        filter of all spikes observed before it. Fitting does not, so no held-out spike
+        reaches a training bin's prediction."""
         drive = self.glm_.drive(session)
         offset = torch.from_numpy(np.ascontiguousarray(drive, dtype=np.float32)
                                   if self.dtype == torch.float32 else drive)
         del drive
         counts = torch.from_numpy(np.ascontiguousarray(session.counts))
         weight = torch.as_tensor(session.mask(weight_split), dtype=torch.float64)
+        segment = session.segment
+        if continuous:  # a new stretch only where the clock jumps by more than a bin
+            jump = np.diff(np.asarray(session.time, float)) > 1.5 * session.bin_size
+            segment = np.concatenate([[0], np.cumsum(jump)])
         return SessionProblem(counts, offset, weight,
-                              session_chunks(session.segment, self.chunk_bins),
+                              session_chunks(segment, self.chunk_bins),
                               torch.as_tensor(self.y_mean_, dtype=torch.float64),
-                              self._design(session), self.dtype)
+                              self._design(session), self.dtype, residual=self.residual)
 
     def fit(self, session, progress: bool = False, glm=None) -> SessionRGLM:
         """Fit the GLM (unless a fitted ``glm`` is given), then the latent, on ``train`` bins."""
@@ -666,7 +710,8 @@ class SessionRGLM:
         l2 = self.spec.penalty.l2 if rec.l2 is None else rec.l2
         self.latent_, self.report_ = fit_session_latent(
             prob, start, l2=l2, max_iter=self.spec.fit.max_iter, tol=self.spec.fit.tol,
-            validation=validation, progress=progress)
+            validation=validation, progress=progress,
+            max_radius=1.0 - 1e-5 if rec.max_radius is None else rec.max_radius)
         self.bin_size_ = session.bin_size
         self.fit_time_s_ = time.perf_counter() - t0
         return self
@@ -684,11 +729,13 @@ class SessionRGLM:
     def predict_rate(self, session, rows: np.ndarray | None = None) -> np.ndarray:
         """Expected counts per bin given the observed past spikes: (n_bins or rows.sum(),
         n_units)."""
-        return session_latent_rates(self.problem(session), self._tensors(), rows)
+        return session_latent_rates(self.problem(session, continuous=True), self._tensors(),
+                                    rows)
 
     def hidden_state(self, session) -> np.ndarray:
         """(n_bins, dim) latent states given the observed past spikes."""
-        return session_states(self.problem(session), self._tensors()).numpy()
+        return session_states(self.problem(session, continuous=True),
+                              self._tensors()).numpy()
 
     def score(self, session, split: str = "test") -> float:
         """NLB bits/spike on the bins of ``split``."""
