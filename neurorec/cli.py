@@ -649,11 +649,19 @@ def connectomics(fit_dir: Path, tuning: Path, out: Path, seed: int, overwrite: b
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one line each and exit code 2."""
     import contextvars
+    import warnings
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        click.echo(text if ": warning: " in text or text.startswith("warning:")
+                   else f"warning: {text}", err=True)
 
     try:  # in a copy of the context: the command's output owner does not outlive it
-        contextvars.copy_context().run(
-            cli.main, args=list(argv) if argv is not None else None, prog_name="neurorec",
-            standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line  # a warning is one stderr line, not two
+            contextvars.copy_context().run(
+                cli.main, args=list(argv) if argv is not None else None,
+                prog_name="neurorec", standalone_mode=False)
     except NeurorecError as err:
         for line in err.lines:
             click.echo(line, err=True)

@@ -285,6 +285,9 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
                disable=not progress, leave=False, unit="it")
     with interrupt.deferring():
         while not finished and n_iter < spec.max_iter:
+            # the last block stops at max_iter: the budget is iterations in all, not blocks
+            block = min(spec.check_every, spec.max_iter - n_iter)
+            opt.param_groups[0].update(max_iter=block, max_eval=block * 5)
             loss = opt.step(closure)
             state = opt.state[tensors[0]]
             step_iters = state.get("n_iter", 0) - n_iter
@@ -312,7 +315,7 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
             elif use_val and bad_checks >= spec.patience:
                 reason = f"early stopping (held-out NLL rose for {spec.patience} checks)"
                 converged, finished = True, True
-            elif step_iters == 0 or (step_iters < spec.check_every and grad > spec.tol):
+            elif step_iters == 0 or (step_iters < block and grad > spec.tol):
                 # L-BFGS gave up inside the step: no decrease possible at this precision.
                 reason = "no further decrease (line search stalled)"
                 converged, finished = grad < 1e3 * spec.tol, True

@@ -76,6 +76,7 @@ stimulus block removes that term, leaving O(n · units) work per iteration.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -395,6 +396,7 @@ def fit_batched_glm(
     tol: float = 1e-10,
     max_iter: int = 100,
     blocks: StimulusBlock | Sequence[StimulusBlock] | None = None,
+    progress: bool = False,
 ) -> NewtonResult:
     """Fit one penalised GLM per column of ``Y`` on the shared design ``X`` by Newton's method.
 
@@ -420,6 +422,7 @@ def fit_batched_glm(
         max_iter: most Newton iterations.
         blocks: a :class:`StimulusBlock` (or a list holding one) describing a
             one-hot ⊗ basis column group of X, for the fast Hessian; it is checked against X.
+        progress: a bar on stderr, one step per Newton iteration (units still active).
 
     Returns:
         :class:`NewtonResult`.
@@ -499,10 +502,16 @@ def fit_batched_glm(
     idx = torch.arange(n_units, device=dev)
     Wa, ea, fa, ga, ca, ya, uxa, lama, fma = W, eta, f, g, c, Yt, UX, lam, free
     n_iter = 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=max_iter, desc="newton", unit="it", disable=not progress,
+               file=sys.stderr, leave=False)  # one Hessian pass over all units per iteration
     for _ in range(max_iter):
         if len(idx) == 0:
             break
         n_iter += 1
+        bar.update()
+        bar.set_postfix_str(f"{len(idx)} of {n_units} units active")
         H = _gram(ca, X_rest, uxa, block, order_inv) + torch.diag_embed(2.0 * lama)
         H = H * fma[:, :, None] * fma[:, None, :] + torch.diag_embed(1.0 - fma)
         d = _newton_direction(H, ga) * fma
@@ -552,6 +561,7 @@ def fit_batched_glm(
             Wa, ea, fa, ga, ca, ya, lama, fma = (
                 t[keep] for t in (Wa, ea, fa, ga, ca, ya, lama, fma))
             uxa = None if uxa is None else uxa[:, keep]
+    bar.close()
     return NewtonResult(coef=W, n_iter=n_iter, converged=converged, objective=f + const,
                         grad_norm=g.abs().amax(1) if q else f.new_zeros(n_units),
                         history=history)

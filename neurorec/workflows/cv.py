@@ -89,18 +89,29 @@ def cross_validate(spec: Spec, train: BinnedTrials, k: int, seed: int = 0,
                    device: str = "cpu", grid: list[dict[str, float]] | None = None,
                    progress: bool = False) -> CVResult:
     """K-fold CV of the penalty strengths on ``train`` (see the module docstring)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
     grid = penalty_grid(spec) if grid is None else grid
     fold = cv_folds(train.condition, k, seed)
     scores = np.zeros((len(grid), k))
+    # one bar over the K × grid fits (stderr); the fits' own bars stay off under it
+    bar = tqdm(total=k * len(grid), desc=f"--cv {k}", unit="fit", disable=not progress,
+               file=sys.stderr, leave=False)
     for f in range(k):
         fit_on, score_on = train.subset(fold != f), train.subset(fold == f)
         warm = None
         for g, point in enumerate(grid):
+            bar.set_postfix_str(f"fold {f + 1}, " + ", ".join(f"{n}={v:g}"
+                                                              for n, v in point.items()))
             model = model_for(with_penalty(spec, point), device=device, seed=seed)
             model.warm_start_params = warm
-            model.fit(fit_on, progress=progress)
+            model.fit(fit_on, progress=False)
             scores[g, f] = model.log_likelihood(score_on)
             warm = model.params_
+            bar.update()
+    bar.close()
     mean = scores.mean(axis=1)
     best = int(np.argmax(np.where(np.isfinite(mean), mean, -np.inf)))
     return CVResult(grid, mean, scores, dict(grid[best]), k)

@@ -125,7 +125,8 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
         if heldout_neurons is not None:
             raise DataError("--cv: cross-validation with --heldout-neurons is not supported "
                             "(choose the penalty without co-smoothing, then pass it with --set)")
-        cv_result = cross_validate(spec, train, cv, seed, resolve_device(device))
+        cv_result = cross_validate(spec, train, cv, seed, resolve_device(device),
+                                   progress=progress)
         spec = with_penalty(spec, cv_result.chosen)
     model = model_for(spec, device=resolve_device(device), seed=seed)
     heldout = None
