@@ -14,6 +14,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ import torch
 
 from neurorec.core.errors import DataError, NotFittedError
 from neurorec.core.metrics import bits_per_spike, log_likelihood
+from neurorec.core.observations import Observation, make_observation
 from neurorec.data.recording import BinnedTrials
 from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
 from neurorec.spec.base import Spec
@@ -289,7 +291,17 @@ class Model(Estimator):
     """
 
     kind: ClassVar[str]
-    observation_name: str = "poisson"
+
+    @property
+    def observation_name(self) -> str:
+        """The spec's observation model (``poisson`` for a spec without the field)."""
+        return getattr(self.spec, "observation", "poisson")
+
+    @cached_property
+    def obs(self) -> Observation:
+        """The observation model (likelihood, scores, draws) of the spec, built on first use
+        (the constructor stores settings only)."""
+        return make_observation(self.observation_name, getattr(self.spec, "link", None))
 
     @abstractmethod
     def fit(self, data: BinnedTrials, progress: bool = True) -> Model: ...
@@ -317,6 +329,16 @@ class Model(Estimator):
             raise DataError(f"{data.source}: counts: model was fitted to {self.n_bins_} bins × "
                             f"{self.n_units_} units × {self.n_conditions_} conditions, got "
                             f"{got[0]} × {got[1]} × {data.n_conditions}")
+
+    def _check_session(self, session: Any) -> None:
+        """DataError unless the model was fitted to a session (it has ``inputs_scaler_``) with
+        ``session``'s number of units."""
+        self.check_fitted()
+        if "inputs_scaler_" not in vars(self):
+            raise DataError(f"{session.source}: the model was fitted to trials, not a session")
+        if session.n_units != self.n_units_:
+            raise DataError(f"{session.source}: counts: model was fitted to {self.n_units_} "
+                            f"units, got {session.n_units}")
 
     def noise_scale(self) -> np.ndarray | None:
         """(n_units,) noise standard deviation of Gaussian observations, else None."""

@@ -134,6 +134,16 @@ def _one_line(exc: BaseException, kind: str, what: str) -> None:
     assert text and "\n" not in text, f"{kind}: {what}: the error is not one line: {text!r}"
 
 
+def _refused(error: type[Exception], kind: str, what: str, call: Callable[[], Any]) -> str:
+    """``call()`` must raise ``error`` with a one-line message (returned)."""
+    try:
+        call()
+    except error as exc:
+        _one_line(exc, kind, what)
+        return str(exc)
+    raise AssertionError(f"{kind}: {what} raised no {error.__name__}")
+
+
 # --------------------------------------------------------------------------- the checks
 def check_lives_in_its_folder(run: _Run) -> None:
     """Spec and model come from ``neurorec/families/<folder>/`` (or the third-party package
@@ -212,34 +222,20 @@ def check_clone_from_options(run: _Run) -> None:
 def check_not_fitted_error(run: _Run) -> None:
     """``score`` before ``fit`` raises NotFittedError ("call fit"), in one line."""
     model = run.example.make()
-    try:
-        model.score(run.data()[1])
-    except NotFittedError as exc:
-        assert "call fit" in str(exc)
-        _one_line(exc, run.family.kind, "score before fit")
-    else:
-        raise AssertionError(f"{run.family.kind}: score before fit raised nothing")
+    message = _refused(NotFittedError, run.family.kind, "score before fit",
+                       lambda: model.score(run.data()[1]))
+    assert "call fit" in message
 
 
 def check_unfitted_refusals(run: _Run) -> None:
     """``save`` and ``sample`` of an unfitted model raise NotFittedError too."""
     import tempfile
 
-    model = run.example.make()
+    model, kind = run.example.make(), run.family.kind
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            model.save(tmp)
-        except NotFittedError:
-            pass
-        else:
-            raise AssertionError(f"{run.family.kind}: save before fit raised nothing")
+        _refused(NotFittedError, kind, "save before fit", lambda: model.save(tmp))
     if run.example.sample is not None:
-        try:
-            run.example.sample(model, 0)
-        except NotFittedError:
-            pass
-        else:
-            raise AssertionError(f"{run.family.kind}: sample before fit raised nothing")
+        _refused(NotFittedError, kind, "sample before fit", lambda: run.example.sample(model, 0))
 
 
 def check_fit_returns_self(run: _Run) -> None:
@@ -312,12 +308,7 @@ def check_wrong_shape_data_error(run: _Run) -> None:
         raise AssertionError(f"{run.family.kind}: the Example gives no wrong-shape data")
     model, _ = run.fitted()
     wrong = run.example.wrong(run.data()[1])
-    try:
-        model.score(wrong)
-    except DataError as exc:
-        _one_line(exc, run.family.kind, "score on wrong-shape data")
-    else:
-        raise AssertionError(f"{run.family.kind}: score on wrong-shape data raised nothing")
+    _refused(DataError, run.family.kind, "score on wrong-shape data", lambda: model.score(wrong))
 
 
 def check_save_load_round_trip(run: _Run) -> None:
@@ -343,21 +334,12 @@ def check_load_refusals(run: _Run) -> None:
     import tempfile
 
     model, _ = run.fitted()
+    kind = run.family.kind
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            type(model).load(tmp)
-        except DataError as exc:
-            _one_line(exc, run.family.kind, "load of an empty folder")
-        else:
-            raise AssertionError(f"{run.family.kind}: load of an empty folder raised nothing")
+        _refused(DataError, kind, "load of an empty folder", lambda: type(model).load(tmp))
         model.save(tmp)
         other = type(f"Other{type(model).__name__}", (type(model),), {"kind": "other"})
-        try:
-            other.load(tmp)
-        except DataError as exc:
-            _one_line(exc, run.family.kind, "load as another kind")
-        else:
-            raise AssertionError(f"{run.family.kind}: load as another kind raised nothing")
+        _refused(DataError, kind, "load as another kind", lambda: other.load(tmp))
 
 
 def check_sample_reproducible(run: _Run) -> None:

@@ -23,7 +23,7 @@ def perception_task():
 
 
 SPEC = {"kind": "ctrnn", "n_units": 12, "sigma": 0.05, "train": ["w_rec", "w_out", "b"],
-        "training": {"n_steps": 50, "batch_size": 8, "learning_rate": 0.02,
+        "training": {"n_steps": 25, "batch_size": 8, "learning_rate": 0.04,
                      "validate_every": 25, "validation_trials": 16, "checkpoint_every": 25}}
 
 

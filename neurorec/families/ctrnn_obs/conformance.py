@@ -12,5 +12,5 @@ def ctrnn_obs_example() -> Example:
     return binned_example({"kind": "ctrnn_obs", "data": {"bin_size": "10 ms"},
                            "network": {"n_units": 6, "tau": "20 ms", "dt": "10 ms"},
                            "input": {"onset": "200 ms"},
-                           "training": {"n_steps": 40, "batch_size": 16, "validate_every": 10,
+                           "training": {"n_steps": 15, "batch_size": 16, "validate_every": 5,
                                         "patience": 3}})

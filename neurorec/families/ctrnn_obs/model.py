@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -42,7 +41,6 @@ import torch
 
 from neurorec.core.errors import DataError
 from neurorec.core.metrics import bits_per_spike
-from neurorec.core.observations import Observation, make_observation
 from neurorec.core.rng import forked_global_rng
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
@@ -156,15 +154,7 @@ class CTRNNObs(Model):
         self.seed = seed
 
     # the constructor stores settings only; what follows from them is derived on use
-    @cached_property
-    def obs(self) -> Observation:
-        """The observation model of the spec."""
-        return make_observation(self.spec.observation, self.spec.link)
-
-    @property
-    def observation_name(self) -> str:
-        return self.spec.observation
-
+    # (``obs`` and ``observation_name`` come from Model)
     @property
     def dtype(self) -> torch.dtype:
         return DTYPES[self.spec.training.dtype]
@@ -426,12 +416,7 @@ class CTRNNObs(Model):
     def _session_rates(self, session: BinnedSession) -> np.ndarray:
         """(n_bins, n_units) expected counts of every bin: the network run along each
         contiguous stretch from its initial state, driven by the covariates."""
-        self.check_fitted()
-        if "inputs_scaler_" not in vars(self):
-            raise DataError(f"{session.source}: the model was fitted to trials, not a session")
-        if session.n_units != self.n_units_:
-            raise DataError(f"{session.source}: counts: model was fitted to {self.n_units_} "
-                            f"units, got {session.n_units}")
+        self._check_session(session)
         z = self.inputs_scaler_(session)
         out = np.empty(session.counts.shape)
         cond = torch.zeros(1, dtype=torch.long, device=self.device)

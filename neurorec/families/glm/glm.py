@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 
 from neurorec.core.errors import DataError, DivergenceError, SpecError
-from neurorec.core.observations import Observation, make_observation
+from neurorec.core.observations import make_observation
 from neurorec.data.binning import split_trials
 from neurorec.data.recording import BinnedTrials
 from neurorec.families.base import Model
@@ -109,15 +109,7 @@ class GLM(Model):
         self.terms: list[Term] = list(self.default_terms(spec) if terms is None else terms)
 
     # the constructor stores settings only; what follows from them is built on first use
-    @cached_property
-    def obs(self) -> Observation:
-        """The observation model (a rate ceiling is set by ``fit`` at the data's bin size)."""
-        return make_observation(self.spec.observation, self.spec.link)
-
-    @property
-    def observation_name(self) -> str:
-        return self.spec.observation
-
+    # (``obs`` and ``observation_name`` come from Model; ``fit`` sets a rate ceiling's ``obs``)
     @cached_property
     def regulariser(self) -> Regulariser:
         """The penalty of the spec and of the terms' groups."""
@@ -548,8 +540,7 @@ class GLM(Model):
             X, prob["Y"].to(torch.float64), observation=self.observation_name, link=link,
             l2=prob["l2"].to(torch.float64), mask=prob["mask"], unit_X=unit_X,
             blocks=prob["block"], offset=offset, coef0=coef0,
-            tol=min(self.spec.fit.tol, 1e-10), max_iter=min(self.spec.fit.max_iter, 200),
-            progress=progress)
+            tol=min(self.spec.fit.tol, 1e-10), max_iter=min(self.spec.fit.max_iter, 200))
         coef = res.coef if centre is None else res.coef + centre
         self.params_ = self._params_from_coef(coef, prob["slices"], data)
         n_el = prob["Y"].numel()
@@ -562,7 +553,7 @@ class GLM(Model):
             / n_el, max_abs_grad=float(res.grad_norm.max()) / n_el, best_validation_nll=None,
             fit_time_s=time.perf_counter() - start,
             history=[{"iter": i, "objective": v / n_el}
-                     for i, v in enumerate(res.history)], optimizer="Newton")
+                     for i, v in enumerate(res.history)])
 
     def _fitted_tensors(self) -> dict[str, Tensor]:
         self.check_fitted()

@@ -227,12 +227,7 @@ class PLDS(Model):
     def _session_rates(self, session: BinnedSession) -> np.ndarray:
         """(n_bins, n_units) one-step-ahead expected counts of every bin of ``session``: the
         latent filtered causally along each contiguous stretch from the initial state."""
-        self.check_fitted()
-        if "inputs_scaler_" not in vars(self):
-            raise DataError(f"{session.source}: the model was fitted to trials, not a session")
-        if session.n_units != self.n_units_:
-            raise DataError(f"{session.source}: counts: model was fitted to {self.n_units_} "
-                            f"units, got {session.n_units}")
+        self._check_session(session)
         z, p = self.inputs_scaler_(session), self.params_
         rates = np.empty(session.counts.shape)
         for a, b in segments(session):
