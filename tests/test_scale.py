@@ -129,3 +129,25 @@ def test_preflight_passes_small_session(tmp_path):
     est = check_session_memory(spec, str(path), available=8 * 2**30, echo=said.append)
     assert est.shape == (1, 6000, 20) and "predicted peak" in said[0]
     assert est.parts["latent drive offset"] == (4 + 8) * 6000 * 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["glm", "rglm"])
+def test_preflight_prediction_within_30_percent_of_peak_rss(tmp_path, model):
+    """The preflight's predicted peak against the measured peak resident memory of the fit
+    (its own process, the session loaded as the package holds it) on three sizes."""
+    import json
+    import subprocess
+    import sys
+
+    script = "benchmarks/scale_session.py"
+    for units, minutes in ((40, 10), (100, 20), (200, 30)):
+        for args in (["--make", str(units), str(minutes)],
+                     ["--set", "fit.max_iter=20", "--fit", model, str(units), str(minutes)]):
+            proc = subprocess.run([sys.executable, script, "--work", str(tmp_path), *args],
+                                  capture_output=True, text=True, timeout=3600)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+        row = json.loads([x for x in proc.stdout.splitlines() if x.startswith("ROW ")][-1][4:])
+        ratio = row["predicted_peak_bytes"] / row["peak_rss_bytes"]
+        assert 0.7 <= ratio <= 1.3, (units, minutes, row["predicted_peak_bytes"],
+                                     row["peak_rss_bytes"])
