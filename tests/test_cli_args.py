@@ -189,3 +189,21 @@ def test_probe_and_connectomics_inputs(tmp_path, capsys):
     line = refused(capsys, tmp_path, "probe", fit, "--protocol", tmp_path, "--out",
                    tmp_path / "o")
     assert line == f"{tmp_path}: --protocol: a folder, not a file"
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("4294967295", True), ("-1", False),
+                                           ("4294967296", False), ("nan", False)])
+def test_analysis_scripts_take_the_same_seeds(value, ok, capsys):
+    """The analyses' common --seed (workflows/study.py) accepts what the CLI accepts."""
+    import argparse
+
+    from neurorec.workflows import study
+
+    parser = study.add_common_args(argparse.ArgumentParser(), "seed")
+    if ok:
+        assert parser.parse_args(["--seed", value]).seed == int(value)
+    else:
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args(["--seed", value])
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].startswith("usage: ") is False

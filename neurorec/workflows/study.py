@@ -77,6 +77,17 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _seed(text: str) -> int:
+    """A seed, as the ``neurorec`` command takes it: an integer 0 .. 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must lie in 0 .. 2**32 - 1")
+    return value
+
+
 #: flag name -> (option string, argparse keywords); defaults and help may be changed per script
 COMMON_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "out": ("--out", {"type": Path, "required": True, "help": "output directory"}),
@@ -90,7 +101,8 @@ COMMON_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "max_minutes": ("--max-minutes", {
         "type": _positive(float), "default": None,
         "help": "wall-clock budget: stop training in time to write the report"}),
-    "seed": ("--seed", {"type": int, "default": 0}),
+    "seed": ("--seed", {"type": _seed, "default": 0,
+                        "help": "seeds every random draw of the study (0 .. 2**32 - 1)"}),
     "v1_sessions": ("--v1-sessions", {"default": "0-26",
                                       "help": "bundled V1 sessions, e.g. 0-3,7"}),
     "no_locust": ("--no-locust", {"action": "store_true",
