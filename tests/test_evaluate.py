@@ -81,6 +81,11 @@ def test_behaviour_r2_equals_nlb_velocity_decoding(nlb):
                                 target[400:, None], np.ones((200, 1), bool))
     assert ours == pytest.approx(ref, rel=1e-6)
     assert 0.5 < ours < 1.0
+    one = ridge_decoding_r2(rates[:400], target[:400, :1], rates[400:], target[400:, :1])
+    ref_one = nlb.fit_and_eval_decoder(rates[:400][~np.isnan(target[:400, 0])],
+                                       target[:400, :1][~np.isnan(target[:400, 0])],
+                                       rates[400:], target[400:, :1])
+    assert one == pytest.approx(ref_one, rel=1e-6)  # one behaviour column
 
 
 # ------------------------------------------------------------------ standard errors

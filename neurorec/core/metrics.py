@@ -81,9 +81,9 @@ def r2_uniform(true: np.ndarray, pred: np.ndarray) -> float:
     """Coefficient of determination per column of (n_samples, n_outputs) arrays, averaged
     over columns (scikit-learn's ``r2_score``: a constant column scores 1 if predicted
     exactly, else 0)."""
-    true, pred = np.asarray(true, float), np.asarray(pred, float)
-    if true.ndim == 1:
-        true, pred = true[:, None], pred[:, None]
+    true = np.asarray(true, float)
+    true = true[:, None] if true.ndim == 1 else true
+    pred = np.asarray(pred, float).reshape(true.shape)  # a one-column fit predicts (n,)
     ss_res = ((true - pred) ** 2).sum(axis=0)
     ss_tot = ((true - true.mean(axis=0)) ** 2).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -347,7 +347,8 @@ def session_scores(counts: np.ndarray, rates: np.ndarray, split: np.ndarray,
 def session_evaluation(fit: LoadedFit, data: str | None, seed: int = 0) -> Evaluation:
     """Evaluate a session fit: its own test bins (rates from ``predictions.npz``, covariates
     from its session loaded again), or the test bins of another session ``data`` with the
-    same units (the session model reloaded and run on it)."""
+    same units (the session model reloaded and run on it). Circular covariates (the
+    session's ``metadata["circular"]``, radians) are decoded as (cos, sin)."""
     from neurorec.workflows.session_fit import SESSION_MODELS, load_session_for
 
     with np.load(fit.fit_dir / "predictions.npz") as pred:
@@ -373,9 +374,12 @@ def session_evaluation(fit: LoadedFit, data: str | None, seed: int = 0) -> Evalu
             raise DataError(f"{fit.fit_dir}: kind: a session {fit.spec.kind} fit cannot be "
                             "reloaded to score other data")
         rates = model_cls.load(fit.fit_dir).predict_rate(session)
+    circular = set(session.metadata.get("circular", ()))
+    behaviour = {name: (np.column_stack([np.cos(x), np.sin(x)]) if name in circular else x)
+                 for name, x in ((n, np.asarray(v, float)) for n, v in
+                                 session.covariates.items())}
     return session_scores(session.counts, rates, np.asarray(session.split).astype(str),
-                          np.asarray(session.segment), session.covariates, session.unit_ids,
-                          seed)
+                          np.asarray(session.segment), behaviour, session.unit_ids, seed)
 
 
 # ------------------------------------------------------------------ fit directories
