@@ -130,3 +130,23 @@ def test_session_rglm_tracks_the_shared_gain():
     drive = (m.hidden_state(s) @ m.latent_["B"].T).mean(axis=1)
     r = np.corrcoef(drive[test], np.log(s.truth["gain"][test]))[0, 1]
     assert r > 0.6
+
+
+def test_newton_readout_reaches_the_readout_optimum():
+    """With the states fixed, newton_readout's B, b zero the penalised gradient in B and b
+    (the per-unit Poisson regressions on [1, x_t] are solved)."""
+    from neurorec.families.glm.rglm import newton_readout
+
+    prob, _ = _problem(64, with_design=False)
+    p = init_session_latent(prob, 2, (0.05, 1.0), 0.01, 0)
+    p["W0"] = p["W0"] * 20
+    l2 = 1e-4
+    q = newton_readout(prob, p, l2=l2, n_iter=8)
+    f0 = session_latent_objective(prob, {k: v.clone() for k, v in p.items()}, grad=False)
+    q = {k: v.clone() for k, v in q.items()}
+    f1 = session_latent_objective(prob, q)
+    assert f1 < f0
+    ridge = l2 * float(prob.weight.sum()) * prob.n_units
+    g_b = q["b"].grad
+    g_B = q["B"].grad + 2 * ridge * q["B"]
+    assert float(g_b.abs().max()) < 1e-8 * f1 and float(g_B.abs().max()) < 1e-8 * f1

@@ -34,7 +34,8 @@ from neurorec.families.glm.terms import Inputs, Term
 
 Tensor = torch.Tensor
 __all__ = ["RGLM", "Latent", "SessionProblem", "SessionRGLM", "block_recurrence",
-           "fit_session_latent", "init_session_latent", "linear_recurrence", "session_chunks",
+           "fit_session_latent", "init_session_latent", "linear_recurrence", "newton_readout",
+           "session_chunks",
            "session_latent_objective", "session_latent_rates", "session_states",
            "time_constants"]
 
@@ -497,6 +498,59 @@ def session_latent_rates(prob: SessionProblem, p: dict[str, Tensor],
     return np.concatenate(out) if out else np.zeros((0, prob.n_units))
 
 
+def newton_readout(prob: SessionProblem, p: dict[str, Tensor], l2: float = 0.0,
+                   n_iter: int = 4) -> dict[str, Tensor]:
+    """``B`` and ``b`` by a few batched Newton steps with the states held fixed (a Poisson
+    regression per unit on ``[1, x_t]`` with offset): the L-BFGS start, so that the joint fit
+    begins with the readout of its starting states already fitted. Each step is one
+    streamed pass (per-unit (dim+1)² Gram and gradient) and one pass to check the decrease
+    (halving the step of every unit while the summed objective does not fall).
+
+    Returns:
+        ``p`` with ``B`` and ``b`` replaced (float64).
+    """
+    dt = prob.dtype
+    x_all = session_states(prob, p)
+    d = x_all.shape[1]
+    ridge = l2 * float(prob.weight.sum()) * prob.n_units
+    Bb = torch.cat([p["b"][:, None], p["B"]], dim=1).to(torch.float64)  # (U, 1 + d)
+    pen = torch.zeros(d + 1, dtype=torch.float64)
+    pen[1:] = 2 * ridge
+
+    def objective(coef: Tensor) -> float:
+        q = {**p, "b": coef[:, 0], "B": coef[:, 1:]}
+        return session_latent_objective(prob, q, grad=False) + ridge * float(
+            (coef[:, 1:] ** 2).sum())
+
+    f = objective(Bb)
+    for _ in range(n_iter):
+        grad = torch.zeros_like(Bb)
+        gram = torch.zeros(prob.n_units, (d + 1) ** 2, dtype=torch.float64)
+        B, b = Bb[:, 1:].to(dt), Bb[:, 0].to(dt)
+        for start, stop, reset in prob.chunks:
+            y, _ = _chunk_counts(prob, start, stop, reset)
+            x = x_all[start:stop].to(dt)
+            x1 = torch.cat([torch.ones_like(x[:, :1]), x], dim=1)
+            eta = prob.offset[start:stop].to(dt) + b + x @ B.T
+            mu = torch.exp(eta.clamp(max=ETA_MAX)) * prob.weight[start:stop].to(dt)[:, None]
+            grad += ((mu - y * prob.weight[start:stop].to(dt)[:, None]).T @ x1).double()
+            gram += (mu.T @ (x1[:, :, None] * x1[:, None, :]).reshape(len(x1), -1)).double()
+        H = gram.reshape(-1, d + 1, d + 1) + torch.diag(pen)
+        H = H + 1e-9 * torch.eye(d + 1, dtype=torch.float64)
+        g = grad + pen * Bb
+        step = -torch.linalg.solve(H, g[:, :, None])[:, :, 0]
+        t = 1.0
+        for _ in range(30):
+            f_new = objective(Bb + t * step)
+            if np.isfinite(f_new) and f_new <= f:
+                break
+            t /= 2
+        else:
+            break
+        Bb, f = Bb + t * step, f_new
+    return {**p, "b": Bb[:, 0].clone(), "B": Bb[:, 1:].clone()}
+
+
 def init_session_latent(prob: SessionProblem, dim: int, taus_s: tuple[float, float],
                         bin_size: float, seed: int, n_design: int = 0) -> dict[str, Tensor]:
     """Start of the session latent: ``R = diag(λ)`` with time constants log-spaced over
@@ -703,11 +757,12 @@ class SessionRGLM:
         n_design = 0 if prob.design is None else prob.design.shape[1]
         start = init_session_latent(prob, rec.dim, SESSION_INIT_TAUS_S, session.bin_size,
                                     self.seed, n_design)
+        l2 = self.spec.penalty.l2 if rec.l2 is None else rec.l2
+        start = newton_readout(prob, start, l2)
         validation = None
         if session.mask("val").any():
             validation = dataclasses.replace(
                 prob, weight=torch.as_tensor(session.mask("val"), dtype=torch.float64))
-        l2 = self.spec.penalty.l2 if rec.l2 is None else rec.l2
         self.latent_, self.report_ = fit_session_latent(
             prob, start, l2=l2, max_iter=self.spec.fit.max_iter, tol=self.spec.fit.tol,
             validation=validation, progress=progress,
