@@ -111,6 +111,12 @@ def fit_one(work: Path, model: str, units: int, minutes: int, overrides: list[st
         row["latent_evals"] = m.report_["n_evals"]
         row["time_constants_s"] = [float(v) for v in m.time_constants()[1]]
         row["bits_per_spike"] = m.score(session)
+        if spec.fit.dtype == "float32" and session.n_bins * session.n_units <= 60e6:
+            # the same parameters scored with float64 arithmetic: float32's own effect
+            m.spec = spec.model_copy(update={"fit": spec.fit.model_copy(
+                update={"dtype": "float64"})})
+            row["bits_per_spike_float64_arithmetic"] = m.score(session)
+            m.spec = spec
     row["truth_bits_per_spike"] = bits_per_spike(y, truth[None])
     row["no_gain_bits_per_spike"] = bits_per_spike(y, no_gain[None])
     row["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
