@@ -232,7 +232,13 @@ def main() -> None:
                         "model and movie) instead of training again; it is copied to OUT/fit")
     study.add_common_args(parser, "device", "quiet", "overwrite",
                           choices={"device": ["cpu", "cuda"]})
+    parser.add_argument("--results-only", action="store_true",
+                        help="rewrite OUT/RESULTS.md (and --update-results) from OUT/metrics.json "
+                        "with the current attempts/*.json, without running the study")
     args = parser.parse_args()
+    if args.results_only:
+        rewrite_results(args.out, args.update_results)
+        return
     study.apply_thread_policy(1)
     extra = QUICK if args.quick else {"model": [], "movie": []}
     model_sets = extra["model"] + args.model_set
@@ -352,6 +358,27 @@ def main() -> None:
                                               "di_median_untrained", "n_ds_units",
                                               "n_responsive", "timings_s")}, indent=1,
                      default=float))
+
+
+def rewrite_results(out: Path, update: Path | None) -> None:
+    """``--results-only``: the attempts of ``attempts/*.json`` into ``OUT/metrics.json``, then
+    ``OUT/RESULTS.md`` (and ``update``) written again from it, with the command recorded in
+    the existing ``OUT/RESULTS.md``."""
+    mpath, rpath = Path(out) / "metrics.json", Path(out) / "RESULTS.md"
+    for path in (mpath, rpath):
+        if not path.is_file():
+            raise NeurorecError(f"{path}: not found (--results-only rewrites a finished run)")
+    m = json.loads(mpath.read_text())
+    m["attempts"] = load_attempts()
+    cmd = next((line for line in rpath.read_text().splitlines()
+                if line.startswith("    python analyses/ssrnn_v1/run.py")), None)
+    if cmd is None:
+        raise NeurorecError(f"{rpath}: no recorded command line")
+    mpath.write_text(json.dumps(m, indent=2, default=float))
+    text = results_md(m, None, cmd)
+    rpath.write_text(text)
+    if update is not None:
+        update_results(update, text)
 
 
 def update_results(path: Path, text: str) -> None:
@@ -578,9 +605,10 @@ def breadth_md(m: dict) -> list[str]:
     return [*lines, ""]
 
 
-def results_md(m: dict, args) -> str:
-    """The study's numbers as markdown (RESULTS.md)."""
-    cmd = ("    python analyses/ssrnn_v1/run.py --out analyses/ssrnn_v1/full_run"
+def results_md(m: dict, args, cmd: str | None = None) -> str:
+    """The study's numbers as markdown (RESULTS.md); ``cmd`` the command line to record (by
+    default, the one ``args`` describe)."""
+    cmd = cmd or ("    python analyses/ssrnn_v1/run.py --out analyses/ssrnn_v1/full_run"
            + (" --quick" if args.quick else "")
            + (f" --seed {args.seed}" if args.seed else "")
            + "".join(f" --model-set '{k}'" for k in args.model_set)
