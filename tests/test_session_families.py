@@ -165,3 +165,16 @@ def test_ctrnn_obs_session_refuses_the_encoder_and_trial_models():
                             seed=0).fit(v1_small()[0], progress=False)
     with pytest.raises(DataError, match="trials, not a session"):
         trial_model.score(covariate_session())
+
+
+def test_session_models_save_and_load_with_their_covariate_scaling(tmp_path):
+    """A session-fitted model round-trips through save / load: bitwise the same score."""
+    for i, (model, session) in enumerate(((fitted_plds(), plds_session()[0]),
+                                          (fitted_ctrnn_obs(), covariate_session()))):
+        model.save(tmp_path / str(i))
+        loaded = type(model).load(tmp_path / str(i))
+        assert loaded.score(session) == model.score(session)
+        a, b = loaded.inputs_scaler_, model.inputs_scaler_
+        assert a.names == b.names == ("speed",)
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.std, b.std)

@@ -29,7 +29,7 @@ def conv_rnn_example() -> Example:
     # chance: every predicted pixel 0.5 (an untrained sigmoid readout), ln 2 nats per pixel
     target = data()[1][:, 3:]
     return Example(spec={"kind": "conv_rnn",
-                         "autoencoder": {"channels": (4, 4), "epochs": 2, "batch_size": 16},
-                         "rnn": {"n_units": 8, "delta_t": 3, "epochs": 2, "batch_size": 2}},
+                         "autoencoder": {"channels": (4, 4), "epochs": 1, "batch_size": 16},
+                         "rnn": {"n_units": 8, "delta_t": 3, "epochs": 1, "batch_size": 2}},
                    data=data, chance=frame_bce(target, np.full_like(target, 0.5)),
                    wrong=lambda frames: frames[:, :, :-1, :-1])

@@ -49,7 +49,7 @@ def brian2_drive(model) -> tuple[np.ndarray, np.ndarray]:
 
 _COMMON = {"data": {"bin_size": "10 ms"}, "stimulus": {"n_basis": 6},
            "history": {"n_basis": 3, "duration": "50 ms"}, "penalty": {"l2": 1e-4},
-           "fit": {"max_iter": 15, "early_stopping": False}}
+           "fit": {"max_iter": 8, "early_stopping": False}}
 
 
 def glm_example() -> Example:

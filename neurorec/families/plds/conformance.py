@@ -10,4 +10,4 @@ def plds_example() -> Example:
 
     return binned_example({"kind": "plds", "data": {"bin_size": "10 ms"},
                            "stimulus": {"n_basis": 6}, "latent": {"dim": 2},
-                           "fit": {"max_iter": 3, "m_step_iter": 10}})
+                           "fit": {"max_iter": 2, "m_step_iter": 5}})

@@ -28,7 +28,7 @@ def ptb_small() -> tuple[dict[str, np.ndarray], int]:
 
 
 SPEC = {"kind": "rglm_lm", "recurrent": {"dim": 16},
-        "train": {"epochs": 2, "batch_size": 8, "bptt": 20, "lr": 1e-2, "eval_every": 2000},
+        "train": {"epochs": 1, "batch_size": 8, "bptt": 20, "lr": 1e-2, "eval_every": 2000},
         "dynamic": {"enabled": False}}
 
 

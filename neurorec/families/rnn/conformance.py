@@ -21,7 +21,7 @@ def mnist_small() -> MnistSplit:
 def rnn_example() -> Example:
     def data() -> tuple[LabelledSequences, LabelledSequences]:
         d = mnist_small()
-        return (LabelledSequences(d.x_train[:1000], d.y_train[:1000]),
+        return (LabelledSequences(d.x_train[:500], d.y_train[:500]),
                 LabelledSequences(d.x_test[:500], d.y_test[:500]))
 
     def wrong(test: LabelledSequences) -> LabelledSequences:  # one input channel too many
@@ -29,5 +29,5 @@ def rnn_example() -> Example:
 
     # chance: always the most frequent test class
     return Example(spec={"kind": "rnn", "n_units": 32,
-                         "fit": {"epochs": 2, "batch_size": 50, "lr": 5e-3}},
+                         "fit": {"epochs": 2, "batch_size": 50, "lr": 1e-2}},
                    data=data, chance=float(np.bincount(data()[1].y).max() / 500), wrong=wrong)
