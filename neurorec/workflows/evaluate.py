@@ -374,12 +374,20 @@ def session_evaluation(fit: LoadedFit, data: str | None, seed: int = 0) -> Evalu
             raise DataError(f"{fit.fit_dir}: kind: a session {fit.spec.kind} fit cannot be "
                             "reloaded to score other data")
         rates = model_cls.load(fit.fit_dir).predict_rate(session)
-    circular = set(session.metadata.get("circular", ()))
-    behaviour = {name: (np.column_stack([np.cos(x), np.sin(x)]) if name in circular else x)
-                 for name, x in ((n, np.asarray(v, float)) for n, v in
-                                 session.covariates.items())}
     return session_scores(session.counts, rates, np.asarray(session.split).astype(str),
-                          np.asarray(session.segment), behaviour, session.unit_ids, seed)
+                          np.asarray(session.segment), session_behaviour(session),
+                          session.unit_ids, seed)
+
+
+def session_behaviour(session) -> dict[str, np.ndarray]:
+    """The covariates ``behaviour_r2`` decodes: each (n_bins, n_dims); a circular one (the
+    session's ``metadata["circular"]``, radians) as its (cos, sin)."""
+    circular = set(session.metadata.get("circular", ()))
+    out = {}
+    for name, value in session.covariates.items():
+        x = np.asarray(value, float).reshape(len(value), -1)
+        out[name] = np.column_stack([np.cos(x), np.sin(x)]) if name in circular else x
+    return out
 
 
 # ------------------------------------------------------------------ fit directories

@@ -139,6 +139,15 @@ def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool
         metrics.update(cosmoothing.cosmoothing_metrics(
             session.counts[test][None], rates[test][None], session.counts[train][None],
             heldout, "poisson"))
+    # the evaluation `neurorec evaluate` makes (issue 28): time rescaling on the test
+    # stretches, behaviour_r2 per covariate; keys already set above are kept
+    from neurorec.workflows.evaluate import session_behaviour, session_scores
+
+    evaluation = session_scores(session.counts, rates, np.asarray(session.split).astype(str),
+                                np.asarray(session.segment), session_behaviour(session),
+                                session.unit_ids, seed)
+    for key, value in evaluation.metrics.items():
+        metrics.setdefault(key, value)
     result = SessionFitResult(spec, model, session, rates, metrics)
     result.tuning = tuning_curves(result)
     return result
