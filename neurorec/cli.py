@@ -213,6 +213,10 @@ def _check_recording(spec, recording, heldout_neurons: str | None = None) -> Non
     for line in recording_warnings(spec, recording):
         click.echo(line, err=True)
     text = (heldout_neurons or "").strip()
+    if text.isdigit() and int(text) == 0:
+        first = str(recording.unit_ids[0]) if len(recording.unit_ids) else "0"
+        raise NeurorecError(f"--heldout-neurons {text}: read as a fraction, which must lie in "
+                            f"(0, 1); to hold out the unit at position 0 give its id ({first})")
     if text.isdigit():
         ids = [str(u) for u in recording.unit_ids]
         how = (f"the unit with id {text}" if text in ids else
@@ -669,6 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.exceptions.NoArgsIsHelpError as err:  # `neurorec` alone: its help
+        click.echo(err.ctx.get_help() if err.ctx is not None else err.format_message())
+        return 0
     except click.UsageError as err:  # one line: the command, the problem, where help is
         where = err.ctx.command_path if err.ctx is not None else "neurorec"
         message = " ".join(err.format_message().split())

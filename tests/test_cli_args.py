@@ -207,3 +207,19 @@ def test_analysis_scripts_take_the_same_seeds(value, ok, capsys):
             parser.parse_args(["--seed", value])
         assert stop.value.code == 2
         assert capsys.readouterr().err.splitlines()[-1].startswith("usage: ") is False
+
+
+def test_bare_command_prints_its_help(capsys):
+    code, out, err = run(capsys)
+    assert (code, err) == (0, [])
+    assert out.startswith("Usage: neurorec [OPTIONS] COMMAND [ARGS]...")
+    code, _, err = run(capsys, "fitt")
+    assert code == 2 and err == ["neurorec: No such command 'fitt'. Did you mean 'fit'? (see "
+                                 "'neurorec --help')"]
+
+
+def test_heldout_neurons_zero_names_the_way_to_hold_out_unit_zero(tmp_path, capsys):
+    line = refused(capsys, tmp_path, "fit", GLM, "--data", "v1_gratings:23", "--out",
+                   tmp_path / "o", "--heldout-neurons", "0")
+    assert line == ("--heldout-neurons 0: read as a fraction, which must lie in (0, 1); to hold "
+                    "out the unit at position 0 give its id (tt3_u0)")
