@@ -76,12 +76,53 @@ def uncapped_diverges(fit_dir: Path) -> bool | None:
     return False
 
 
+def merge(tables: list[Path], csv_out: Path, md_out: Path) -> None:
+    """One table from several census runs (a row per spec × session; a fit stopped by a
+    signal, exit 143, is left out as not measured) and a Markdown summary per spec."""
+    rows: dict[tuple[str, int], dict] = {}
+    for table in tables:
+        with table.open() as f:
+            for r in csv.DictReader(f):
+                if r["fit_rc"] == "143":
+                    continue
+                rows[(r["spec"], int(r["session"]))] = r
+    ordered = [rows[k] for k in sorted(rows)]
+    with csv_out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(ordered[0]))
+        writer.writeheader()
+        writer.writerows(ordered)
+    lines = ["| spec | sessions measured | bounded samples (export-nwb exit 0) | uncapped "
+             "sample diverges | capped unit-bins (max) | max sampled rate (Hz) | held-out "
+             "bits/spike (mean) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in dict.fromkeys(r["spec"] for r in ordered):
+        mine = [r for r in ordered if r["spec"] == name]
+        ok = sum(r["export_rc"] == "0" for r in mine)
+        div = [r for r in mine if r["uncapped_diverges"] in ("True", "False")]
+        capped = [float(r["export_stderr"].split(" % of unit-bins")[0].rsplit(" ", 1)[-1])
+                  for r in mine if " % of unit-bins" in r["export_stderr"]]
+        rates = [float(r["max_rate_hz"]) for r in mine if r["max_rate_hz"]]
+        bps = [float(r["bits_per_spike"]) for r in mine if r["bits_per_spike"]]
+        lines.append(
+            f"| {name} | {len(mine)} of 27 | {ok}/{len(mine)} | "
+            + (f"{sum(r['uncapped_diverges'] == 'True' for r in div)}/{len(div)}" if div
+               else "no cap (n/a)")
+            + f" | {max(capped) if capped else 0:g} % | {max(rates) if rates else float('nan'):.1f}"
+            f" | {np.mean(bps):.4f} |")
+    md_out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="census.csv files to merge into --out (a .csv) and a .md beside it")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--specs", nargs="+", default=list(SPECS))
     ap.add_argument("--sessions", type=int, nargs="+", default=list(range(27)))
     args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, args.out, args.out.with_suffix(".md"))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     table = args.out / "census.csv"
     done = set()
