@@ -476,7 +476,8 @@ def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | Non
               default="runtime", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True, help="torch precision (brian2 is float64).")
-@seed_option
+@args.seed_option("Seeds the initial weights (when no --weights), the trials drawn from the task "
+                  "and the network noise (0 .. 2**32 - 1).")
 @device_option
 @set_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
@@ -533,7 +534,8 @@ def _check_simulation_memory(spec, task_spec, n_trials: int) -> None:
               metavar="PROTOCOL", help="A stimulus protocol to learn from without a task "
               "(an ssrnn on a natural_movie, e.g. stimuli/natural_movie_12px.yaml).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-@seed_option
+@args.seed_option("Seeds the initial weights, the training and validation trials and the noise "
+                  "(ctrnn), or the ssrnn's initialisation and random draws (0 .. 2**32 - 1).")
 @device_option
 @set_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
