@@ -354,6 +354,10 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool,
     trial's condition, with the seed given. `--set` changes the fitted model's spec for
     sampling only (`--set sampling.max_rate_hz=500` caps each unit's expected count
     while sampling); fitted parameters are kept.
+
+    A session fit (data.mode: session) writes its predicted rates in Hz as the TimeSeries
+    processing/neurorec/predicted_rates (pynapple key 'predicted_rates'), spikes drawn from
+    those rates (Poisson, seeded) as units, and the split as epochs.
     """
     from neurorec.data.nwb import write_nwb
 
@@ -362,6 +366,19 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool,
         from neurorec.workflows.simulate import check_fit_dir, simulate_fit_dir
 
         check_fit_dir(Path(source))
+        from neurorec.spec import load_model_spec
+
+        if load_model_spec(Path(source) / "spec.yaml").data.mode == "session":
+            from neurorec.workflows.session_export import export_session_fit
+
+            if overrides:
+                raise SpecError(f"{source}: --set: a session fit's export writes its "
+                                "predicted rates; there is no sampling field to change")
+            n = export_session_fit(Path(source), out, seed=seed)
+            click.echo(f"{out}: {n['n_units']} units, predicted rates (Hz) on {n['n_bins']} "
+                       f"bins in processing/neurorec/predicted_rates, {n['n_spikes']} spikes "
+                       "drawn from them")
+            return
         recording = simulate_fit_dir(Path(source), seed=seed, overrides=overrides)
     else:
         if overrides:
