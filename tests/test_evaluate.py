@@ -242,3 +242,19 @@ def test_session_scores_on_a_simulated_session():
     assert bad["ks_fraction_in_band"] <= 0.5 * good["ks_fraction_in_band"]
     assert good["behaviour_r2"]["x"] > 0.8
     assert good["bits_per_spike"] > bad["bits_per_spike"]
+
+
+def test_evaluate_on_the_models_own_samples(glm_fit, tmp_path, capsys):
+    """export-nwb samples (conditions named by the model's index) scored by the same model:
+    the issue's self-consistency check in small (4 units, seeded: 3 inside the 95 % KS band,
+    the fourth at 1.003 × its band; no unit far outside)."""
+    sim = tmp_path / "sim.nwb"
+    assert run(capsys, "export-nwb", glm_fit, "--out", sim, "--seed", "3")[0] == 0
+    code, _, err = run(capsys, "evaluate", glm_fit, "--data", sim, "--out", tmp_path / "ev",
+                       "--fp-draws", "2")
+    assert code == 0, err
+    ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    fit = json.loads((glm_fit / "metrics.json").read_text())
+    assert ev["n_trials"] == fit["n_test_trials"]
+    assert ev["ks_n_units_tested"] == 4 and ev["ks_fraction_in_band"] >= 0.75
+    assert all(k["statistic"] < 1.5 * k["band"] for k in ev["ks"])

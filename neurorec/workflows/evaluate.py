@@ -37,7 +37,6 @@ from neurorec.core.metrics import (
     psth_r2,
     ridge_decoding_r2,
 )
-from neurorec.data.binning import bin_trials
 from neurorec.data.recording import BinnedTrials, Recording
 from neurorec.families import MODELS, Model
 from neurorec.families.base import SPEC_FILE, STATE_FILE
@@ -427,16 +426,21 @@ def load_fit(fit_dir: Path) -> LoadedFit:
 
 
 def _bin_like_fit(fit: LoadedFit, recording: Recording, seed: int) -> BinnedTrials:
-    """Bin ``recording`` as the fit binned its data; a simulation exported by ``export-nwb``
-    names each trial's condition by the model's index (column ``condition``)."""
-    d = fit.spec.data
-    cols = list(d.conditions) if d.conditions is not None else None
+    """Bin ``recording`` as ``neurorec fit`` binned the fit's data
+    (:func:`~neurorec.workflows.pipeline.bin_for_spec`); a simulation exported by
+    ``export-nwb`` names each trial's condition by the model's index (column ``condition``),
+    which is then the condition column."""
+    from neurorec.workflows.pipeline import bin_for_spec
+
+    spec, d = fit.spec, fit.spec.data
     have = set(recording.trials.columns)
-    if cols is not None and not set(cols) <= have and "condition" in have:
-        cols = ["condition"]
-    data = bin_trials(recording, d.bin_size, conditions=cols, test_fraction=d.test_fraction,
-                      seed=seed, window=d.window)
-    if cols == ["condition"]:
+    by_index = (d.conditions is not None and not set(d.conditions) <= have
+                and "condition" in have)
+    if by_index:
+        spec = spec.model_copy(update={"data": d.model_copy(update={"conditions":
+                                                                    ["condition"]})})
+    data = bin_for_spec(spec, recording, seed)
+    if by_index:
         values = data.condition_table["condition"].to_numpy()
         if not np.array_equal(values, np.arange(len(values))):
             raise DataError(f"{recording.source}: condition: expected the model's condition "
