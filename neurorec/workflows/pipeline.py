@@ -7,6 +7,7 @@ Writing files is the report layer's job (:mod:`neurorec.report`).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
     d = spec.data
     return bin_trials(recording, d.bin_size, conditions=d.conditions,
                       test_fraction=d.test_fraction, seed=seed, window=d.window,
-                      align=getattr(d, "align", None))
+                      align=getattr(d, "align", None), unequal=getattr(d, "unequal", "crop"))
 
 
 def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: str = "cpu",
@@ -106,6 +107,21 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
                                  heldout_neurons, cv)
 
 
+def _valid(part: BinnedTrials, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(1, n_valid_bins, n_units) counts and rates of the bins inside ``part``'s trials."""
+    return part.counts[part.mask][None], np.asarray(rates)[part.mask][None]
+
+
+def _check_masked(spec: Spec, heldout_neurons, cv) -> None:
+    """Masked (unequal) trials are fitted by kind glm, without co-smoothing or --cv."""
+    if spec.kind != "glm":
+        raise DataError(f"{spec.name}: data.unequal: mask is supported by kind glm only "
+                        f"(got {spec.kind}); use data.unequal: crop")
+    if heldout_neurons is not None or cv is not None:
+        raise DataError(f"{spec.name}: data.unequal: mask does not combine with "
+                        "--heldout-neurons or --cv; use data.unequal: crop")
+
+
 def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
                       progress: bool, work_dir: Path | None, resume: bool,
                       heldout_neurons: str | float | list | None,
@@ -117,6 +133,8 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
                         f"got {len(test.counts)} test and {len(train.counts)} training")
     if test.counts.sum() == 0:
         raise DataError(f"{recording.source}: units: no spikes in the held-out trials")
+    if data.mask is not None:
+        _check_masked(spec, heldout_neurons, cv)
     start = time.perf_counter()
     cv_result = None
     if cv is not None:
@@ -149,18 +167,23 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
     fit_time = time.perf_counter() - start
     rates = model.predict_rate(test)
     obs, scale = model.observation_name, model.noise_scale()
-    train_ll = model.log_likelihood(train)
-    per_neuron = per_neuron_bits_per_spike(test.counts, rates, obs, scale)
+    if data.mask is None:
+        train_ll = model.log_likelihood(train)
+        test_y, test_r = test.counts, rates
+    else:  # unequal trials: every score over the bins inside the trials only
+        train_ll = log_likelihood(*_valid(train, model.predict_rate(train)), obs, scale)
+        test_y, test_r = _valid(test, rates)
+    per_neuron = per_neuron_bits_per_spike(test_y, test_r, obs, scale)
     metrics = {
         "model": spec.name,
         "kind": spec.kind,
         "observation": obs,
         "data": recording.source,
-        "bits_per_spike": bits_per_spike(test.counts, rates, obs, scale),
-        "log_likelihood": log_likelihood(test.counts, rates, obs, scale),
+        "bits_per_spike": bits_per_spike(test_y, test_r, obs, scale),
+        "log_likelihood": log_likelihood(test_y, test_r, obs, scale),
         "n_spikes": int(test.counts.sum()),
         "n_neurons": int(test.counts.shape[2]),
-        "n_bins": int(test.counts.shape[0] * test.counts.shape[1]),
+        "n_bins": int(test_y.shape[0] * test_y.shape[1]),
         "n_bins_per_trial": int(test.counts.shape[1]),
         "n_test_trials": int(test.counts.shape[0]),
         "n_train_trials": int(train.counts.shape[0]),
@@ -168,7 +191,9 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
         "per_neuron_bits_per_spike": per_neuron,
         "unit_ids": [str(u) for u in data.unit_ids],
         "train_log_likelihood": train_ll,
-        "train_bits_per_spike": model.score(train),
+        "train_bits_per_spike": (model.score(train) if data.mask is None else
+                                 bits_per_spike(*_valid(train, model.predict_rate(train)),
+                                                obs, scale)),
         "n_parameters": model.n_parameters(),
         "aic": aic(train_ll, model.n_parameters()),
         "fit_time_s": fit_time,
@@ -189,6 +214,15 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
     # PSTH R², time rescaling, standard errors; keys already set above are kept
     from neurorec.workflows.evaluate import FIT_FP_DRAWS, evaluation_metrics
 
+    if data.mask is not None:
+        metrics["unequal"] = "mask"
+        metrics["n_masked_test_bins"] = int((~test.mask).sum())
+        metrics["evaluation_skipped"] = ("fp-bps, PSTH R², time rescaling and standard "
+                                         "errors are not defined on masked (unequal) trials")
+        warnings.warn(f"{recording.source}: data.unequal: mask: "
+                      f"{metrics['evaluation_skipped']}; bits/spike and log-likelihood are "
+                      "over the bins inside the trials", UserWarning, stacklevel=2)
+        return FitResult(spec, model, data, train, test, rates, metrics, None)
     evaluation = evaluation_metrics(model, test, data, train, test_rates=rates, seed=seed,
                                     heldout=heldout, fp_draws=FIT_FP_DRAWS, fp_in_bin=False)
     for key, value in evaluation.metrics.items():

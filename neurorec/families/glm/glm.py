@@ -197,7 +197,10 @@ class GLM(Model):
                             f"entries, the data {y.shape[2]} units")
         inputs = Inputs(torch.as_tensor(data.condition, device=self.device), y.shape[1],
                         data.stimulus, data.bin_size, data.source)
-        return {"y": y, **self._static_design(inputs), **self._spike_design(y, data.bin_size)}
+        d = {"y": y, **self._static_design(inputs), **self._spike_design(y, data.bin_size)}
+        if data.mask is not None:  # unequal trials: bins past a trial's end weigh 0
+            d["weight"] = torch.as_tensor(data.mask, dtype=y.dtype, device=y.device)[..., None]
+        return d
 
     # ---------------------------------------------------------------- parameters
     def _init_params(self, data: BinnedTrials, gen: torch.Generator) -> dict[str, Tensor]:
@@ -349,7 +352,13 @@ class GLM(Model):
         centres = {}
         if "beta" in p and self.regulariser.stimulus_l2:
             centres["beta"] = self._tensor(self.stimulus_centre_)
-        return self.regulariser.add(self._nll(p, d).mean(), p, self.penalties(), centres)
+        nll = self._nll(p, d)
+        if "weight" in d:  # masked bins out: the mean over the trials' own bins
+            w = d["weight"]
+            mean = (nll * w).sum() / (w.sum() * nll.shape[-1])
+        else:
+            mean = nll.mean()
+        return self.regulariser.add(mean, p, self.penalties(), centres)
 
     # ---------------------------------------------------------------- public API
     def fit(self, data: BinnedTrials, progress: bool = True) -> GLM:
@@ -416,7 +425,8 @@ class GLM(Model):
 
         def validation_nll() -> float:
             with torch.no_grad():
-                return float(self._nll(to_model(internal), d_val).sum())
+                nll = self._nll(to_model(internal), d_val)
+                return float((nll * d_val["weight"]).sum() if "weight" in d_val else nll.sum())
 
         def objective() -> Tensor:
             return self._objective(to_model(internal), d_train)
@@ -489,8 +499,14 @@ class GLM(Model):
              else y.new_zeros(rows, 0))
         unit_X = own[0].features if own else None
         mask = torch.cat([c.used for c in (*shared, *own)], dim=1) > 0
+        Y = y.reshape(rows, n_units)
+        if data.mask is not None:  # unequal trials: only the bins inside each trial are rows
+            keep = torch.as_tensor(data.mask.reshape(-1), device=X.device)
+            X, Y, rows = X[keep], Y[keep], int(keep.sum())
+            unit_X = None if unit_X is None else unit_X[keep]
+            block = None  # the condition block's row pattern assumes equal trials
         l2 = self.regulariser.newton_l2(groups, mask.shape[1], rows, n_units, y)
-        return {"X": X, "unit_X": unit_X, "Y": y.reshape(rows, n_units), "mask": mask,
+        return {"X": X, "unit_X": unit_X, "Y": Y, "mask": mask,
                 "l2": l2[None].expand(n_units, -1), "block": block, "slices": slices}
 
     def _params_from_coef(self, coef: Tensor, slices: dict[str, slice],

@@ -50,6 +50,10 @@ class DataSpec(Spec):
         "default: the recording's stimulus columns")
     window: tuple[Seconds, Seconds] | None = Field(
         None, description="(start, stop) relative to each trial's start_time, seconds")
+    unequal: Literal["crop", "mask"] = Field(
+        "crop", description="trials mode, trials of unequal length: crop: every trial cut to "
+        "the shortest (a CroppingWarning when bins are lost); mask: each trial keeps its "
+        "length, bins past its end are masked out of the likelihood and the scores (kind glm)")
     test_fraction: float = Field(0.2, ge=0.05, le=0.9,
                                  description="held-out trials per condition when the trials "
                                  "table has no 'split' column")
