@@ -118,8 +118,15 @@ def session_fit_memory(spec, n_bins: int, n_units: int,
         parts["dense coupling Gram"] = 3 * 8 * u * q * q
     rec = getattr(spec, "recurrent", None)
     if rec is not None:
+        # the latent is fitted after the GLM: its arrays replace the GLM fit's (freed), so
+        # the peak holds the larger of the two phases
         item = 4 if getattr(spec.fit, "dtype", "float64") == "float32" else 8
-        parts["latent drive offset"] = item * n * u + (8 * n * u if item == 4 else 0)
-        parts["latent chunk"] = 12 * 8 * SESSION_LATENT_CHUNK_BINS * u
-        parts["latent states"] = 2 * 8 * n * rec.dim
+        latent = {"latent drive offset": item * n * u + (8 * n * u if item == 4 else 0),
+                  "latent chunk": 12 * 8 * SESSION_LATENT_CHUNK_BINS * u,
+                  "latent states": 2 * 8 * n * rec.dim}
+        glm_phase = ("history features", "Newton arrays")
+        if sum(latent.values()) > sum(parts[k] for k in glm_phase):
+            for k in glm_phase:
+                del parts[k]
+            parts.update(latent)
     return parts
