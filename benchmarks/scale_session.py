@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="spec override for extra rows (e.g. fit.dtype=float64)")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--no-coupling", action="store_true")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the results section from --work/results.jsonl, run nothing")
     ap.add_argument("--make", nargs=2, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--fit", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     done = {(r["model"], r["units"], r["minutes"], tuple(r.get("overrides", ())))
             for r in rows}
-    for units, minutes in configs:
+    for units, minutes in [] if a.report_only else configs:
         if not data_path(a.work, units, minutes).exists():
             t0 = time.perf_counter()
             proc = run_child(["--work", str(a.work), "--make", str(units), str(minutes)],
@@ -319,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"bits/spike (truth {row['truth_bits_per_spike']:.4f})", flush=True)
     refusal = None
     ref_path = a.work / "coupling_refusal.json"
-    if not a.no_coupling:
+    if not (a.no_coupling or a.report_only):
         refusal = coupling_refusal(a.work)
         ref_path.write_text(json.dumps(refusal))
     elif ref_path.exists():
