@@ -118,11 +118,17 @@ def forward_rates(model: Model, data: BinnedTrials, n_forward: int, n_draws: int
 
     Returns:
         (n_trials, n_forward, n_units) expected counts per bin.
+    A spec with ``sampling.max_rate_hz`` caps the continuations' expected counts there, as
+    its ``sample`` does.
+
     Raises:
         DivergenceError: a continuation ran away (an expected count above 10 kHz).
     """
     n_trials, n_bins, n_units = data.counts.shape
     ceiling = RUNAWAY_HZ * data.bin_size
+    # a spec that caps its closed-loop samples (sampling.max_rate_hz) caps its continuations
+    cap_hz = getattr(getattr(model.spec, "sampling", None), "max_rate_hz", None)
+    cap = np.inf if cap_hz is None else cap_hz * data.bin_size
     start = n_bins - n_forward
     obs = model.observation_name
     u = np.random.default_rng(seed).random((n_draws * n_trials, n_forward, n_units))
@@ -137,7 +143,7 @@ def forward_rates(model: Model, data: BinnedTrials, n_forward: int, n_draws: int
         sim = BinnedTrials(rep[active], data.bin_size, data.time, cond[active],
                            data.condition_table, np.ones(len(active), bool), data.unit_ids,
                            data.source, None if stim is None else stim[active])
-        r = model.predict_rate(sim)[:, start:]
+        r = np.minimum(model.predict_rate(sim)[:, start:], cap)
         rates[active] = r
         y = _inverse_cdf(u[active], np.minimum(r, ceiling), obs)
         changed = (y != rep[active, start:]).any(axis=(1, 2))
