@@ -203,7 +203,7 @@ def bin_trials(
             warnings.warn(f"{src}: trials: durations after the anchor range "
                           f"{np.min(after):.6g}–{np.max(after):.6g} s; every trial is cropped "
                           f"to the shortest, dropping up to {int(lost)} bins of the longest "
-                          "(set data.window, or use data.mode: session)",
+                          "(set data.window, data.unequal: mask, or use data.mode: session)",
                           CroppingWarning, stacklevel=2)
     else:
         t0, t1 = float(window[0]), float(window[1])
