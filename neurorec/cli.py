@@ -379,7 +379,8 @@ def export_nwb(source: str, out: Path, seed: int, overwrite: bool,
                        f"bins in processing/neurorec/predicted_rates, {n['n_spikes']} spikes "
                        "drawn from them")
             return
-        recording = simulate_fit_dir(Path(source), seed=seed, overrides=overrides)
+        recording = _drop_silent_units(simulate_fit_dir(Path(source), seed=seed,
+                                                        overrides=overrides), out)
     else:
         if overrides:
             raise SpecError(f"{source}: --set applies to a fit directory's spec; a dataset "
@@ -425,6 +426,28 @@ def evaluate(fit_dir: Path, data: str | None, out: Path, seed: int, fp_draws: in
                f"{m.get('ks_n_units_tested', 0)} units; outside: "
                f"{', '.join(failing) if failing else 'none'}")
     click.echo(f"report: {out / 'report.html'}")
+
+
+def _drop_silent_units(recording, out: Path):
+    """A simulated unit may fire no spike in its sample; NWB readers (and neurorec's) refuse
+    an empty unit, so it is left out of the file with one warning line naming it."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    silent = [i for i, t in enumerate(recording.spike_times) if len(t) == 0]
+    if not silent:
+        return recording
+    if len(silent) == len(recording.spike_times):
+        raise NeurorecError(f"{recording.source}: no unit fired a spike in the sample; nothing "
+                            "to write")
+    keep = [i for i in range(len(recording.spike_times)) if i not in set(silent)]
+    ids = np.asarray(recording.unit_ids)
+    click.echo(f"{out}: warning: {len(silent)} simulated unit(s) fired no spike and are left "
+               f"out ({', '.join(str(u) for u in ids[silent][:5])}"
+               f"{' ...' if len(silent) > 5 else ''}); {len(keep)} units written", err=True)
+    return replace(recording, spike_times=[recording.spike_times[i] for i in keep],
+                   unit_ids=ids[keep])
 
 
 @cli.command()

@@ -223,3 +223,27 @@ def test_heldout_neurons_zero_names_the_way_to_hold_out_unit_zero(tmp_path, caps
                    tmp_path / "o", "--heldout-neurons", "0")
     assert line == ("--heldout-neurons 0: read as a fraction, which must lie in (0, 1); to hold "
                     "out the unit at position 0 give its id (tt3_u0)")
+
+
+def test_a_silent_simulated_unit_is_left_out_of_the_nwb_with_a_warning(tmp_path, capsys):
+    """A sample in which a unit fires no spike still exports: the unit is named on stderr and
+    left out (NWB readers refuse an empty unit); the file reads back with the others."""
+    from dataclasses import replace
+
+    from neurorec.cli import _drop_silent_units
+    from neurorec.data.nwb import read_nwb, write_nwb
+    from neurorec.datasets import load
+
+    rec = load("v1_gratings:23")
+    spikes = list(rec.spike_times)
+    spikes[2] = np.array([])
+    sim = replace(rec, spike_times=spikes)
+    kept = _drop_silent_units(sim, tmp_path / "s.nwb")
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{tmp_path / 's.nwb'}: warning: 1 simulated unit(s) fired no spike and are "
+                   f"left out ({rec.unit_ids[2]}); {len(spikes) - 1} units written"]
+    back = read_nwb(write_nwb(kept, tmp_path / "s.nwb"))
+    assert [str(u) for u in back.unit_ids] == [str(u) for i, u in enumerate(rec.unit_ids)
+                                                 if i != 2]
+    for a, b in zip(back.spike_times, [t for i, t in enumerate(spikes) if i != 2], strict=True):
+        np.testing.assert_allclose(a, b)
