@@ -119,6 +119,10 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     from neurorec.workflows.fit_outputs import write_fit_outputs
     from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
 
+    args.check_file(spec_path, "SPEC")
+    if Path(data).is_dir():
+        raise NeurorecError(f"{data}: --data: a folder, not an NWB file or a dataset name "
+                            "(see `neurorec datasets`)")
     args.check_device(device)
     args.check_local_workers(workers, scheduler)
     if scheduler is not None:
@@ -484,6 +488,7 @@ def sweep(sweep_path: Path, out: Path, scheduler: str | None, workers: int | Non
     for flag, value in (("--workers", workers), ("--threads", threads)):
         if value is not None and value < 1:
             raise NeurorecError(f"{flag} {value}: expected ≥ 1")
+    args.check_file(sweep_path, "SWEEP.yaml")
     args.check_device(device)
     spec = load_sweep_spec(sweep_path, overrides)
     args.check_sweep_out(out)
@@ -529,6 +534,8 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
     from neurorec.families.ctrnn.run import check_inputs, simulate_to_dir
     from neurorec.spec import load_model_spec, load_stimulus_spec
 
+    args.check_file(spec_path, "SPEC")
+    args.check_file(protocol, "--protocol")
     args.check_out_dir(out, overwrite, "simulate")
     spec = load_model_spec(spec_path, overrides)
     task_spec = load_stimulus_spec(protocol)
@@ -596,6 +603,9 @@ def train(spec_path: Path, task_path: Path | None, stimulus_path: Path | None, o
     if (task_path is None) == (stimulus_path is None):
         raise SpecError("train: give exactly one of --task (a ctrnn on a task) or --stimulus "
                         "(an ssrnn on a natural movie)")
+    args.check_file(spec_path, "SPEC")
+    args.check_file(task_path if task_path is not None else stimulus_path,
+                    "--task" if task_path is not None else "--stimulus")
     if not resume:
         args.check_out_dir(out, overwrite, "train")
     spec = load_model_spec(spec_path, overrides)
