@@ -166,3 +166,23 @@ def test_sweep_refuses_an_unrelated_folder(tmp_path, capsys):
     assert err == [f"{fit}: not a sweep folder (no sweep.json); a sweep writes only into a "
                    "folder it created: choose another --out"]
     assert snapshot(tmp_path) == before
+
+
+def test_a_folder_is_owned_by_its_marker_or_its_legacy_files(tmp_path):
+    """Folders written before the marker existed are recognised by the files each command
+    writes (a demo: report.html and its two fits, named by the specs' `name`); a marker wins."""
+    from neurorec.workflows.arguments import owns
+
+    demo = tmp_path / "demo"
+    for f in ("report.html", "glm/metrics.json", "rglm/metrics.json"):
+        (demo / f).parent.mkdir(parents=True, exist_ok=True)
+        (demo / f).write_text("x")
+    assert owns(demo, "demo") and not owns(demo, "fit")
+    (demo / MARKER_FILE).write_text(json.dumps({"command": "fit"}))
+    assert owns(demo, "fit") and not owns(demo, "demo")
+    (demo / MARKER_FILE).write_text("not json")
+    assert owns(demo, "demo")  # an unreadable marker: the files decide
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not any(owns(empty, c) for c in ("fit", "demo", "simulate", "train", "probe",
+                                            "connectomics", "export-nwb", "evaluate"))

@@ -30,7 +30,7 @@ SEED = click.IntRange(0, SEED_MAX)
 
 LEGACY_SIGNATURES: dict[str, tuple[str, ...]] = {
     "fit": ("metrics.json", "predictions.npz", "spec.yaml"),
-    "demo": ("report.html", "glm_v1/metrics.json", "rglm_v1/metrics.json"),
+    "demo": ("report.html", "glm/metrics.json", "rglm/metrics.json"),
     "simulate": ("activity.npz", "summary.json"),
     "train": ("metrics.json", "spec.yaml", "report.html"),
     "probe": ("responses.npz", "tuning.csv"),
