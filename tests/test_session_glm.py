@@ -194,3 +194,25 @@ def test_cosmoothing_on_a_session_drops_the_heldout_units_history(session_nwb):
     assert np.all(coef[:3, p:] == 0) and np.all(coef[3:, p:] != 0)
     assert result.metrics["n_heldout_neurons"] == 3
     assert np.isfinite(result.metrics["co_bps"])
+
+
+def test_cv_on_a_session_uses_blocked_folds_with_guard_bands():
+    from neurorec.core.metrics import log_likelihood
+    from neurorec.data.session_splits import blocked_folds
+    from neurorec.workflows.session_fit import RIDGE_GRID, cross_validate_ridge, with_ridge
+
+    session, _ = _session(n_bins=3000, n_units=2)
+    spec = validate_spec(SPEC)
+    cv = cross_validate_ridge(spec, session, 2)
+    assert cv["chosen"]["ridge"] in RIDGE_GRID and len(cv["mean_heldout_ll"]) == len(RIDGE_GRID)
+    folds = blocked_folds(session, 2, gap_s=0.05)
+    for fold in folds:  # the guard band: no train bin within 5 bins of a held-out bin
+        test = np.flatnonzero(fold.mask("test"))
+        train = np.flatnonzero(fold.mask("train"))
+        assert np.min(np.abs(train[:, None] - test[None, :])) > 5
+    # fold 0, strongest ridge: the same number as a fit by hand
+    fold = folds[0]
+    model = SessionGLM(with_ridge(spec, RIDGE_GRID[0])).fit(fold)
+    rows = fold.mask("test")
+    ll = log_likelihood(fold.counts[rows][None], model.predict_rate(fold)[rows][None])
+    assert cv["fold_heldout_ll"][0][0] == pytest.approx(ll, rel=1e-12)
