@@ -150,3 +150,13 @@ def test_newton_readout_reaches_the_readout_optimum():
     g_b = q["b"].grad
     g_B = q["B"].grad + 2 * ridge * q["B"]
     assert float(g_b.abs().max()) < 1e-8 * f1 and float(g_B.abs().max()) < 1e-8 * f1
+
+
+def test_shipped_session_rglm_reuses_the_session_glm():
+    from neurorec.spec import load_model_spec
+
+    glm = load_model_spec("models/session_glm.yaml", [])
+    rglm = load_model_spec("models/session_rglm.yaml", [])
+    assert rglm.kind == "rglm" and rglm.data == glm.data
+    assert rglm.covariates == glm.covariates and rglm.history == glm.history
+    assert rglm.penalty == glm.penalty and 1 <= rglm.recurrent.dim <= 4
