@@ -556,7 +556,8 @@ class GLM(Model):
             X, prob["Y"].to(torch.float64), observation=self.observation_name, link=link,
             l2=prob["l2"].to(torch.float64), mask=prob["mask"], unit_X=unit_X,
             blocks=prob["block"], offset=offset, coef0=coef0,
-            tol=min(self.spec.fit.tol, 1e-10), max_iter=min(self.spec.fit.max_iter, 200))
+            tol=min(self.spec.fit.tol, 1e-10), max_iter=min(self.spec.fit.max_iter, 200),
+            progress=progress)
         coef = res.coef if centre is None else res.coef + centre
         self.params_ = self._params_from_coef(coef, prob["slices"], data)
         n_el = prob["Y"].numel()
@@ -569,7 +570,7 @@ class GLM(Model):
             / n_el, max_abs_grad=float(res.grad_norm.max()) / n_el, best_validation_nll=None,
             fit_time_s=time.perf_counter() - start,
             history=[{"iter": i, "objective": v / n_el}
-                     for i, v in enumerate(res.history)])
+                     for i, v in enumerate(res.history)], optimizer="Newton")
 
     def _fitted_tensors(self) -> dict[str, Tensor]:
         self.check_fitted()
