@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,17 @@ def _message(error: dict[str, Any]) -> str:
     return msg
 
 
+#: pydantic names the member of a union it tried inside ``loc`` (``int``, ``tuple[int, int]``,
+#: ``function-after[...]``): not a field of the spec, so not part of the path a user edits
+_UNION_MEMBER = re.compile(r"^(int|float|str|bool|list|tuple|dict|none|literal|function-\w+)"
+                           r"(\[.*\])?$|[\[\]]")
+
+
+def _field_path(loc: tuple) -> tuple[str, ...]:
+    """The spec field path of a pydantic error location, without union-member tags."""
+    return tuple(str(p) for p in loc if not _UNION_MEMBER.search(str(p)))
+
+
 def validate_spec(raw: dict[str, Any], source: str = "<spec>",
                   lines: dict[tuple[str, ...], str] | None = None,
                   kinds: dict[str, type[Spec]] | None = None) -> Spec:
@@ -141,9 +153,13 @@ def validate_spec(raw: dict[str, Any], source: str = "<spec>",
         seen = {loc for loc, _ in problems}
         # a NaN/Inf already reported is not reported again by the section holding it
         # (e.g. window [inf, 1 s] would also fail "stop must be after start")
-        problems += [(loc, _message(e)) for e in err.errors()
-                     if (loc := tuple(str(p) for p in e["loc"])) not in seen
-                     and not any(s[:len(loc)] == loc for s in seen)]
+        for e in err.errors():
+            loc = _field_path(e["loc"])
+            # a union field fails once per member: report the field once, at its shortest path
+            if any(s[:len(loc)] == loc or loc[:len(s)] == s for s in seen):
+                continue
+            seen.add(loc)
+            problems.append((loc, _message(e)))
     else:
         if not problems:
             return spec
