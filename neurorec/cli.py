@@ -214,6 +214,10 @@ def _check_recording(spec, recording, heldout_neurons: str | None = None) -> Non
 
     if getattr(getattr(spec, "data", None), "mode", "trials") == "trials":
         check_trials_disjoint(recording)
+        # a fit that cannot fit in memory is refused in its one line, before any warning
+        from neurorec.workflows.resources import check_fit_memory
+
+        check_fit_memory(spec, recording)
     for line in recording_warnings(spec, recording):
         click.echo(line, err=True)
     text = (heldout_neurons or "").strip()
