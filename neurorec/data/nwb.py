@@ -191,7 +191,7 @@ def write_nwb(rec: Recording, path: str | os.PathLike) -> Path:
     Returns:
         The path written.
     """
-    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb import NWBFile
     from pynwb.epoch import TimeIntervals
     from pynwb.file import Subject
 
@@ -241,6 +241,15 @@ def write_nwb(rec: Recording, path: str | os.PathLike) -> Path:
     for uid, t in zip(rec.unit_ids, rec.spike_times, strict=True):
         nwb.add_unit(spike_times=np.asarray(t, dtype=float), **{UNIT_NAME_COLUMN: str(uid)})
 
+    return write_nwb_file(nwb, p)
+
+
+def write_nwb_file(nwb, path: Path) -> Path:
+    """Write the in-memory ``pynwb.NWBFile`` ``nwb`` to ``path`` whole or not at all (a
+    temporary file beside it, renamed), with the umask's permissions. Returns ``path``."""
+    from pynwb import NWBHDF5IO
+
+    p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp.nwb", dir=p.parent)
     os.close(fd)
     try:

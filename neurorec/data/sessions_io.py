@@ -35,7 +35,6 @@ interpolated as unit vectors. Bins with any covariate unobserved (NaN) are split
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from neurorec.core.errors import DataError
-from neurorec.core.outputs import chmod_per_umask
+from neurorec.data.nwb import write_nwb_file
 from neurorec.data.session import SESSION_SPLITS, BinnedSession
 
 #: covariates treated as angles (radians) whatever their source
@@ -525,7 +524,7 @@ def write_session_nwb(session: BinnedSession, path: str | os.PathLike, *, seed: 
     Returns:
         The path written.
     """
-    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb import NWBFile
     from pynwb.behavior import BehavioralTimeSeries, CompassDirection, Position
 
     p = Path(path)
@@ -569,14 +568,4 @@ def write_session_nwb(session: BinnedSession, path: str | os.PathLike, *, seed: 
     for start, stop, label in _runs(session):
         nwb.add_epoch(start, stop, split=label)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nwb", dir=p.parent)
-    os.close(fd)
-    try:
-        with NWBHDF5IO(tmp, "w") as io:
-            io.write(nwb)
-        chmod_per_umask(tmp)  # mkstemp makes 0600; an NWB file is for sharing
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_nwb_file(nwb, p)
