@@ -382,6 +382,21 @@ def _single_block(blocks, X: torch.Tensor) -> StimulusBlock | None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _block_order(blocks, X: torch.Tensor, q: int):
+    """The single stimulus block of ``X`` (or None), the columns outside it and the column
+    order ``[block | rest | unit columns p..q)`` the Gram is assembled in."""
+    p, dev = X.shape[1], X.device
+    block = _single_block(blocks, X)
+    if block is None:
+        return None, torch.arange(p, device=dev), torch.arange(q, device=dev)
+    in_block = torch.zeros(p, dtype=torch.bool, device=dev)
+    in_block[block.columns] = True
+    rest = (~in_block).nonzero().flatten()
+    order = torch.cat([torch.arange(block.start, block.start + block.n_cols, device=dev),
+                       rest, torch.arange(p, q, device=dev)])
+    return block, rest, order
+
+
 def fit_batched_glm(
     X: torch.Tensor,
     Y: torch.Tensor,
@@ -467,16 +482,7 @@ def fit_batched_glm(
             raise ValueError(f"fit_batched_glm: offset: expected ({n}, {n_units}), got "
                              f"{tuple(off.shape)}")
         off = off.T.contiguous()
-    block = _single_block(blocks, X)
-    if block is None:
-        rest = torch.arange(p, device=dev)
-        order = torch.arange(q, device=dev)
-    else:
-        in_block = torch.zeros(p, dtype=torch.bool, device=dev)
-        in_block[block.columns] = True
-        rest = (~in_block).nonzero().flatten()
-        order = torch.cat([torch.arange(block.start, block.start + block.n_cols, device=dev),
-                           rest, torch.arange(p, q, device=dev)])
+    block, rest, order = _block_order(blocks, X, q)
     order_inv = torch.argsort(order)
     X_rest = X[:, rest]
     # unit-major layout (unit, row): selecting the active units is then a contiguous gather
@@ -689,15 +695,5 @@ def weighted_grams(X: torch.Tensor, curvature: torch.Tensor, unit_X: torch.Tenso
     """
     p = X.shape[1]
     q = p + (0 if unit_X is None else unit_X.shape[2])
-    dev = X.device
-    block = _single_block(blocks, X)
-    if block is None:
-        rest = torch.arange(p, device=dev)
-        order = torch.arange(q, device=dev)
-    else:
-        in_block = torch.zeros(p, dtype=torch.bool, device=dev)
-        in_block[block.columns] = True
-        rest = (~in_block).nonzero().flatten()
-        order = torch.cat([torch.arange(block.start, block.start + block.n_cols, device=dev),
-                           rest, torch.arange(p, q, device=dev)])
+    block, rest, order = _block_order(blocks, X, q)
     return _gram(curvature, X[:, rest], unit_X, block, torch.argsort(order))
