@@ -84,20 +84,28 @@ def _check_not_cwd(out: Path, flag: str) -> None:
                           "folder")
 
 
+def _existing_out_folder(out: Path, flag: str) -> bool:
+    """Checks every output folder gets (a path, not the current folder, a writable parent);
+    True when ``out`` exists, and is a folder."""
+    if not str(out).strip():
+        raise OutputError(f"{flag}: empty path")
+    _check_not_cwd(out, flag)
+    check_parent(out, flag)
+    if not os.path.lexists(out):
+        return False
+    if not out.is_dir():
+        raise OutputError(f"{out}: {flag}: a file is there, not a folder (choose another "
+                          f"{flag})")
+    return True
+
+
 def check_out_dir(out: Path, overwrite: bool, command: str, flag: str = "--out") -> None:
     """An output folder ``neurorec <command>`` may write: new, or (``--overwrite``) its own.
 
     Raises:
         OutputError: one line naming ``out`` and what is wrong; nothing is created.
     """
-    if not str(out).strip():
-        raise OutputError(f"{flag}: empty path")
-    _check_not_cwd(out, flag)
-    check_parent(out, flag)
-    if os.path.lexists(out):
-        if not out.is_dir():
-            raise OutputError(f"{out}: {flag}: a file is there, not a folder (choose another "
-                              f"{flag})")
+    if _existing_out_folder(out, flag):
         if not overwrite:
             raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
         if not owns(out, command):
@@ -132,14 +140,7 @@ def check_out_file(out: Path, overwrite: bool, flag: str = "--out",
 
 def check_sweep_out(out: Path, flag: str = "--out") -> None:
     """A sweep folder: new, empty, or one holding a sweep (its ``sweep.json``)."""
-    if not str(out).strip():
-        raise OutputError(f"{flag}: empty path")
-    _check_not_cwd(out, flag)
-    check_parent(out, flag)
-    if os.path.lexists(out):
-        if not out.is_dir():
-            raise OutputError(f"{out}: {flag}: a file is there, not a folder (choose another "
-                              f"{flag})")
+    if _existing_out_folder(out, flag):
         if any(out.iterdir()) and not (out / SWEEP_MARKER).is_file():
             raise OutputError(f"{out}: not a sweep folder (no {SWEEP_MARKER}); a sweep writes "
                               f"only into a folder it created: choose another {flag}")
