@@ -158,4 +158,8 @@ def test_reports_show_what_was_fitted(obs_fit, glm_fit):
     glm_html = (glm_fit / "report.html").read_text()
     assert (glm_fit / "filters.png").is_file()
     assert "Fitted filters: stimulus drive per unit and condition, spike-history gains." in glm_html
-    assert "during L-BFGS" in glm_html
+    # glm_v1 without coupling is convex: batched Newton fits it, and the report says so
+    # (it used to say L-BFGS whichever solver ran; issue 30)
+    assert "during Newton" in glm_html and "during L-BFGS" not in glm_html
+    assert json.loads((glm_fit / "metrics.json").read_text())["convergence"]["optimizer"] == (
+        "Newton")
