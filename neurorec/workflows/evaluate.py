@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -496,33 +497,48 @@ def evaluate_fit_dir(fit_dir: Path, data: str | None, out: Path, seed: int = 0,
 
     if Path(out).exists() and not overwrite:
         raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
-    started = time.perf_counter()
-    fit = load_fit(fit_dir)
-    if fit.model is None:
-        ev = session_evaluation(fit, data, seed=seed)
-    else:
-        test, everything, train = evaluation_data(fit, data)
-        heldout = getattr(fit.model, "heldout", None)
-        ev = evaluation_metrics(fit.model, test, everything, train, seed=seed,
-                                fp_draws=fp_draws, heldout=heldout)
-    ev.metrics.update({"fit_dir": str(fit_dir), "kind": fit.spec.kind,
-                       "model": fit.spec.name,
-                       "data": data if data is not None else fit.metrics.get("data"),
-                       "evaluated_on": _evaluated_on(fit.model is None, data),
-                       # wall time of loading, scoring (not in a fit's metrics.json, which
-                       # repeats bitwise)
-                       "evaluation_time_s": time.perf_counter() - started})
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_json(tmp / "evaluation.json", ev.metrics)
-        np.savez(tmp / "rescaled_intervals.npz",
-                 **{f"unit_{i}": r.z for i, r in enumerate(ev.rescaled)},
-                 unit_ids=np.asarray(ev.unit_ids).astype(str))
-        from neurorec.report.goodness_of_fit import evaluation_report
+    from tqdm.auto import tqdm
 
-        filters = None
-        if ev.standard_errors is not None and fit.model is not None:
-            filters = _filter_bands(fit.model, ev.standard_errors)
-        evaluation_report(ev.metrics, ev.rescaled, filters, tmp)
+    started = time.perf_counter()
+    # stages on stderr at a terminal (disable=None: not in pipes and logs), only when the
+    # evaluation lasts over a second (a refusal prints its one line and nothing else)
+    bar = tqdm(total=3, desc="evaluate", unit="stage", delay=1.0, disable=None,
+               file=sys.stderr, leave=False)
+    try:
+        bar.set_postfix_str("loading the fit")
+        fit = load_fit(fit_dir)
+        bar.update()
+        bar.set_postfix_str("scoring")
+        if fit.model is None:
+            ev = session_evaluation(fit, data, seed=seed)
+        else:
+            test, everything, train = evaluation_data(fit, data)
+            heldout = getattr(fit.model, "heldout", None)
+            ev = evaluation_metrics(fit.model, test, everything, train, seed=seed,
+                                    fp_draws=fp_draws, heldout=heldout)
+        bar.update()
+        bar.set_postfix_str("report")
+        ev.metrics.update({"fit_dir": str(fit_dir), "kind": fit.spec.kind,
+                           "model": fit.spec.name,
+                           "data": data if data is not None else fit.metrics.get("data"),
+                           "evaluated_on": _evaluated_on(fit.model is None, data),
+                           # wall time of loading, scoring (not in a fit's metrics.json, which
+                           # repeats bitwise)
+                           "evaluation_time_s": time.perf_counter() - started})
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            write_json(tmp / "evaluation.json", ev.metrics)
+            np.savez(tmp / "rescaled_intervals.npz",
+                     **{f"unit_{i}": r.z for i, r in enumerate(ev.rescaled)},
+                     unit_ids=np.asarray(ev.unit_ids).astype(str))
+            from neurorec.report.goodness_of_fit import evaluation_report
+
+            filters = None
+            if ev.standard_errors is not None and fit.model is not None:
+                filters = _filter_bands(fit.model, ev.standard_errors)
+            evaluation_report(ev.metrics, ev.rescaled, filters, tmp)
+        bar.update()
+    finally:
+        bar.close()  # leave=False: the bar's line is cleared, also on a refusal
     return ev
 
 
