@@ -143,6 +143,8 @@ def _trim(epochs, bin_size: float):
     nxt = np.concatenate([start[1:], [np.inf]])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Some starts and ends are equal")
+        # an NLB ``split`` column clashes with an IntervalSet attribute: read by get_info
+        warnings.filterwarnings("ignore", message="Metadata name 'split' overlaps")
         return nap.IntervalSet(start, np.minimum(stop, nxt), metadata=meta or None)
 
 
