@@ -74,6 +74,7 @@ def test_demo_never_touches_an_unrelated_folder(unrelated, capsys, extra):
      REPO / "stimuli" / "task_flip_flop.yaml"],
     ["train", REPO / "models" / "ctrnn_flipflop.yaml", "--task",
      REPO / "stimuli" / "task_flip_flop.yaml"],
+    ["evaluate", REPO],  # --out is checked before FIT_DIR is read
 ])
 def test_overwrite_needs_the_commands_own_marker(unrelated, capsys, command):
     before = snapshot(unrelated.parent)

@@ -492,12 +492,13 @@ def evaluate_fit_dir(fit_dir: Path, data: str | None, out: Path, seed: int = 0,
                      overwrite: bool = False, fp_draws: int = FP_DRAWS) -> Evaluation:
     """``neurorec evaluate``: score the fit in ``fit_dir`` and write ``out/evaluation.json``,
     ``out/rescaled_intervals.npz`` and ``out/report.html`` (atomically)."""
-    from neurorec.core.errors import OutputError
-    from neurorec.core.outputs import atomic_dir, write_json
-
-    if Path(out).exists() and not overwrite:
-        raise OutputError(f"{out}: output directory exists (pass --overwrite to replace it)")
     from tqdm.auto import tqdm
+
+    from neurorec.core.outputs import atomic_dir, write_json
+    from neurorec.workflows.arguments import check_out_dir
+
+    # before any work: new, or (--overwrite) a folder holding evaluate's own marker only
+    check_out_dir(Path(out), overwrite, "evaluate")
 
     started = time.perf_counter()
     # stages on stderr at a terminal (disable=None: not in pipes and logs), only when the
