@@ -130,8 +130,6 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     args.check_out_dir(out, overwrite, "fit")
     spec = load_model_spec(spec_path, overrides)
     _require_spike_train_model(spec, spec_path)
-    from neurorec.workflows.study import refuse_existing
-    refuse_existing(out, overwrite)
     if getattr(getattr(spec, "data", None), "mode", "trials") == "session":
         from neurorec.workflows.resources import check_session_memory
 
@@ -547,8 +545,6 @@ def simulate(spec_path: Path, protocol: Path, backend: str, out: Path, trials: i
     if weights is not None:
         args.check_file(weights, "--weights")
     _check_simulation_memory(spec, task_spec, trials)
-    from neurorec.workflows.study import refuse_existing
-    refuse_existing(out, overwrite)
     summary = simulate_to_dir(spec, task_spec, out, backend=backend, n_trials=trials,
                               weights_path=weights, brian2_device=brian2_device, dtype=dtype,
                               seed=seed, device=device, overwrite=overwrite)
