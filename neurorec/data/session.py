@@ -17,6 +17,14 @@ import numpy as np
 SESSION_SPLITS = ("train", "val", "test", "none")
 
 
+def segment_bounds(segment: np.ndarray) -> np.ndarray:
+    """(n_segments + 1,) int64: the index where each run of equal ids in ``segment``
+    (n_bins,) starts, then n_bins; segment ``s`` is bins ``bounds[s]:bounds[s + 1]``."""
+    segment = np.asarray(segment)
+    change = np.flatnonzero(np.diff(segment) != 0) + 1
+    return np.concatenate([[0], change, [len(segment)]]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class BinnedSession:
     """Spike counts and covariates of one continuous session, binned on one clock.
@@ -97,8 +105,7 @@ class BinnedSession:
     def segment_bounds(self) -> np.ndarray:
         """(n_segments + 1,) indices where segments start, and n_bins: segment ``s`` is bins
         ``bounds[s]:bounds[s + 1]`` (segments are contiguous runs of equal ids)."""
-        change = np.flatnonzero(np.diff(self.segment) != 0) + 1
-        return np.concatenate([[0], change, [self.n_bins]]).astype(np.int64)
+        return segment_bounds(self.segment)
 
     def select(self, mask: np.ndarray) -> BinnedSession:
         """The bins where ``mask`` (n_bins,) is True, in order; segments renumbered so that

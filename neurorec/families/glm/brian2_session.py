@@ -40,7 +40,7 @@ import numpy as np
 
 from neurorec.core.errors import DataError, DivergenceError
 from neurorec.core.recurrence import STATE_MAX
-from neurorec.data.session import BinnedSession
+from neurorec.data.session import BinnedSession, segment_bounds
 from neurorec.families.glm.brian2 import _brian2_settings, _seeded, _target
 from neurorec.families.glm.glm import MAX_RATE_HZ
 
@@ -92,7 +92,7 @@ def session_inputs(model, session: BinnedSession) -> dict:
         raise DataError(f"{where}: session bin_size {session.bin_size} s, the model's "
                         f"{glm.bin_size_} s")
     segment = np.asarray(session.segment)
-    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+    starts = segment_bounds(segment)[:-1]
     if len(np.unique(segment[starts])) != len(starts):
         raise DataError(f"{where}: session.segment: a segment id recurs after another one; "
                         "expected one id per contiguous stretch")

@@ -28,6 +28,7 @@ from neurorec.core.bases import raised_cosine_linear
 from neurorec.core.errors import DataError, DivergenceError
 from neurorec.core.recurrence import STATE_MAX, linear_recurrence, matrix_powers
 from neurorec.data.recording import BinnedTrials
+from neurorec.data.session import segment_bounds
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.spec import RecurrentSpec, RGLMSpec
 from neurorec.families.glm.terms import Inputs, Term
@@ -333,11 +334,8 @@ def session_chunks(segment: np.ndarray, chunk_bins: int) -> list[tuple[int, int,
     Returns:
         [(start, stop, reset)], ``reset`` True on each segment's first range.
     """
-    segment = np.asarray(segment)
-    n = len(segment)
-    starts = [0, *np.flatnonzero(segment[1:] != segment[:-1]) + 1, n]
     out = []
-    for a, b in itertools.pairwise(starts):
+    for a, b in itertools.pairwise(segment_bounds(segment).tolist()):
         for s in range(a, b, chunk_bins):
             out.append((int(s), int(min(s + chunk_bins, b)), s == a))
     return out
