@@ -63,6 +63,30 @@ def test_sparse_newton_reaches_the_dense_newton_optimum():
         assert res.objective[u] - (f_ref + 0) <= 1e-6 * abs(f_ref)
 
 
+def test_sparse_newton_with_an_offset_equals_statsmodels():
+    """The offset (the R-GLM's latent drive while the GLM's weights are refitted) against
+    statsmodels' Poisson GLM with the same offset (IRLS, an independent implementation)."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    x = rng.uniform(0, 1, n)
+    blocks = [dense(np.ones((n, 1))), bspline(x, 6)]
+    X = np.hstack([b.toarray() for b in blocks])[:, :-1]  # drop one column: identifiable
+    blocks[1] = dense(blocks[1].toarray()[:, :-1])
+    offset = rng.normal(0, 0.5, (n, 2))
+    beta = rng.normal(0, 0.5, (2, X.shape[1]))
+    y = rng.poisson(np.exp(X @ beta.T + offset))
+    init = np.zeros((2, X.shape[1]))
+    init[:, 0] = np.log(y.mean(axis=0))
+    res = fit_poisson(BlockDesign(blocks), y, None, None, init, tol=1e-14, offset=offset)
+    assert res.converged.all()
+    for u in range(2):
+        ref = sm.GLM(y[:, u], X, family=sm.families.Poisson(), offset=offset[:, u]).fit(
+            tol=1e-12)
+        np.testing.assert_allclose(res.coef[u], ref.params, rtol=1e-6, atol=1e-7)
+
+
 def _session(n_bins=6000, n_units=4, seed=0) -> tuple[BinnedSession, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = np.arange(n_bins) * 0.01

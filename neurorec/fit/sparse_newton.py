@@ -190,7 +190,8 @@ class SparseNewtonResult:
 def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None = None,
                 ridge: np.ndarray | None = None, init: np.ndarray | None = None,
                 tol: float = 1e-10, max_iter: int = 50,
-                callback: Callable[[int, int], None] | None = None) -> SparseNewtonResult:
+                callback: Callable[[int, int], None] | None = None,
+                offset: np.ndarray | None = None) -> SparseNewtonResult:
     """Fit every unit's penalised Poisson regression (see the module docstring).
 
     Args:
@@ -202,6 +203,8 @@ def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None 
         tol: Newton-decrement tolerance (relative to the objective).
         max_iter: iterations at most.
         callback: called with (iteration, active units) after each iteration.
+        offset: (n_rows, n_units) fixed drive added to every unit's linear predictor (e.g.
+            a latent's contribution while the covariate weights are refitted), or None.
     Returns:
         :class:`SparseNewtonResult`.
     """
@@ -229,6 +232,8 @@ def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None 
     converged = np.zeros(n_units, bool)
     n_iter = np.zeros(n_units, np.int64)
     eta = predictor(coef, active)
+    if offset is not None:  # steps never move it: eta is updated by eta + alpha * d_eta
+        eta += np.ascontiguousarray(offset[perm].T, dtype=np.float64)
     with np.errstate(over="ignore"):
         mu = np.exp(eta)
     obj = mu.sum(axis=1) - np.einsum("un,un->u", y, eta) + (lam * coef**2).sum(axis=1)

@@ -92,7 +92,8 @@ def session_fit_memory(spec, n_bins: int, n_units: int,
     coupling (``coupling.enabled``) adds its bins × (units·k) features and a Gram, Cholesky
     and inverse of (units·k)² per unit. The R-GLM adds its GLM's drive in ``fit.dtype`` (and
     the float64 one it is converted from), one streamed chunk's temporaries and the
-    bins × dim states.
+    bins × dim states; with ``recurrent.alternations`` the latent's bins × units drive held
+    while the GLM's weights are refitted beside it.
     """
     n, u = int(n_bins), int(n_units)
     n_train = round(n * train_fraction)
@@ -129,4 +130,7 @@ def session_fit_memory(spec, n_bins: int, n_units: int,
             for k in glm_phase:
                 del parts[k]
             parts.update(latent)
+        if getattr(rec, "alternations", 0):
+            # the latent's b + B x_t (fit.dtype), held while the GLM's weights are refitted
+            parts["latent drive (GLM refit)"] = item * n * u
     return parts

@@ -761,13 +761,43 @@ class SessionRGLM:
         if session.mask("val").any():
             validation = dataclasses.replace(
                 prob, weight=torch.as_tensor(session.mask("val"), dtype=torch.float64))
+        max_radius = 1.0 - 1e-5 if rec.max_radius is None else rec.max_radius
         self.latent_, self.report_ = fit_session_latent(
             prob, start, l2=l2, max_iter=self.spec.fit.max_iter, tol=self.spec.fit.tol,
-            validation=validation, progress=progress,
-            max_radius=1.0 - 1e-5 if rec.max_radius is None else rec.max_radius)
+            validation=validation, progress=progress, max_radius=max_radius)
+        for k in range(rec.alternations):
+            # the GLM's weights again, beside the latent's drive (held fixed), then the latent
+            # again from where it was (its states move: they read the new GLM's residuals)
+            if progress:
+                print(f"  alternation {k + 1}/{rec.alternations}: GLM weights beside the "
+                      f"latent's drive", flush=True)
+            latent_drive = self._latent_drive(prob)
+            del prob
+            self.glm_ = SessionGLM(self.spec, seed=self.seed).fit(
+                session, progress=progress, offset=latent_drive, start=self.glm_.coef_)
+            del latent_drive
+            prob = self.problem(session, "train")
+            start = newton_readout(prob, self._tensors(), l2)
+            if validation is not None:
+                validation = dataclasses.replace(prob, weight=validation.weight)
+            self.latent_, self.report_ = fit_session_latent(
+                prob, start, l2=l2, max_iter=self.spec.fit.max_iter, tol=self.spec.fit.tol,
+                validation=validation, progress=progress, max_radius=max_radius)
         self.bin_size_ = session.bin_size
         self.fit_time_s_ = time.perf_counter() - t0
         return self
+
+    def _latent_drive(self, prob: SessionProblem) -> np.ndarray:
+        """(n_bins, n_units) ``b + B x_t`` with the states of ``prob`` (float32 or float64 as
+        ``fit.dtype``): the latent's part of every unit's drive."""
+        p = self._tensors()
+        x_all = session_states(prob, p)
+        dt = np.float32 if self.dtype == torch.float32 else np.float64
+        out = np.empty((x_all.shape[0], prob.n_units), dt)
+        B, b = p["B"].numpy(), p["b"].numpy()
+        for start, stop, _ in prob.chunks:
+            out[start:stop] = x_all[start:stop].numpy() @ B.T + b
+        return out
 
     def check_fitted(self) -> None:
         from neurorec.core.errors import NotFittedError

@@ -199,8 +199,13 @@ class SessionGLM:
 
     # ------------------------------------------------------------------ fit
     def fit(self, session: BinnedSession, progress: bool = False,
-            work_dir: Path | None = None, resume: bool = False) -> SessionGLM:
+            work_dir: Path | None = None, resume: bool = False,
+            offset: np.ndarray | None = None, start: np.ndarray | None = None) -> SessionGLM:
         """Fit every unit on the session's ``train`` bins.
+
+        ``offset``: (n_bins, n_units) fixed drive added to every unit's linear predictor
+        while fitting (the R-GLM refits the covariate and history weights beside its latent's
+        drive); it is not part of the fitted model's :meth:`drive`.
 
         ``work_dir``: each finished chunk of units is saved there (``chunk_<i>.npz``);
         with ``resume`` the saved chunks are loaded instead of refitted (bitwise the same
@@ -241,7 +246,10 @@ class SessionGLM:
             width = design.n_cols if own is None else n_coef
             init = np.zeros((len(units), width))
             init[:, 0] = np.log(np.maximum(y.mean(axis=0), 1e-3 / max(len(y), 1)))
-            res = fit_poisson(design, y, own, ridge[:width], init, tol=1e-10)
+            if start is not None:
+                init = np.array(start[units, :width], dtype=float)
+            off = None if offset is None else offset[np.ix_(np.flatnonzero(train), units)]
+            res = fit_poisson(design, y, own, ridge[:width], init, tol=1e-10, offset=off)
             coef[units, :width] = res.coef
             converged[units], n_iter[units] = res.converged, res.n_iter
             if path is not None:

@@ -268,6 +268,12 @@ class RecurrentSpec(Spec):
                                      "spectral norm (hence every |eigenvalue|) stays ≤ "
                                      "max_radius in the fit, and the stored R is that matrix; "
                                      "None: unbounded")
+    alternations: int = Field(0, ge=0, le=10, description="sessions: after the latent is "
+                              "fitted, refit the GLM's covariate and history weights with the "
+                              "latent's drive as a fixed offset, then the latent again, this "
+                              "many times (alternating maximisation: the GLM fitted alone is "
+                              "biased by the shared fluctuations it cannot see); 0: the GLM "
+                              "is fitted once, alone")
     saturation: float | None = Field(None, gt=0, description="stability guard: the readout is "
                                      "B·(s·tanh(x_t/s)) with s = saturation, so the latent adds "
                                      "at most Σ_d |B_id|·s to unit i's drive and cannot run "
