@@ -10,6 +10,14 @@ a count, its null model: used by :mod:`neurorec.core.metrics`), where a GLM star
 at the mean), the per-bin curvature the preconditioner needs, and its Brian 2 code: the
 expected value of ``drive`` and the draw of one bin (:mod:`neurorec.families.glm.brian2`).
 
+The count observations (Poisson without a rate ceiling, Bernoulli) also give what a
+second-order solver needs (:mod:`neurorec.fit.newton`): ``nll_kernel`` (the NLL without its
+data-only part, summed into the objective the line search compares), ``nll_constant`` (that
+data-only part, ``log y!``), ``derivatives`` (first and second derivative of the NLL in the
+drive: the gradient's residuals and the Hessian's weights), ``drive_of_mean`` (the link), and
+the checks of the responses. L-BFGS differentiates ``nll`` itself; for the exponential link
+``nll`` is ``nll_kernel + nll_constant`` wherever no drive passes the overflow guard.
+
 Correlations inside a time bin are not an observation model of their own: the models add
 ``Σ_{j before i} A_ij y_j(t)`` to unit ``i``'s drive, so every family here becomes its
 correlated (autoregressive-in-unit-order) variant with an exact likelihood and exact sampling.
@@ -152,8 +160,67 @@ class Poisson(_CountScores):
         if self.link == "exp" and self.ceiling is None and bool(drive.max() <= EXP_DRIVE_MAX):
             # where no drive is past the guard both formulas are one function; this one is a
             # third of the elementwise passes (the R-GLM's L-BFGS is bound by them)
-            return torch.exp(drive) - y * drive + torch.lgamma(y + 1.0)
-        return self.mean(drive) - y * self.log_mean(drive) + torch.lgamma(y + 1.0)
+            return self.nll_kernel(y, drive) + self.nll_constant(y)
+        return self.mean(drive) - y * self.log_mean(drive) + self.nll_constant(y)
+
+    # what a Newton solver needs (no rate ceiling: :meth:`check_newton`)
+    def check_newton(self) -> None:
+        """Raise ValueError unless :meth:`nll_kernel` / :meth:`derivatives` describe this
+        observation (they do not model a rate ceiling)."""
+        if self.ceiling is not None:
+            raise ValueError("poisson with a rate ceiling has no Newton form (the ceiling "
+                             "makes the NLL non-convex in the drive)")
+        if self.link not in ("exp", "softplus"):
+            raise ValueError(f"poisson link {self.link!r}: use exp or softplus")
+
+    def nll_constant(self, y: torch.Tensor) -> torch.Tensor:
+        """Elementwise data-only part of the NLL: ``log y!``."""
+        return torch.lgamma(y + 1.0)
+
+    def nll_kernel(self, y: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+        """Elementwise NLL without ``log y!`` and without the overflow guard (a solver that
+        rejects non-finite values wants them): ``e^η - y η``, or ``μ - y log μ`` with
+        ``μ = softplus(η)`` (0 where ``y = 0`` even if ``μ`` underflowed)."""
+        if self.link == "exp":
+            return torch.exp(drive) - y * drive
+        mu = F.softplus(drive)
+        return mu - torch.xlogy(y, mu)
+
+    def derivatives(self, y: torch.Tensor, drive: torch.Tensor,
+                    curvature: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """dNLL/dη and d²NLL/dη² (≥ 0; None unless ``curvature``), both shaped like ``drive``.
+
+        Softplus: the exact second derivative ``μ'' (1 - y/μ) + y μ'²/μ²`` with ``μ' = s``,
+        ``μ'' = s (1 - s)``, ``s = sigmoid(η)``; it is ≥ 0 because ``log softplus`` is concave
+        (clamped at 0 against round-off), so Newton keeps its quadratic convergence (Fisher
+        scoring, ``s²/μ``, would converge only linearly)."""
+        if self.link == "exp":
+            mu = torch.exp(drive)
+            return mu - y, (mu if curvature else None)
+        s = torch.sigmoid(drive)
+        mu = F.softplus(drive)
+        ratio = torch.where(y > 0, y / mu, torch.zeros_like(mu))  # y / mu, 0 where y == 0
+        r = s * (1.0 - ratio)
+        if not curvature:
+            return r, None
+        q = s / mu
+        c = s * (1.0 - s) * (1.0 - ratio) + y * q * q
+        return r, c.clamp_min(0.0)
+
+    def drive_of_mean(self, mean: torch.Tensor) -> torch.Tensor:
+        """The link: the drive whose expected count is ``mean`` (> 0)."""
+        if self.link == "exp":
+            return torch.log(mean)
+        return mean + torch.log(-torch.expm1(-mean))  # inverse softplus, stable
+
+    def clamp_mean(self, mean: torch.Tensor, lo: float) -> torch.Tensor:
+        """``mean`` kept where :meth:`drive_of_mean` is finite (≥ ``lo``)."""
+        return mean.clamp_min(lo)
+
+    def check_response(self, y: torch.Tensor, where: str) -> None:
+        """Raise ValueError naming ``where`` unless ``y`` are counts (≥ 0)."""
+        if bool((y < 0).any()):
+            raise ValueError(f"{where}: Poisson counts must be >= 0")
 
     def prepare(self, y: torch.Tensor) -> torch.Tensor:
         return y
@@ -226,6 +293,37 @@ class Bernoulli(_CountScores):
     def nll(self, y: torch.Tensor, drive: torch.Tensor,
             log_scale: torch.Tensor | None = None) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(drive, y, reduction="none")
+
+    # what a Newton solver needs
+    def check_newton(self) -> None:
+        """Bernoulli with the logistic link always has a Newton form."""
+
+    def nll_constant(self, y: torch.Tensor) -> torch.Tensor:
+        """Elementwise data-only part of the NLL: none."""
+        return y.new_zeros(y.shape)
+
+    def nll_kernel(self, y: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+        """Elementwise NLL ``softplus(η) - y η`` (the same function as :meth:`nll`)."""
+        return F.softplus(drive) - y * drive
+
+    def derivatives(self, y: torch.Tensor, drive: torch.Tensor,
+                    curvature: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """dNLL/dη ``p - y`` and d²NLL/dη² ``p (1 - p)`` (None unless ``curvature``)."""
+        p = torch.sigmoid(drive)
+        return p - y, (p * (1.0 - p) if curvature else None)
+
+    def drive_of_mean(self, mean: torch.Tensor) -> torch.Tensor:
+        """The logit of ``mean`` (in (0, 1))."""
+        return torch.log(mean) - torch.log1p(-mean)
+
+    def clamp_mean(self, mean: torch.Tensor, lo: float) -> torch.Tensor:
+        """``mean`` kept in ``[lo, 1 - lo]``, where the logit is finite."""
+        return mean.clamp(lo, 1.0 - lo)
+
+    def check_response(self, y: torch.Tensor, where: str) -> None:
+        """Raise ValueError naming ``where`` unless ``y`` lies in [0, 1]."""
+        if bool(((y < 0) | (y > 1)).any()):
+            raise ValueError(f"{where}: Bernoulli responses must lie in [0, 1]")
 
     def prepare(self, y: torch.Tensor) -> torch.Tensor:
         return (y > 0).to(y.dtype)

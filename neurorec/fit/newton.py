@@ -10,7 +10,8 @@ minimised by damped Newton: all units' Hessians in one batched pass over the sha
 one batched Cholesky solve, then a backtracking (Armijo) line search per unit. Units that have
 converged are frozen and dropped from later Hessian passes.
 
-Observation models (``observation``/``link``):
+Observation models (``observation``: an object of :mod:`neurorec.core.observations`, which owns
+the NLL, its derivatives in the drive and the link; or a name with ``link``):
 
 * ``poisson``/``exp``: canonical; curvature weights ``mu``; NLL includes ``log y!`` so that the
   reported objective is the exact negative log-likelihood (statsmodels' ``-llf``) plus penalty.
@@ -81,6 +82,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from neurorec.core.observations import Observation, make_observation
 
 __all__ = ["NewtonResult", "StimulusBlock", "fit_batched_glm"]
 
@@ -168,64 +171,35 @@ class StimulusBlock:
 
 
 # ---------------------------------------------------------------------------------------------
-# observation models: NLL (without constants), dNLL/deta and curvature weights, all (n, units)
+# observation models: the objects of neurorec.core.observations own the NLL, its derivatives
+# in the drive and the link (``nll_kernel``, ``nll_constant``, ``derivatives``,
+# ``drive_of_mean``); this module only sums them over rows
 
 
-def _family(observation: str, link: str) -> str:
-    key = f"{observation}/{'logistic' if link == 'logit' else link}"
-    if key not in ("poisson/exp", "poisson/softplus", "bernoulli/logistic"):
-        raise ValueError(f"fit_batched_glm: observation/link {observation}/{link} not supported; "
-                         "use poisson/exp, poisson/softplus or bernoulli/logistic")
-    return key
+def _observation(observation: str | Observation, link: str) -> Observation:
+    """The observation object of ``observation`` (an object, or a name with ``link``)."""
+    if isinstance(observation, str):
+        key = f"{observation}/{'logistic' if link == 'logit' else link}"
+        if key not in ("poisson/exp", "poisson/softplus", "bernoulli/logistic"):
+            raise ValueError(f"fit_batched_glm: observation/link {observation}/{link} not "
+                             "supported; use poisson/exp, poisson/softplus or bernoulli/logistic")
+        observation = make_observation(observation, None if key == "bernoulli/logistic"
+                                       else link)
+    check = getattr(observation, "check_newton", None)
+    if check is None:
+        raise ValueError(f"fit_batched_glm: observation {observation.name} has no Newton form; "
+                         "use poisson or bernoulli")
+    try:
+        check()
+    except ValueError as err:
+        raise ValueError(f"fit_batched_glm: {err}") from None
+    return observation
 
 
-def _nll(family: str, eta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _nll(obs: Observation, eta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(k,) summed NLL of eta, y (k, n) without the data-only constant; NaN becomes +inf."""
-    if family == "poisson/exp":
-        val = torch.exp(eta) - y * eta
-    elif family == "poisson/softplus":
-        mu = torch.nn.functional.softplus(eta)
-        val = mu - torch.xlogy(y, mu)  # xlogy: 0 where y == 0 even if mu underflowed to 0
-    else:
-        val = torch.nn.functional.softplus(eta) - y * eta
-    out = val.sum(1)
+    out = obs.nll_kernel(y, eta).sum(1)
     return torch.where(torch.isnan(out), torch.full_like(out, math.inf), out)
-
-
-def _grad_curv(family: str, eta: torch.Tensor, y: torch.Tensor,
-               curvature: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """dNLL/deta and d²NLL/deta² (>= 0), both shaped like eta."""
-    if family == "poisson/exp":
-        mu = torch.exp(eta)
-        return mu - y, (mu if curvature else None)
-    if family == "bernoulli/logistic":
-        p = torch.sigmoid(eta)
-        return p - y, (p * (1.0 - p) if curvature else None)
-    s = torch.sigmoid(eta)
-    mu = torch.nn.functional.softplus(eta)
-    ratio = torch.where(y > 0, y / mu, torch.zeros_like(mu))  # y / mu, 0 where y == 0
-    r = s * (1.0 - ratio)
-    if not curvature:
-        return r, None
-    # exact: mu'' (1 - y/mu) + y mu'^2 / mu^2 with mu' = s, mu'' = s (1 - s); >= 0 (docstring)
-    q = s / mu
-    c = s * (1.0 - s) * (1.0 - ratio) + y * q * q
-    return r, c.clamp_min(0.0)
-
-
-def _constant(family: str, y: torch.Tensor) -> torch.Tensor:
-    """(k,) the NLL's data-only part of y (k, n): sum log y! for Poisson, 0 for Bernoulli."""
-    if family.startswith("poisson"):
-        return torch.lgamma(y + 1.0).sum(1)
-    return y.new_zeros(y.shape[0])
-
-
-def _link(family: str, mean: torch.Tensor) -> torch.Tensor:
-    if family == "poisson/exp":
-        return torch.log(mean)
-    if family == "poisson/softplus":
-        return mean + torch.log(-torch.expm1(-mean))  # inverse softplus, stable
-    return torch.log(mean) - torch.log1p(-mean)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +375,7 @@ def fit_batched_glm(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
-    observation: str = "poisson",
+    observation: str | Observation = "poisson",
     link: str = "exp",
     l2: float | torch.Tensor = 0.0,
     mask: torch.Tensor | None = None,
@@ -421,8 +395,9 @@ def fit_batched_glm(
     Args:
         X: (n_rows, P) shared design.
         Y: (n_rows, n_units) counts (Bernoulli: values in [0, 1], normally 0/1).
-        observation, link: ``poisson``/``exp``, ``poisson``/``softplus``,
-            ``bernoulli``/``logistic`` (module docstring).
+        observation, link: a Poisson (no rate ceiling) or Bernoulli observation object
+            (``link`` is then ignored), or the names ``poisson``/``exp``,
+            ``poisson``/``softplus``, ``bernoulli``/``logistic`` (module docstring).
         l2: scalar, (n_cols,) or (n_units, n_cols) ridge weights >= 0: the penalty
             ``sum_j l2_j w_j^2`` is added to the unit's summed NLL as is (no rescaling);
             zero entries leave columns unpenalised. ``n_cols = P + n_extra``.
@@ -450,13 +425,10 @@ def fit_batched_glm(
     if X.ndim != 2 or Y.ndim != 2 or Y.shape[0] != X.shape[0]:
         raise ValueError(f"fit_batched_glm: X (n_rows, P) and Y (n_rows, n_units) expected, got "
                          f"{tuple(X.shape)} and {tuple(Y.shape)}")
-    family = _family(observation, link)
+    obs = _observation(observation, link)
     n, p = X.shape
     n_units = Y.shape[1]
-    if family.startswith("poisson") and bool((Y < 0).any()):
-        raise ValueError("fit_batched_glm: Y: Poisson counts must be >= 0")
-    if family.startswith("bernoulli") and bool(((Y < 0) | (Y > 1)).any()):
-        raise ValueError("fit_batched_glm: Y: Bernoulli responses must lie in [0, 1]")
+    obs.check_response(Y, "fit_batched_glm: Y")
     UX = None
     if unit_X is not None:
         UX = torch.as_tensor(unit_X).to(device=dev, dtype=dt)
@@ -487,8 +459,8 @@ def fit_batched_glm(
     X_rest = X[:, rest]
     # unit-major layout (unit, row): selecting the active units is then a contiguous gather
     Yt = Y.T.contiguous()
-    const = _constant(family, Yt)
-    ops = _Ops(family, X, block, X_rest, rest)
+    const = obs.nll_constant(Yt).sum(1)
+    ops = _Ops(obs, X, block, X_rest, rest)
 
     if coef0 is not None:
         W = torch.as_tensor(coef0).to(device=dev, dtype=dt).clone()
@@ -500,7 +472,7 @@ def fit_batched_glm(
         f = ops.objective(eta, W, Yt, lam)
     else:
         W, eta, f = _start(ops, Yt, UX, off, lam, free, block, X_rest, order_inv[:p], q)
-    r, c = _grad_curv(family, eta, Yt)
+    r, c = obs.derivatives(Yt, eta)
     g = ops.gradient(r, W, UX, lam, free)
     history = [float((f + const).sum())]
     converged = torch.zeros(n_units, dtype=torch.bool, device=dev)
@@ -545,7 +517,7 @@ def fit_batched_glm(
         step = torch.where(accepted, step, torch.zeros_like(step))
         if bool(accepted.all()):
             Wa, ea, fa = Wa + step[:, None] * d, e_new, f_new
-            ra, ca = _grad_curv(family, ea, ya)
+            ra, ca = obs.derivatives(ya, ea)
             ga = ops.gradient(ra, Wa, uxa, lama, fma)
         else:
             mv = accepted.nonzero().flatten()
@@ -554,7 +526,7 @@ def fit_batched_glm(
                 # gradient cannot take zero units)
                 Wa[mv] = Wa[mv] + step[mv, None] * d[mv]
                 ea[mv], fa[mv] = e_new[mv], f_new[mv]
-                rm, ca[mv] = _grad_curv(family, ea[mv], ya[mv])
+                rm, ca[mv] = obs.derivatives(ya[mv], ea[mv])
                 ga[mv] = ops.gradient(rm, Wa[mv], None if uxa is None else uxa[:, mv],
                                       lama[mv], fma[mv])
         W[idx], f[idx], g[idx] = Wa, fa, ga
@@ -581,9 +553,9 @@ class _Ops:
     trials of r)``: O(n · units) instead of O(n · cols · units).
     """
 
-    def __init__(self, family: str, X: torch.Tensor, block: StimulusBlock | None,
+    def __init__(self, obs: Observation, X: torch.Tensor, block: StimulusBlock | None,
                  X_rest: torch.Tensor, rest: torch.Tensor) -> None:
-        self.family, self.X, self.p = family, X, X.shape[1]
+        self.obs, self.X, self.p = obs, X, X.shape[1]
         self.block, self.X_rest, self.rest = block, X_rest, rest
 
     def x_times(self, W: torch.Tensor) -> torch.Tensor:
@@ -626,7 +598,7 @@ class _Ops:
     def objective(self, eta: torch.Tensor, W: torch.Tensor, y: torch.Tensor,
                   lam: torch.Tensor) -> torch.Tensor:
         """(k,) summed NLL (without constants) plus the ridge penalty."""
-        return _nll(self.family, eta, y) + (lam * W * W).sum(1)
+        return _nll(self.obs, eta, y) + (lam * W * W).sum(1)
 
     def gradient(self, r: torch.Tensor, W: torch.Tensor, UX: torch.Tensor | None,
                  lam: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
@@ -656,8 +628,7 @@ def _start(ops: _Ops, Yt: torch.Tensor, UX: torch.Tensor | None, off: torch.Tens
         return W0, eta0, f0
     lo = 0.5 / n  # keeps link(mean) finite for an all-zero (Bernoulli: all-one) unit
     mean = Yt.mean(1)
-    mean = mean.clamp(lo, 1.0 - lo) if ops.family.startswith("bernoulli") else mean.clamp_min(lo)
-    target = _link(ops.family, mean)  # (units,)
+    target = ops.obs.drive_of_mean(ops.obs.clamp_mean(mean, lo))  # (units,)
     # X'X through the same (structured) Gram pass, as one "unit" of weight 1
     G = _gram(torch.ones(1, n, dtype=dt, device=dev), X_rest, None, block, order_x)[0]
     rhs = target[:, None] * X.sum(0) if off is None else (target[:, None] - off) @ X

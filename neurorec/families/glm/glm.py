@@ -550,10 +550,10 @@ class GLM(Model):
             coef0 = self._coef_from_params(self.warm_start_params, prob["slices"], n_cols)
             if centre is not None:
                 coef0 = coef0 - centre
-        link = "logistic" if self.observation_name == "bernoulli" else self.spec.link
-        # split by units over a Dask cluster inside neurorec.fit.distributed.unit_split
+        # split by units over a Dask cluster inside neurorec.fit.distributed.unit_split; the
+        # observation object gives the solver its NLL, derivatives and link
         res = fit_batched_glm_split(
-            X, prob["Y"].to(torch.float64), observation=self.observation_name, link=link,
+            X, prob["Y"].to(torch.float64), observation=self.obs,
             l2=prob["l2"].to(torch.float64), mask=prob["mask"], unit_X=unit_X,
             blocks=prob["block"], offset=offset, coef0=coef0,
             tol=min(self.spec.fit.tol, 1e-10), max_iter=min(self.spec.fit.max_iter, 200),
