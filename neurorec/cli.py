@@ -115,6 +115,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
 
     from neurorec.core.outputs import _lock
     from neurorec.fit import interrupt
+    from neurorec.fit.run import Run
     from neurorec.spec import load_model_spec
     from neurorec.workflows.fit_outputs import write_fit_outputs
     from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
@@ -160,7 +161,8 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
         try:
             with _units_split(workers, scheduler, units_per_task):
                 result = fit_and_evaluate(spec, recording, seed=seed, device=device,
-                                          progress=not quiet, work_dir=work, resume=resume,
+                                          progress=not quiet,
+                                          run=Run(checkpoint_dir=work, resume=resume),
                                           heldout_neurons=heldout_neurons, cv=cv)
             report = write_fit_outputs(result, out, overwrite=overwrite)
         finally:

@@ -17,6 +17,7 @@ from neurorec.cli import main
 from neurorec.core.errors import NotFittedError
 from neurorec.families.rglm_lm.model import RGLMLanguageModel, batchify, time_constants_tokens
 from neurorec.families.rglm_lm.spec import RGLMLMSpec
+from neurorec.fit.run import Run
 from neurorec.spec import load_model_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +177,7 @@ def test_training_lowers_perplexity_and_regularisers_hold():
              regularisation={"column_norm": 0.7, "l1": 1e-3, "dropout": 0.1},
              recurrent={"density": 0.5, "max_radius": 0.95})
     start = m.perplexity(ids[:500])
-    m.fit(ids[500:], ids[:500], progress=False)
+    m.fit(ids[500:], valid=ids[:500], progress=False)
     assert m.perplexity(ids[:500]) < 0.5 * start
     assert m.net_.W0t.norm(dim=1).max() <= 0.7 + 1e-9
     assert m.net_.B.norm(dim=1).max() <= 0.7 + 1e-9
@@ -187,13 +188,13 @@ def test_training_lowers_perplexity_and_regularisers_hold():
 
 def test_same_seed_same_fit_and_resume(tmp_path):
     ids = stream(600)
-    a = tiny(train={"epochs": 1}).fit(ids, ids[:50], progress=False,
-                                      checkpoint=tmp_path / "a.pt")
-    b = tiny(train={"epochs": 1}).fit(ids, ids[:50], progress=False)
+    a = tiny(train={"epochs": 1}).fit(ids, valid=ids[:50], progress=False,
+                                      run=Run(checkpoint_dir=tmp_path / "a"))
+    b = tiny(train={"epochs": 1}).fit(ids, valid=ids[:50], progress=False)
     torch.testing.assert_close(a.net_.R, b.net_.R, rtol=0, atol=0)
     # resuming a finished run from its checkpoint gives the same parameters
-    c = tiny(train={"epochs": 1}).fit(ids, ids[:50], progress=False,
-                                      checkpoint=tmp_path / "a.pt", resume=True)
+    c = tiny(train={"epochs": 1}).fit(ids, valid=ids[:50], progress=False,
+                                      run=Run(checkpoint_dir=tmp_path / "a", resume=True))
     torch.testing.assert_close(a.net_.B, c.net_.B, rtol=0, atol=0)
 
 
@@ -259,14 +260,14 @@ def test_diagonal_training_with_input_dropout_learns_and_stays_stable():
              regularisation={"input_dropout": 0.1, "dropout": 0.1},
              recurrent={"structure": "diagonal", "max_radius": 0.9})
     start = m.perplexity(ids[:500])
-    m.fit(ids[500:], ids[:500], progress=False)
+    m.fit(ids[500:], valid=ids[:500], progress=False)
     assert m.perplexity(ids[:500]) < 0.5 * start
     assert np.abs(m.eigenvalues()).max() <= 0.9 + 1e-12
 
 
 def test_time_budget_stops_training_and_keeps_the_best_parameters():
     ids = stream(600)
-    m = tiny(train={"epochs": 50, "max_seconds": 1e-6}).fit(ids, ids[:50], progress=False)
+    m = tiny(train={"epochs": 50, "max_seconds": 1e-6}).fit(ids, valid=ids[:50], progress=False)
     assert m.log_.stopped_by_budget
     assert m.log_.tokens == [10]  # one step of batch 2 × bptt 5, then the budget check
     assert len(m.log_.valid_ppl) == 1
@@ -278,10 +279,10 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path, train):
     """A checkpoint of a run that spent its time budget (or annealed lr below min_lr) scores
     the same parameters when resumed; it does not take more steps."""
     ids = stream(2000)
-    a = tiny(train={"epochs": 50, **train}).fit(ids, ids[:50], progress=False,
-                                                checkpoint=tmp_path / "a.pt")
-    b = tiny(train={"epochs": 50, **train}).fit(ids, ids[:50], progress=False,
-                                                checkpoint=tmp_path / "a.pt", resume=True)
+    a = tiny(train={"epochs": 50, **train}).fit(ids, valid=ids[:50], progress=False,
+                                                run=Run(checkpoint_dir=tmp_path / "a"))
+    b = tiny(train={"epochs": 50, **train}).fit(
+        ids, valid=ids[:50], progress=False, run=Run(checkpoint_dir=tmp_path / "a", resume=True))
     assert b.log_.tokens == a.log_.tokens and b.log_.valid_ppl == a.log_.valid_ppl
     assert b.log_.stopped_by_budget == a.log_.stopped_by_budget == ("max_seconds" in train)
     for k, v in a.net_.state_dict().items():
@@ -291,7 +292,7 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path, train):
 def test_linear_schedule_takes_lr_to_zero_over_the_epochs():
     ids = stream(600)
     m = tiny(train={"epochs": 2, "eval_every": 1, "schedule": "linear", "min_lr": 1e-3})
-    m.fit(ids, ids[:50], progress=False)
+    m.fit(ids, valid=ids[:50], progress=False)
     n = 2 * math.ceil((600 // 2 - 1) / 5)  # steps: 2 epochs of (299 // bptt 5, rounded up)
     # a check after every step; log.lr[k] is the lr used by step k
     assert len(m.log_.lr) == n  # valid never improving, min_lr: neither stops a linear run
@@ -302,7 +303,7 @@ def test_training_stops_once_the_learning_rate_is_annealed_away():
     ids = stream(2000)
     # on random tokens the valid perplexity stops improving, so lr halves at every check
     m = tiny(train={"epochs": 200, "eval_every": 20, "lr_decay": 0.1, "min_lr": 1e-5})
-    m.fit(ids, ids[:50], progress=False)
+    m.fit(ids, valid=ids[:50], progress=False)
     # the last check's decay took lr (recorded before the check) below min_lr, then it stopped
     assert m.log_.lr[-1] * 0.1 < 1e-5 <= m.log_.lr[-1]
     assert m.log_.tokens[-1] < 200 * 1990 and not m.log_.stopped_by_budget
@@ -312,7 +313,7 @@ def test_training_stops_once_the_learning_rate_is_annealed_away():
 def test_learning_rate_decays_after_patience_checks_without_a_new_best(patience):
     ids = stream(2000)
     m = tiny(train={"epochs": 1, "eval_every": 20, "lr_decay": 0.5, "patience": patience})
-    m.fit(ids, ids[:50], progress=False)
+    m.fit(ids, valid=ids[:50], progress=False)
     # replay the rule on the logged valid perplexities: log.lr[k] is the lr before check k
     lr, best, bad, expected = 1e-2, math.inf, 0, []
     for k, ppl in enumerate(m.log_.valid_ppl):
@@ -361,7 +362,7 @@ def test_a_fit_killed_between_checkpoints_resumes_bitwise(tmp_path):
     ids = stream(1200)
     kw = {"train": {"epochs": 2, "eval_every": 60},
           "regularisation": {"dropout": 0.2, "input_dropout": 0.1}}
-    full = tiny(**copy.deepcopy(kw)).fit(ids, ids[:50], progress=False)
+    full = tiny(**copy.deepcopy(kw)).fit(ids, valid=ids[:50], progress=False)
     checks = []
 
     def killed_at_four(row):
@@ -369,12 +370,12 @@ def test_a_fit_killed_between_checkpoints_resumes_bitwise(tmp_path):
         if len(checks) == 4:
             raise _Killed
 
-    ck = tmp_path / "ck.pt"
+    ck = tmp_path / "ck"
     with pytest.raises(_Killed):
-        tiny(**copy.deepcopy(kw)).fit(ids, ids[:50], progress=False, checkpoint=ck,
-                                      on_eval=killed_at_four)
-    resumed = tiny(**copy.deepcopy(kw)).fit(ids, ids[:50], progress=False, checkpoint=ck,
-                                            resume=True)
+        tiny(**copy.deepcopy(kw)).fit(ids, valid=ids[:50], progress=False,
+                                      run=Run(checkpoint_dir=ck), on_eval=killed_at_four)
+    resumed = tiny(**copy.deepcopy(kw)).fit(ids, valid=ids[:50], progress=False,
+                                            run=Run(checkpoint_dir=ck, resume=True))
     for k, v in full.net_.state_dict().items():
         assert torch.equal(resumed.net_.state_dict()[k], v), k
     assert resumed.log_.valid_ppl == full.log_.valid_ppl

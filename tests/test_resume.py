@@ -28,7 +28,8 @@ from neurorec.cli import main
 from neurorec.core.errors import DivergenceError
 from neurorec.families.glm.spec import FitSpec
 from neurorec.fit.checkpoint import load_checkpoint
-from neurorec.fit.lbfgs import checkpointing, fit_lbfgs
+from neurorec.fit.lbfgs import fit_lbfgs
+from neurorec.fit.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 GLM_V1 = REPO / "models" / "glm_v1.yaml"
@@ -150,23 +151,23 @@ def test_lbfgs_resume_is_bitwise_at_every_boundary(tmp_path):
     spec = FitSpec(max_iter=40, check_every=3, tol=1e-12, early_stopping=False,
                    newton_polish=False)
     params, objective = _rosenbrock_problem()
-    with checkpointing(tmp_path / "full"):
-        full = fit_lbfgs(params, objective, spec, progress=False)
+    full = fit_lbfgs(params, objective, spec, progress=False,
+                     run=Run(checkpoint_dir=tmp_path / "full"))
     expected = params["x"].detach().clone()
     assert full.n_iter > 6
     # stop after k iterations (a shorter budget writes the same checkpoints up to there)
     for k in (3, 6, 9):
         work = tmp_path / f"k{k}"
         p, obj = _rosenbrock_problem()
-        with checkpointing(work):
-            fit_lbfgs(p, obj, spec.model_copy(update={"max_iter": k}), progress=False)
+        fit_lbfgs(p, obj, spec.model_copy(update={"max_iter": k}), progress=False,
+                  run=Run(checkpoint_dir=work))
         state = load_checkpoint(work / "lbfgs-0.pt")
         assert state["n_iter"] == k
         state["finished"] = False  # as if killed: the budget was the full one
         torch.save(state, work / "lbfgs-0.pt")
         p, obj = _rosenbrock_problem()
-        with checkpointing(work, resume=True):
-            again = fit_lbfgs(p, obj, spec, progress=False)
+        again = fit_lbfgs(p, obj, spec, progress=False,
+                          run=Run(checkpoint_dir=work, resume=True))
         assert torch.equal(p["x"], expected), k
         assert (again.n_iter, again.n_evals) == (full.n_iter, full.n_evals)
         assert again.history == full.history
@@ -182,8 +183,8 @@ def test_divergence_names_iteration_parameter_and_keeps_last_good_checkpoint(tmp
         loss = objective()
         return loss * math.nan if calls[0] > 12 else loss
 
-    with pytest.raises(DivergenceError) as info, checkpointing(tmp_path):
-        fit_lbfgs(params, poisoned, spec, progress=False)
+    with pytest.raises(DivergenceError) as info:
+        fit_lbfgs(params, poisoned, spec, progress=False, run=Run(checkpoint_dir=tmp_path))
     (line,) = info.value.lines
     m = re.fullmatch(r"fit: iteration (\d+): parameters x became NaN/Inf \(.*\); the last good "
                      r"state \(iteration (\d+)\) is kept in (.+)", line)

@@ -320,13 +320,13 @@ def test_brian2_samples_the_rate_ceiling_like_torch():
 
 def test_best_iteration_takes_the_lowest_held_back_score_and_fewer_on_ties():
     from neurorec.families.glm.glm import best_iteration
-    from neurorec.fit.lbfgs import FitReport
+    from neurorec.fit.run import FitLog
 
     def report(scores):
-        return FitReport(converged=True, reason="", n_iter=0, n_evals=0, final_objective=0.0,
-                         max_abs_grad=0.0, best_validation_nll=None, fit_time_s=0.0,
-                         history=[{"iter": i, "validation_nll": v} for i, v in scores]
-                         + [{"iter": 99, "newton_steps": 1}])
+        return FitLog(converged=True, reason="", n_iter=0, n_evals=0, final_objective=0.0,
+                      max_abs_grad=0.0, best_validation_nll=None, fit_time_s=0.0,
+                      history=[{"iter": i, "validation_nll": v} for i, v in scores]
+                      + [{"iter": 99, "newton_steps": 1}])
 
     assert best_iteration(report([(0, 5.0), (10, 4.0), (20, 4.5)])) == 10
     assert best_iteration(report([(0, 3.0), (10, 3.0), (20, 4.5)])) == 0

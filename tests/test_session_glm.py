@@ -12,6 +12,7 @@ from neurorec.core.metrics import bits_per_spike
 from neurorec.core.splines import bspline, cyclic_bspline, dense, row_kron
 from neurorec.data.session import BinnedSession
 from neurorec.families.glm.session import SessionGLM, history_features
+from neurorec.fit.run import Run
 from neurorec.fit.sparse_newton import BlockDesign, fit_poisson
 from neurorec.spec.load import load_model_spec, validate_spec
 
@@ -198,9 +199,10 @@ def test_cli_fit_on_a_session_nwb_writes_bins_by_units_and_resumes(session_nwb, 
     spec = load_model_spec("models/session_glm.yaml")
     session = load_session_for(spec, str(session_nwb))
     work = tmp_path / "work"
-    first = fit_session(spec, session, progress=False, work_dir=work)
+    first = fit_session(spec, session, progress=False, run=Run(checkpoint_dir=work))
     (work / "chunk_0.npz").touch(exist_ok=True)
-    again = fit_session(spec, session, progress=False, work_dir=work, resume=True)
+    again = fit_session(spec, session, progress=False,
+                        run=Run(checkpoint_dir=work, resume=True))
     np.testing.assert_array_equal(first.model.coef_, again.model.coef_)
     assert again.model.fit_time_s_ < first.model.fit_time_s_
     saved = np.load(out / "session_glm.npz")["coef"]

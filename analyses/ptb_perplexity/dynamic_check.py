@@ -25,7 +25,7 @@ spec = load_model_spec("models/lm/irlm.yaml", [
     "train.epochs=10", "train.eval_every=200000"])
 t0 = time.time()
 m = RGLMLanguageModel(spec, data.vocab_size, data.eos_id, seed=0)
-m.fit(data.train, data.valid[:10000], progress=False)
+m.fit(data.train, valid=data.valid[:10000], progress=False)
 print("trained", round(time.time() - t0), "s, tokens", m.log_.tokens[-1], "valid curve",
       [round(v, 1) for v in m.log_.valid_ppl], flush=True)
 sel, held = data.valid[:20000], data.valid[20000:40000]

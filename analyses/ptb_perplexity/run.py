@@ -166,6 +166,7 @@ def main() -> None:
     )
     from neurorec.datasets.ptb import load_ptb
     from neurorec.families.rglm_lm.model import RGLMLanguageModel, time_constants_tokens
+    from neurorec.fit.run import Run
     from neurorec.report import html
 
     study.apply_thread_policy(args.threads)
@@ -198,14 +199,14 @@ def main() -> None:
     curves, timescales = {}, {}
     for spec in specs:
         model = RGLMLanguageModel(spec, V, data.eos_id, seed=args.seed, device=args.device)
-        ckpt = out / f"{spec.name}.checkpoint.pt"
+        ckpt = Run(checkpoint_dir=out / f"{spec.name}.checkpoint", resume=True)
         # valid checks during training use the first --valid-tokens valid tokens (curves, lr
         # decay, best parameters); final scores use the whole splits
         check = data.valid[:args.valid_tokens] if args.valid_tokens > 0 else data.valid
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         try:
-            model.fit(data.train, check, progress=not args.quiet, checkpoint=ckpt, resume=True)
+            model.fit(data.train, valid=check, progress=not args.quiet, run=ckpt)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
         log = model.log_
@@ -215,7 +216,7 @@ def main() -> None:
         tau = time_constants_tokens(model.eigenvalues())
         timescales[spec.name] = (model.eigenvalues(), tau)
         base = {"model": spec.name, "train_tokens_per_s": log.tokens_per_s,
-                "train_seconds": log.seconds, "tokens_trained": log.tokens[-1],
+                "train_seconds": log.fit_time_s, "tokens_trained": log.tokens[-1],
                 "epochs_trained": log.tokens[-1] / len(data.train),
                 "stopped_by_budget": log.stopped_by_budget, "device": args.device,
                 "train_tf32": bool(args.tf32 and args.device.startswith("cuda")),

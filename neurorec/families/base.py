@@ -26,13 +26,14 @@ from neurorec.core.metrics import bits_per_spike, log_likelihood
 from neurorec.core.observations import Observation, make_observation
 from neurorec.data.recording import BinnedTrials
 from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
+from neurorec.fit.run import FitLog, Run
 from neurorec.spec.base import Spec
 from neurorec.spec.load import dump_spec, load_model_spec
 
 #: What a family can do, declared as data (never probed with ``hasattr``).
 CAPABILITIES = frozenset({
     "binned_trials",    # fits BinnedTrials by likelihood: ``neurorec fit``, bits/spike, export-nwb
-    "heldout_neurons",  # co-smoothing: ``model.heldout`` mask set before fit
+    "heldout_neurons",  # co-smoothing: a ``heldout`` mask (constructor setting)
     "brian2",           # a Brian 2 backend that reproduces the torch simulation
     "stimulus_filter",  # driven by a stimulus time series
     "resume",           # training resumes bitwise from its checkpoints
@@ -86,9 +87,9 @@ class Example:
         spec = validate_spec(self.spec, "<example>")
         return FAMILIES[spec.kind].model(spec, device=device, seed=seed, **self.options())
 
-    def fit(self, model: Estimator) -> Estimator:
-        """``model.fit(train)``, quietly; returns what ``fit`` returned."""
-        return model.fit(self.data()[0], progress=False)
+    def fit(self, model: Estimator, run: Run | None = None) -> Estimator:
+        """``model.fit(train, progress=False, run=run)``; returns what ``fit`` returned."""
+        return model.fit(self.data()[0], progress=False, run=run)
 
     def score(self, model: Estimator) -> float:
         """``model.score(test)``."""
@@ -195,7 +196,10 @@ def check_fitted(model: object, attribute: str) -> None:
 class Estimator(ABC):
     """The contract of every family (scikit-learn's, as nemos keeps it).
 
-    ``__init__`` stores the spec and options only; ``fit`` returns ``self``; learned
+    ``__init__(spec, *, device, seed, ...)`` stores the spec and options only (the seed is a
+    constructor setting, never a ``fit`` argument); ``fit(data, *, progress, run=None)``
+    returns ``self`` (``run``: checkpoints, resume and budget, :class:`~neurorec.fit.run.Run`;
+    a family may add keyword-only options after these); learned
     attributes end in ``_``; using a model before ``fit`` raises NotFittedError;
     ``save(directory)`` / ``load(directory)`` round-trip with identical predictions on CPU;
     ``score`` is the family's score (:data:`SCORES`, declared in its :class:`Family`).
@@ -209,10 +213,15 @@ class Estimator(ABC):
         check_fitted(self, self.fitted_attribute)
 
     @abstractmethod
-    def fit(self, *args, **kwargs) -> Estimator: ...
+    def fit(self, data: Any, *, progress: bool = True, run: Run | None = None) -> Estimator:
+        """Learn from ``data`` (the family's declared type, :attr:`Family.data`); returns
+        ``self``. ``progress``: show a progress bar; ``run``: the run's checkpoint folder,
+        resume flag and budget (None: no checkpoints)."""
 
     @abstractmethod
-    def score(self, *args, **kwargs) -> float: ...
+    def score(self, data: Any) -> float:
+        """The family's score of ``data`` (:data:`SCORES`; its direction in
+        :attr:`Family.higher_is_better`)."""
 
     #: options set on an instance before ``fit`` that belong to the fitted model
     #: (e.g. a co-smoothing mask) and are saved with it
@@ -291,6 +300,12 @@ class Model(Estimator):
     """
 
     kind: ClassVar[str]
+    #: what the fit did (``metrics.json``'s ``convergence``, ``fit_history.json``, the
+    #: report's convergence figure); set by ``fit``
+    fit_report_: FitLog
+    #: None, or the (n_units,) bool mask of co-smoothing's held-out units (a constructor
+    #: setting of families with the ``heldout_neurons`` capability)
+    heldout: np.ndarray | None = None
 
     @property
     def observation_name(self) -> str:
@@ -304,7 +319,8 @@ class Model(Estimator):
         return make_observation(self.observation_name, getattr(self.spec, "link", None))
 
     @abstractmethod
-    def fit(self, data: BinnedTrials, progress: bool = True) -> Model: ...
+    def fit(self, data: BinnedTrials, *, progress: bool = True, run: Run | None = None
+            ) -> Model: ...
 
     @abstractmethod
     def predict_rate(self, data: BinnedTrials) -> np.ndarray:

@@ -21,9 +21,9 @@ The body of an iteration must take all its randomness from the generators passed
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from neurorec.fit.checkpoint import (
     restore_generators,
     save_checkpoint,
 )
+from neurorec.fit.run import FitLog
 
 
 class Stepper:
@@ -89,36 +90,6 @@ class Stepper:
         return float(loss.detach())
 
 
-@dataclass
-class LoopLog:
-    """Curves and outcome of :func:`run_loop`.
-
-    ``train``: one dict per iteration (what the body returned, plus ``iteration`` and
-    ``seconds``); ``validation``: ``(iteration, value)`` pairs (lower is better);
-    ``best_iteration``: the iteration whose state was kept (early stopping), else the last;
-    ``stopped_by``: ``"n_iter"``, ``"early_stopping"`` or ``"budget"``; ``resumed_from``: the
-    iteration a resumed run started after, else None.
-    """
-
-    train: list[dict[str, float]] = field(default_factory=list)
-    validation: list[tuple[int, float]] = field(default_factory=list)
-    best_iteration: int = 0
-    best_value: float = float("inf")
-    stopped_by: str = "n_iter"
-    resumed_from: int | None = None
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"train": self.train, "validation": self.validation,
-                "best_iteration": self.best_iteration, "best_value": self.best_value,
-                "stopped_by": self.stopped_by, "resumed_from": self.resumed_from,
-                "seconds": self.seconds}
-
-    def column(self, key: str) -> np.ndarray:
-        """(n_iterations,) one curve of ``train``."""
-        return np.array([row[key] for row in self.train])
-
-
 def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
              get_state: Callable[[], dict[str, Any]],
              set_state: Callable[[dict[str, Any]], None],
@@ -129,7 +100,7 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
              validate: Callable[[], float] | None = None, validate_every: int = 1,
              patience: int | None = None, max_seconds: float | None = None,
              progress: bool = True, desc: str = "train", unit: str = "it",
-             callback: Callable[[int, dict[str, float]], None] | None = None) -> LoopLog:
+             callback: Callable[[int, dict[str, float]], None] | None = None) -> FitLog:
     """Run ``body(i)`` for ``i = 1 .. n_iter`` with checkpoints, validation and early stopping.
 
     Args:
@@ -146,10 +117,17 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
         validate: held-out objective (lower is better), every ``validate_every`` iterations
             and at the last; with ``patience`` the loop stops after that many validations
             without improvement and the best state is restored.
-        max_seconds: stop (``stopped_by="budget"``) once this much wall time has passed.
+        max_seconds: stop (``reason="budget"``) once this much wall time has passed.
         callback: called as ``callback(i, row)`` after every iteration.
+
+    Returns:
+        the run's :class:`~neurorec.fit.run.FitLog`: ``history`` one dict per iteration
+        (what the body returned, plus ``iteration`` and ``seconds``); ``validation``
+        ``(iteration, value)`` pairs; ``best_iteration`` the iteration whose state was kept
+        (early stopping), else the last; ``reason`` ``"n_iter"``, ``"early_stopping"`` or
+        ``"budget"``; ``resumed_from`` the iteration a resumed run started after, else None.
     """
-    log = LoopLog()
+    log = FitLog(reason="n_iter", best_value=math.inf, best_iteration=0, optimizer="")
     best_state: dict[str, Any] | None = None
     since_best = 0
     start = 0
@@ -160,10 +138,10 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
         saved = load_checkpoint(path)
         set_state(saved["state"])
         restore_generators(saved["generators"], torch_generator, numpy_generator)
-        log = LoopLog(**saved["log"])
+        log = FitLog.from_dict(saved["log"])
         best_state, since_best = saved["best_state"], saved["since_best"]
         start = log.resumed_from = saved["iteration"]
-        if saved.get("finished") and log.stopped_by != "n_iter":
+        if saved.get("finished") and log.reason != "n_iter":
             # stopped early (budget, early stopping): it trains no further; a run that ran
             # to its n_iter continues when resumed with a larger one
             n_iter = start
@@ -173,11 +151,11 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
             save_checkpoint(path, {"state": get_state(),
                                    "generators": generator_states(torch_generator,
                                                                   numpy_generator),
-                                   "log": log.as_dict(), "best_state": best_state,
+                                   "log": log.to_dict(), "best_state": best_state,
                                    "since_best": since_best, "iteration": i,
                                    "finished": finished})
 
-    t0 = time.perf_counter() - log.seconds
+    t0 = time.perf_counter() - log.fit_time_s
     bar = tqdm(total=n_iter, initial=start, disable=not progress, desc=desc, unit=unit,
                leave=False)
     i = start
@@ -186,7 +164,7 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
             t_it = time.perf_counter()
             row = {k: float(v) for k, v in body(i).items()}
             row.update(iteration=i, seconds=time.perf_counter() - t_it)
-            log.train.append(row)
+            log.history.append(row)
             stop = None
             if validate is not None and (i % validate_every == 0 or i == n_iter):
                 value = float(validate())
@@ -205,10 +183,11 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
             if stop is None and max_seconds is not None and (
                     time.perf_counter() - t0 > max_seconds):
                 stop = "budget"
-            log.seconds = time.perf_counter() - t0
+            log.fit_time_s = time.perf_counter() - t0
+            log.n_iter = i
             finished = stop is not None or i == n_iter
             if stop is not None:
-                log.stopped_by = stop
+                log.reason = stop
             if finished and stop == "early_stopping" and best_state is not None:
                 set_state(best_state)
             if path is not None and (finished or i % checkpoint_every == 0):
@@ -220,10 +199,11 @@ def run_loop(n_iter: int, body: Callable[[int], dict[str, float]], *,
                 break
     finally:
         bar.close()
-    if validate is None or patience is None or log.stopped_by != "early_stopping":
+    if validate is None or patience is None or log.reason != "early_stopping":
         log.best_iteration = i
-    log.seconds = time.perf_counter() - t0
+    log.n_iter = i
+    log.fit_time_s = time.perf_counter() - t0
     return log
 
 
-__all__ = ["LoopLog", "Stepper", "run_loop"]
+__all__ = ["Stepper", "run_loop"]

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -22,81 +18,14 @@ from tqdm.auto import tqdm
 from neurorec.core.errors import DataError, DivergenceError
 from neurorec.fit import interrupt
 from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
+from neurorec.fit.run import FitLog, Run
 from neurorec.spec.fitting import FitSpec
 
 CHECKPOINT_VERSION = 1
 
 
-@dataclass
-class FitReport:
-    """What happened during a fit, for ``metrics.json`` and the report."""
-
-    converged: bool
-    reason: str
-    n_iter: int
-    n_evals: int
-    final_objective: float
-    max_abs_grad: float
-    best_validation_nll: float | None
-    fit_time_s: float
-    history: list[dict] = field(default_factory=list)
-    optimizer: str = "L-BFGS"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Checkpointing:
-    """Where :func:`fit_lbfgs` keeps its state while a :func:`checkpointing` block is active.
-
-    Attributes:
-        directory: folder of the checkpoints, one file ``lbfgs-<i>.pt`` per ``fit_lbfgs`` call
-            in the block (a model may fit in several stages).
-        resume: continue from the files found there instead of starting over.
-        every: save after every ``every``-th block of ``spec.check_every`` iterations (and
-            always when the loop stops).
-        fingerprint: what the run depends on (spec, data, seed, ...); a checkpoint written
-            for another fingerprint is refused rather than silently continued.
-    """
-
-    directory: Path
-    resume: bool = False
-    every: int = 1
-    fingerprint: dict[str, Any] = field(default_factory=dict)
-    calls: int = 0
-    last: Path | None = None
-    last_iter: int | None = None
-
-
-_CHECKPOINTING: ContextVar[Checkpointing | None] = ContextVar("lbfgs_checkpointing",
-                                                               default=None)
-
-
-def active_checkpointing() -> Checkpointing | None:
-    """The :func:`checkpointing` block the current fit runs in (``neurorec fit`` opens one in
-    ``OUT.partial/``), or None; any family's loop may checkpoint there."""
-    return _CHECKPOINTING.get()
-
-
-@contextmanager
-def checkpointing(directory: str | Path, resume: bool = False, every: int = 1,
-                  fingerprint: dict[str, Any] | None = None) -> Iterator[Checkpointing]:
-    """Make every :func:`fit_lbfgs` call inside the block checkpoint to ``directory``.
-
-    A context rather than an argument so that models need not thread it through ``fit``:
-    the model contract stays ``fit(data, progress)``.
-    """
-    ckpt = Checkpointing(Path(directory), resume, max(1, int(every)), dict(fingerprint or {}))
-    token = _CHECKPOINTING.set(ckpt)
-    try:
-        yield ckpt
-    finally:
-        _CHECKPOINTING.reset(token)
-
-
 def _check_finite(params: dict[str, torch.Tensor], loss: torch.Tensor, n_iter: int,
-                  ckpt: Checkpointing | None = None) -> None:
+                  last: tuple[Path, int] | None = None) -> None:
     if torch.isfinite(loss):
         return
     bad = [name for name, p in params.items() if not torch.isfinite(p).all()]
@@ -109,21 +38,21 @@ def _check_finite(params: dict[str, torch.Tensor], loss: torch.Tensor, n_iter: i
     else:
         what = f"the objective became {float(loss)} with finite parameters"
     kept = ""
-    if ckpt is not None and ckpt.last is not None:
-        kept = f"; the last good state (iteration {ckpt.last_iter}) is kept in {ckpt.last}"
+    if last is not None:
+        kept = f"; the last good state (iteration {last[1]}) is kept in {last[0]}"
     raise DivergenceError(f"fit: iteration {n_iter}: {what} (lower the learning problem's "
                           f"scale: stronger penalty, smaller init, or float64){kept}")
 
 
-def _restore(path: Path, ckpt: Checkpointing, params: dict[str, torch.Tensor]) -> dict:
+def _restore(path: Path, run: Run, params: dict[str, torch.Tensor]) -> dict:
     """Read a checkpoint and check it belongs to this run (same fingerprint and shapes)."""
     state = load_checkpoint(path)
     if state.get("version") != CHECKPOINT_VERSION:
         raise DataError(f"{path}: checkpoint version {state.get('version')!r}, expected "
                         f"{CHECKPOINT_VERSION} (pass --overwrite to start over)")
     stored = state.get("fingerprint", {})
-    differ = sorted(k for k in {*stored, *ckpt.fingerprint}
-                    if stored.get(k) != ckpt.fingerprint.get(k))
+    differ = sorted(k for k in {*stored, *run.fingerprint}
+                    if stored.get(k) != run.fingerprint.get(k))
     if differ:
         raise DataError(f"{path}: checkpoint of another run ({', '.join(differ)} differ); "
                         "resume with the same spec, data, seed and device, or pass "
@@ -214,7 +143,7 @@ def _max_abs_grad(tensors: list[torch.Tensor]) -> float:
 
 def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Tensor],
               spec: FitSpec, validation_nll: Callable[[], float] | None = None,
-              progress: bool = True, desc: str = "fit") -> FitReport:
+              progress: bool = True, desc: str = "fit", run: Run | None = None) -> FitLog:
     """Minimise ``objective()`` over ``params`` in place.
 
     Args:
@@ -223,6 +152,10 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
         objective: closure returning the scalar penalised objective.
         spec: iteration budget, tolerance, early stopping.
         validation_nll: held-out negative log-likelihood, called every ``spec.check_every``.
+        run: the fit's :class:`~neurorec.fit.run.Run`; with a checkpoint folder this call
+            keeps its state in the run's next ``lbfgs-<i>.pt`` (every ``run.every``-th block
+            of ``spec.check_every`` iterations and when it stops) and, resuming, continues
+            from it bitwise.
     """
     tensors = list(params.values())
     opt = torch.optim.LBFGS(tensors, lr=1.0, max_iter=spec.check_every, history_size=20,
@@ -242,13 +175,11 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
     reason, converged, n_iter, n_evals = "max_iter reached", False, 0, 0
     finished, elapsed_before, n_steps = False, 0.0, 0
     use_val = validation_nll is not None and spec.early_stopping
-    ckpt = active_checkpointing()
-    path = None
-    if ckpt is not None:
-        path = ckpt.directory / f"lbfgs-{ckpt.calls}.pt"
-        ckpt.calls += 1
-        if ckpt.resume and path.is_file():
-            state = _restore(path, ckpt, params)
+    path = None if run is None else run.next_file("lbfgs")
+    last: tuple[Path, int] | None = None  # the last checkpoint written (or resumed from)
+    if path is not None:
+        if run.resumes(path):
+            state = _restore(path, run, params)
             with torch.no_grad():
                 for k, v in state["params"].items():
                     params[k].copy_(v)
@@ -258,20 +189,21 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
                                                 state["bad_checks"])
             history, reason, converged = state["history"], state["reason"], state["converged"]
             finished, elapsed_before = state["finished"], state["elapsed_s"]
-            ckpt.last, ckpt.last_iter = path, n_iter
+            last = (path, n_iter)
 
     def save(done: bool) -> None:
+        nonlocal last
         if path is None:
             return
         save_checkpoint(path, {
-            "version": CHECKPOINT_VERSION, "fingerprint": ckpt.fingerprint,
+            "version": CHECKPOINT_VERSION, "fingerprint": dict(run.fingerprint),
             "params": {k: v.detach().clone() for k, v in params.items()},
             "optimizer": opt.state_dict(), "n_iter": n_iter, "n_evals": n_evals,
             "n_steps": n_steps, "best_val": best_val, "best_state": best_state,
             "bad_checks": bad_checks, "history": history, "reason": reason,
             "converged": converged, "finished": done,
             "elapsed_s": elapsed_before + time.perf_counter() - start})
-        ckpt.last, ckpt.last_iter = path, n_iter
+        last = (path, n_iter)
 
     if use_val and best_state is None and n_iter == 0:
         # the start is a candidate too: a warm start (the R-GLM from its fitted GLM) is never
@@ -292,10 +224,10 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
             state = opt.state[tensors[0]]
             step_iters = state.get("n_iter", 0) - n_iter
             n_iter, n_evals = state.get("n_iter", 0), state.get("func_evals", 0)
-            _check_finite(params, loss, n_iter, ckpt)
+            _check_finite(params, loss, n_iter, last)
             with torch.no_grad():
                 loss = objective()
-            _check_finite(params, loss, n_iter, ckpt)
+            _check_finite(params, loss, n_iter, last)
             grad = _max_abs_grad(tensors)
             entry = {"iter": n_iter, "objective": float(loss), "max_abs_grad": grad}
             if validation_nll is not None:
@@ -321,7 +253,7 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
                 converged, finished = grad < 1e3 * spec.tol, True
             done = finished or n_iter >= spec.max_iter
             # a checkpoint sits at a step boundary: resuming from it replays the rest bitwise
-            if done or n_steps % (ckpt.every if ckpt else 1) == 0 or interrupt.requested():
+            if done or n_steps % (run.every if run else 1) == 0 or interrupt.requested():
                 save(done)
             interrupt.raise_if_requested(
                 f"at iteration {n_iter}" + (f"; checkpoint saved in {path.parent}; run the "
@@ -344,7 +276,7 @@ def fit_lbfgs(params: dict[str, torch.Tensor], objective: Callable[[], torch.Ten
                 params[k].copy_(v)
     with torch.no_grad():
         final = float(objective())
-    return FitReport(converged=converged, reason=reason, n_iter=n_iter, n_evals=n_evals,
-                     final_objective=final, max_abs_grad=history[-1]["max_abs_grad"],
-                     best_validation_nll=None if not use_val else best_val,
-                     fit_time_s=elapsed_before + time.perf_counter() - start, history=history)
+    return FitLog(converged=converged, reason=reason, n_iter=n_iter, n_evals=n_evals,
+                  final_objective=final, max_abs_grad=history[-1]["max_abs_grad"],
+                  best_validation_nll=None if not use_val else best_val,
+                  fit_time_s=elapsed_before + time.perf_counter() - start, history=history)

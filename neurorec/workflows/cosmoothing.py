@@ -136,7 +136,7 @@ def cosmoothing_metrics(test_counts: np.ndarray, test_rates: np.ndarray,
     return out
 
 
-def check_supports(model, kind: str) -> None:
+def check_supports(kind: str) -> None:
     """A model fits in co-smoothing mode when its family declares ``heldout_neurons``."""
     from neurorec.families import kinds_supporting
 

@@ -6,6 +6,7 @@ Writing files is the report layer's job (:mod:`neurorec.report`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from neurorec.core.rng import forked_global_rng
 from neurorec.data.binning import bin_trials
 from neurorec.data.recording import BinnedTrials, Recording
 from neurorec.families import Model, family_of, model_for
+from neurorec.fit.run import Run
 from neurorec.spec.base import Spec
 
 
@@ -74,8 +76,7 @@ def bin_for_spec(spec: Spec, recording: Recording, seed: int) -> BinnedTrials:
 
 
 def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: str = "cpu",
-                     progress: bool = True, work_dir: Path | None = None,
-                     resume: bool = False, check_memory: bool = True,
+                     progress: bool = True, run: Run | None = None, check_memory: bool = True,
                      heldout_neurons: str | float | list | None = None,
                      cv: int | None = None) -> FitResult:
     """Fit ``spec`` on the training trials of ``recording`` and score the test trials.
@@ -85,10 +86,12 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
     and the metrics gain ``co_bps`` and ``heldin_bits_per_spike``.
 
     Args:
-        work_dir: where the optimiser checkpoints its state (every ``fit.check_every``
-            iterations and when it stops); None: no checkpoints.
-        resume: continue from the checkpoints in ``work_dir``; the result is bitwise the one
-            an uninterrupted run gives (CPU, same seed).
+        run: the fit's :class:`~neurorec.fit.run.Run`: its checkpoint folder is where the
+            optimiser keeps its state (every ``fit.check_every`` iterations and when it
+            stops), and ``run.resume`` continues from there, bitwise the result an
+            uninterrupted run gives (CPU, same seed); the pipeline adds what the run
+            depends on (spec, data, seed, device, shape, held-out units) to its
+            fingerprint. None: no checkpoints.
         check_memory: refuse up front a fit estimated to need more memory than available
             (:mod:`neurorec.workflows.resources`).
         cv: K: choose the penalty strengths by K-fold cross-validation over the training
@@ -103,7 +106,7 @@ def fit_and_evaluate(spec: Spec, recording: Recording, seed: int = 0, device: st
     # ``seed`` (what a family that draws from it, e.g. torch's default layer init, sees), and
     # the caller's state, CPU and CUDA, is given back afterwards.
     with forked_global_rng(seed):
-        return _fit_and_evaluate(spec, recording, seed, device, progress, work_dir, resume,
+        return _fit_and_evaluate(spec, recording, seed, device, progress, run,
                                  heldout_neurons, cv)
 
 
@@ -123,7 +126,7 @@ def _check_masked(spec: Spec, heldout_neurons, cv) -> None:
 
 
 def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
-                      progress: bool, work_dir: Path | None, resume: bool,
+                      progress: bool, run: Run | None,
                       heldout_neurons: str | float | list | None,
                       cv: int | None = None) -> FitResult:
     data = bin_for_spec(spec, recording, seed)
@@ -146,24 +149,22 @@ def _fit_and_evaluate(spec: Spec, recording: Recording, seed: int, device: str,
         cv_result = cross_validate(spec, train, cv, seed, resolve_device(device),
                                    progress=progress)
         spec = with_penalty(spec, cv_result.chosen)
-    model = model_for(spec, device=resolve_device(device), seed=seed)
-    heldout = None
+    heldout, options = None, {}
     if heldout_neurons is not None:
         from neurorec.workflows import cosmoothing
 
-        cosmoothing.check_supports(model, spec.kind)
-        heldout = model.heldout = cosmoothing.heldout_mask(data.unit_ids, heldout_neurons, seed)
-    if work_dir is None:
-        model.fit(train, progress)
-    else:
-        from neurorec.fit.lbfgs import checkpointing
+        cosmoothing.check_supports(spec.kind)
+        heldout = options["heldout"] = cosmoothing.heldout_mask(data.unit_ids, heldout_neurons,
+                                                                seed)
+    model = model_for(spec, device=resolve_device(device), seed=seed, **options)
+    if run is not None and run.checkpoints:
         from neurorec.spec.load import dump_spec
 
         fingerprint = {"spec": dump_spec(spec), "data": recording.source, "seed": seed,
                        "device": device, "shape": list(train.counts.shape),
                        "heldout": None if heldout is None else np.flatnonzero(heldout).tolist()}
-        with checkpointing(work_dir, resume=resume, fingerprint=fingerprint):
-            model.fit(train, progress)
+        run = dataclasses.replace(run, fingerprint={**run.fingerprint, **fingerprint})
+    model.fit(train, progress=progress, run=run)
     fit_time = time.perf_counter() - start
     rates = model.predict_rate(test)
     obs, scale = model.observation_name, model.noise_scale()

@@ -27,6 +27,7 @@ import numpy as np
 from neurorec.core.errors import DataError
 from neurorec.core.metrics import bits_per_spike, log_likelihood, per_neuron_bits_per_spike
 from neurorec.data.session import BinnedSession
+from neurorec.fit.run import Run
 
 #: kind -> "module:class" of its session model (fit(session), predict_rate(session))
 SESSION_MODELS = {"glm": "neurorec.families.glm.session:SessionGLM",
@@ -92,10 +93,13 @@ def cross_validate_ridge(spec: Any, session: BinnedSession, k: int, seed: int = 
 
 
 def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool = True,
-                work_dir: Path | None = None, resume: bool = False,
+                run: Run | None = None,
                 heldout_neurons: str | float | list | None = None,
                 cv: int | None = None) -> SessionFitResult:
-    """Fit ``spec`` on the session's train bins and score its test bins (module docstring)."""
+    """Fit ``spec`` on the session's train bins and score its test bins (module docstring).
+
+    ``run``: the fit's checkpoints and resume (:class:`~neurorec.fit.run.Run`; the GLM's
+    unit chunks are checkpointed, the R-GLM's latent is not)."""
     test, train = session.mask("test"), session.mask("train")
     if not test.any() or not train.any():
         raise DataError(f"{session.source}: split: need 'train' and 'test' bins, got "
@@ -124,10 +128,7 @@ def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool
         heldout = cosmoothing.heldout_mask(session.unit_ids, heldout_neurons, seed)
         kw["heldout"] = heldout
     model = session_model(spec, seed, **kw)
-    if spec.kind == "glm":
-        model.fit(session, progress=progress, work_dir=work_dir, resume=resume)
-    else:
-        model.fit(session, progress=progress)
+    model.fit(session, progress=progress, run=run)
     fit_time, fit_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     rates = model.predict_rate(session)
     metrics = session_metrics(spec, model, session, rates, seed, fit_time)
@@ -306,8 +307,9 @@ def run_fit_command(spec: Any, data: str, out: Path, seed: int = 0, overwrite: b
             raise OutputError(f"{work}: checkpoints of an interrupted run; pass --resume "
                               "to continue it or --overwrite to start over")
         shutil.rmtree(work)
-    result = fit_session(spec, session, seed=seed, progress=not quiet, work_dir=work,
-                         resume=resume, heldout_neurons=heldout_neurons, cv=cv)
+    result = fit_session(spec, session, seed=seed, progress=not quiet,
+                         run=Run(checkpoint_dir=work, resume=resume),
+                         heldout_neurons=heldout_neurons, cv=cv)
     write_session_outputs(result, out, overwrite=overwrite)
     shutil.rmtree(work, ignore_errors=True)
     m = result.metrics

@@ -24,9 +24,9 @@ set it would read the very spikes it predicts).
 Training: Adam on the mean NLL per bin and unit plus ``l2 · mean(W_rec²)``, minibatches of
 trials, gradient clipping; with early stopping a stratified share of the training trials is
 held back and the parameters with the best held-back NLL are kept. The loop is the shared
-engine's (:mod:`neurorec.fit.engine`); inside ``neurorec fit`` (a
-:func:`neurorec.fit.lbfgs.checkpointing` block) it checkpoints to ``OUT.partial/adam-<i>.pt``
-every ``validate_every`` steps, and ``--resume`` continues bitwise on CPU.
+engine's (:mod:`neurorec.fit.engine`); given a :class:`~neurorec.fit.run.Run` with a
+checkpoint folder (``neurorec fit`` passes ``OUT.partial/``) it checkpoints to its
+``adam-<i>.pt`` every ``validate_every`` steps, and ``--resume`` continues bitwise on CPU.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ from neurorec.families.ctrnn.model import CTRNN, DTYPES
 from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.families.ctrnn_obs.spec import CTRNNObsSpec
 from neurorec.fit import interrupt
-from neurorec.fit.engine import LoopLog, Stepper, run_loop
-from neurorec.fit.lbfgs import FitReport, active_checkpointing
+from neurorec.fit.engine import Stepper, run_loop
+from neurorec.fit.run import FitLog, Run
 
 Tensor = torch.Tensor
 
@@ -144,14 +144,14 @@ class CTRNNObs(Model):
     ``heldout``: None, or the (n_units,) bool mask of co-smoothing's held-out units.
     """
 
-    heldout: np.ndarray | None = None
     fitted_attribute: ClassVar[str] = "module_"
-    saved_options: ClassVar[tuple[str, ...]] = ("heldout",)
 
-    def __init__(self, spec: CTRNNObsSpec, device: str = "cpu", seed: int = 0):
+    def __init__(self, spec: CTRNNObsSpec, device: str = "cpu", seed: int = 0,
+                 heldout: np.ndarray | None = None):
         self.spec = spec
         self.device = torch.device(device)
         self.seed = seed
+        self.heldout = heldout
 
     # the constructor stores settings only; what follows from them is derived on use
     # (``obs`` and ``observation_name`` come from Model)
@@ -193,7 +193,8 @@ class CTRNNObs(Model):
         return drive
 
     # ---------------------------------------------------------------- fit
-    def fit(self, data: BinnedTrials | BinnedSession, progress: bool = True) -> CTRNNObs:
+    def fit(self, data: BinnedTrials | BinnedSession, *, progress: bool = True,
+            run: Run | None = None) -> CTRNNObs:
         """Fit on all trials of ``data`` (pass training trials only), or on the ``train``
         bins of a session (covariates as input channels: :meth:`_fit_session`).
 
@@ -201,10 +202,10 @@ class CTRNNObs(Model):
         draws from a fork of it seeded with ``seed``; the caller's state is given back."""
         with forked_global_rng(self.seed):
             if isinstance(data, BinnedSession):
-                return self._fit_session(data, progress)
-            return self._fit(data, progress)
+                return self._fit_session(data, progress, run)
+            return self._fit(data, progress, run)
 
-    def _fit(self, data: BinnedTrials, progress: bool) -> CTRNNObs:
+    def _fit(self, data: BinnedTrials, progress: bool, run: Run | None) -> CTRNNObs:
         spec, tr = self.spec, self.spec.training
         if data.counts.ndim != 3 or data.counts.shape[0] < 2:
             raise DataError(f"{data.source}: counts: expected ≥ 2 trials × bins × units, "
@@ -240,16 +241,16 @@ class CTRNNObs(Model):
                                   tr.validation_fraction, self.seed)
             if is_val.all() or not is_val.any():
                 is_val[:] = False
-        return self._train_and_keep(module, self._tensors(data), is_val, progress)
+        return self._train_and_keep(module, self._tensors(data), is_val, progress, run)
 
     def _train_and_keep(self, module: ObservedCTRNN, t_all: dict[str, Tensor],
-                        is_val: np.ndarray, progress: bool) -> CTRNNObs:
+                        is_val: np.ndarray, progress: bool, run: Run | None) -> CTRNNObs:
         """Train ``module`` on the trials (windows) of ``t_all`` not in ``is_val``, keep the
         best held-back state, and set ``module_``, ``fit_report_``, ``params_``."""
         tr = self.spec.training
         train_idx = torch.as_tensor(np.flatnonzero(~is_val), device=self.device)
         val_idx = torch.as_tensor(np.flatnonzero(is_val), device=self.device)
-        log, best = self._train(module, t_all, train_idx, val_idx, progress)
+        log, best = self._train(module, t_all, train_idx, val_idx, progress, run)
         if best is not None:  # the parameters with the best held-back NLL
             module.load_state_dict(best["state"])
         module.eval()
@@ -259,25 +260,26 @@ class CTRNNObs(Model):
         val = dict(log.validation)
         history = [{"iter": row["iteration"], "objective": row["loss"]}
                    | ({"validation_nll": val[row["iteration"]]} if row["iteration"] in val else {})
-                   for row in log.train
-                   if row["iteration"] % tr.validate_every == 0 or row is log.train[-1]]
-        stopped = log.stopped_by == "early_stopping"
+                   for row in log.history
+                   if row["iteration"] % tr.validate_every == 0 or row is log.history[-1]]
+        stopped = log.reason == "early_stopping"
         self.module_ = module
-        self.fit_report_ = FitReport(
-            converged=stopped, n_iter=len(log.train), n_evals=len(log.train),
+        self.fit_report_ = FitLog(
+            converged=stopped, n_iter=len(log.history), n_evals=len(log.history),
             reason=(f"early stopping (best held-back NLL at step {log.best_iteration})"
                     if stopped else f"{tr.n_steps} steps"),
             final_objective=final, max_abs_grad=float(max(grads)) if grads else 0.0,
             best_validation_nll=best["value"] if best is not None else None,
-            fit_time_s=log.seconds, history=history, optimizer="Adam")
+            fit_time_s=log.fit_time_s, history=history, optimizer="Adam")
         self.params_ = self._numpy_params()
         return self
 
     def _train(self, module: ObservedCTRNN, t_all: dict[str, Tensor], train_idx: Tensor,
-               val_idx: Tensor, progress: bool) -> tuple[LoopLog, dict | None]:
+               val_idx: Tensor, progress: bool, run: Run | None
+               ) -> tuple[FitLog, dict | None]:
         """Adam through the engine: minibatch steps, held-back NLL every ``validate_every``
-        steps with early stopping, checkpoints (inside :func:`neurorec.fit.lbfgs.
-        checkpointing`, as ``neurorec fit`` runs it) and bitwise resume.
+        steps with early stopping, checkpoints (in ``run``'s folder, as ``neurorec fit``
+        runs it) and bitwise resume.
 
         Returns the loop's log and the best held-back state (None without held-back trials).
         """
@@ -287,13 +289,11 @@ class CTRNNObs(Model):
         stepper = Stepper(params, opt, grad_clip=tr.grad_clip, name=spec.name)
         gen = torch.Generator(device="cpu").manual_seed(self.seed + 1)
         best: dict = {"value": math.inf, "state": None}
-        ckpt = active_checkpointing()
         path, every, fingerprint = None, tr.validate_every, {}
-        if ckpt is not None:
-            path = ckpt.directory / f"adam-{ckpt.calls}.pt"
-            ckpt.calls += 1
-            every *= ckpt.every
-            fingerprint = ckpt.fingerprint
+        if run is not None and run.checkpoints:
+            path = run.next_file("adam")
+            every *= run.every
+            fingerprint = dict(run.fingerprint)
 
         def body(step: int) -> dict[str, float]:
             pick = torch.randperm(len(train_idx), generator=gen)[:tr.batch_size]
@@ -333,7 +333,7 @@ class CTRNNObs(Model):
         with interrupt.deferring():
             log = run_loop(tr.n_steps, body, get_state=get_state, set_state=set_state,
                            torch_generator=gen, checkpoint=path, checkpoint_every=every,
-                           resume=ckpt is not None and ckpt.resume and path.is_file(),
+                           resume=run is not None and run.resumes(path),
                            validate=validate if len(val_idx) else None,
                            validate_every=tr.validate_every,
                            patience=tr.patience if len(val_idx) else None,
@@ -373,7 +373,8 @@ class CTRNNObs(Model):
         return out
 
     # ---------------------------------------------------------------- sessions
-    def _fit_session(self, session: BinnedSession, progress: bool) -> CTRNNObs:
+    def _fit_session(self, session: BinnedSession, progress: bool,
+                     run: Run | None = None) -> CTRNNObs:
         """Fit on the ``train`` bins of ``session``: its contiguous stretches cut into windows
         of ``training.window`` bins, each a trial from the one learned initial state, the
         covariates (standardised, held over each bin's Euler steps) as the input channels."""
@@ -411,7 +412,7 @@ class CTRNNObs(Model):
                                                        device=self.device)),
                  "condition": torch.zeros(K, dtype=torch.long, device=self.device),
                  "inputs": torch.as_tensor(inputs, dtype=self.dtype, device=self.device)}
-        return self._train_and_keep(module, t_all, is_val, progress)
+        return self._train_and_keep(module, t_all, is_val, progress, run)
 
     def _session_rates(self, session: BinnedSession) -> np.ndarray:
         """(n_bins, n_units) expected counts of every bin: the network run along each

@@ -61,8 +61,9 @@ from neurorec.families.glm.terms import (
     history_features,
 )
 from neurorec.fit.distributed import fit_batched_glm_split
-from neurorec.fit.lbfgs import FitReport, fit_lbfgs
+from neurorec.fit.lbfgs import fit_lbfgs
 from neurorec.fit.regularise import Regulariser
+from neurorec.fit.run import FitLog, Run
 
 Tensor = torch.Tensor
 # history_features: public here since v1
@@ -70,7 +71,7 @@ __all__ = ["GLM", "MAX_RATE_HZ", "best_iteration", "history_features"]
 MAX_RATE_HZ = 10_000.0  # beyond any neuron: a sample this high means runaway excitation
 
 
-def best_iteration(report: FitReport) -> int:
+def best_iteration(report: FitLog) -> int:
     """The L-BFGS iteration count with the lowest held-back NLL in ``report.history`` (0: the
     start, which :func:`~neurorec.fit.lbfgs.fit_lbfgs` scores first); ties go to fewer."""
     scored = [(h["validation_nll"], h["iter"]) for h in report.history if "validation_nll" in h]
@@ -92,8 +93,6 @@ class GLM(Model):
     ``heldout``: None, or the (n_units,) bool mask of co-smoothing's held-out units.
     """
 
-    heldout: np.ndarray | None = None
-    saved_options = ("heldout",)
     #: fraction of unit-bins whose expected count ``sample`` capped (``sampling.max_rate_hz``)
     last_sample_capped: float = 0.0
     #: parameters the batched Newton path starts from (e.g. the neighbouring strength on a CV
@@ -101,10 +100,11 @@ class GLM(Model):
     warm_start_params: dict[str, np.ndarray] | None = None
 
     def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0,
-                 terms: list[Term] | None = None):
+                 terms: list[Term] | None = None, heldout: np.ndarray | None = None):
         self.spec = spec
         self.device = torch.device(device)
         self.seed = seed
+        self.heldout = heldout
         #: the drive terms, in drive and ``params_`` order (default: what the spec enables)
         self.terms: list[Term] = list(self.default_terms(spec) if terms is None else terms)
 
@@ -361,8 +361,9 @@ class GLM(Model):
         return self.regulariser.add(mean, p, self.penalties(), centres)
 
     # ---------------------------------------------------------------- public API
-    def fit(self, data: BinnedTrials, progress: bool = True) -> GLM:
-        """Fit on all trials of ``data`` (pass training trials only).
+    def fit(self, data: BinnedTrials, *, progress: bool = True, run: Run | None = None) -> GLM:
+        """Fit on all trials of ``data`` (pass training trials only); ``run``: checkpoints
+        and resume of the L-BFGS stages (:class:`~neurorec.fit.run.Run`).
 
         With ``fit.early_stopping`` a stratified ``fit.validation_fraction`` of these trials is
         held back and the parameters with the best held-back likelihood are kept.
@@ -376,13 +377,13 @@ class GLM(Model):
         self.unit_order_ = self._choose_order(data)
         self._set_observation(data.bin_size)
         fit = self._fit_newton if self.solver() == "newton" else self._fit_lbfgs
-        self.fit_report_ = fit(data, progress)
+        self.fit_report_ = fit(data, progress, run)
         self.n_bins_, self.n_units_ = data.counts.shape[1], data.counts.shape[2]
         self.n_conditions_ = data.n_conditions
         self.bin_size_ = data.bin_size
         return self
 
-    def _fit_lbfgs(self, data: BinnedTrials, progress: bool) -> FitReport:
+    def _fit_lbfgs(self, data: BinnedTrials, progress: bool, run: Run | None = None) -> FitLog:
         """L-BFGS on the penalised objective (early stopping on held-back trials); sets
         ``params_`` and returns the report.
 
@@ -396,12 +397,12 @@ class GLM(Model):
                                   data.condition, fit_spec.validation_fraction, self.seed)
             if is_val.any() and (~is_val).any():
                 train, val = data.subset(~is_val), data.subset(is_val)
-        report = self._lbfgs_run(train, val, fit_spec, progress)
+        report = self._lbfgs_run(train, val, fit_spec, progress, run)
         if not (fit_spec.refit_best and val is not None):
             return report
         n_best = best_iteration(report)
         refit = self._lbfgs_run(data, None, fit_spec.model_copy(
-            update={"early_stopping": False, "max_iter": n_best}), progress)
+            update={"early_stopping": False, "max_iter": n_best}), progress, run)
         return dataclasses.replace(
             refit, best_validation_nll=report.best_validation_nll,
             reason=f"refit on all training trials for {n_best} iterations, the best count on "
@@ -410,7 +411,7 @@ class GLM(Model):
             + [{**h, "stage": "refit"} for h in refit.history])
 
     def _lbfgs_run(self, train: BinnedTrials, val: BinnedTrials | None, fit_spec,
-                   progress: bool) -> FitReport:
+                   progress: bool, run: Run | None = None) -> FitLog:
         """One L-BFGS run on ``train`` (early stopping on ``val`` if given) from the warm
         start; sets ``params_``. ``fit_spec.max_iter == 0`` keeps the start itself."""
         gen = torch.Generator().manual_seed(self.seed)
@@ -434,14 +435,14 @@ class GLM(Model):
         if fit_spec.max_iter == 0:
             with torch.no_grad():
                 value = float(objective())
-            report = FitReport(converged=False, reason="kept the start (0 iterations)",
-                               n_iter=0, n_evals=1, final_objective=value,
-                               max_abs_grad=float("nan"), best_validation_nll=None,
-                               fit_time_s=0.0)
+            report = FitLog(converged=False, reason="kept the start (0 iterations)",
+                            n_iter=0, n_evals=1, final_objective=value,
+                            max_abs_grad=float("nan"), best_validation_nll=None,
+                            fit_time_s=0.0)
         else:
             report = fit_lbfgs(internal, objective, fit_spec,
                                validation_nll if d_val is not None else None,
-                               progress=progress, desc=f"fit {self.spec.name}")
+                               progress=progress, desc=f"fit {self.spec.name}", run=run)
         with torch.no_grad():
             fitted = to_model(internal)
             for term in self.terms:  # e.g. a bounded recurrence stores the matrix it used
@@ -528,7 +529,7 @@ class GLM(Model):
                                           dtype=torch.float64, device=self.device)
         return coef
 
-    def _fit_newton(self, data: BinnedTrials, progress: bool) -> FitReport:
+    def _fit_newton(self, data: BinnedTrials, progress: bool, run: Run | None = None) -> FitLog:
         start = time.perf_counter()
         prob = self.newton_design(data)
         X = prob["X"].to(torch.float64)
@@ -562,7 +563,7 @@ class GLM(Model):
         self.params_ = self._params_from_coef(coef, prob["slices"], data)
         n_el = prob["Y"].numel()
         converged = bool(res.converged.all())
-        return FitReport(
+        return FitLog(
             converged=converged,
             reason="newton: converged" if converged else
             f"newton: {int((~res.converged).sum())} unit(s) not converged",

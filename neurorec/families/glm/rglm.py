@@ -32,6 +32,7 @@ from neurorec.data.session import segment_bounds
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.spec import RecurrentSpec, RGLMSpec
 from neurorec.families.glm.terms import Inputs, Term
+from neurorec.fit.run import Run
 
 Tensor = torch.Tensor
 __all__ = ["RGLM", "Latent", "SessionProblem", "SessionRGLM", "block_recurrence",
@@ -739,8 +740,12 @@ class SessionRGLM:
                               torch.as_tensor(self.y_mean_, dtype=torch.float64),
                               self._design(session), self.dtype, residual=self.residual)
 
-    def fit(self, session, progress: bool = False, glm=None) -> SessionRGLM:
-        """Fit the GLM (unless a fitted ``glm`` is given), then the latent, on ``train`` bins."""
+    def fit(self, session, *, progress: bool = False, run: Run | None = None,
+            glm=None) -> SessionRGLM:
+        """Fit the GLM (unless a fitted ``glm`` is given), then the latent, on ``train`` bins.
+
+        ``run`` is the contract's (:class:`~neurorec.fit.run.Run`): the session R-GLM keeps
+        no checkpoints, so a resumed run fits from the start (the same numbers)."""
         from neurorec.families.glm.session import SessionGLM
 
         t0 = time.perf_counter()

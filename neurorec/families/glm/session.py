@@ -37,6 +37,7 @@ from neurorec.core.splines import (
     row_kron,
 )
 from neurorec.data.session import BinnedSession
+from neurorec.fit.run import Run
 from neurorec.fit.sparse_newton import BlockDesign, fit_poisson
 
 
@@ -198,8 +199,7 @@ class SessionGLM:
         return h
 
     # ------------------------------------------------------------------ fit
-    def fit(self, session: BinnedSession, progress: bool = False,
-            work_dir: Path | None = None, resume: bool = False,
+    def fit(self, session: BinnedSession, *, progress: bool = False, run: Run | None = None,
             offset: np.ndarray | None = None, start: np.ndarray | None = None) -> SessionGLM:
         """Fit every unit on the session's ``train`` bins.
 
@@ -207,10 +207,12 @@ class SessionGLM:
         while fitting (the R-GLM refits the covariate and history weights beside its latent's
         drive); it is not part of the fitted model's :meth:`drive`.
 
-        ``work_dir``: each finished chunk of units is saved there (``chunk_<i>.npz``);
-        with ``resume`` the saved chunks are loaded instead of refitted (bitwise the same
-        coefficients: the chunks are independent).
+        ``run`` (:class:`~neurorec.fit.run.Run`): each finished chunk of units is saved in
+        its checkpoint folder (``chunk_<i>.npz``); with ``run.resume`` the saved chunks are
+        loaded instead of refitted (bitwise the same coefficients: the chunks are independent).
         """
+        work_dir = None if run is None else run.checkpoint_dir
+        resume = run is not None and run.resume
         t0 = time.perf_counter()
         train = session.mask("train")
         if not train.any():

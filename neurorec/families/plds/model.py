@@ -29,7 +29,7 @@ from neurorec.data.session_inputs import CovariateScaler, segments, windows
 from neurorec.families.base import Model
 from neurorec.families.plds import inference as inf
 from neurorec.families.plds.spec import PLDSSpec
-from neurorec.fit.lbfgs import FitReport
+from neurorec.fit.run import FitLog, Run
 
 #: Newton steps per E-step after the first: started from the previous mode, a partial E-step
 #: (generalised EM) costs a third of a converged one and changes the fit by far less than the
@@ -41,13 +41,13 @@ class PLDS(Model):
     """Poisson LDS; ``params_``: ``A, B, Q, mu0, Q0, C, d`` and, with a per-unit stimulus
     drive, ``beta`` (the weights ``D``, (n_units, n_conditions, n_basis)), numpy arrays."""
 
-    heldout: np.ndarray | None = None
-    saved_options = ("heldout",)
-
-    def __init__(self, spec: PLDSSpec, device: str = "cpu", seed: int = 0):
+    def __init__(self, spec: PLDSSpec, device: str = "cpu", seed: int = 0,
+                 heldout: np.ndarray | None = None):
         self.spec = spec
         self.device = device
         self.seed = seed
+        #: None, or the (n_units,) bool mask of co-smoothing's held-out units
+        self.heldout = heldout
 
     # ----------------------------------------------------------------- features
     def _basis(self, n_bins: int) -> np.ndarray:
@@ -88,9 +88,11 @@ class PLDS(Model):
         return u, eta, mu0
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, data: BinnedTrials | BinnedSession, progress: bool = True) -> PLDS:
+    def fit(self, data: BinnedTrials | BinnedSession, *, progress: bool = True,
+            run: Run | None = None) -> PLDS:
         """Laplace EM on the training trials ``data``, or on the ``train`` bins of a session
-        (covariates as inputs: :meth:`_fit_session`)."""
+        (covariates as inputs: :meth:`_fit_session`). Laplace EM keeps no checkpoints
+        (``run`` is accepted and unused: the family has no ``resume`` capability)."""
         if isinstance(data, BinnedSession):
             return self._fit_session(data)
         start = time.perf_counter()
@@ -177,7 +179,7 @@ class PLDS(Model):
                 p["beta"] = beta
         self.params_ = p
         self.unit_order_ = np.arange(N)  # no in-bin order (the report's common attributes)
-        self.fit_report_ = FitReport(
+        self.fit_report_ = FitLog(
             converged=converged, reason=reason, n_iter=len(history), n_evals=len(history),
             final_objective=history[-1]["objective"], max_abs_grad=float("nan"),
             best_validation_nll=None, fit_time_s=time.perf_counter() - start, history=history,

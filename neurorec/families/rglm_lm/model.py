@@ -16,13 +16,10 @@ NLL; the state is carried on. The prediction of token ``t`` therefore depends on
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -33,8 +30,8 @@ from tqdm.auto import tqdm
 from neurorec.core.errors import DataError, SpecError
 from neurorec.families.base import Estimator
 from neurorec.families.rglm_lm.spec import RGLMLMSpec
-from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
-from neurorec.fit.engine import LoopLog, Stepper, run_loop
+from neurorec.fit.engine import Stepper, run_loop
+from neurorec.fit.run import FitLog, Run
 
 
 def _device(device: str) -> torch.device:
@@ -134,18 +131,12 @@ def batchify(ids: np.ndarray, n_streams: int) -> torch.Tensor:
     return torch.as_tensor(np.asarray(ids[:n]).reshape(n_streams, -1).T.copy())
 
 
-@dataclass
-class TrainingLog:
-    """Curves recorded while training (tokens seen, valid perplexity, running train perplexity)."""
-
-    tokens: list[int] = field(default_factory=list)
-    train_ppl: list[float] = field(default_factory=list)
-    valid_tokens: list[int] = field(default_factory=list)
-    valid_ppl: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    tokens_per_s: float = 0.0
-    stopped_by_budget: bool = False  # train.max_seconds ended training before train.epochs
+def _training_log(optimizer: str) -> FitLog:
+    """The LM's :class:`~neurorec.fit.run.FitLog`: one entry per valid check in each curve
+    (tokens seen, running train perplexity, learning rate; valid perplexity where there is
+    a valid set)."""
+    return FitLog(optimizer=optimizer, extras={"tokens": [], "train_ppl": [], "lr": [],
+                                               "valid_tokens": [], "valid_ppl": []})
 
 
 class _Finished(Exception):
@@ -235,8 +226,8 @@ class RGLMLanguageModel(Estimator):
                 next_eval += t.eval_every
         return ends
 
-    def fit(self, train: np.ndarray, valid: np.ndarray | None = None, progress: bool = True,
-            checkpoint: str | Path | None = None, resume: bool = False,
+    def fit(self, train: np.ndarray, *, progress: bool = True, run: Run | None = None,
+            valid: np.ndarray | None = None,
             on_eval: Callable[[dict], None] | None = None) -> RGLMLanguageModel:
         """Truncated BPTT on ``train``; valid perplexity every ``train.eval_every`` tokens.
 
@@ -249,17 +240,21 @@ class RGLMLanguageModel(Estimator):
 
         Args:
             train, valid: int token ids, shape (n_tokens,).
-            checkpoint: the loop's checkpoint, written after every valid check (parameters,
-                optimiser, position, dropout generator, log, best parameters).
-            resume: continue from ``checkpoint`` if it exists (bitwise on CPU); a run that
-                had spent its time budget or annealed its learning rate away is finished:
-                resuming it scores the same parameters, it does not train on.
+            run: with a checkpoint folder, the loop's ``checkpoint.pt`` there, written after
+                every valid check (parameters, optimiser, position, dropout generator, log,
+                best parameters); ``run.resume`` continues from it if it exists (bitwise on
+                CPU); a run that had spent its time budget or annealed its learning rate
+                away is finished: resuming it scores the same parameters, it does not train
+                on.
             on_eval: called after every valid check with ``tokens``, ``train_ppl``,
                 ``valid_ppl``.
 
         Returns:
             self, with ``net_`` (the parameters with the best valid perplexity seen, or the
-            last ones without ``valid``), ``log_`` (:class:`TrainingLog`) and ``train_ids_``.
+            last ones without ``valid``), ``log_`` (a :class:`~neurorec.fit.run.FitLog`;
+            one entry per valid check in its curves ``tokens``, ``train_ppl``, ``lr``,
+            ``valid_tokens``, ``valid_ppl``; ``tokens_per_s``, ``stopped_by_budget``) and
+            ``train_ids_``.
         """
         t = self.spec.train
         self.init_net()
@@ -281,7 +276,8 @@ class RGLMLanguageModel(Estimator):
         reg = self.spec.regularisation
         plateau = t.schedule == "plateau"
         st = {"step": 0, "tokens_seen": 0, "lr": t.lr, "bad_checks": 0, "h": self._h0(
-            t.batch_size), "log": TrainingLog(), "best_ppl": math.inf, "best_net": None}
+            t.batch_size), "log": _training_log(t.optimizer), "best_ppl": math.inf,
+            "best_net": None}
         clock: dict[str, float] = {}  # this call's wall clock, continuing the log's seconds
 
         def elapsed() -> float:
@@ -289,7 +285,7 @@ class RGLMLanguageModel(Estimator):
 
         def finished() -> bool:
             return (plateau and st["lr"] < t.min_lr) or (
-                t.max_seconds is not None and st["log"].seconds > t.max_seconds)
+                t.max_seconds is not None and st["log"].fit_time_s > t.max_seconds)
 
         def set_lr(lr: float) -> None:
             st["lr"] = lr
@@ -321,7 +317,7 @@ class RGLMLanguageModel(Estimator):
         def train_to_check(i: int) -> dict[str, float]:
             if finished():  # a resumed run that had ended: it does not train on
                 raise _Finished
-            clock.setdefault("t0", time.perf_counter() - st["log"].seconds)
+            clock.setdefault("t0", time.perf_counter() - st["log"].fit_time_s)
             log, run_nll, run_n = st["log"], 0.0, 0
             while st["step"] < ends[i - 1]:
                 loss, n_tok = train_step()
@@ -345,8 +341,9 @@ class RGLMLanguageModel(Estimator):
                     if st["bad_checks"] >= t.patience:
                         set_lr(st["lr"] * t.lr_decay)
                         st["bad_checks"] = 0
-            log.seconds = elapsed()
-            log.tokens_per_s = st["tokens_seen"] / log.seconds
+            log.fit_time_s = elapsed()
+            log.n_iter = len(log.tokens)
+            log.extras["tokens_per_s"] = st["tokens_seen"] / log.fit_time_s
             if on_eval is not None:
                 on_eval({"tokens": st["tokens_seen"], "train_ppl": log.train_ppl[-1],
                          "valid_ppl": log.valid_ppl[-1] if log.valid_ppl else None})
@@ -367,9 +364,8 @@ class RGLMLanguageModel(Estimator):
             if plateau and st["lr"] < t.min_lr:  # annealed to nothing: steps cannot help
                 raise _Finished
 
-        resume = resume and checkpoint is not None and Path(checkpoint).is_file()
-        if resume:
-            self._upgrade_checkpoint(Path(checkpoint), ends)
+        checkpoint = None if run is None else run.path("checkpoint.pt")
+        resume = run is not None and run.resumes(checkpoint)
         with contextlib.suppress(_Finished):
             run_loop(len(ends), train_to_check, get_state=get_state, set_state=set_state,
                      torch_generator=self._drop_gen, checkpoint=checkpoint, resume=resume,
@@ -377,10 +373,14 @@ class RGLMLanguageModel(Estimator):
                      unit="check", callback=stop_if_annealed)
         log = st["log"]
         if "t0" in clock:
-            log.seconds = elapsed()
-        log.tokens_per_s = st["tokens_seen"] / max(log.seconds, 1e-9)
+            log.fit_time_s = elapsed()
+        log.extras["tokens_per_s"] = st["tokens_seen"] / max(log.fit_time_s, 1e-9)
         # short of the last step, training ended by the budget or by annealing
-        log.stopped_by_budget = st["step"] < total_steps and not (plateau and st["lr"] < t.min_lr)
+        annealed = plateau and st["lr"] < t.min_lr
+        budget = st["step"] < total_steps and not annealed
+        log.extras["stopped_by_budget"] = budget
+        log.reason = "budget" if budget else "learning rate annealed" if annealed else "epochs"
+        log.converged = not budget
         if st["best_net"] is not None:
             net.load_state_dict(st["best_net"])
         self.log_ = log
@@ -436,27 +436,6 @@ class RGLMLanguageModel(Estimator):
             out[k] = int(torch.multinomial(p, 1, generator=gen))
             h = net.states(torch.as_tensor([[out[k]]], device=dev), h)[-1]
         return out
-
-    def _upgrade_checkpoint(self, path: Path, ends: list[int]) -> None:
-        """Rewrite a checkpoint of the training loop before :mod:`neurorec.fit.engine` (keys
-        ``net``, ``step``, ``log``, ...) as a run_loop checkpoint, so a run in progress
-        resumes where it was (and one that had ended stays ended)."""
-        saved = load_checkpoint(path)
-        if "state" in saved:
-            return
-        if "net" not in saved or "step" not in saved:
-            raise DataError(f"{path}: not a checkpoint of an rglm_lm fit")
-        keys = ("net", "optimizer", "step", "tokens_seen", "lr", "bad_checks", "h", "log",
-                "best_ppl", "best_net")
-        state = {k: saved[k] for k in keys if k in saved}
-        state.setdefault("bad_checks", 0)
-        state["spec"] = saved.get("spec")
-        drop = saved.get("dropout_generator", self._drop_gen.get_state())
-        save_checkpoint(path, {"state": state, "generators": {"torch": drop},
-                               "log": LoopLog(seconds=state["log"].seconds).as_dict(),
-                               "best_state": None, "since_best": 0,
-                               "iteration": bisect.bisect_right(ends, state["step"]),
-                               "finished": False})
 
     def _stream(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (the leading <eos>, then ``ids[:-1]``) and targets ``ids``, (n,) each, on the

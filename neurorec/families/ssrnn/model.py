@@ -217,7 +217,7 @@ _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingRecord))
 
 
 def _records(rows: list[dict[str, float]]) -> list[TrainingRecord]:
-    """The engine's curves (``LoopLog.train``) as training records."""
+    """The engine's curves (``FitLog.history``) as training records."""
     return [TrainingRecord(**{k: row[k] for k in _RECORD_FIELDS}) for row in rows]
 
 
@@ -366,7 +366,7 @@ class SpikeSlabRNN(Estimator):
                        checkpoint_every=lr.checkpoint_every, resume=resume, progress=progress,
                        desc="ssrnn", callback=callback)
         self.W_, self.R_, self.b_ = (params[k].cpu().numpy() for k in "WRb")
-        self.history_ = _records(log.train)
+        self.history_ = _records(log.history)
         return self
 
     def initial_params(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
