@@ -55,6 +55,7 @@ from neurorec.families.rnn.model import SequenceRNN  # noqa: E402
 from neurorec.families.rnn.spec import RNNSpec  # noqa: E402
 from neurorec.families.ssrnn.model import SpikeSlabRNN  # noqa: E402
 from neurorec.families.ssrnn.spec import SSRNNSpec  # noqa: E402
+from neurorec.fit.run import Run  # noqa: E402
 from neurorec.spec import load_model_spec, load_stimulus_spec  # noqa: E402
 from neurorec.tasks import make_task  # noqa: E402
 from neurorec.workflows.pipeline import fit_and_evaluate  # noqa: E402
@@ -306,10 +307,10 @@ def test_ctrnn_training_resumes_on_the_device(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(build(), task, spec.training, seed=1, work_dir=tmp_path, progress=False,
-              callback=stop)
-    resumed = train(build(), task, spec.training, seed=1, work_dir=tmp_path, resume=True,
-                    progress=False)
+        train(build(), task, spec.training, seed=1, run=Run(checkpoint_dir=tmp_path),
+              progress=False, callback=stop)
+    resumed = train(build(), task, spec.training, seed=1,
+                    run=Run(checkpoint_dir=tmp_path, resume=True), progress=False)
     assert resumed.resumed_from == 3
     close(resumed.history.train_loss, full.history.train_loss, 1e-10, "train loss")
     for k, v in full.model.weights().items():

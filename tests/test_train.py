@@ -17,6 +17,7 @@ from neurorec.families.ctrnn.model import CTRNN
 from neurorec.families.ctrnn.spec import CTRNNSpec
 from neurorec.families.ctrnn.train import batch_loss, train
 from neurorec.fit.checkpoint import CHECKPOINT_NAME
+from neurorec.fit.run import Run
 from neurorec.spec import load_stimulus_spec
 from neurorec.tasks import make_task
 
@@ -70,7 +71,7 @@ def _tiny(n_steps=12):
 def test_resume_is_bitwise_identical(tmp_path):
     task, spec = _perception(), _tiny()
     full = train(CTRNN(spec, 1, 1, seed=1), task, spec.training, seed=3, progress=False,
-                 work_dir=tmp_path / "a")
+                 run=Run(checkpoint_dir=tmp_path / "a"))
 
     def interrupt(step, model, loss):
         if step == 7:
@@ -78,10 +79,10 @@ def test_resume_is_bitwise_identical(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(CTRNN(spec, 1, 1, seed=1), task, spec.training, seed=3, progress=False,
-              work_dir=tmp_path / "b", callback=interrupt)
+              run=Run(checkpoint_dir=tmp_path / "b"), callback=interrupt)
     assert torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=False)["iteration"] == 5
     resumed = train(CTRNN(spec, 1, 1, seed=1), task, spec.training, seed=3, progress=False,
-                    work_dir=tmp_path / "b", resume=True)
+                    run=Run(checkpoint_dir=tmp_path / "b", resume=True))
     assert resumed.resumed_from == 5
     for (name, a), (_, b) in zip(full.model.named_parameters(),
                                  resumed.model.named_parameters(), strict=True):
@@ -99,7 +100,7 @@ def test_divergence_names_the_step_and_keeps_the_checkpoint(tmp_path):
 
     with pytest.raises(DivergenceError, match="training: step 7: loss became nan"):
         train(CTRNN(spec, 1, 1, seed=1), task, spec.training, seed=0, progress=False,
-              work_dir=tmp_path, callback=poison)
+              run=Run(checkpoint_dir=tmp_path), callback=poison)
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
     assert state["iteration"] == 5
     assert torch.isfinite(state["state"]["model"]["w_rec_raw"]).all()

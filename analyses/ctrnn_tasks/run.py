@@ -47,7 +47,8 @@ from neurorec.analysis.dynamics import (
 from neurorec.analysis.fixed_points import ctrnn_step_map, find_fixed_points, summarize
 from neurorec.core.errors import DataError, SpecError
 from neurorec.families.ctrnn.model import build_ctrnn, load_weights
-from neurorec.families.ctrnn.train import TaskCurves, evaluate, train
+from neurorec.families.ctrnn.train import evaluate, task_log, train
+from neurorec.fit.run import FitLog
 from neurorec.report import html
 from neurorec.spec import load_model_spec, load_stimulus_spec
 from neurorec.tasks import make_task
@@ -71,7 +72,7 @@ class Trained:
     """A trained network's curves and training time (trained here, or read back from
     ``--weights-from``)."""
 
-    history: TaskCurves
+    history: FitLog
     seconds: float
     reused: bool
 
@@ -94,7 +95,7 @@ def _train(model, task, spec, seed: int, args, what: str, tag: str, out: Path) -
         with np.load(src / f"{tag}_after.npz") as f:
             load_weights(model, {k: f[k] for k in f.files})
         saved = json.loads((src / f"{tag}_history.json").read_text())
-        result = Trained(TaskCurves(**saved["history"]), saved["train_s"], True)
+        result = Trained(task_log(saved["history"]), saved["train_s"], True)
     elif args.analyse_only:
         raise study.OutOfTime(f"{what}: no trained weights in {src} (--analyse-only)")
     else:
@@ -109,7 +110,7 @@ def _train(model, task, spec, seed: int, args, what: str, tag: str, out: Path) -
     np.savez(weights / f"{tag}_before.npz", **before)
     np.savez(weights / f"{tag}_after.npz", **model.weights())
     (weights / f"{tag}_history.json").write_text(json.dumps(
-        {"history": result.history.as_dict(), "train_s": result.seconds}))
+        {"history": result.history.extras, "train_s": result.seconds}))
     return result
 
 

@@ -11,7 +11,6 @@ loss on the validation trials that training tracked (fixed by ``seed``, lower is
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +20,7 @@ from neurorec.core.errors import DataError, SpecError
 from neurorec.families.base import Estimator
 from neurorec.families.ctrnn.model import CTRNN, build_ctrnn
 from neurorec.families.ctrnn.spec import CTRNNSpec
+from neurorec.fit.run import Run
 from neurorec.spec.base import Spec
 from neurorec.tasks.base import Task, Trials
 
@@ -67,8 +67,9 @@ class TaskRNN(Estimator):
         seed: seeds the weights, the training batches and noise, and the validation trials.
         dtype: ``"float32"`` / ``"float64"``; None: ``spec.training.dtype``.
 
-    Learned attributes: ``network_`` (the trained :class:`CTRNN`), ``history_`` (learning
-    curves), ``n_steps_``, ``train_seconds_``, ``resumed_from_``.
+    Learned attributes: ``network_`` (the trained :class:`CTRNN`), ``fit_report_`` (its
+    :class:`~neurorec.fit.run.FitLog`), ``history_`` (the learning curves as a dict of lists,
+    ``history.json``), ``n_steps_``, ``train_seconds_``, ``resumed_from_``.
     """
 
     fitted_attribute: ClassVar[str] = "network_"
@@ -87,19 +88,19 @@ class TaskRNN(Estimator):
         return build_ctrnn(self.spec, task.n_inputs, task.n_outputs, seed=self.seed,
                            device=str(self.device), dtype=self.dtype)
 
-    def fit(self, task: Task | Spec, progress: bool = True, work_dir: str | Path | None = None,
-            resume: bool = False, callback: Callable[[int, CTRNN, float], None] | None = None
-            ) -> TaskRNN:
-        """Train on ``task`` for ``spec.training.n_steps`` steps (checkpoints in ``work_dir``,
-        ``resume`` continues from them bitwise on CPU)."""
+    def fit(self, task: Task | Spec, *, progress: bool = True, run: Run | None = None,
+            callback: Callable[[int, CTRNN, float], None] | None = None) -> TaskRNN:
+        """Train on ``task`` for ``spec.training.n_steps`` steps (checkpoints in
+        ``run.checkpoint_dir``; ``run.resume`` continues from them bitwise on CPU)."""
         from neurorec.families.ctrnn.train import train
 
         task = as_task(task)
         network = self.build(task)
-        result = train(network, task, self.spec.training, seed=self.seed, work_dir=work_dir,
-                       resume=resume, progress=progress, callback=callback)
+        result = train(network, task, self.spec.training, seed=self.seed, run=run,
+                       progress=progress, callback=callback)
         self.network_ = result.model
-        self.history_ = result.history.as_dict()
+        self.fit_report_ = result.history
+        self.history_ = {k: list(v) for k, v in result.history.extras.items()}
         self.n_steps_ = result.n_steps
         self.train_seconds_ = result.seconds
         self.resumed_from_ = result.resumed_from

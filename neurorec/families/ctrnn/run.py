@@ -118,8 +118,9 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
     from neurorec.analysis.dynamics import weight_change
     from neurorec.families.ctrnn.estimator import TaskRNN
     from neurorec.families.ctrnn.report import training_report
-    from neurorec.families.ctrnn.train import TaskCurves, evaluate
+    from neurorec.families.ctrnn.train import evaluate
     from neurorec.fit.checkpoint import CHECKPOINT_NAME
+    from neurorec.fit.run import Run
     from neurorec.tasks import make_task
 
     check_inputs(spec, task_spec, spec.name, task_spec.name)
@@ -141,12 +142,12 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
     elif (work / "spec.yaml").read_text() != dump_spec(spec):
         raise SpecError(f"{work}: the checkpoint was trained with another spec "
                         "(resume with the same SPEC and --set)")
-    model.fit(task, progress=progress, work_dir=work, resume=resume)
+    model.fit(task, progress=progress, run=Run(checkpoint_dir=work, resume=resume))
     before = dict(np.load(before_path))
     after = model.weights()
     test = task.generate(spec.training.validation_trials, np.random.default_rng([seed, 4]))
     test_loss, test_acc = evaluate(model.network_, task, test, seed + 5)
-    h = TaskCurves(**model.history_)
+    h = model.fit_report_
     change = weight_change(before["w_rec"], after["w_rec"])
     metrics = {"spec": spec.name, "task": task_spec.name, "seed": seed, "device": device,
                "n_steps": model.n_steps_, "train_time_s": model.train_seconds_,
@@ -166,9 +167,9 @@ def train_to_dir(spec: CTRNNSpec, task_spec: Spec, out: Path, seed: int = 0,
         shutil.copy(before_path, tmp / "weights_before.npz")
         np.savez(tmp / "weights_after.npz", **after)
         model.save(tmp)  # model.pt (TaskRNN.load reads it) and spec.yaml
-        write_json(tmp / "history.json", h.as_dict())
+        write_json(tmp / "history.json", model.history_)
         write_json(tmp / "metrics.json", metrics)
         training_report(tmp, f"{spec.name} trained on {task_spec.name}", metrics,
-                        h.as_dict(), before["w_rec"], after["w_rec"])
+                        model.history_, before["w_rec"], after["w_rec"])
     shutil.rmtree(work, ignore_errors=True)
     return metrics

@@ -18,8 +18,7 @@ stops it at the next checkpoint.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,27 +28,29 @@ from neurorec.families.ctrnn.spec import TrainingSpec
 from neurorec.fit import interrupt
 from neurorec.fit.checkpoint import CHECKPOINT_NAME
 from neurorec.fit.engine import Stepper, run_loop
+from neurorec.fit.run import FitLog, Run
 from neurorec.tasks.base import Task, Trials
 
+#: the task RNN's learning curves, in its :class:`~neurorec.fit.run.FitLog`'s ``extras``:
+#: ``train_loss`` every ``step``; ``val_loss`` and ``val_accuracy`` every ``validate_every``
+#: (at ``val_step``)
+CURVES = ("step", "train_loss", "val_step", "val_loss", "val_accuracy")
 
-@dataclass
-class TaskCurves:
-    """Learning curves: ``train_loss`` every step; validation every ``validate_every``."""
 
-    step: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_step: list[int] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, list]:
-        return {k: list(v) for k, v in self.__dict__.items()}
+def task_log(curves: dict[str, list] | None = None) -> FitLog:
+    """A :class:`~neurorec.fit.run.FitLog` holding the curves :data:`CURVES` (empty, or
+    ``curves`` as saved in ``history.json``)."""
+    curves = curves or {}
+    return FitLog(optimizer="Adam", extras={k: list(curves.get(k, [])) for k in CURVES})
 
 
 @dataclass
 class TrainResult:
+    """The trained network and its run (``history``: the :class:`FitLog`, curves readable
+    as ``history.train_loss`` etc.)."""
+
     model: CTRNN
-    history: TaskCurves
+    history: FitLog
     n_steps: int
     seconds: float
     resumed_from: int | None
@@ -87,7 +88,7 @@ def evaluate(model: CTRNN, task: Task, trials: Trials, seed: int) -> tuple[float
 
 
 def train(model: CTRNN, task: Task, config: TrainingSpec, seed: int = 0,
-          work_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+          run: Run | None = None, progress: bool = True,
           callback: Callable[[int, CTRNN, float], None] | None = None) -> TrainResult:
     """Train ``model``'s trainable weights on ``task`` for ``config.n_steps`` steps.
 
@@ -95,8 +96,9 @@ def train(model: CTRNN, task: Task, config: TrainingSpec, seed: int = 0,
     Stepper` step (divergence guard, clipping), :func:`~neurorec.fit.engine.run_loop` owns
     validation, checkpoints and resume.
 
-    work_dir: where ``checkpoint.pt`` is written every ``config.checkpoint_every`` steps and
-    at the end; resume: continue from it (a missing checkpoint is a DataError).
+    run: its checkpoint folder is where ``checkpoint.pt`` is written every
+    ``config.checkpoint_every`` steps and at the end; ``run.resume``: continue from it (a
+    missing checkpoint is a DataError).
     callback: called as ``callback(step, model, loss)`` after every step (logging, or an
     interruption in tests). Returns the trained model and its curves.
     """
@@ -107,32 +109,33 @@ def train(model: CTRNN, task: Task, config: TrainingSpec, seed: int = 0,
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.learning_rate)
     stepper = Stepper(params, optimiser, grad_clip=config.grad_clip, name="training")
-    history = TaskCurves()
+    history = task_log()
+    curves = history.extras
 
     def body(step: int) -> dict[str, float]:
         trials = task.generate(config.batch_size, rng)
         loss = stepper.step(batch_loss(model, trials, config.rate_l2, gen)[0],
                             where=f"step {step}")
-        history.step.append(step)
-        history.train_loss.append(loss)
+        curves["step"].append(step)
+        curves["train_loss"].append(loss)
         return {"loss": loss}
 
     def validate() -> float:
         vl, va = evaluate(model, task, val_trials, seed + 2)
-        history.val_step.append(len(history.step))
-        history.val_loss.append(vl)
-        history.val_accuracy.append(va)
+        curves["val_step"].append(len(curves["step"]))
+        curves["val_loss"].append(vl)
+        curves["val_accuracy"].append(va)
         return vl
 
     def get_state() -> dict:
         return {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                "history": history.as_dict(), "seed": seed}
+                "history": {k: list(v) for k, v in curves.items()}, "seed": seed}
 
     def set_state(state: dict) -> None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         for k, v in state["history"].items():
-            setattr(history, k, list(v))
+            curves[k] = list(v)
 
     def after(step: int, row: dict[str, float]) -> None:
         if callback is not None:
@@ -143,14 +146,17 @@ def train(model: CTRNN, task: Task, config: TrainingSpec, seed: int = 0,
                                      "with --resume to continue" if work_dir is not None
                                      else " (no checkpointing)"))
 
-    if resume and work_dir is None:
-        raise ValueError("resume needs a work_dir")
+    work_dir = None if run is None else run.checkpoint_dir
     with interrupt.deferring():
         log = run_loop(config.n_steps, body, get_state=get_state, set_state=set_state,
                        torch_generator=gen, numpy_generator=rng,
-                       checkpoint=None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME,
-                       checkpoint_every=config.checkpoint_every, resume=resume,
+                       checkpoint=None if run is None else run.path(CHECKPOINT_NAME),
+                       checkpoint_every=config.checkpoint_every,
+                       resume=run is not None and run.resume,
                        validate=validate, validate_every=config.validate_every,
                        progress=progress, desc=f"train {model.spec.name}", unit="step",
                        callback=after)
-    return TrainResult(model, history, config.n_steps, log.seconds, log.resumed_from)
+    history.n_iter, history.history, history.validation = log.n_iter, log.history, log.validation
+    history.fit_time_s, history.reason, history.resumed_from = (log.fit_time_s, log.reason,
+                                                                log.resumed_from)
+    return TrainResult(model, history, config.n_steps, log.fit_time_s, log.resumed_from)
