@@ -65,6 +65,31 @@ def bits_per_spike(counts: np.ndarray, rates: np.ndarray, observation: str = "po
     return float((null - model).sum() / (_observed(counts, observation).sum() * np.log(2.0)))
 
 
+def deviance_explained(counts: np.ndarray, rates: np.ndarray,
+                       observation: str = "poisson") -> float:
+    """D², the fraction of deviance explained, averaged uniformly over units (scikit-learn's
+    ``PoissonRegressor.score`` / ``d2_log_loss_score`` for one unit).
+
+    ``1 - Σ (NLL_model - NLL_saturated) / Σ (NLL_null - NLL_saturated)`` per unit, sums over
+    bins, the null predicting the unit's mean over these bins and the saturated model the
+    observations themselves; NLLs are the observation model's (rates clipped at
+    :data:`RATE_FLOOR`). A unit whose null deviance is 0 scores 1 if predicted as well, else 0.
+
+    Args:
+        counts: (..., n_units) observed counts (Bernoulli: spike / no spike).
+        rates: (..., n_units) expected counts (Bernoulli: probabilities), same shape.
+    """
+    obs = make_observation(observation)
+    y = _flat(counts)
+    model, null = obs.score_tables(y, _flat(rates))
+    saturated = obs.np_nll(y, obs.observed(y))
+    num = (model - saturated).sum(axis=0)
+    den = (null - saturated).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d2 = np.where(den > 0, 1.0 - num / den, np.where(num <= den, 1.0, 0.0))
+    return float(np.mean(d2))
+
+
 def aic(train_log_likelihood: float, n_parameters: int) -> float:
     """Akaike information criterion ``2k - 2 LL`` (LL on the training data, nats)."""
     return 2.0 * n_parameters - 2.0 * train_log_likelihood
