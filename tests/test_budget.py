@@ -14,6 +14,7 @@ import torch
 
 from neurorec.families.conv_rnn.model import ConvRNN
 from neurorec.families.conv_rnn.spec import ConvRNNSpec
+from neurorec.fit.run import Run
 from neurorec.spec.oscillator import OscillatingObjectSpec
 from neurorec.stimuli.oscillator import make_movies
 from neurorec.workflows.study import Budget, OutOfTime, current_budget, require, run_jobs, summary
@@ -85,30 +86,30 @@ def test_conv_rnn_stops_between_epochs_and_resumes(tmp_path):
                                                object={"sigma_px": 1.0}))
     spec = ConvRNNSpec(autoencoder={"channels": (4, 4), "epochs": 3, "batch_size": 16},
                        rnn={"n_units": 6, "delta_t": 2, "epochs": 3, "batch_size": 2})
-    full = ConvRNN(spec).fit(movies.frames, seed=2, progress=False)
+    full = ConvRNN(spec, seed=2).fit(movies.frames, progress=False)
     assert not full.stopped_early_
     # told to stop after the first autoencoder epoch: stage 1 ends there, the RNN keeps its
     # initial weights, and the checkpoint lets the same fit continue to the end
     calls = []
-    ck = tmp_path / "ck.pt"
-    part = ConvRNN(spec).fit(movies.frames, seed=2, progress=False, checkpoint=ck,
+    ck = tmp_path / "ck"
+    part = ConvRNN(spec, seed=2).fit(movies.frames, progress=False, run=Run(ck, resume=True),
                              should_stop=lambda: calls.append(1) or True)
     assert part.stopped_early_ and len(calls) == 1
     assert [h["stage"] for h in part.history_] == ["autoencoder"]
     assert part.transform(movies.frames[:1])["prediction"].shape == (1, 12, 21, 21)
     # stopped in stage 2 after one RNN epoch, then resumed: bitwise the uninterrupted fit
-    ck2 = tmp_path / "ck2.pt"
+    ck2 = tmp_path / "ck2"
     n_rnn = []
 
     def after_one_rnn_epoch() -> bool:
         n_rnn.append(1)
         return len(n_rnn) == 4  # 2 checks after autoencoder epochs 1-2, then 2 RNN checks
 
-    mid = ConvRNN(spec).fit(movies.frames, seed=2, progress=False, checkpoint=ck2,
+    mid = ConvRNN(spec, seed=2).fit(movies.frames, progress=False, run=Run(ck2, resume=True),
                             should_stop=after_one_rnn_epoch)
     assert mid.stopped_early_
     assert [h["stage"] for h in mid.history_] == ["autoencoder"] * 3 + ["rnn"]
-    resumed = ConvRNN(spec).fit(movies.frames, seed=2, progress=False, checkpoint=ck2)
+    resumed = ConvRNN(spec, seed=2).fit(movies.frames, progress=False, run=Run(ck2, resume=True))
     assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in full.history_]
     for k, v in full.rnn_.state_dict().items():
         torch.testing.assert_close(resumed.rnn_.state_dict()[k], v, rtol=0, atol=0)

@@ -17,6 +17,7 @@ from neurorec.families.conv_rnn.model import (
     pooled_sizes,
 )
 from neurorec.families.conv_rnn.spec import ConvRNNSpec
+from neurorec.fit.run import Run
 from neurorec.spec.oscillator import OscillatingObjectSpec
 from neurorec.stimuli.oscillator import make_movies
 
@@ -69,7 +70,7 @@ def small_spec(ae_epochs: int, rnn_epochs: int) -> ConvRNNSpec:
 
 def test_two_stage_fit_transform_and_resume(small_movies, tmp_path):
     frames = small_movies.frames
-    full = ConvRNN(small_spec(2, 2)).fit(frames, seed=1, progress=False)
+    full = ConvRNN(small_spec(2, 2), seed=1).fit(frames, progress=False)
     stages = [h["stage"] for h in full.history_]
     assert stages == ["autoencoder"] * 2 + ["rnn"] * 2
     assert len(full.validation_movies_) == round(0.2 * len(frames))
@@ -78,11 +79,12 @@ def test_two_stage_fit_transform_and_resume(small_movies, tmp_path):
     assert out["prediction"].shape == out["reconstruction"].shape == (2, 14, 21, 21)
     assert 0 < out["prediction"].min() and out["prediction"].max() < 1
     # the autoencoder is frozen in stage 2: its reconstruction is what stage 1 left
-    ck = tmp_path / "ck.pt"
-    part = ConvRNN(small_spec(2, 1)).fit(frames, seed=1, progress=False, checkpoint=ck)
+    ck = tmp_path / "ck"
+    part = ConvRNN(small_spec(2, 1), seed=1).fit(frames, progress=False, run=Run(ck, resume=True))
     for k, v in part.autoencoder_.state_dict().items():
         torch.testing.assert_close(v, full.autoencoder_.state_dict()[k], rtol=0, atol=0)
-    resumed = ConvRNN(small_spec(2, 2)).fit(frames, seed=1, progress=False, checkpoint=ck)
+    resumed = ConvRNN(small_spec(2, 2), seed=1).fit(frames, progress=False,
+                                                    run=Run(ck, resume=True))
     for k, v in full.rnn_.state_dict().items():
         torch.testing.assert_close(resumed.rnn_.state_dict()[k], v, rtol=0, atol=0)
     assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in full.history_]
@@ -110,7 +112,7 @@ def test_a_fit_interrupted_in_either_stage_resumes_bitwise(small_movies, tmp_pat
     a kill in stage 1 or in stage 2; the fit resumed from the checkpoint equals the
     uninterrupted one exactly (both modules, every epoch's losses)."""
     frames = small_movies.frames
-    full = ConvRNN(small_spec(2, 3)).fit(frames, seed=4, progress=False)
+    full = ConvRNN(small_spec(2, 3), seed=4).fit(frames, progress=False)
     for kill_after in (1, 3):  # autoencoder epoch 1; rnn epoch 1
         calls = []
 
@@ -120,11 +122,12 @@ def test_a_fit_interrupted_in_either_stage_resumes_bitwise(small_movies, tmp_pat
                 raise _Killed
             return False
 
-        ck = tmp_path / f"ck{kill_after}.pt"
+        ck = tmp_path / f"ck{kill_after}"
         with pytest.raises(_Killed):
-            ConvRNN(small_spec(2, 3)).fit(frames, seed=4, progress=False, checkpoint=ck,
+            ConvRNN(small_spec(2, 3), seed=4).fit(frames, progress=False, run=Run(ck, resume=True),
                                           should_stop=kill)
-        resumed = ConvRNN(small_spec(2, 3)).fit(frames, seed=4, progress=False, checkpoint=ck)
+        resumed = ConvRNN(small_spec(2, 3), seed=4).fit(frames, progress=False,
+                                                        run=Run(ck, resume=True))
         assert not resumed.stopped_early_
         for name in ("autoencoder_", "rnn_"):
             want = getattr(full, name).state_dict()
@@ -139,7 +142,7 @@ def test_score_is_the_bce_of_predicted_frames_and_needs_a_fit(small_movies):
     spec = small_spec(1, 1)
     with pytest.raises(NotFittedError, match="call fit"):
         ConvRNN(spec).score(small_movies.frames[:2])
-    model = ConvRNN(spec).fit(small_movies.frames, seed=0, progress=False)
+    model = ConvRNN(spec, seed=0).fit(small_movies.frames, progress=False)
     out = model.transform(small_movies.frames[:3])
     want = frame_bce(small_movies.frames[:3, 3:], out["prediction"][:, :-3])
     assert model.score(small_movies.frames[:3]) == want

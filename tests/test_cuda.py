@@ -413,7 +413,7 @@ def test_conv_rnn_two_stage_fit_and_transform():
                                                object={"sigma_px": 1.0})).frames
     spec = ConvRNNSpec(autoencoder={"channels": (4, 4), "epochs": 1, "batch_size": 16},
                        rnn={"n_units": 8, "delta_t": 3, "epochs": 1, "batch_size": 2})
-    fits = [ConvRNN(spec, device=d).fit(movies, seed=1, progress=False) for d in DEVICES]
+    fits = [ConvRNN(spec, device=d, seed=1).fit(movies, progress=False) for d in DEVICES]
     close([h["loss"] for h in fits[1].history_], [h["loss"] for h in fits[0].history_], 1e-3,
           "losses")
     twin = ConvRNN(spec, device=OTHER)  # the CPU-fitted modules, copied to the device
@@ -429,7 +429,7 @@ def test_tanh_rnn_training_and_forward():
     x = rng.uniform(size=(40, 7, 5)).astype(np.float32)
     y = rng.integers(0, 3, size=40)
     spec = RNNSpec(n_units=12, n_inputs=5, n_outputs=3, fit={"epochs": 2, "batch_size": 10})
-    fits = [SequenceRNN(spec, device=d).fit(x, y, seed=0, progress=False) for d in DEVICES]
+    fits = [SequenceRNN(spec, device=d, seed=0).fit(x, y=y, progress=False) for d in DEVICES]
     close([h["loss"] for h in fits[1].history_], [h["loss"] for h in fits[0].history_], 1e-4,
           "losses")
     for a, b in zip(fits[1].recurrent_params(), fits[0].recurrent_params(), strict=True):

@@ -69,7 +69,7 @@ def test_resume_is_bitwise(tmp_path):
     # resuming a finished run changes nothing
     again = run_loop(60, body, get_state=get, set_state=put, torch_generator=gen,
                      numpy_generator=nrng, checkpoint=ckpt, resume=True, progress=False)
-    assert torch.equal(w.detach(), reference) and len(again.train) == 60
+    assert torch.equal(w.detach(), reference) and len(again.history) == 60
 
 
 def test_resume_without_checkpoint_is_a_data_error(tmp_path):
@@ -112,14 +112,14 @@ def test_early_stopping_restores_the_best_state():
     log = run_loop(100, body, get_state=lambda: {"w": w.detach().clone()},
                    set_state=lambda s: w.data.copy_(s["w"]), validate=validate, patience=3,
                    progress=False)
-    assert log.stopped_by == "early_stopping"
+    assert log.reason == "early_stopping"
     values = dict(log.validation)
     assert log.best_value == min(values.values())
     assert validate() == pytest.approx(log.best_value, abs=0)
-    assert len(log.train) == log.best_iteration + 3
+    assert len(log.history) == log.best_iteration + 3
 
 
 def test_budget_stops_the_loop():
     log = run_loop(10**6, lambda i: {"loss": 0.0}, get_state=dict, set_state=lambda s: None,
                    max_seconds=0.05, progress=False)
-    assert log.stopped_by == "budget" and 0 < len(log.train) < 10**6
+    assert log.reason == "budget" and 0 < len(log.history) < 10**6

@@ -99,7 +99,7 @@ def test_dimension_controls_of_an_untrained_fit_equal_its_readings():
                                     "lr": 1e-12},
                        rnn={"n_units": 8, "delta_t": 3, "epochs": 1, "batch_size": 2,
                             "lr": 1e-12})
-    model = ConvRNN(spec).fit(movies.frames, seed=3, progress=False)
+    model = ConvRNN(spec, seed=3).fit(movies.frames, progress=False)
     ae0, rnn0 = run.initial_modules(spec, 21, seed=3)
     for a, b in ((ae0, model.autoencoder_), (rnn0, model.rnn_)):
         for k, v in a.state_dict().items():

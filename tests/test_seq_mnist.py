@@ -19,6 +19,7 @@ from neurorec.families.rnn.model import (
     sequence_variant,
 )
 from neurorec.families.rnn.spec import RNNSpec
+from neurorec.fit.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_variants():
 def test_forward_matches_numpy_recursion_and_jacobian_matches_autograd():
     spec = RNNSpec(n_units=12, n_inputs=5, n_outputs=3)
     rng = np.random.default_rng(0)
-    model = SequenceRNN(spec).fit(rng.standard_normal((4, 3, 5)), np.arange(4) % 3, epochs=1,
+    model = SequenceRNN(spec).fit(rng.standard_normal((4, 3, 5)), y=np.arange(4) % 3, epochs=1,
                                   progress=False)
     x = np.random.default_rng(0).standard_normal((2, 6, 5)).astype(np.float32)
     logits, states = model.forward(x)
@@ -106,12 +107,12 @@ def test_forward_matches_numpy_recursion_and_jacobian_matches_autograd():
 def test_training_learns_and_resumes_bitwise(split, tmp_path):
     spec = RNNSpec(n_units=64, fit={"epochs": 3, "batch_size": 50, "lr": 5e-3})
     xs, ys = split.x_train[:1500], split.y_train[:1500]
-    full = SequenceRNN(spec).fit(xs, ys, seed=3, progress=False)
+    full = SequenceRNN(spec, seed=3).fit(xs, y=ys, progress=False)
     acc = full.score(split.x_test[:500], split.y_test[:500])
     assert acc > 0.4  # chance is 0.1
-    ck = tmp_path / "ck.pt"
-    SequenceRNN(spec).fit(xs, ys, seed=3, progress=False, checkpoint=ck, epochs=2)
-    resumed = SequenceRNN(spec).fit(xs, ys, seed=3, progress=False, checkpoint=ck)
+    ck = tmp_path / "ck"
+    SequenceRNN(spec, seed=3).fit(xs, y=ys, progress=False, run=Run(ck, resume=True), epochs=2)
+    resumed = SequenceRNN(spec, seed=3).fit(xs, y=ys, progress=False, run=Run(ck, resume=True))
     for k, v in full.net_.state_dict().items():
         torch.testing.assert_close(resumed.net_.state_dict()[k], v, rtol=0, atol=0)
 
@@ -155,7 +156,7 @@ def test_a_fit_interrupted_mid_run_resumes_bitwise(split, tmp_path, monkeypatch)
 
     spec = RNNSpec(n_units=16, fit={"epochs": 4, "batch_size": 50})
     xs, ys = split.x_train[:300], split.y_train[:300]
-    full = SequenceRNN(spec).fit(xs, ys, seed=1, progress=False)
+    full = SequenceRNN(spec, seed=1).fit(xs, y=ys, progress=False)
     run_loop = module.run_loop
 
     def killed_after_two(*args, **kwargs):
@@ -164,12 +165,12 @@ def test_a_fit_interrupted_mid_run_resumes_bitwise(split, tmp_path, monkeypatch)
                 raise _Killed
         return run_loop(*args, **kwargs, callback=callback)
 
-    ck = tmp_path / "ck.pt"
+    ck = tmp_path / "ck"
     with monkeypatch.context() as patch:
         patch.setattr(module, "run_loop", killed_after_two)
         with pytest.raises(_Killed):
-            SequenceRNN(spec).fit(xs, ys, seed=1, progress=False, checkpoint=ck)
-    resumed = SequenceRNN(spec).fit(xs, ys, seed=1, progress=False, checkpoint=ck)
+            SequenceRNN(spec, seed=1).fit(xs, y=ys, progress=False, run=Run(ck, resume=True))
+    resumed = SequenceRNN(spec, seed=1).fit(xs, y=ys, progress=False, run=Run(ck, resume=True))
     for k, v in full.net_.state_dict().items():
         assert torch.equal(resumed.net_.state_dict()[k], v), k
     assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in full.history_]

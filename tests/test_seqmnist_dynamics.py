@@ -126,8 +126,8 @@ def test_variant_accuracies_from_one_pass_equal_scoring_each_variant():
         np.float32)
     y = (x[:, :4].sum((1, 2)) > x[:, 4:].sum((1, 2))).astype(int) + 2 * (x[:, 0, 0] > 0.5)
     model = SequenceRNN(RNNSpec(n_units=16, n_inputs=6, n_outputs=4,
-                                fit={"epochs": 2, "batch_size": 50, "lr": 1e-2}))
-    model.fit(x, y, seed=0, progress=False)
+                                fit={"epochs": 2, "batch_size": 50, "lr": 1e-2}), seed=0)
+    model.fit(x, y=y, progress=False)
     acc = run.variant_accuracies(model, x, y)
     for v in VARIANTS:
         ref = [model.score(sequence_variant(x, v, n), y) for n in range(9)]

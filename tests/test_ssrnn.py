@@ -27,6 +27,7 @@ from neurorec.families.ssrnn.model import (
     solve_slice,
 )
 from neurorec.families.ssrnn.spec import SSRNNSpec
+from neurorec.fit.run import Run
 
 TAU_X, TAU_Y = 1.3, 0.6
 
@@ -145,14 +146,14 @@ def test_fit_improves_likelihood_and_resumes_bitwise(tmp_path):
     full = SpikeSlabRNN(spec, seed=1).fit(clips, progress=False)
     assert full.W_.shape == (16, 6) and full.R_.shape == (6, 6)
     np.testing.assert_allclose(np.linalg.norm(full.W_, axis=0), 1.0)
-    ck = tmp_path / "checkpoint.pt"
+    ck = tmp_path / "run"
     half = spec.model_copy(update={"learning": spec.learning.model_copy(
         update={"n_iterations": 3})})
-    SpikeSlabRNN(half, seed=1).fit(clips, progress=False, checkpoint=ck)
-    resumed = SpikeSlabRNN(spec, seed=1).fit(clips, progress=False, checkpoint=ck)
+    SpikeSlabRNN(half, seed=1).fit(clips, progress=False, run=Run(ck, resume=True))
+    resumed = SpikeSlabRNN(spec, seed=1).fit(clips, progress=False, run=Run(ck, resume=True))
     for a in ("W_", "R_", "b_"):
         np.testing.assert_array_equal(getattr(resumed, a), getattr(full, a))
-    loaded = SpikeSlabRNN.from_checkpoint(spec, ck)
+    loaded = SpikeSlabRNN.from_checkpoint(spec, ck / "checkpoint.pt")
     np.testing.assert_array_equal(loaded.R_, full.R_)
     z, _logits = loaded.infer(clips[:3])
     assert z.shape == (3, 5, 6) and np.isfinite(loaded.log_likelihood(clips[:3]))

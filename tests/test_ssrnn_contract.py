@@ -13,6 +13,7 @@ from neurorec.families.ssrnn.conformance import tiny_movie
 from neurorec.families.ssrnn.model import SpikeSlabRNN
 from neurorec.families.ssrnn.spec import SSRNNSpec
 from neurorec.fit.checkpoint import save_checkpoint
+from neurorec.fit.run import Run
 
 
 def _spec(n_iterations: int = 8, **learning) -> SSRNNSpec:
@@ -28,23 +29,25 @@ class Interrupt(RuntimeError):
 def test_interrupted_fit_resumes_bitwise_through_the_engine(tmp_path):
     train, _ = tiny_movie()
     full = SpikeSlabRNN(_spec(), seed=2).fit(train, progress=False)
-    ck = tmp_path / "ck.pt"
+    ck = tmp_path / "ck"
 
     def stop(i, row):
         if i == 5:  # after iteration 5; the last checkpoint is iteration 4's
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        SpikeSlabRNN(_spec(), seed=2).fit(train, progress=False, checkpoint=ck, callback=stop)
-    resumed = SpikeSlabRNN(_spec(), seed=2).fit(train, progress=False, checkpoint=ck)
+        SpikeSlabRNN(_spec(), seed=2).fit(train, progress=False,
+                                          run=Run(ck, resume=True), callback=stop)
+    resumed = SpikeSlabRNN(_spec(), seed=2).fit(train, progress=False, run=Run(ck, resume=True))
     for a in ("W_", "R_", "b_"):
         assert torch.equal(torch.as_tensor(getattr(resumed, a)), torch.as_tensor(getattr(full, a)))
     assert [r.iteration for r in resumed.history_] == list(range(1, 9))
     assert [r.mse_per_pixel for r in resumed.history_] == [r.mse_per_pixel for r in full.history_]
     # a finished run resumed again changes nothing; the checkpoint reads back as a model
-    again = SpikeSlabRNN(_spec(), seed=2).fit(train, progress=False, checkpoint=ck)
+    again = SpikeSlabRNN(_spec(), seed=2).fit(train, progress=False, run=Run(ck, resume=True))
     np.testing.assert_array_equal(again.R_, full.R_)
-    np.testing.assert_array_equal(SpikeSlabRNN.from_checkpoint(_spec(), ck).W_, full.W_)
+    loaded = SpikeSlabRNN.from_checkpoint(_spec(), ck / "checkpoint.pt")
+    np.testing.assert_array_equal(loaded.W_, full.W_)
 
 
 def test_save_load_keeps_score_curves_and_samples(tmp_path):
@@ -96,12 +99,12 @@ def test_not_fitted_and_foreign_checkpoints(tmp_path):
     for call in (lambda m: m.score(test), lambda m: m.sample(1, 2, 0), lambda m: m.save(tmp_path)):
         with pytest.raises(NotFittedError, match="call fit"):
             call(SpikeSlabRNN(_spec()))
-    old = tmp_path / "old.pt"
-    save_checkpoint(old, {"params": {"W": torch.zeros(36, 8)}, "iteration": 3})
+    old = tmp_path / "old"
+    save_checkpoint(old / "checkpoint.pt", {"params": {"W": torch.zeros(36, 8)}, "iteration": 3})
     with pytest.raises(DataError, match="not an ssrnn training checkpoint"):
-        SpikeSlabRNN(_spec()).fit(train, progress=False, checkpoint=old)
-    ck = tmp_path / "ck.pt"
-    SpikeSlabRNN(_spec(2)).fit(train, progress=False, checkpoint=ck)
+        SpikeSlabRNN(_spec()).fit(train, progress=False, run=Run(old, resume=True))
+    ck = tmp_path / "ck"
+    SpikeSlabRNN(_spec(2)).fit(train, progress=False, run=Run(ck, resume=True))
     wider = _spec(4).model_copy(update={"n_units": 9})
     with pytest.raises(DataError, match="checkpoint W has shape"):
-        SpikeSlabRNN(wider).fit(train, progress=False, checkpoint=ck)
+        SpikeSlabRNN(wider).fit(train, progress=False, run=Run(ck, resume=True))

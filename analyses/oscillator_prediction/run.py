@@ -30,6 +30,7 @@ reports with the epochs that finished (the reports say how many).
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
     from neurorec.analysis.decoding import svm_decode_cv
     from neurorec.analysis.dmd import dmd
     from neurorec.families.conv_rnn.model import ConvRNN, frame_bce
+    from neurorec.fit.run import Run
     from neurorec.report import html
     from neurorec.spec import dump_spec
     from neurorec.stimuli.oscillator import DIRECTION_NAMES, make_movies, motion_direction
@@ -97,9 +99,10 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
     movies = make_movies(stim)
     train, test = movies.subset(~movies.is_test), movies.subset(movies.is_test)
     t0 = time.perf_counter()
-    model = ConvRNN(spec, args.device).fit(
-        train.frames, seed=args.seed, progress=not args.quiet and args.jobs <= 1,
-        checkpoint=ckpt, should_stop=budget.out_of_time if budget.stop_at is not None else None)
+    model = ConvRNN(spec, args.device, seed=args.seed).fit(
+        train.frames, progress=not args.quiet and args.jobs <= 1,
+        run=Run(checkpoint_dir=ckpt, resume=True),
+        should_stop=budget.out_of_time if budget.stop_at is not None else None)
     fit_s = time.perf_counter() - t0
     epochs_done = {stage: sum(r["stage"] == stage for r in model.history_)
                    for stage in ("autoencoder", "rnn")}
@@ -299,12 +302,12 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
         ("Dynamics", html.figure("dynamics.png", "units, tuning, DMD")),
     ])
     if not model.stopped_early_:  # a stopped fit keeps its checkpoint: run again to go on
-        ckpt.unlink(missing_ok=True)
+        shutil.rmtree(ckpt, ignore_errors=True)
     return m
 
 
 def initial_modules(spec, size_px: int, seed: int):
-    """The autoencoder and RNN of ``ConvRNN(spec).fit(..., seed=seed)`` as they were before
+    """The autoencoder and RNN of ``ConvRNN(spec, seed=seed).fit(...)`` as they were before
     training: fit draws them first from ``torch.Generator().manual_seed(seed)``, the
     autoencoder then the RNN, so the same draws here give the same initial weights."""
     import torch
@@ -676,7 +679,7 @@ def main(argv: list[str] | None = None) -> dict:
         jobs = []
         for split, stim in stims.items():
             tag = "" if split is None else f".{split}"
-            ckpt = study.beside(args.out, f"{tag}.checkpoint.pt")
+            ckpt = study.beside(args.out, f"{tag}.checkpoint")
             jobs.append((split, run_split, (stim, spec, args, d if split is None else d / split,
                                             ckpt)))
         outcomes = study.run_jobs(jobs, args.jobs, budget, n_threads=args.threads,

@@ -24,6 +24,7 @@ same command run again continues it).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ ATTRACTOR_TOLS = (1e-6, 1e-4, 1e-3, 1e-2)
 
 
 def checkpoint_path(out: Path, k: int) -> Path:
-    return study.beside(out, f".net{k}.checkpoint.pt")
+    return study.beside(out, f".net{k}.checkpoint")
 
 
 def variant_accuracies(model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -108,17 +109,18 @@ def network_job(spec, k: int, sub: np.ndarray, sub_cluster: np.ndarray, args) ->
         autonomous_step,
         sequence_variant,
     )
+    from neurorec.fit.run import Run
 
     budget = current_budget()
     data = mnist_split(spec.data.n_test, spec.data.split_seed)
     seed = args.seed + k
     t0 = time.perf_counter()
     ckpt = checkpoint_path(args.out, k)
-    model = SequenceRNN(spec, args.device)
+    model = SequenceRNN(spec, args.device, seed=seed)
     progress = not args.quiet and args.jobs <= 1
     for epoch in range(1, spec.fit.epochs + 1):  # one epoch a call: stop between epochs
-        model.fit(data.x_train, data.y_train, seed=seed, progress=progress, checkpoint=ckpt,
-                  epochs=epoch)
+        model.fit(data.x_train, y=data.y_train, progress=progress,
+                  run=Run(checkpoint_dir=ckpt, resume=True), epochs=epoch)
         if epoch < spec.fit.epochs:
             budget.check(f"network {k}: stopped after epoch {epoch} of {spec.fit.epochs}")
     row = {"seed": seed, "fit_time_s": time.perf_counter() - t0,
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
             ("Training", html.figure("training.png", "loss")),
         ])
     for k in done:  # an unfinished network keeps its checkpoint: the same command continues it
-        checkpoint_path(args.out, k).unlink(missing_ok=True)
+        shutil.rmtree(checkpoint_path(args.out, k), ignore_errors=True)
     study.exit_if_failed(outcomes, _network)
     return m
 

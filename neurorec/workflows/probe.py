@@ -69,6 +69,7 @@ def train_on_stimulus(spec, stim_spec, out: Path, seed: int = 0, device: str = "
     import shutil
 
     from neurorec.families.ssrnn.model import SpikeSlabRNN
+    from neurorec.fit.run import Run
     from neurorec.stimuli import generate
 
     if spec.kind != "ssrnn" or stim_spec.kind != "natural_movie":
@@ -85,7 +86,7 @@ def train_on_stimulus(spec, stim_spec, out: Path, seed: int = 0, device: str = "
     movie_s = time.perf_counter() - t0
     model = SpikeSlabRNN(spec, device=device, seed=seed)
     t0 = time.perf_counter()
-    model.fit(movie.clips, progress=progress, checkpoint=work / "ssrnn.pt")
+    model.fit(movie.clips, progress=progress, run=Run(checkpoint_dir=work, resume=resume))
     train_s = time.perf_counter() - t0
     W0, R0, b0 = model.initial_params(movie.clips)
     h = model.history_

@@ -24,8 +24,9 @@ from torch import nn
 from neurorec.core.errors import DataError
 from neurorec.families.base import Estimator
 from neurorec.families.conv_rnn.spec import ConvRNNSpec
-from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
+from neurorec.fit.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from neurorec.fit.engine import Stepper, run_loop
+from neurorec.fit.run import Run
 
 bce = nn.functional.binary_cross_entropy_with_logits
 
@@ -129,7 +130,7 @@ def _reopen(checkpoint: Path, n_iter: int) -> None:
     if "state" not in saved:
         raise DataError(f"{checkpoint}: a checkpoint of an older neurorec (not resumable "
                         "here); delete it to train afresh")
-    if saved.get("finished") and saved["log"]["stopped_by"] == "n_iter" and (
+    if saved.get("finished") and saved["log"]["reason"] == "n_iter" and (
             saved["iteration"] < n_iter):
         save_checkpoint(checkpoint, {**saved, "finished": False})
 
@@ -149,21 +150,23 @@ class ConvRNN(Estimator):
         self.seed = seed
 
     # ---------------------------------------------------------------- training
-    def fit(self, frames: np.ndarray, seed: int | None = None, progress: bool = True,
-            checkpoint: str | Path | None = None,
+    def fit(self, frames: np.ndarray, *, progress: bool = True, run: Run | None = None,
             should_stop: Callable[[], bool] | None = None) -> ConvRNN:
         """Train on movies ``frames`` (n_movies, T, S, S) in [0, 1].
 
         One :func:`neurorec.fit.engine.run_loop` over ``autoencoder.epochs + rnn.epochs``
         epochs: the first ones train stage 1, the rest stage 2 (the autoencoder frozen at its
-        best validation epoch). ``checkpoint``: a file written after every epoch and resumed
-        from (bitwise). ``should_stop``: asked after every epoch but the last (a wall-clock
-        budget); when it says True the running stage keeps its best epoch so far and training
-        ends (stopped in stage 1, the RNN keeps its initial weights), resumable from the
-        checkpoint. ``stopped_early_`` says whether that happened; ``history_`` has the epochs
-        that ran. ``seed``: None is the constructor's.
+        best validation epoch), drawing from the constructor's ``seed``. ``run``
+        (:class:`~neurorec.fit.run.Run`): with a checkpoint folder, ``checkpoint.pt`` there
+        is written after every epoch, and ``run.resume`` continues from it (bitwise).
+        ``should_stop`` (asked after every epoch but the last) and ``run.budget_s`` (seconds
+        since this call started) are wall-clock budgets: when one is spent the running stage
+        keeps its best epoch so far and training ends (stopped in stage 1, the RNN keeps its
+        initial weights), resumable from the checkpoint. ``stopped_early_`` says whether that
+        happened; ``history_`` has the epochs that ran.
         """
-        seed = self.seed if seed is None else seed
+        seed = self.seed
+        started = time.perf_counter()
         if frames.ndim != 4 or frames.shape[2] != frames.shape[3]:
             raise DataError(f"fit: frames must be (n_movies, T, S, S), got {frames.shape}")
         dt = self.spec.rnn.delta_t
@@ -250,13 +253,16 @@ class ConvRNN(Estimator):
                          best_loss=saved["best_loss"])
 
         def ask(i: int, row: dict) -> None:
-            if should_stop is not None and i < n_iter and should_stop():
+            if i < n_iter and ((should_stop is not None and should_stop()) or (
+                    budget is not None and time.perf_counter() - started > budget)):
                 raise _Stop
 
         n_iter = ae_spec.epochs + rs.epochs
-        resume = checkpoint is not None and Path(checkpoint).is_file()
+        budget = None if run is None else run.budget_s
+        checkpoint = None if run is None else run.path(CHECKPOINT_NAME)
+        resume = run is not None and run.resumes(checkpoint)
         if resume:
-            _reopen(Path(checkpoint), n_iter)
+            _reopen(checkpoint, n_iter)
         stop = False
         try:
             run_loop(n_iter, epoch, get_state=get_state, set_state=set_state,

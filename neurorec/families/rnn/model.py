@@ -10,7 +10,6 @@ and limit-cycle analyses.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -21,7 +20,9 @@ from neurorec.core.errors import DataError
 from neurorec.data.sequences import LabelledSequences
 from neurorec.families.base import Estimator
 from neurorec.families.rnn.spec import RNNSpec
+from neurorec.fit.checkpoint import CHECKPOINT_NAME
 from neurorec.fit.engine import Stepper, run_loop
+from neurorec.fit.run import Run
 
 VARIANTS = ("hidden", "cut", "extended")
 
@@ -100,22 +101,23 @@ class SequenceRNN(Estimator):
         self.seed = seed
 
     # ---------------------------------------------------------------- training
-    def fit(self, x: np.ndarray | LabelledSequences, y: np.ndarray | None = None,
-            seed: int | None = None, progress: bool = True,
-            checkpoint: str | Path | None = None, epochs: int | None = None) -> SequenceRNN:
+    def fit(self, x: np.ndarray | LabelledSequences, *, y: np.ndarray | None = None,
+            progress: bool = True, run: Run | None = None,
+            epochs: int | None = None) -> SequenceRNN:
         """Adam on cross-entropy through :func:`neurorec.fit.engine.run_loop` (one iteration
-        an epoch of minibatches); x (n, T, n_inputs) float, y (n,) int, or one
-        :class:`LabelledSequences`. ``seed``: None is the constructor's.
+        an epoch of minibatches), drawing from the constructor's ``seed``; x (n, T, n_inputs)
+        float with ``y`` (n,) int, or one :class:`LabelledSequences`.
 
-        ``checkpoint``: a file saved after every epoch and resumed from (bitwise) when present.
+        ``run`` (:class:`~neurorec.fit.run.Run`): with a checkpoint folder, ``checkpoint.pt``
+        there is saved after every epoch, and ``run.resume`` continues from it (bitwise).
         ``epochs``: stop after this many epochs (default ``spec.fit.epochs``); a later call
-        with the same checkpoint continues from there.
+        resuming the same run continues from there.
         """
         x, y = _labelled(x, y)
         if x.ndim != 3 or x.shape[2] != self.spec.n_inputs or len(x) != len(y):
             raise DataError(f"fit: x must be (n, T, {self.spec.n_inputs}) and y (n,), got "
                             f"{x.shape} and {np.shape(y)}")
-        seed = self.seed if seed is None else seed
+        seed = self.seed
         fs = self.spec.fit
         stop_after = fs.epochs if epochs is None else epochs
         gen = torch.Generator().manual_seed(seed)
@@ -156,7 +158,8 @@ class SequenceRNN(Estimator):
             init_state.update(state["init_state"])
             history[:] = state["history"]
 
-        resume = checkpoint is not None and Path(checkpoint).is_file()
+        checkpoint = None if run is None else run.path(CHECKPOINT_NAME)
+        resume = run is not None and run.resumes(checkpoint)
         try:
             run_loop(max(fs.epochs, stop_after), epoch, get_state=get_state,
                      set_state=set_state, torch_generator=gen, checkpoint=checkpoint,

@@ -51,8 +51,9 @@ from torch.nn.functional import logsigmoid
 
 from neurorec.core.errors import DataError, DivergenceError
 from neurorec.families.base import Estimator
-from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
+from neurorec.fit.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from neurorec.fit.engine import run_loop
+from neurorec.fit.run import Run
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -299,20 +300,21 @@ class SpikeSlabRNN(Estimator):
         return True
 
     # -- public API
-    def fit(self, clips: np.ndarray, progress: bool = True,
-            checkpoint: str | Path | None = None,
+    def fit(self, clips: np.ndarray, *, progress: bool = True, run: Run | None = None,
             callback: Callable[[int, dict[str, float]], None] | None = None) -> SpikeSlabRNN:
         """Learn W, R, b on ``clips`` (n_clips, n_frames, h, w) or (n_clips, n_frames, D).
 
-        With ``checkpoint`` a path, the state is saved there every ``checkpoint_every``
-        iterations and at the end, and an existing checkpoint is resumed (bitwise on CPU; a
-        finished shorter run continues to ``n_iterations``). ``callback(i, row)`` runs after
-        every iteration (:func:`~neurorec.fit.engine.run_loop`).
+        With ``run`` (:class:`~neurorec.fit.run.Run`) a checkpoint folder, the state is saved
+        in its ``checkpoint.pt`` every ``checkpoint_every`` iterations and at the end, and
+        ``run.resume`` continues from an existing one (bitwise on CPU; a finished shorter run
+        continues to ``n_iterations``). ``callback(i, row)`` runs after every iteration
+        (:func:`~neurorec.fit.engine.run_loop`).
         """
         s, lr = self.spec, self.spec.learning
         Y = self._flatten(clips)
-        resume = checkpoint is not None and self._checkpoint_to_resume(Path(checkpoint),
-                                                                       Y.shape[-1])
+        checkpoint = None if run is None else run.path(CHECKPOINT_NAME)
+        resume = run is not None and run.resume and self._checkpoint_to_resume(checkpoint,
+                                                                               Y.shape[-1])
         gen = torch.Generator().manual_seed(self.seed)
         params = self._init_params(Y, gen)
         velocity = {k: torch.zeros_like(v) for k, v in params.items()}
@@ -449,5 +451,5 @@ class SpikeSlabRNN(Estimator):
             raise DataError(f"{checkpoint}: not an ssrnn training checkpoint of this version")
         model = cls(spec, device=device, seed=state.get("seed", 0))
         model.W_, model.R_, model.b_ = (state["params"][k].numpy() for k in "WRb")
-        model.history_ = _records(saved["log"]["train"])
+        model.history_ = _records(saved["log"]["history"])
         return model
