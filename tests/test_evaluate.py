@@ -116,6 +116,40 @@ def test_standard_errors_equal_statsmodels_bse(v1_session0):
         assert np.isfinite(se["history_filter"][u]).all()
 
 
+def test_coupling_filter_bands_equal_statsmodels_covariance(v1_session0):
+    """Stimulus + coupling, no penalty: each coupling filter's s.e. per lag is
+    ``sqrt(b_l' Σ b_l)`` with ``Σ`` statsmodels' ``cov_params()`` of that pair's weights (the
+    diagonal, not fitted, is NaN)."""
+    import statsmodels.api as sm
+
+    train = v1_session0.subset(~v1_session0.is_test)
+    units = np.argsort(-train.counts.mean(axis=(0, 1)))[:3]
+    train = select_units(train, units)
+    spec = GLMSpec(stimulus={"n_basis": 3}, history={"enabled": False},
+                   coupling={"enabled": True, "n_basis": 2, "duration": 0.03},
+                   penalty={"stimulus_l2": 0.0, "l2": 0.0}, fit={"tol": 1e-12})
+    model = GLM(spec).fit(train, progress=False)
+    se, _ = glm_standard_errors(model, train)
+    prob = model.newton_design(train)
+    X, mask, sl = prob["X"].numpy(), prob["mask"].numpy(), prob["slices"]["J"]
+    basis = model.coupling_basis(float(model.bin_size_))
+    k = basis.shape[1]
+    band = se["coupling_filter"]
+    assert band.shape == model.coupling_filters().shape
+    for u in range(3):
+        cols = np.flatnonzero(mask[u])
+        y = prob["Y"][:, u].numpy()
+        cov = sm.GLM(y, X[:, cols], family=sm.families.Poisson()).fit(
+            tol=1e-13, maxiter=100).cov_params()
+        for j in range(3):
+            if j == u:
+                assert np.isnan(band[u, j]).all()
+                continue
+            pos = np.searchsorted(cols, np.arange(sl.start + j * k, sl.start + (j + 1) * k))
+            ref = np.sqrt(np.einsum("lk,kq,lq->l", basis, cov[np.ix_(pos, pos)], basis))
+            np.testing.assert_allclose(band[u, j], ref, rtol=1e-6)
+
+
 # ------------------------------------------------------------------ forward prediction
 
 
@@ -172,6 +206,48 @@ def test_evaluate_own_heldout_trials(glm_fit, tmp_path, capsys):
     assert (tmp_path / "ev" / "report.html").is_file()
     assert (tmp_path / "ev" / "ks.png").is_file()
     assert "KS inside the 95 % band" in out
+
+
+#: evaluation.json keys that describe the run, not the scores (not in a fit's metrics.json)
+RUN_KEYS = {"fit_dir", "kind", "model", "data", "evaluated_on", "evaluation_time_s"}
+
+
+def test_fit_metrics_and_report_carry_the_evaluation(glm_fit, tmp_path, capsys):
+    """`neurorec fit` runs the same evaluation on its held-out trials: its metrics.json has
+    every score key of evaluation.json, with the same KS results (same seed and rates), and
+    its report has the KS plots, the failing units and the history filters' ±2 s.e."""
+    code, _, err = run(capsys, "evaluate", glm_fit, "--out", tmp_path / "ev",
+                       "--fp-draws", "4")
+    assert code == 0, err
+    ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    fit = json.loads((glm_fit / "metrics.json").read_text())
+    missing = set(ev) - RUN_KEYS - set(fit)
+    assert not missing, missing
+    assert fit["ks"] == ev["ks"] and fit["ks_failing_units"] == ev["ks_failing_units"]
+    assert fit["fp_bps"] == pytest.approx(ev["fp_bps"], rel=1e-12)  # 4 draws each
+    page = (glm_fit / "report.html").read_text()
+    assert "Units outside the 95 % KS band" in page
+    assert f"{len(fit['ks_failing_units'])} of {fit['ks_n_units_tested']} tested units" in page
+    for name in ("ks.png", "rescaled_acf.png", "history_se.png"):
+        assert (glm_fit / name).is_file() and name in page, name
+
+
+def test_coupling_band_figure_shows_the_pairs_farthest_from_zero(tmp_path):
+    """The coupling panel draws the filters with the largest max |f| / s.e., strongest
+    first (the diagonal, NaN, never)."""
+    from neurorec.report.goodness_of_fit import coupling_band_figure
+
+    rng = np.random.default_rng(0)
+    filters = rng.normal(size=(4, 4, 5)) * 0.1
+    se = np.full((4, 4, 5), 0.1)
+    filters[2, 0, 3], filters[1, 3, 0] = 2.0, -1.5  # z = 20 and 15
+    se[np.arange(4), np.arange(4)] = np.nan
+    shown = coupling_band_figure(filters, se, 0.01, ["a", "b", "c", "d"],
+                                 tmp_path / "c.png", n_show=3)
+    assert [(post, pre) for post, pre, _ in shown[:2]] == [("c", "a"), ("b", "d")]
+    assert shown[0][2] == pytest.approx(20.0) and shown[1][2] == pytest.approx(15.0)
+    assert len(shown) == 3 and all(post != pre for post, pre, _ in shown)
+    assert (tmp_path / "c.png").is_file()
 
 
 def test_evaluate_other_data_scores_every_trial(glm_fit, small_nwb, tmp_path, capsys):

@@ -106,35 +106,81 @@ def filter_band_figure(filters: np.ndarray, se: np.ndarray, bin_size: float,
     return path
 
 
+def coupling_band_figure(filters: np.ndarray, se: np.ndarray, bin_size: float,
+                         unit_ids: list[str], path: Path, n_show: int = 12) -> list[tuple]:
+    """The ``n_show`` coupling filters farthest from zero in standard errors (largest
+    ``max_l |f_l| / s.e._l``), each with its ±2 s.e. band, and a summary panel: that z-score
+    for every (post, pre) pair.
+
+    Args:
+        filters, se: (n_units post, n_units pre, n_lags).
+    Returns:
+        the pairs drawn: [(post id, pre id, z)], strongest first.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.abs(filters) / se
+    z = np.where(np.isfinite(ratio), ratio, -np.inf).max(axis=2, initial=-np.inf)
+    z = np.where(np.isfinite(z), z, np.nan)  # pairs without a fitted filter (the diagonal)
+    order = [p for p in np.argsort(-np.nan_to_num(z, nan=-1.0), axis=None)
+             if np.isfinite(z.flat[p])][:n_show]
+    pairs = [np.unravel_index(p, z.shape) for p in order]
+    rows, cols = _grid(len(pairs))
+    fig = Figure(figsize=(2.0 * cols, 1.6 * rows + 0.3))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    lag_ms = (np.arange(filters.shape[2]) + 1) * bin_size * 1e3
+    for ax, (i, j) in zip(axes, pairs, strict=False):
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.fill_between(lag_ms, filters[i, j] - 2 * se[i, j], filters[i, j] + 2 * se[i, j],
+                        color="C0", alpha=0.25, lw=0)
+        ax.plot(lag_ms, filters[i, j], color="C0", lw=1)
+        ax.set_title(f"{unit_ids[j]} → {unit_ids[i]} (z={z[i, j]:.1f})", fontsize=7)
+        ax.tick_params(labelsize=6)
+    summary = axes[len(pairs)]
+    im = summary.imshow(z, cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=summary, fraction=0.046)
+    summary.set_title("max |filter| / s.e. (post × pre)", fontsize=7)
+    summary.tick_params(labelsize=6)
+    for ax in axes[len(pairs) + 1:]:
+        ax.set_visible(False)
+    fig.supxlabel("lag (ms): coupling filter ± 2 s.e.", fontsize=8)
+    fig.subplots_adjust(hspace=0.6, wspace=0.4)
+    fig.savefig(path, dpi=90)
+    return [(str(unit_ids[i]), str(unit_ids[j]), float(z[i, j])) for i, j in pairs]
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def evaluation_report(m: dict, results: list[UnitRescaling], filters: dict | None,
-                      out: Path) -> Path:
-    """``out/report.html`` with the scores, the failing units and the figures."""
+def goodness_of_fit_sections(m: dict, results: list[UnitRescaling], filters: dict | None,
+                             out: Path) -> list[tuple[str, str]]:
+    """The report sections of the evaluation (``neurorec evaluate`` and ``neurorec fit``):
+    the units outside the 95 % KS band, the KS plots (one panel per unit and a summary
+    panel), the rescaled intervals' autocorrelation, the per-unit KS table, and each fitted
+    filter with its ±2 s.e. band; the figures are written into ``out``.
+
+    Args:
+        m: the evaluation's metrics (``ks``, ``ks_failing_units``, ``unit_ids``, ...).
+        results: per-unit rescaling (:func:`neurorec.analysis.goodness_of_fit.time_rescaling`).
+        filters: {``history`` | ``coupling``: (filters, s.e., bin size s)} or None.
+    """
     unit_ids = m["unit_ids"]
-    rows = [(k, _fmt(m.get(k))) for k in
-            ("bits_per_spike", "co_bps", "fp_bps", "psth_r2", "behaviour_r2",
-             "ks_fraction_in_band", "rescaled_autocorrelation_fraction_in_band") if k in m]
-    rows += [("evaluated on", m.get("evaluated_on", "")), ("data", m.get("data", "")),
-             ("spikes / bins / units", f"{m['n_spikes']} / {m['n_bins']} / {m['n_neurons']}")]
     failing = m.get("ks_failing_units", [])
-    sections = [("Scores", html.table(rows, ("quantity", "value")) +
-                 "<p class='small'>bits/spike, co-bps, fp-bps and PSTH R² as the Neural "
-                 "Latents Benchmark defines them; KS: time rescaling with the discrete-time "
-                 "correction (Haslinger, Pipa &amp; Brown 2010).</p>"),
-                ("Units outside the 95 % KS band",
-                 f"<p>{len(failing)} of {m.get('ks_n_units_tested', 0)} tested units: "
-                 f"{', '.join(failing) if failing else 'none'}.</p>")]
+    sections = []
+    if "ks_n_units_tested" in m:
+        sections.append(("Units outside the 95 % KS band",
+                         f"<p>{len(failing)} of {m.get('ks_n_units_tested', 0)} tested units "
+                         f"(fraction inside {_fmt(m.get('ks_fraction_in_band'))}): "
+                         f"{', '.join(failing) if failing else 'none'}.</p>"))
     if results:
         ks_figure(results, unit_ids, out / "ks.png")
         acf_figure(results, unit_ids, out / "rescaled_acf.png")
-        sections.append(("KS plots", html.figure("ks.png", "Rescaled intervals against "
-                         "Uniform(0, 1) per unit with the 95 % band (dashed); red: outside. "
-                         "Last panel: KS statistic / band half-width per unit.")))
+        sections.append(("KS plots", html.figure("ks.png", "Time rescaling (discrete-time "
+                         "correction, Haslinger, Pipa &amp; Brown 2010): rescaled intervals "
+                         "against Uniform(0, 1) per unit with the 95 % band (dashed); red: "
+                         "outside. Last panel: KS statistic / band half-width per unit.")))
         sections.append(("Rescaled-interval autocorrelation", html.figure(
             "rescaled_acf.png", "Autocorrelation of Φ⁻¹(z) at lags 1–10 with the 95 % band.")))
         ks_rows = [(k["unit_id"], _fmt(k["statistic"]), _fmt(k["band"]),
@@ -144,9 +190,32 @@ def evaluation_report(m: dict, results: list[UnitRescaling], filters: dict | Non
                                                              "band half-width", "inside",
                                                              "intervals"))))
     for name, (filt, se, bin_size) in (filters or {}).items():
+        if name == "coupling":
+            shown = coupling_band_figure(filt, se, bin_size, unit_ids, out / "coupling_se.png")
+            sections.append(("coupling filters ± 2 s.e.", html.figure(
+                "coupling_se.png", f"The {len(shown)} coupling filters farthest from zero in "
+                "standard errors (pre → post) with ±2 s.e. from the observed Fisher "
+                "information; last panel: max |filter| / s.e. for every pair.")))
+            continue
         filter_band_figure(filt, se, bin_size, unit_ids, out / f"{name}_se.png", name)
         sections.append((f"{name} filters ± 2 s.e.", html.figure(
             f"{name}_se.png", f"Fitted {name} filters with ±2 standard errors from the "
                               "observed Fisher information.")))
+    return sections
+
+
+def evaluation_report(m: dict, results: list[UnitRescaling], filters: dict | None,
+                      out: Path) -> Path:
+    """``out/report.html`` with the scores, the failing units and the figures."""
+    rows = [(k, _fmt(m.get(k))) for k in
+            ("bits_per_spike", "co_bps", "fp_bps", "psth_r2", "behaviour_r2",
+             "ks_fraction_in_band", "rescaled_autocorrelation_fraction_in_band") if k in m]
+    rows += [("evaluated on", m.get("evaluated_on", "")), ("data", m.get("data", "")),
+             ("spikes / bins / units", f"{m['n_spikes']} / {m['n_bins']} / {m['n_neurons']}")]
+    sections = [("Scores", html.table(rows, ("quantity", "value")) +
+                 "<p class='small'>bits/spike, co-bps, fp-bps and PSTH R² as the Neural "
+                 "Latents Benchmark defines them; KS: time rescaling with the discrete-time "
+                 "correction (Haslinger, Pipa &amp; Brown 2010).</p>"),
+                *goodness_of_fit_sections(m, results, filters, out)]
     return html.page(f"neurorec evaluate: {m.get('model', '')} ({m.get('kind', '')})",
                      sections, out / "report.html")

@@ -170,7 +170,9 @@ def glm_standard_errors(model: Model, train: BinnedTrials) -> tuple[dict | None,
     Returns:
         ({param: array shaped like ``params_[param]``} with NaN for entries fixed at zero or
         units whose information is singular, plus ``history_filter`` (n_units, n_lags), the
-        s.e. of each history filter per lag from the full covariance of its weights; note)
+        s.e. of each history filter per lag from the full covariance of its weights, and
+        ``coupling_filter`` (n_units post, n_units pre, n_lags) the same for each coupling
+        filter (NaN on the diagonal and for couplings not fitted); note)
         — or (None, why) for a model not linear in fixed features (an R-GLM's latent) or not
         Poisson/Bernoulli.
     """
@@ -200,6 +202,10 @@ def glm_standard_errors(model: Model, train: BinnedTrials) -> tuple[dict | None,
     h_slice = prob["slices"].get("h")
     h_basis = None if h_slice is None else model.history_basis(float(model.bin_size_))
     h_filter_se = None if h_slice is None else np.full((n_units, h_basis.shape[0]), np.nan)
+    j_slice = prob["slices"].get("J")
+    j_basis = None if j_slice is None else model.coupling_basis(float(model.bin_size_))
+    j_filter_se = (None if j_slice is None
+                   else np.full((n_units, n_units, j_basis.shape[0]), np.nan))
     singular = []
     for u in range(n_units):
         cols = np.flatnonzero(mask[u])
@@ -215,9 +221,21 @@ def glm_standard_errors(model: Model, train: BinnedTrials) -> tuple[dict | None,
             full[np.ix_(cols, cols)] = cov
             cov_h = full[h_slice, h_slice]
             h_filter_se[u] = np.sqrt(np.einsum("lk,kj,lj->l", h_basis, cov_h, h_basis))
+        if j_slice is not None:  # each coupling filter's s.e. per lag: sqrt(b_l' Σ_j b_l)
+            k = j_basis.shape[1]
+            for j in range(n_units):  # J's columns are (pre unit, basis), pre-major
+                sl = np.arange(j_slice.start + j * k, j_slice.start + (j + 1) * k)
+                used = mask[u, sl]
+                if not used.all():  # no coupling from j (itself, or a held-out unit): NaN
+                    continue
+                pos = np.searchsorted(cols, sl)
+                cov_j = cov[np.ix_(pos, pos)]
+                j_filter_se[u, j] = np.sqrt(np.einsum("lk,kq,lq->l", j_basis, cov_j, j_basis))
     params = model._params_from_coef(torch.as_tensor(se), prob["slices"], train)
     if h_filter_se is not None:
         params["history_filter"] = h_filter_se
+    if j_filter_se is not None:
+        params["coupling_filter"] = j_filter_se
     note = ("observed Fisher information of the training log-likelihood (penalties not "
             "included)")
     if singular:
@@ -533,9 +551,8 @@ def evaluate_fit_dir(fit_dir: Path, data: str | None, out: Path, seed: int = 0,
                      unit_ids=np.asarray(ev.unit_ids).astype(str))
             from neurorec.report.goodness_of_fit import evaluation_report
 
-            filters = None
-            if ev.standard_errors is not None and fit.model is not None:
-                filters = _filter_bands(fit.model, ev.standard_errors)
+            filters = None if fit.model is None else filter_bands(fit.model,
+                                                                   ev.standard_errors)
             evaluation_report(ev.metrics, ev.rescaled, filters, tmp)
         bar.update()
     finally:
@@ -549,9 +566,16 @@ def _evaluated_on(session: bool, data: str | None) -> str:
     return "other data (all trials)" if data is not None else "the fit's held-out trials"
 
 
-def _filter_bands(model: Model, se: dict) -> dict:
-    """{name: (filters (n_units, n_lags), s.e. per lag, bin size s)} for the report's ±2 s.e.
-    bands."""
-    if "history_filter" not in se:
+def filter_bands(model: Model, se: dict | None) -> dict:
+    """{name: (filters, s.e. per lag, bin size s)} for the report's ±2 s.e. bands: ``history``
+    (n_units, n_lags) and ``coupling`` (n_units post, n_units pre, n_lags), where fitted."""
+    if se is None:
         return {}
-    return {"history": (model.history_filters(), se["history_filter"], float(model.bin_size_))}
+    out = {}
+    if "history_filter" in se:
+        out["history"] = (model.history_filters(), se["history_filter"],
+                          float(model.bin_size_))
+    if "coupling_filter" in se:
+        out["coupling"] = (model.coupling_filters(), se["coupling_filter"],
+                           float(model.bin_size_))
+    return out

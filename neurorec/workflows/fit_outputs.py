@@ -113,6 +113,21 @@ def _report(result: FitResult, tmp: Path) -> None:
          f"<p class='small'>Data: {m['data']}; trials: {m['n_train_trials']} training, "
          f"{m['n_test_trials']} held out; bits/spike as in the Neural Latents Benchmark.</p>"),
         *[(name.removesuffix(".png"), html.figure(name, caption)) for name, caption in figs],
+        *_goodness_of_fit(result, tmp),
         ("Resolved spec", html.pre(dump_spec(result.spec))),
     ]
     html.page(f"neurorec fit: {m['model']} ({m['kind']})", sections, tmp / "report.html")
+
+
+def _goodness_of_fit(result: FitResult, tmp: Path) -> list[tuple[str, str]]:
+    """The evaluation's sections (as ``neurorec evaluate`` draws them): the units outside
+    the KS band, KS plots, rescaled-interval autocorrelation, filters ± 2 s.e."""
+    from neurorec.report.goodness_of_fit import goodness_of_fit_sections
+    from neurorec.workflows.evaluate import filter_bands
+
+    ev = result.evaluation
+    if ev is None:  # masked (unequal) trials: no evaluation (metrics.json says why)
+        return []
+    m = {**ev.metrics, "unit_ids": [str(u) for u in result.test.unit_ids]}
+    return goodness_of_fit_sections(m, ev.rescaled, filter_bands(result.model,
+                                                                 ev.standard_errors), tmp)

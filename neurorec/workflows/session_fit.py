@@ -64,6 +64,9 @@ class SessionFitResult:
     rates: np.ndarray
     metrics: dict
     tuning: dict = field(default_factory=dict)
+    #: the evaluation's rescaled intervals and numbers (:class:`~neurorec.workflows.evaluate.
+    #: Evaluation`), drawn in the report
+    evaluation: Any = None
 
 
 def with_ridge(spec: Any, ridge: float) -> Any:
@@ -150,7 +153,7 @@ def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool
                                 session.unit_ids, seed)
     for key, value in evaluation.metrics.items():
         metrics.setdefault(key, value)
-    result = SessionFitResult(spec, model, session, rates, metrics)
+    result = SessionFitResult(spec, model, session, rates, metrics, evaluation=evaluation)
     result.tuning = tuning_curves(result)
     return result
 
@@ -277,8 +280,14 @@ def write_session_outputs(result: SessionFitResult, out: Path, overwrite: bool =
                      f"<p class='small'>Data: {m['data']} (session, {s.n_bins} bins of "
                      f"{s.bin_size * 1e3:g} ms); bits/spike as in the Neural Latents "
                      "Benchmark, on the test bins.</p>"),
-                    *[(n.removesuffix(".png"), html.figure(n, c)) for n, c in figs],
-                    ("Resolved spec", html.pre(dump_spec(result.spec)))]
+                    *[(n.removesuffix(".png"), html.figure(n, c)) for n, c in figs]]
+        if result.evaluation is not None:  # KS plots and the failing units (issue 28)
+            from neurorec.report.goodness_of_fit import goodness_of_fit_sections
+
+            sections += goodness_of_fit_sections(
+                {**result.evaluation.metrics, "unit_ids": [str(u) for u in s.unit_ids]},
+                result.evaluation.rescaled, None, tmp)
+        sections.append(("Resolved spec", html.pre(dump_spec(result.spec))))
         html.page(f"neurorec fit: {m['model']} ({m['kind']}, session)", sections,
                   tmp / "report.html")
     return Path(out) / "report.html"
