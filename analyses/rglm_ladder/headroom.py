@@ -42,17 +42,17 @@ class _PopulationFeature(Term):
         """(n_trials, n_bins, n_features) from counts ``y`` (n_trials, n_bins, n_units)."""
         raise NotImplementedError
 
-    def spike_features(self, m, x, bin_size):
+    def spike_features(self, ctx, x, bin_size):
         return {self.key: self.features(x, bin_size)}
 
-    def init(self, m, data, gen, baseline):
-        n_features = self.features(m._tensor(data.counts[:1]), data.bin_size).shape[-1]
-        return {"w_pop": m._tensor(np.zeros((data.counts.shape[2], n_features)))}
+    def init(self, ctx, data, gen, baseline):
+        n_features = self.features(ctx.tensor(data.counts[:1]), data.bin_size).shape[-1]
+        return {"w_pop": ctx.tensor(np.zeros((data.counts.shape[2], n_features)))}
 
-    def drive(self, m, p, d):
+    def drive(self, ctx, p, d):
         return torch.einsum("btk,ik->bti", d[self.key], p["w_pop"])
 
-    def columns(self, m, d, n_conditions):
+    def columns(self, ctx, d, n_conditions):
         f, y = d[self.key], d["y"]
         return [Column("w_pop", f.reshape(-1, f.shape[-1]), y.new_ones(y.shape[2], f.shape[-1]),
                        self.group)]
@@ -79,14 +79,14 @@ class PreviousTrials(_PopulationFeature):
     def features(self, y, bin_size):  # pragma: no cover - read from the inputs instead
         raise NotImplementedError
 
-    def static_features(self, m, inputs):
-        return {self.key: m._tensor(inputs.stimulus)}
+    def static_features(self, ctx, inputs):
+        return {self.key: ctx.tensor(inputs.stimulus)}
 
-    def spike_features(self, m, x, bin_size):
+    def spike_features(self, ctx, x, bin_size):
         return {}
 
-    def init(self, m, data, gen, baseline):
-        return {"w_pop": m._tensor(np.zeros((data.counts.shape[2], data.stimulus.shape[2])))}
+    def init(self, ctx, data, gen, baseline):
+        return {"w_pop": ctx.tensor(np.zeros((data.counts.shape[2], data.stimulus.shape[2])))}
 
 
 def with_previous_trials(data, n_back: int = 5):

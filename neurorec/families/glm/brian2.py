@@ -162,7 +162,7 @@ class _Params:
     """What :meth:`InBin.active` reads before a network exists."""
 
     def __init__(self, model: GLM):
-        self.model, self.p = model, model.params_
+        self.model, self.p, self.context = model, model.params_, model.context()
 
 
 def _block_pairs(n_trials: int, n_pre: int, n_post: int,
@@ -181,12 +181,13 @@ class _Net:
     """The network under construction: what terms declare (unit equations, lag bases, drive
     terms, ``TimedArray`` tables) and, once the unit group exists, the objects they add.
 
-    Unit ``b * n_units + i`` is trial ``b``'s unit ``i``; ``p`` the fitted parameters.
+    Unit ``b * n_units + i`` is trial ``b``'s unit ``i``; ``p`` the fitted parameters;
+    ``context`` the model's :class:`~neurorec.families.glm.terms.TermContext`.
     """
 
     def __init__(self, model: GLM, n_trials: int, n_bins: int, n_sub: int, in_bin: bool,
                  stimulus: np.ndarray | None, bin_dt):
-        self.model, self.p = model, model.params_
+        self.model, self.p, self.context = model, model.params_, model.context()
         self.n_trials, self.n_bins, self.n_sub, self.in_bin = n_trials, n_bins, n_sub, in_bin
         self.stimulus, self.bin_dt = stimulus, bin_dt
         self.eqs: list[str] = []

@@ -57,6 +57,7 @@ from neurorec.families.glm.terms import (
     StimulusBasis,
     StimulusFilter,
     Term,
+    TermContext,
     default_terms,
     history_features,
 )
@@ -145,49 +146,64 @@ class GLM(Model):
     def _tensor(self, array: np.ndarray) -> Tensor:
         return torch.as_tensor(np.ascontiguousarray(array), dtype=self.dtype, device=self.device)
 
+    def context(self) -> TermContext:
+        """What the terms may read of this model (:class:`~neurorec.families.glm.terms.
+        TermContext`), as it stands now (held-out mask, unit order, fitted bin size)."""
+        return TermContext(self.spec.name, self.dtype, self.device, self.heldout,
+                           getattr(self, "unit_order_", None), getattr(self, "bin_size_", None))
+
+    def _basis_term(self, kind: type[Term], field: str) -> Term:
+        """The model's term of class ``kind`` (whose basis the filters are in); the spec's
+        ``field`` settings for a model without one."""
+        term = self.term(kind)
+        if term is not None:
+            return term
+        f = getattr(self.spec, field)
+        return kind(f.n_basis) if kind is StimulusBasis else kind(f.n_basis, f.duration)
+
     def stimulus_basis(self, n_bins: int) -> np.ndarray:
-        """(n_bins, n_basis) raised cosines tiling the trial."""
-        return StimulusBasis(self.spec.stimulus.n_basis).basis(n_bins)
+        """(n_bins, n_basis) raised cosines tiling the trial (the model's stimulus term's)."""
+        return self._basis_term(StimulusBasis, "stimulus").basis(n_bins)
 
     def history_basis(self, bin_size: float) -> np.ndarray:
-        """(n_lags, n_basis) log-stretched raised cosines over the history window."""
-        h = self.spec.history
-        return History(h.n_basis, h.duration).basis(self, bin_size)
+        """(n_lags, n_basis) log-stretched raised cosines over the history window (the
+        model's :class:`~neurorec.families.glm.terms.History` term's)."""
+        return self._basis_term(History, "history").basis(self.context(), bin_size)
 
     def coupling_basis(self, bin_size: float) -> np.ndarray:
-        """(n_lags, n_basis) log-stretched raised cosines over the coupling window."""
-        c = self.spec.coupling
-        return Coupling(c.n_basis, c.duration).basis(self, bin_size)
+        """(n_lags, n_basis) log-stretched raised cosines over the coupling window (the
+        model's coupling term's)."""
+        return self._basis_term(Coupling, "coupling").basis(self.context(), bin_size)
 
     def stimulus_filter_basis(self, bin_size: float) -> np.ndarray:
-        """(n_lags, n_basis) log-stretched raised cosines over lags 0 .. duration."""
-        f = self.spec.stimulus_filter
-        return StimulusFilter(f.n_basis, f.duration).basis(self, bin_size)
+        """(n_lags, n_basis) log-stretched raised cosines over lags 0 .. duration (the
+        model's stimulus filter term's)."""
+        return self._basis_term(StimulusFilter, "stimulus_filter").basis(self.context(),
+                                                                          bin_size)
 
     def _heldin(self) -> Tensor | None:
         """(n_units,) 1 for units whose spikes may predict, 0 for held-out; None: all may."""
-        if self.heldout is None:
-            return None
-        return self._tensor((~np.asarray(self.heldout, dtype=bool)).astype(float))
+        return self.context().heldin()
 
     def _inputs(self, y: Tensor) -> Tensor:
         """The counts as predictors see them: held-out units' columns zeroed."""
-        keep = self._heldin()
-        return y if keep is None else y * keep
+        return self.context().inputs(y)
 
     def _static_design(self, inputs: Inputs) -> dict[str, Tensor]:
         """Every term's features that do not read the counts."""
         design: dict[str, Tensor] = {"condition": inputs.condition}
+        ctx = self.context()
         for term in self.terms:
-            design.update(term.static_features(self, inputs))
+            design.update(term.static_features(ctx, inputs))
         return design
 
     def _spike_design(self, y: Tensor, bin_size: float) -> dict[str, Tensor]:
         """Every term's features of the counts ``y`` (as predictors see them)."""
-        x = self._inputs(y)
+        ctx = self.context()
+        x = ctx.inputs(y)
         design: dict[str, Tensor] = {}
         for term in self.terms:
-            design.update(term.spike_features(self, x, bin_size))
+            design.update(term.spike_features(ctx, x, bin_size))
         return design
 
     def _design(self, data: BinnedTrials) -> dict[str, Tensor]:
@@ -208,14 +224,15 @@ class GLM(Model):
                           .mean(dim=(0, 1)))
         params = {k: self._tensor(v) for k, v in self.obs.extra_init(data.counts).items()}
         baseline = self.obs.baseline(mean)
+        ctx = self.context()
         for term in self.terms:
-            params.update(term.init(self, data, gen, baseline))
+            params.update(term.init(ctx, data, gen, baseline))
         return params
 
     def _warm_start(self, data: BinnedTrials, init: dict[str, Tensor]) -> dict[str, Tensor]:
         """Where L-BFGS starts (``init``: the values the preconditioner was built at).
 
-        With a non-linear term that asks for it (``warm_start(self)`` true, e.g. the R-GLM's
+        With a non-linear term that asks for it (``warm_start(context)`` true, e.g. the R-GLM's
         latent), the linear terms are first fitted alone by batched Newton on the same trials,
         and the non-linear terms start where their contribution is zero
         (``term.warm_values``): the first iterate *is* that GLM, and L-BFGS can only lower the
@@ -224,7 +241,8 @@ class GLM(Model):
         extra = [t for t in self.terms if not t.linear]
         # a rate ceiling makes even a linear model non-convex: it starts from the plain GLM
         ceiling = self.spec.rate_ceiling_hz is not None
-        if not (extra or ceiling) or not all(t.warm_start(self) for t in extra) \
+        ctx = self.context()
+        if not (extra or ceiling) or not all(t.warm_start(ctx) for t in extra) \
                 or self.observation_name == "gaussian" or self.spec.penalty.l1:
             return init
         glm = GLM(self.spec, device=str(self.device), seed=self.seed,
@@ -236,7 +254,7 @@ class GLM(Model):
         for name, value in glm.params_.items():
             start[name] = self._tensor(value)
         for term in extra:
-            start.update(term.warm_values(self, init))
+            start.update(term.warm_values(ctx, init))
         return start
 
     def _grams(self, d: dict[str, Tensor], n_conditions: int) -> dict[str, Tensor]:
@@ -245,8 +263,9 @@ class GLM(Model):
         not use (J's diagonal, A outside the unit order's lower triangle) get identity rows."""
         w = self.obs.curvature(d["y"])
         grams: dict[str, Tensor] = {}
+        ctx = self.context()
         for term in self.terms:
-            grams.update(term.grams(self, d, w, n_conditions))
+            grams.update(term.grams(ctx, d, w, n_conditions))
         return grams
 
     def _preconditioner(self, data: BinnedTrials, d: dict[str, Tensor],
@@ -310,26 +329,23 @@ class GLM(Model):
 
     def penalties(self) -> list[tuple[str, str | None, object]]:
         """(param, penalty group, mask) of every term's parameters, in term order."""
-        return [piece for term in self.terms for piece in term.penalties(self)]
+        ctx = self.context()
+        return [piece for term in self.terms for piece in term.penalties(ctx)]
 
     # ---------------------------------------------------------------- the model
     def _drive(self, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
         """(n_trials, n_bins, n_units) linear predictor: the sum of the terms' drives."""
         drive = None
+        ctx = self.context()
         for term in self.terms:
-            part = term.drive(self, p, d)
+            part = term.drive(ctx, p, d)
             drive = part if drive is None else drive + part
         return torch.zeros_like(d["y"]) if drive is None else drive.expand_as(d["y"])
 
     def _order_mask(self) -> Tensor:
         """(n_units, n_units) 1 where unit j comes before unit i in ``unit_order_`` (and, in
         co-smoothing mode, j is held in)."""
-        rank = np.empty(len(self.unit_order_), dtype=np.int64)
-        rank[self.unit_order_] = np.arange(len(self.unit_order_))
-        mask = rank[None, :] < rank[:, None]
-        if self.heldout is not None:
-            mask = mask & ~np.asarray(self.heldout, dtype=bool)[None, :]
-        return self._tensor(mask.astype(float))
+        return self.context().order_mask()
 
     def _choose_order(self, data: BinnedTrials) -> np.ndarray:
         n_units = data.counts.shape[2]
@@ -445,8 +461,9 @@ class GLM(Model):
                                progress=progress, desc=f"fit {self.spec.name}", run=run)
         with torch.no_grad():
             fitted = to_model(internal)
+            ctx = self.context()
             for term in self.terms:  # e.g. a bounded recurrence stores the matrix it used
-                fitted.update(term.finalise(self, fitted))
+                fitted.update(term.finalise(ctx, fitted))
             self.params_ = {k: v.detach().cpu().numpy() for k, v in fitted.items()}
         return report
 
@@ -479,7 +496,8 @@ class GLM(Model):
         y = d["y"]
         n_trials, n_bins, n_units = y.shape
         rows = n_trials * n_bins
-        columns = [c for t in self.terms for c in t.columns(self, d, data.n_conditions)]
+        ctx = self.context()
+        columns = [c for t in self.terms for c in t.columns(ctx, d, data.n_conditions)]
         shared = [c for c in columns if not c.per_unit]
         own = [c for c in columns if c.per_unit]
         if len(own) > 1:
@@ -599,7 +617,8 @@ class GLM(Model):
         A outside the unit order's lower triangle, held-out units' weights)."""
         self.check_fitted()
         n = sum(v.size for v in self.params_.values())
-        return int(n - sum(term.n_fixed(self, self.params_) for term in self.terms))
+        ctx = self.context()
+        return int(n - sum(term.n_fixed(ctx, self.params_) for term in self.terms))
 
     def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0,
                stimulus: np.ndarray | None = None) -> np.ndarray:
@@ -645,7 +664,7 @@ class GLM(Model):
                     drive_t = guard(drive_t, t)
                     y[:, t] = self.obs.sample(drive_t, gen, p.get("log_sigma"))
                     continue
-                A = sum(term.weights(self, p) for term in in_bin)
+                A = sum(term.weights(self.context(), p) for term in in_bin)
                 for i in self.unit_order_:
                     scale = p["log_sigma"][i] if "log_sigma" in p else None
                     drive_i = drive_t[:, i] + self._inputs(y[:, t]) @ A[i]

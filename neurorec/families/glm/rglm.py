@@ -31,7 +31,7 @@ from neurorec.data.recording import BinnedTrials
 from neurorec.data.session import segment_bounds
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.spec import RecurrentSpec, RGLMSpec
-from neurorec.families.glm.terms import Inputs, Term
+from neurorec.families.glm.terms import Inputs, Term, TermContext
 from neurorec.fit.run import Run
 
 Tensor = torch.Tensor
@@ -87,44 +87,44 @@ class Latent(Term):
         return {} if self.rec.l2 is None else {"latent": self.rec.l2}
 
     # ------------------------------------------------------------------ features
-    def static_features(self, m, inputs):
+    def static_features(self, ctx, inputs):
         if not self.rec.stimulus_input:
             return {}
         if not self.series:
-            return {"S_u": m._tensor(raised_cosine_linear(inputs.n_bins, self.n_basis))}
+            return {"S_u": ctx.tensor(raised_cosine_linear(inputs.n_bins, self.n_basis))}
         if inputs.source is None:  # sampling: the caller's series must fit the trials
             got = None if inputs.stimulus is None else np.shape(inputs.stimulus)
             if got is None or tuple(got[:2]) != (len(inputs.condition), inputs.n_bins):
-                raise DataError(f"{m.spec.name}: stimulus: a latent with stimulus input samples "
+                raise DataError(f"{ctx.name}: stimulus: a latent with stimulus input samples "
                                 f"given a stimulus of shape ({len(inputs.condition)}, "
                                 f"{inputs.n_bins}, n_channels), got {got}")
         if inputs.stimulus is None:
             raise DataError(f"{inputs.source}: stimulus: recurrent.stimulus_input with "
                             "stimulus_filter.enabled needs a stimulus time series; this data "
                             "has none")
-        return {"s_u": m._tensor(inputs.stimulus)}
+        return {"s_u": ctx.tensor(inputs.stimulus)}
 
-    def init(self, m, data, gen, baseline):
+    def init(self, ctx, data, gen, baseline):
         rec, n_units = self.rec, data.counts.shape[2]
         W0 = torch.randn(rec.dim, n_units, generator=gen, dtype=torch.float64) * rec.init_scale
         B = torch.randn(n_units, rec.dim, generator=gen, dtype=torch.float64) * rec.init_scale
         q, _ = torch.linalg.qr(torch.randn(rec.dim, rec.dim, generator=gen, dtype=torch.float64))
-        if m.heldout is not None:  # co-smoothing: no latent input from held-out units
-            W0[:, np.asarray(m.heldout, dtype=bool)] = 0.0
-        out = {"W0": m._tensor(W0), "R": m._tensor(q * rec.init_radius), "B": m._tensor(B)}
+        if ctx.heldout is not None:  # co-smoothing: no latent input from held-out units
+            W0[:, np.asarray(ctx.heldout, dtype=bool)] = 0.0
+        out = {"W0": ctx.tensor(W0), "R": ctx.tensor(q * rec.init_radius), "B": ctx.tensor(B)}
         if rec.stimulus_input:
             shape = ((rec.dim, data.stimulus.shape[2]) if self.series
                      else (rec.dim, data.n_conditions, self.n_basis))
-            out["U"] = m._tensor(torch.randn(*shape, generator=gen, dtype=torch.float64)
+            out["U"] = ctx.tensor(torch.randn(*shape, generator=gen, dtype=torch.float64)
                                  * rec.init_scale)
         if rec.initial_state:
-            out["x0"] = m._tensor(np.zeros((data.n_conditions, rec.dim)))
+            out["x0"] = ctx.tensor(np.zeros((data.n_conditions, rec.dim)))
         return out
 
-    def warm_start(self, m: GLM) -> bool:
+    def warm_start(self, ctx: TermContext) -> bool:
         return self.rec.warm_start
 
-    def warm_values(self, m: GLM, init: dict[str, Tensor]) -> dict[str, Tensor]:
+    def warm_values(self, ctx: TermContext, init: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"B": torch.zeros_like(init["B"])}
 
     # ------------------------------------------------------------------ the model
@@ -135,7 +135,7 @@ class Latent(Term):
         norm = torch.linalg.matrix_norm(R, ord=2)
         return R * torch.clamp(self.rec.max_radius / norm.clamp_min(1e-300), max=1.0)
 
-    def finalise(self, m, params):
+    def finalise(self, ctx, params):
         return {} if self.rec.max_radius is None else {"R": self.recurrence(params["R"])}
 
     def external(self, p: dict[str, Tensor], d: dict[str, Tensor],
@@ -153,9 +153,9 @@ class Latent(Term):
             ext = first if ext is None else ext + first
         return ext
 
-    def states(self, m: GLM, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
+    def states(self, ctx: TermContext, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
         """(n_trials, n_bins, dim) hidden states given the counts ``d["y"]``."""
-        y = m._inputs(d["y"])
+        y = ctx.inputs(d["y"])
         y_prev = torch.cat([torch.zeros_like(y[:, :1]), y[:, :-1]], dim=1)
         u = y_prev @ p["W0"].T
         ext = self.external(p, d, u)
@@ -168,11 +168,11 @@ class Latent(Term):
         s = self.rec.saturation
         return x if s is None else s * torch.tanh(x / s)
 
-    def drive(self, m, p, d):
-        return self.readout(self.states(m, p, d)) @ p["B"].T
+    def drive(self, ctx, p, d):
+        return self.readout(self.states(ctx, p, d)) @ p["B"].T
 
-    def n_fixed(self, m, params):
-        n_ho = 0 if m.heldout is None else int(np.sum(m.heldout))
+    def n_fixed(self, ctx, params):
+        n_ho = 0 if ctx.heldout is None else int(np.sum(ctx.heldout))
         return n_ho * params["W0"].shape[0]
 
     # ------------------------------------------------------------------ Brian 2
@@ -232,12 +232,12 @@ class Latent(Term):
         """(n_bins, n_trials * dim) ``U s_t`` (+ ``x0`` in bin 0), column ``b * dim + d``."""
         if "U" not in net.p and "x0" not in net.p:
             return None
-        m = net.model
+        ctx = net.context
         cond = torch.as_tensor(net.condition, dtype=torch.int64)
-        inputs = Inputs(cond, net.n_bins, net.stimulus, m.bin_size_, None)
+        inputs = Inputs(cond, net.n_bins, net.stimulus, ctx.bin_size, None)
         p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in net.p.items()}
         d = {k: v.to(torch.float64) if v.is_floating_point() else v
-             for k, v in self.static_features(m, inputs).items()}
+             for k, v in self.static_features(ctx, inputs).items()}
         d["condition"] = cond
         like = torch.zeros(net.n_trials, net.n_bins, p["R"].shape[0], dtype=torch.float64)
         ext = self.external(p, d, like)
@@ -264,7 +264,7 @@ class RGLM(GLM):
         self._check_shape(data)
         p = self._fitted_tensors()
         with torch.no_grad():
-            return self.latent.states(self, p, self._design(data)).cpu().numpy()
+            return self.latent.states(self.context(), p, self._design(data)).cpu().numpy()
 
     def time_constants(self) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues of the fitted ``R`` and their time constants in seconds."""

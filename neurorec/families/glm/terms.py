@@ -19,8 +19,12 @@ contributions. Every term owns, for its own parameters:
 - ``brian2_equations`` / ``brian2_objects``: its part of the Brian 2 network
   (:mod:`neurorec.families.glm.brian2`).
 
-Terms are stateless apart from their settings; the model ``m`` passed to every method gives
-the dtype, device, held-out mask (:meth:`GLM._inputs`), unit order and bin size.
+Terms are stateless apart from their settings. Every hook gets a :class:`TermContext`: the
+public, read-only view of the model a term may use (its name for messages, dtype and device,
+the held-out mask and the counts as predictors see them, the unit order and its in-bin mask,
+the fitted bin size); the data sizes come with ``data`` / the design pieces ``d``. A term never
+calls the model itself, so a term defined elsewhere (an analysis' own) needs nothing private,
+and this module does not import the model.
 
 | term              | params     | features         | penalty   | linear |
 |-------------------|------------|------------------|-----------|--------|
@@ -48,7 +52,6 @@ from neurorec.fit.newton import StimulusBlock
 
 if TYPE_CHECKING:
     from neurorec.data.recording import BinnedTrials
-    from neurorec.families.glm.glm import GLM
 
 Tensor = torch.Tensor
 Mask = Callable[[Tensor], Tensor]
@@ -87,6 +90,56 @@ def lag_basis(name: str, which: str, n_basis: int, duration: float,
                         f"lags, but {which}.duration {duration * 1e3:g} ms is {n_lags} bins of "
                         f"{bin_size * 1e3:g} ms (lengthen it or use fewer functions)")
     return raised_cosine_log(n_lags, n_basis)
+
+
+@dataclass(frozen=True)
+class TermContext:
+    """What a term may read of the model it belongs to (built by the model for each call:
+    ``GLM.context()``); everything else comes with the data or the design pieces ``d``.
+
+    Attributes:
+        name: the model's name (the spec's), for messages.
+        dtype, device: of every tensor the term makes (:meth:`tensor`).
+        heldout: (n_units,) bool, the co-smoothing units whose spikes predict nothing, or
+            None (every unit may predict).
+        unit_order: (n_units,) units in prediction order (in-bin correlations), or None
+            before the model chose it.
+        bin_size: the fitted model's bin size in seconds, or None before a fit.
+    """
+
+    name: str
+    dtype: torch.dtype
+    device: torch.device
+    heldout: np.ndarray | None = None
+    unit_order: np.ndarray | None = None
+    bin_size: float | None = None
+
+    def tensor(self, array: np.ndarray | Tensor) -> Tensor:
+        """``array`` as a tensor of the model's dtype on its device."""
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=self.dtype, device=self.device)
+
+    def heldin(self) -> Tensor | None:
+        """(n_units,) 1 for units whose spikes may predict, 0 for held-out; None: all may."""
+        if self.heldout is None:
+            return None
+        return self.tensor((~np.asarray(self.heldout, dtype=bool)).astype(float))
+
+    def inputs(self, y: Tensor) -> Tensor:
+        """The counts ``y`` (..., n_units) as predictors see them: held-out units zeroed."""
+        keep = self.heldin()
+        return y if keep is None else y * keep
+
+    def order_mask(self) -> Tensor:
+        """(n_units, n_units) 1 where unit j comes before unit i in ``unit_order`` (and, in
+        co-smoothing mode, j is held in)."""
+        if self.unit_order is None:
+            raise ValueError(f"{self.name}: the unit order is chosen by fit; none yet")
+        rank = np.empty(len(self.unit_order), dtype=np.int64)
+        rank[self.unit_order] = np.arange(len(self.unit_order))
+        mask = rank[None, :] < rank[:, None]
+        if self.heldout is not None:
+            mask = mask & ~np.asarray(self.heldout, dtype=bool)[None, :]
+        return self.tensor(mask.astype(float))
 
 
 @dataclass
@@ -139,46 +192,46 @@ class Term:
     #: penalty group of every parameter: "stimulus", "weights" or None
     group: ClassVar[str | None] = "weights"
 
-    def static_features(self, m: GLM, inputs: Inputs) -> dict[str, Tensor]:
+    def static_features(self, ctx: TermContext, inputs: Inputs) -> dict[str, Tensor]:
         """Design entries that do not read the counts (computed once per batch): 2-D
         entries are (n_bins, ...) shared by all trials, others (n_trials, n_bins, ...)."""
         return {}
 
-    def spike_features(self, m: GLM, x: Tensor, bin_size: float) -> dict[str, Tensor]:
+    def spike_features(self, ctx: TermContext, x: Tensor, bin_size: float) -> dict[str, Tensor]:
         """Design entries computed from the predictor counts ``x`` (n_trials, n_bins, n_units)
         (held-out units zeroed)."""
         return {}
 
-    def init(self, m: GLM, data: BinnedTrials, gen: torch.Generator,
+    def init(self, ctx: TermContext, data: BinnedTrials, gen: torch.Generator,
              baseline: np.ndarray) -> dict[str, Tensor]:
         """Start values; ``baseline`` (n_units,) the drive at each unit's mean rate."""
         raise NotImplementedError
 
-    def drive(self, m: GLM, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
+    def drive(self, ctx: TermContext, p: dict[str, Tensor], d: dict[str, Tensor]) -> Tensor:
         """(n_trials, n_bins, n_units) contribution (or broadcastable to it)."""
         raise NotImplementedError
 
-    def masks(self, m: GLM) -> dict[str, Mask | None]:
+    def masks(self, ctx: TermContext) -> dict[str, Mask | None]:
         """{param: None (every weight is used) or a function of the parameter's value giving
         the 0/1 mask (broadcastable to it) of the weights the model uses}."""
         return dict.fromkeys(self.params)
 
-    def penalties(self, m: GLM) -> list[tuple[str, str | None, Mask | None]]:
+    def penalties(self, ctx: TermContext) -> list[tuple[str, str | None, Mask | None]]:
         """(param, group, mask) for the regulariser, one per parameter."""
-        return [(name, self.group, mask) for name, mask in self.masks(m).items()]
+        return [(name, self.group, mask) for name, mask in self.masks(ctx).items()]
 
-    def columns(self, m: GLM, d: dict[str, Tensor], n_conditions: int) -> list[Column]:
+    def columns(self, ctx: TermContext, d: dict[str, Tensor], n_conditions: int) -> list[Column]:
         """Columns of the per-unit regression design (linear terms only)."""
         raise NotImplementedError(f"{type(self).__name__} is not linear in fixed features")
 
-    def grams(self, m: GLM, d: dict[str, Tensor], w: Tensor,
+    def grams(self, ctx: TermContext, d: dict[str, Tensor], w: Tensor,
               n_conditions: int) -> dict[str, Tensor]:
         """Gauss-Newton blocks at per-bin curvature ``w`` (n_units,) for the preconditioner;
         default: ``w FᵀF`` of the term's shared columns."""
         if not self.linear:
             return {}
         return {c.name: _gauss_newton_block(w, c.features, c.used)
-                for c in self.columns(m, d, n_conditions) if not c.per_unit}
+                for c in self.columns(ctx, d, n_conditions) if not c.per_unit}
 
     def view(self, name: str, w: np.ndarray, data: BinnedTrials) -> np.ndarray:
         """The parameter ``name`` from its (n_units, P) coefficient slice."""
@@ -188,20 +241,20 @@ class Term:
         """L2 weights of penalty groups this term defines (beyond stimulus / weights)."""
         return {}
 
-    def finalise(self, m: GLM, params: dict[str, Tensor]) -> dict[str, Tensor]:
+    def finalise(self, ctx: TermContext, params: dict[str, Tensor]) -> dict[str, Tensor]:
         """Parameters to store after a fit in place of the optimised ones (e.g. a bounded
         reparametrisation's effective matrix); default: none."""
         return {}
 
-    def warm_start(self, m: GLM) -> bool:
+    def warm_start(self, ctx: TermContext) -> bool:
         """Whether a non-linear term starts from the fitted GLM of the linear terms."""
         return False
 
-    def warm_values(self, m: GLM, init: dict[str, Tensor]) -> dict[str, Tensor]:
+    def warm_values(self, ctx: TermContext, init: dict[str, Tensor]) -> dict[str, Tensor]:
         """Start values (over ``init``) at which this term's drive is zero (warm start)."""
         return {}
 
-    def n_fixed(self, m: GLM, params: dict[str, np.ndarray]) -> int:
+    def n_fixed(self, ctx: TermContext, params: dict[str, np.ndarray]) -> int:
         """Entries of this term's arrays fixed at zero (not free parameters)."""
         return 0
 
@@ -228,26 +281,26 @@ class StimulusBasis(Term):
         """(n_bins, n_basis) raised cosines tiling the trial."""
         return raised_cosine_linear(n_bins, self.n_basis)
 
-    def static_features(self, m: GLM, inputs: Inputs) -> dict[str, Tensor]:
-        return {"S": m._tensor(self.basis(inputs.n_bins))}
+    def static_features(self, ctx: TermContext, inputs: Inputs) -> dict[str, Tensor]:
+        return {"S": ctx.tensor(self.basis(inputs.n_bins))}
 
-    def init(self, m, data, gen, baseline):
+    def init(self, ctx, data, gen, baseline):
         basis = self.basis(data.counts.shape[1])
         ones_coef = np.linalg.lstsq(basis, np.ones(len(basis)), rcond=None)[0]
         beta = (baseline[:, None, None] * ones_coef[None, None, :]
                 * np.ones((1, data.n_conditions, 1)))
-        return {"beta": m._tensor(beta)}
+        return {"beta": ctx.tensor(beta)}
 
-    def drive(self, m, p, d):
+    def drive(self, ctx, p, d):
         return torch.einsum("tk,ibk->bti", d["S"], p["beta"][:, d["condition"]])
 
-    def columns(self, m, d, n_conditions):
+    def columns(self, ctx, d, n_conditions):
         y = d["y"]
         block = StimulusBlock(d["condition"].cpu(), d["S"].cpu(), n_conditions, 0)
         return [Column("beta", block.design(y.dtype, y.device),
                        y.new_ones(y.shape[2], block.n_cols), self.group, block=block)]
 
-    def grams(self, m, d, w, n_conditions):
+    def grams(self, ctx, d, w, n_conditions):
         n_c = torch.bincount(d["condition"], minlength=n_conditions).to(d["y"].dtype)
         return {"beta": (w[:, None, None, None] * n_c[None, :, None, None]
                          * (d["S"].T @ d["S"])[None, None])}
@@ -270,18 +323,18 @@ class Bias(Term):
     params = ("bias",)
     group = None
 
-    def init(self, m, data, gen, baseline):
-        return {"bias": m._tensor(baseline)}
+    def init(self, ctx, data, gen, baseline):
+        return {"bias": ctx.tensor(baseline)}
 
-    def drive(self, m, p, d):
+    def drive(self, ctx, p, d):
         return p["bias"].expand_as(d["y"])
 
-    def columns(self, m, d, n_conditions):
+    def columns(self, ctx, d, n_conditions):
         y = d["y"]
         rows = y.shape[0] * y.shape[1]
         return [Column("bias", y.new_ones(rows, 1), y.new_ones(y.shape[2], 1), None)]
 
-    def grams(self, m, d, w, n_conditions):
+    def grams(self, ctx, d, w, n_conditions):
         return {}  # scaled by its Gauss-Newton diagonal, like the non-linear weights
 
     def view(self, name, w, data):
@@ -301,15 +354,15 @@ class _LagTerm(Term):
     def __init__(self, n_basis: int, duration: float):
         self.n_basis, self.duration = n_basis, duration
 
-    def basis(self, m: GLM, bin_size: float) -> np.ndarray:
+    def basis(self, ctx: TermContext, bin_size: float) -> np.ndarray:
         """(n_lags, n_basis) log-stretched raised cosines over the window."""
-        return lag_basis(m.spec.name, self.which, self.n_basis, self.duration, bin_size)
+        return lag_basis(ctx.name, self.which, self.n_basis, self.duration, bin_size)
 
-    def spike_features(self, m, x, bin_size):
-        return {self.key: history_features(x, m._tensor(self.basis(m, bin_size)))}
+    def spike_features(self, ctx, x, bin_size):
+        return {self.key: history_features(x, ctx.tensor(self.basis(ctx, bin_size)))}
 
     def brian2_equations(self, net):
-        net.lag_bases[self.key.lower()] = self.basis(net.model, net.model.bin_size_)
+        net.lag_bases[self.key.lower()] = self.basis(net.context, net.context.bin_size)
 
 
 class History(_LagTerm):
@@ -318,34 +371,34 @@ class History(_LagTerm):
     params = ("h",)
     key, which = "H", "history"
 
-    def init(self, m, data, gen, baseline):
-        return {"h": m._tensor(np.zeros((data.counts.shape[2], self.n_basis)))}
+    def init(self, ctx, data, gen, baseline):
+        return {"h": ctx.tensor(np.zeros((data.counts.shape[2], self.n_basis)))}
 
-    def drive(self, m, p, d):
+    def drive(self, ctx, p, d):
         return torch.einsum("btik,ik->bti", d["H"], p["h"])
 
-    def masks(self, m):
-        keep = m._heldin()  # a held-out unit's own history is fixed at zero
+    def masks(self, ctx):
+        keep = ctx.heldin()  # a held-out unit's own history is fixed at zero
         return {"h": None if keep is None else lambda w: keep[:, None]}
 
-    def columns(self, m, d, n_conditions):
+    def columns(self, ctx, d, n_conditions):
         H = d["H"]
         n_trials, n_bins, n_units, kh = H.shape
-        keep = m._heldin()
+        keep = ctx.heldin()
         own = (H.new_ones(n_units, kh) if keep is None else keep[:, None].expand(-1, kh))
         return [Column("h", H.reshape(n_trials * n_bins, n_units, kh), own, self.group,
                        per_unit=True)]
 
-    def grams(self, m, d, w, n_conditions):
+    def grams(self, ctx, d, w, n_conditions):
         gram = w[:, None, None] * torch.einsum("btik,btil->ikl", d["H"], d["H"])
-        keep = m._heldin()
+        keep = ctx.heldin()
         if keep is not None:
             eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
             gram = gram * keep[:, None, None] + eye * (1 - keep)[:, None, None]
         return {"h": gram}
 
-    def n_fixed(self, m, params):
-        n_ho = 0 if m.heldout is None else int(np.sum(m.heldout))
+    def n_fixed(self, ctx, params):
+        n_ho = 0 if ctx.heldout is None else int(np.sum(ctx.heldout))
         return n_ho * params["h"].shape[1]
 
     def brian2_equations(self, net):
@@ -364,37 +417,37 @@ class Coupling(_LagTerm):
     params = ("J",)
     key, which = "C", "coupling"
 
-    def init(self, m, data, gen, baseline):
+    def init(self, ctx, data, gen, baseline):
         n_units = data.counts.shape[2]
-        return {"J": m._tensor(np.zeros((n_units, n_units, self.n_basis)))}
+        return {"J": ctx.tensor(np.zeros((n_units, n_units, self.n_basis)))}
 
-    def _used(self, m: GLM, n_units: int, like: Tensor) -> Tensor:
+    def _used(self, ctx: TermContext, n_units: int, like: Tensor) -> Tensor:
         """(n_units, n_units) 1 where j ≠ i and j is held in."""
         used = 1 - torch.eye(n_units, dtype=like.dtype, device=like.device)
-        keep = m._heldin()
+        keep = ctx.heldin()
         return used if keep is None else used * keep[None, :]
 
-    def drive(self, m, p, d):
+    def drive(self, ctx, p, d):
         y = d["y"]
         eye = torch.eye(y.shape[2], dtype=y.dtype, device=y.device)
         return torch.einsum("btjk,ijk->bti", d["C"], p["J"] * (1 - eye)[..., None])
 
-    def masks(self, m):
-        return {"J": lambda w: self._used(m, w.shape[0], w)[..., None]}
+    def masks(self, ctx):
+        return {"J": lambda w: self._used(ctx, w.shape[0], w)[..., None]}
 
-    def columns(self, m, d, n_conditions):
+    def columns(self, ctx, d, n_conditions):
         C = d["C"]
         n_trials, n_bins, n_units, k = C.shape
-        used = self._used(m, n_units, C)
+        used = self._used(ctx, n_units, C)
         return [Column("J", C.reshape(n_trials * n_bins, n_units * k),
                        used.repeat_interleave(k, dim=1), self.group)]
 
     def view(self, name, w, data):
         return w.reshape(w.shape[0], w.shape[0], -1)
 
-    def n_fixed(self, m, params):
+    def n_fixed(self, ctx, params):
         n_units, _, k = params["J"].shape
-        n_ho = 0 if m.heldout is None else int(np.sum(m.heldout))
+        n_ho = 0 if ctx.heldout is None else int(np.sum(ctx.heldout))
         return n_units * k + n_ho * (n_units - 1) * k
 
     def brian2_equations(self, net):
@@ -425,9 +478,9 @@ class StimulusFilter(Term):
     def __init__(self, n_basis: int, duration: float):
         self.n_basis, self.duration = n_basis, duration
 
-    def basis(self, m: GLM, bin_size: float) -> np.ndarray:
+    def basis(self, ctx: TermContext, bin_size: float) -> np.ndarray:
         """(n_lags, n_basis) log-stretched raised cosines over lags 0 .. duration."""
-        return lag_basis(m.spec.name, "stimulus_filter", self.n_basis, self.duration, bin_size)
+        return lag_basis(ctx.name, "stimulus_filter", self.n_basis, self.duration, bin_size)
 
     def check_stimulus(self, where: str, shape: tuple[int, ...], got) -> None:
         if got is None or tuple(got[: len(shape)]) != shape:
@@ -435,30 +488,30 @@ class StimulusFilter(Term):
                             f"stimulus of shape ({', '.join(map(str, shape))}, n_channels), "
                             f"got {got}")
 
-    def features_of(self, m: GLM, stimulus: np.ndarray | None, bin_size: float,
+    def features_of(self, ctx: TermContext, stimulus: np.ndarray | None, bin_size: float,
                     source: str) -> Tensor:
         """(n_trials, n_bins, n_channels, n_basis) stimulus series filtered by the lag basis."""
         if stimulus is None:
             raise DataError(f"{source}: stimulus: stimulus_filter.enabled needs a stimulus time "
                             "series (an NWB stimulus TimeSeries); this data has none")
-        basis = m._tensor(self.basis(m, bin_size))
-        return history_features(m._tensor(stimulus), basis, first_lag=0)
+        basis = ctx.tensor(self.basis(ctx, bin_size))
+        return history_features(ctx.tensor(stimulus), basis, first_lag=0)
 
-    def static_features(self, m, inputs):
+    def static_features(self, ctx, inputs):
         if inputs.source is None:  # sampling: the caller's series must fit the trials
-            self.check_stimulus(m.spec.name, (len(inputs.condition), inputs.n_bins),
+            self.check_stimulus(ctx.name, (len(inputs.condition), inputs.n_bins),
                                 None if inputs.stimulus is None else np.shape(inputs.stimulus))
-        return {"X": self.features_of(m, inputs.stimulus, inputs.bin_size,
-                                      inputs.source or m.spec.name)}
+        return {"X": self.features_of(ctx, inputs.stimulus, inputs.bin_size,
+                                      inputs.source or ctx.name)}
 
-    def init(self, m, data, gen, baseline):
+    def init(self, ctx, data, gen, baseline):
         n_units, n_channels = data.counts.shape[2], data.stimulus.shape[2]
-        return {"k": m._tensor(np.zeros((n_units, n_channels, self.n_basis)))}
+        return {"k": ctx.tensor(np.zeros((n_units, n_channels, self.n_basis)))}
 
-    def drive(self, m, p, d):
+    def drive(self, ctx, p, d):
         return torch.einsum("btck,ick->bti", d["X"], p["k"])
 
-    def columns(self, m, d, n_conditions):
+    def columns(self, ctx, d, n_conditions):
         X = d["X"]
         feats = X.reshape(X.shape[0] * X.shape[1], -1)
         return [Column("k", feats, feats.new_ones(d["y"].shape[2], feats.shape[1]), self.group)]
@@ -476,7 +529,7 @@ class StimulusFilter(Term):
                             "with a stimulus filter samples given a stimulus of shape "
                             f"({net.n_trials}, {net.n_bins}, {n_channels}) (trials, bins, "
                             f"channels), got {got}")
-        basis = torch.as_tensor(self.basis(net.model, net.model.bin_size_), dtype=torch.float64)
+        basis = torch.as_tensor(self.basis(net.context, net.context.bin_size), dtype=torch.float64)
         features = history_features(torch.as_tensor(np.asarray(net.stimulus),
                                                      dtype=torch.float64),
                                     basis, first_lag=0).numpy()
@@ -490,31 +543,31 @@ class InBin(Term):
 
     params = ("A",)
 
-    def init(self, m, data, gen, baseline):
+    def init(self, ctx, data, gen, baseline):
         n_units = data.counts.shape[2]
-        return {"A": m._tensor(np.zeros((n_units, n_units)))}
+        return {"A": ctx.tensor(np.zeros((n_units, n_units)))}
 
-    def weights(self, m: GLM, p: dict[str, Tensor]) -> Tensor:
+    def weights(self, ctx: TermContext, p: dict[str, Tensor]) -> Tensor:
         """(n_units, n_units) ``A`` on the pairs in use."""
-        return p["A"] * m._order_mask()
+        return p["A"] * ctx.order_mask()
 
-    def drive(self, m, p, d):
-        return m._inputs(d["y"]) @ self.weights(m, p).T
+    def drive(self, ctx, p, d):
+        return ctx.inputs(d["y"]) @ self.weights(ctx, p).T
 
-    def masks(self, m):
-        return {"A": lambda w: m._order_mask()}
+    def masks(self, ctx):
+        return {"A": lambda w: ctx.order_mask()}
 
-    def columns(self, m, d, n_conditions):
+    def columns(self, ctx, d, n_conditions):
         y = d["y"]
-        return [Column("A", m._inputs(y).reshape(-1, y.shape[2]), m._order_mask(), self.group)]
+        return [Column("A", ctx.inputs(y).reshape(-1, y.shape[2]), ctx.order_mask(), self.group)]
 
-    def n_fixed(self, m, params):
+    def n_fixed(self, ctx, params):
         n = params["A"].shape[0]
-        return n * n - int(m._order_mask().sum())
+        return n * n - int(ctx.order_mask().sum())
 
     def active(self, net: Any) -> bool:
         """Whether the fitted ``A`` couples any pair (a zero ``A`` needs no in-bin clock)."""
-        return bool(np.any(net.p["A"] * net.model._order_mask().cpu().numpy()))
+        return bool(np.any(net.p["A"] * net.context.order_mask().cpu().numpy()))
 
     def brian2_equations(self, net):
         """Units are drawn one after another inside a bin (see brian2.py)."""
@@ -526,15 +579,15 @@ class InBin(Term):
     def brian2_objects(self, net):
         if not net.in_bin:
             return
-        model, n_units = net.model, net.model.n_units_
+        n_units = net.model.n_units_
         rank = np.empty(n_units, dtype=np.int64)
-        rank[model.unit_order_] = np.arange(n_units)
+        rank[net.context.unit_order] = np.arange(n_units)
         net.units.rank = np.tile(rank, net.n_trials)
         syn = net.synapses(net.units, net.units, "w : 1 (constant)\nain_post = w * ybin_pre : 1 "
                            "(summed)", "neurorec_inbin", n_units, n_units, skip_diagonal=True,
                            dt=net.bin_dt / net.n_sub)
         post_u, pre_u = net.by_pair(syn, n_units, n_units)
-        syn.w = (net.p["A"] * model._order_mask().cpu().numpy())[post_u, pre_u]
+        syn.w = (net.p["A"] * net.context.order_mask().cpu().numpy())[post_u, pre_u]
         net.add_summed(syn, 5)
 
 
@@ -555,4 +608,5 @@ def default_terms(spec: Any) -> list[Term]:
 
 
 __all__ = ["Bias", "Column", "Coupling", "History", "InBin", "Inputs", "StimulusBasis",
-           "StimulusFilter", "Term", "default_terms", "history_features", "lag_basis"]
+           "StimulusFilter", "Term", "TermContext", "default_terms", "history_features",
+           "lag_basis"]
