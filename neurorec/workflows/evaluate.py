@@ -187,7 +187,7 @@ def glm_standard_errors(model: Model, train: BinnedTrials) -> tuple[dict | None,
     mask = prob["mask"].cpu().numpy()
     n_units = mask.shape[0]
     # the drive from the design and the fitted coefficients (rows trial-major)
-    coef = model._coef_from_params(model.params_, prob["slices"], mask.shape[1])
+    coef = model.coefficients(model.params_, prob["slices"], mask.shape[1])
     p = X.shape[1]
     eta = X @ coef[:, :p].T
     if unit_X is not None:

@@ -536,10 +536,11 @@ class GLM(Model):
         return {name: np.ascontiguousarray(term.view(name, c[:, slices[name]], data))
                 for term in self.terms for name in term.params if name in slices}
 
-    def _coef_from_params(self, params: dict[str, np.ndarray], slices: dict[str, slice],
-                          n_cols: int) -> Tensor:
-        """(n_units, n_cols) stacked coefficients of ``params`` (the inverse of
-        :meth:`_params_from_coef`)."""
+    def coefficients(self, params: dict[str, np.ndarray], slices: dict[str, slice],
+                     n_cols: int) -> Tensor:
+        """(n_units, n_cols) float64 stacked per-unit coefficients of ``params`` in the
+        columns of :meth:`newton_design` (``slices``: its {param name: column slice};
+        ``n_cols``: its number of columns); the inverse of :meth:`_params_from_coef`."""
         n_units = len(next(iter(params.values())))
         coef = torch.zeros(n_units, n_cols, dtype=torch.float64, device=self.device)
         for name, sl in slices.items():
@@ -561,12 +562,11 @@ class GLM(Model):
             init = self._init_params(data, torch.Generator().manual_seed(self.seed))
             self.stimulus_centre_ = init["beta"].detach().cpu().numpy()
             sl = prob["slices"]["beta"]
-            centre = self._coef_from_params({"beta": self.stimulus_centre_}, {"beta": sl},
-                                            n_cols)
+            centre = self.coefficients({"beta": self.stimulus_centre_}, {"beta": sl}, n_cols)
             offset = X[:, sl] @ centre[:, sl].T
         coef0 = None
         if self.warm_start_params is not None:
-            coef0 = self._coef_from_params(self.warm_start_params, prob["slices"], n_cols)
+            coef0 = self.coefficients(self.warm_start_params, prob["slices"], n_cols)
             if centre is not None:
                 coef0 = coef0 - centre
         # split by units over a Dask cluster inside neurorec.fit.distributed.unit_split; the
