@@ -64,7 +64,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     spec = RGLMLMSpec(recurrent={"dim": H}, train={"batch_size": a.batch, "bptt": a.bptt})
-    rglm = RGLMLanguageModel(spec, V, 0, device=a.device).init_net()
+    rglm = RGLMLanguageModel(spec, device=a.device).init_net(V, eos_id=0)
     rnn = TanhRNNLM(V, H).to(dev)
 
     def train_rglm():

@@ -375,8 +375,8 @@ def test_ssrnn_greedy_filtering_and_learning_are_the_same():
 def test_lm_token_nll_of_the_same_parameters(dtype, rtol):
     V = 60
     spec = RGLMLMSpec(recurrent={"dim": 24}, train={"dtype": dtype})
-    cpu = RGLMLanguageModel(spec, V, eos_id=0, seed=0, device="cpu").init_net()
-    other = RGLMLanguageModel(spec, V, eos_id=0, seed=1, device=OTHER).init_net()
+    cpu = RGLMLanguageModel(spec, seed=0, device="cpu").init_net(V, eos_id=0)
+    other = RGLMLanguageModel(spec, seed=1, device=OTHER).init_net(V, eos_id=0)
     other.net_.load_state_dict(cpu.net_.state_dict())  # the same parameters, copied
     assert other.net_.R.device.type == torch.device(OTHER).type
     ids = np.random.default_rng(0).integers(0, V, size=700)

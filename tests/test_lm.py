@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from neurorec.cli import main
-from neurorec.core.errors import NotFittedError
+from neurorec.core.errors import DataError, NotFittedError
+from neurorec.data.tokens import Tokens
 from neurorec.families.rglm_lm.model import RGLMLanguageModel, batchify, time_constants_tokens
 from neurorec.families.rglm_lm.spec import RGLMLMSpec
 from neurorec.fit.run import Run
@@ -29,7 +30,12 @@ def tiny(seed: int = 0, **kw) -> RGLMLanguageModel:
                                  **kw.pop("recurrent", {})},
                       train={"dtype": "float64", "batch_size": 2, "bptt": 5, "lr": 1e-2,
                              "eval_every": 50, **kw.pop("train", {})}, **kw)
-    return RGLMLanguageModel(spec, V, eos_id=0, seed=seed).init_net()
+    return RGLMLanguageModel(spec, seed=seed).init_net(V, eos_id=0)
+
+
+def tokens(ids) -> Tokens:
+    """``ids`` as Tokens in the tests' vocabulary (V words, <eos> id 0)."""
+    return Tokens(np.asarray(ids), V, 0, "<test>")
 
 
 def stream(n: int, seed: int = 1) -> np.ndarray:
@@ -177,7 +183,7 @@ def test_training_lowers_perplexity_and_regularisers_hold():
              regularisation={"column_norm": 0.7, "l1": 1e-3, "dropout": 0.1},
              recurrent={"density": 0.5, "max_radius": 0.95})
     start = m.perplexity(ids[:500])
-    m.fit(ids[500:], valid=ids[:500], progress=False)
+    m.fit(tokens(ids[500:]), valid=ids[:500], progress=False)
     assert m.perplexity(ids[:500]) < 0.5 * start
     assert m.net_.W0t.norm(dim=1).max() <= 0.7 + 1e-9
     assert m.net_.B.norm(dim=1).max() <= 0.7 + 1e-9
@@ -188,12 +194,12 @@ def test_training_lowers_perplexity_and_regularisers_hold():
 
 def test_same_seed_same_fit_and_resume(tmp_path):
     ids = stream(600)
-    a = tiny(train={"epochs": 1}).fit(ids, valid=ids[:50], progress=False,
+    a = tiny(train={"epochs": 1}).fit(tokens(ids), valid=ids[:50], progress=False,
                                       run=Run(checkpoint_dir=tmp_path / "a"))
-    b = tiny(train={"epochs": 1}).fit(ids, valid=ids[:50], progress=False)
+    b = tiny(train={"epochs": 1}).fit(tokens(ids), valid=ids[:50], progress=False)
     torch.testing.assert_close(a.net_.R, b.net_.R, rtol=0, atol=0)
     # resuming a finished run from its checkpoint gives the same parameters
-    c = tiny(train={"epochs": 1}).fit(ids, valid=ids[:50], progress=False,
+    c = tiny(train={"epochs": 1}).fit(tokens(ids), valid=ids[:50], progress=False,
                                       run=Run(checkpoint_dir=tmp_path / "a", resume=True))
     torch.testing.assert_close(a.net_.B, c.net_.B, rtol=0, atol=0)
 
@@ -260,14 +266,15 @@ def test_diagonal_training_with_input_dropout_learns_and_stays_stable():
              regularisation={"input_dropout": 0.1, "dropout": 0.1},
              recurrent={"structure": "diagonal", "max_radius": 0.9})
     start = m.perplexity(ids[:500])
-    m.fit(ids[500:], valid=ids[:500], progress=False)
+    m.fit(tokens(ids[500:]), valid=ids[:500], progress=False)
     assert m.perplexity(ids[:500]) < 0.5 * start
     assert np.abs(m.eigenvalues()).max() <= 0.9 + 1e-12
 
 
 def test_time_budget_stops_training_and_keeps_the_best_parameters():
     ids = stream(600)
-    m = tiny(train={"epochs": 50, "max_seconds": 1e-6}).fit(ids, valid=ids[:50], progress=False)
+    m = tiny(train={"epochs": 50, "max_seconds": 1e-6}).fit(tokens(ids), valid=ids[:50],
+                                                            progress=False)
     assert m.log_.stopped_by_budget
     assert m.log_.tokens == [10]  # one step of batch 2 × bptt 5, then the budget check
     assert len(m.log_.valid_ppl) == 1
@@ -279,10 +286,11 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path, train):
     """A checkpoint of a run that spent its time budget (or annealed lr below min_lr) scores
     the same parameters when resumed; it does not take more steps."""
     ids = stream(2000)
-    a = tiny(train={"epochs": 50, **train}).fit(ids, valid=ids[:50], progress=False,
+    a = tiny(train={"epochs": 50, **train}).fit(tokens(ids), valid=ids[:50], progress=False,
                                                 run=Run(checkpoint_dir=tmp_path / "a"))
     b = tiny(train={"epochs": 50, **train}).fit(
-        ids, valid=ids[:50], progress=False, run=Run(checkpoint_dir=tmp_path / "a", resume=True))
+        tokens(ids), valid=ids[:50], progress=False,
+        run=Run(checkpoint_dir=tmp_path / "a", resume=True))
     assert b.log_.tokens == a.log_.tokens and b.log_.valid_ppl == a.log_.valid_ppl
     assert b.log_.stopped_by_budget == a.log_.stopped_by_budget == ("max_seconds" in train)
     for k, v in a.net_.state_dict().items():
@@ -292,7 +300,7 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path, train):
 def test_linear_schedule_takes_lr_to_zero_over_the_epochs():
     ids = stream(600)
     m = tiny(train={"epochs": 2, "eval_every": 1, "schedule": "linear", "min_lr": 1e-3})
-    m.fit(ids, valid=ids[:50], progress=False)
+    m.fit(tokens(ids), valid=ids[:50], progress=False)
     n = 2 * math.ceil((600 // 2 - 1) / 5)  # steps: 2 epochs of (299 // bptt 5, rounded up)
     # a check after every step; log.lr[k] is the lr used by step k
     assert len(m.log_.lr) == n  # valid never improving, min_lr: neither stops a linear run
@@ -303,7 +311,7 @@ def test_training_stops_once_the_learning_rate_is_annealed_away():
     ids = stream(2000)
     # on random tokens the valid perplexity stops improving, so lr halves at every check
     m = tiny(train={"epochs": 200, "eval_every": 20, "lr_decay": 0.1, "min_lr": 1e-5})
-    m.fit(ids, valid=ids[:50], progress=False)
+    m.fit(tokens(ids), valid=ids[:50], progress=False)
     # the last check's decay took lr (recorded before the check) below min_lr, then it stopped
     assert m.log_.lr[-1] * 0.1 < 1e-5 <= m.log_.lr[-1]
     assert m.log_.tokens[-1] < 200 * 1990 and not m.log_.stopped_by_budget
@@ -313,7 +321,7 @@ def test_training_stops_once_the_learning_rate_is_annealed_away():
 def test_learning_rate_decays_after_patience_checks_without_a_new_best(patience):
     ids = stream(2000)
     m = tiny(train={"epochs": 1, "eval_every": 20, "lr_decay": 0.5, "patience": patience})
-    m.fit(ids, valid=ids[:50], progress=False)
+    m.fit(tokens(ids), valid=ids[:50], progress=False)
     # replay the rule on the logged valid perplexities: log.lr[k] is the lr before check k
     lr, best, bad, expected = 1e-2, math.inf, 0, []
     for k, ppl in enumerate(m.log_.valid_ppl):
@@ -362,7 +370,7 @@ def test_a_fit_killed_between_checkpoints_resumes_bitwise(tmp_path):
     ids = stream(1200)
     kw = {"train": {"epochs": 2, "eval_every": 60},
           "regularisation": {"dropout": 0.2, "input_dropout": 0.1}}
-    full = tiny(**copy.deepcopy(kw)).fit(ids, valid=ids[:50], progress=False)
+    full = tiny(**copy.deepcopy(kw)).fit(tokens(ids), valid=ids[:50], progress=False)
     checks = []
 
     def killed_at_four(row):
@@ -372,9 +380,9 @@ def test_a_fit_killed_between_checkpoints_resumes_bitwise(tmp_path):
 
     ck = tmp_path / "ck"
     with pytest.raises(_Killed):
-        tiny(**copy.deepcopy(kw)).fit(ids, valid=ids[:50], progress=False,
+        tiny(**copy.deepcopy(kw)).fit(tokens(ids), valid=ids[:50], progress=False,
                                       run=Run(checkpoint_dir=ck), on_eval=killed_at_four)
-    resumed = tiny(**copy.deepcopy(kw)).fit(ids, valid=ids[:50], progress=False,
+    resumed = tiny(**copy.deepcopy(kw)).fit(tokens(ids), valid=ids[:50], progress=False,
                                             run=Run(checkpoint_dir=ck, resume=True))
     for k, v in full.net_.state_dict().items():
         assert torch.equal(resumed.net_.state_dict()[k], v), k
@@ -398,4 +406,25 @@ def test_sample_is_seeded_and_follows_the_model():
     draws = m.sample(20_000, seed=0)
     np.testing.assert_allclose(np.bincount(draws, minlength=V) / 20_000, p, atol=0.01)
     with pytest.raises(NotFittedError, match="call fit"):
-        RGLMLanguageModel(m.spec, V, eos_id=0).sample(3, seed=0)
+        RGLMLanguageModel(m.spec).sample(3, seed=0)
+
+
+def test_data_sizes_are_learned_in_fit_and_saved(tmp_path):
+    """The constructor stores settings only; vocab_size_ and eos_id_ come from the training
+    Tokens, size the parameters, and are saved and loaded with the model."""
+    spec = tiny().spec
+    m = RGLMLanguageModel(spec, seed=3)
+    assert vars(m) == {"spec": spec, "seed": 3, "device": "cpu"}
+    ids = stream(300)
+    m.fit(Tokens(ids, V + 4, 2, "<test>"), progress=False)
+    assert (m.vocab_size_, m.eos_id_) == (V + 4, 2)
+    assert m.net_.B.shape == (V + 4, H) and m.net_.b.shape == (V + 4,)
+    loaded = RGLMLanguageModel.load(m.save(tmp_path / "lm"))
+    assert (loaded.vocab_size_, loaded.eos_id_) == (V + 4, 2)
+    assert loaded.perplexity(ids[:50]) == m.perplexity(ids[:50])
+    with pytest.raises(DataError, match="fitted to 15 words"):
+        m.score(Tokens(ids[:50], V, 0, "<other vocabulary>"))
+    with pytest.raises(DataError, match="must be Tokens"):
+        RGLMLanguageModel(spec).fit(ids, progress=False)
+    with pytest.raises(TypeError):  # data sizes are not constructor arguments any more
+        RGLMLanguageModel(spec, V, 0)

@@ -65,7 +65,7 @@ def test_tiny_model_perplexity_on_a_ptb_slice(real):
     ids = real.valid[:2000]
     freq = np.bincount(ids, minlength=real.vocab_size) / len(ids)
     spec = RGLMLMSpec(recurrent={"dim": 3}, train={"dtype": "float64"})
-    m = RGLMLanguageModel(spec, real.vocab_size, real.eos_id).init_net()
+    m = RGLMLanguageModel(spec).init_net(real.tokens("valid"))
     with torch.no_grad():
         for t in (m.net_.R, m.net_.W0t, m.net_.B):
             t.zero_()

@@ -24,8 +24,8 @@ spec = load_model_spec("models/lm/irlm.yaml", [
     "recurrent.dim=256", "regularisation.dropout=0.5", f"train.max_seconds={seconds}",
     "train.epochs=10", "train.eval_every=200000"])
 t0 = time.time()
-m = RGLMLanguageModel(spec, data.vocab_size, data.eos_id, seed=0)
-m.fit(data.train, valid=data.valid[:10000], progress=False)
+m = RGLMLanguageModel(spec, seed=0)
+m.fit(data.tokens("train"), valid=data.valid[:10000], progress=False)
 print("trained", round(time.time() - t0), "s, tokens", m.log_.tokens[-1], "valid curve",
       [round(v, 1) for v in m.log_.valid_ppl], flush=True)
 sel, held = data.valid[:20000], data.valid[20000:40000]

@@ -63,7 +63,7 @@ def main() -> None:
 
     study.apply_thread_policy(args.threads)
     data = load_ptb()
-    model = RGLMLanguageModel(spec, data.vocab_size, data.eos_id).init_net()
+    model = RGLMLanguageModel(spec).init_net(data.tokens("train"))
     model.net_.load_state_dict(load_checkpoint(args.checkpoint)["best_net"])
     ids = data.valid[: args.tokens]
     print(f"valid tokens 0–{len(ids)}: static {math.exp(model.token_nll(ids).mean()):.2f}",

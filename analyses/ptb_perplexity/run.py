@@ -198,7 +198,7 @@ def main() -> None:
     # --- R-GLMs ----------------------------------------------------------------
     curves, timescales = {}, {}
     for spec in specs:
-        model = RGLMLanguageModel(spec, V, data.eos_id, seed=args.seed, device=args.device)
+        model = RGLMLanguageModel(spec, seed=args.seed, device=args.device)
         ckpt = Run(checkpoint_dir=out / f"{spec.name}.checkpoint", resume=True)
         # valid checks during training use the first --valid-tokens valid tokens (curves, lr
         # decay, best parameters); final scores use the whole splits
@@ -206,7 +206,7 @@ def main() -> None:
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         try:
-            model.fit(data.train, valid=check, progress=not args.quiet, run=ckpt)
+            model.fit(data.tokens("train"), valid=check, progress=not args.quiet, run=ckpt)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
         log = model.log_

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from neurorec.core.errors import DataError
+from neurorec.data.tokens import Tokens
 
 NAME = "ptb"
 ENV_VAR = "NEUROREC_DATA"
@@ -77,6 +78,11 @@ class PTB:
         if name not in SPLITS:
             raise DataError(f"ptb: split: expected one of {SPLITS}, got {name!r}")
         return getattr(self, name)
+
+    def tokens(self, name: str) -> Tokens:
+        """Split ``name`` as :class:`~neurorec.data.tokens.Tokens` (ids with this vocabulary's
+        size and ``<eos>`` id): what a language model's ``fit`` and ``score`` take."""
+        return Tokens(self.split(name), self.vocab_size, self.eos_id, f"ptb:{name}")
 
 
 def build_vocab(tokens: list[str]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from functools import cache
 
 import numpy as np
 
+from neurorec.data.tokens import Tokens
 from neurorec.datasets import ptb
 from neurorec.families.base import Example
 from neurorec.families.rglm_lm.model import RGLMLanguageModel
@@ -33,13 +34,17 @@ SPEC = {"kind": "rglm_lm", "recurrent": {"dim": 16},
 
 
 def rglm_lm_example() -> Example:
-    def data() -> tuple[np.ndarray, np.ndarray]:
-        return ptb_small()[0]["train"], ptb_small()[0]["test"]
+    def data() -> tuple[Tokens, Tokens]:
+        splits, eos = ptb_small()
+        return (Tokens(splits["train"], VOCAB, eos, "ptb_small:train"),
+                Tokens(splits["test"], VOCAB, eos, "ptb_small:test"))
 
     def sample(model: RGLMLanguageModel, seed: int) -> np.ndarray:
         return model.sample(40, seed=seed)
 
+    def wrong(test: Tokens) -> Tokens:  # the same ids in a vocabulary one word larger
+        return Tokens(test.ids, VOCAB + 1, test.eos_id, test.source)
+
     # chance: the uniform model's perplexity is the vocabulary size
-    return Example(spec=SPEC, data=data, chance=float(VOCAB),
-                   options=lambda: {"vocab_size": VOCAB, "eos_id": ptb_small()[1]},
-                   wrong=lambda ids: ids + VOCAB, sample=sample, sample_shape=(40,))
+    return Example(spec=SPEC, data=data, chance=float(VOCAB), wrong=wrong, sample=sample,
+                   sample_shape=(40,))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from neurorec.core.errors import DataError, SpecError
+from neurorec.data.tokens import Tokens
 from neurorec.families.base import Estimator
 from neurorec.families.rglm_lm.spec import RGLMLMSpec
 from neurorec.fit.engine import Stepper, run_loop
@@ -147,23 +148,22 @@ class _Finished(Exception):
 class RGLMLanguageModel(Estimator):
     """R-GLM language model (``kind: rglm_lm``).
 
-    ``__init__`` stores the spec; :meth:`fit` learns ``net_``, ``log_`` and ``train_ids_``;
-    ``score`` is the perplexity; :meth:`sample` draws token streams with a seed.
+    ``__init__`` stores settings only; :meth:`fit` learns, from the training
+    :class:`~neurorec.data.tokens.Tokens`, the data sizes ``vocab_size_`` (V) and ``eos_id_``
+    (the id of ``<eos>``, the context before a stream's first word), then ``net_``, ``log_``
+    and ``train_ids_`` (all saved and loaded with the model); ``score`` is the perplexity;
+    :meth:`sample` draws token streams with a seed.
 
     Args:
         spec: the validated :class:`~neurorec.families.rglm_lm.spec.RGLMLMSpec`.
-        vocab_size: V; ``eos_id`` the id of ``<eos>`` (the context before a split's first word).
         seed: seeds the initialisation, the sparse mask, dropout and nothing else.
         device: ``"cpu"`` or ``"cuda"``.
     """
 
     fitted_attribute: ClassVar[str] = "net_"
 
-    def __init__(self, spec: RGLMLMSpec, vocab_size: int, eos_id: int, seed: int = 0,
-                 device: str = "cpu"):
+    def __init__(self, spec: RGLMLMSpec, *, seed: int = 0, device: str = "cpu"):
         self.spec = spec
-        self.vocab_size = vocab_size
-        self.eos_id = eos_id
         self.seed = seed
         self.device = device
 
@@ -171,11 +171,23 @@ class RGLMLanguageModel(Estimator):
     def _dtype(self) -> torch.dtype:
         return torch.float64 if self.spec.train.dtype == "float64" else torch.float32
 
-    def init_net(self) -> RGLMLanguageModel:
-        """Draw the initial parameters (done by :meth:`fit`; public for tests)."""
+    def init_net(self, vocab: Tokens | int, eos_id: int | None = None) -> RGLMLanguageModel:
+        """Learn the data sizes and draw the initial parameters (done by :meth:`fit`; public
+        for tests and benchmarks).
+
+        Args:
+            vocab: the training :class:`~neurorec.data.tokens.Tokens` (its ``vocab_size`` and
+                ``eos_id``), or the vocabulary size V itself with ``eos_id``.
+        """
+        if isinstance(vocab, Tokens):
+            self.vocab_size_, self.eos_id_ = int(vocab.vocab_size), int(vocab.eos_id)
+        else:
+            if eos_id is None or not 0 <= eos_id < vocab:
+                raise DataError(f"init_net: eos_id must be an id in [0, {vocab}), got {eos_id}")
+            self.vocab_size_, self.eos_id_ = int(vocab), int(eos_id)
         r = self.spec.recurrent
         gen = torch.Generator().manual_seed(self.seed)
-        self.net_ = RGLMNet(self.vocab_size, r.dim, r.density, r.init_radius, r.init_scale,
+        self.net_ = RGLMNet(self.vocab_size_, r.dim, r.density, r.init_radius, r.init_scale,
                             generator=gen, dtype=self._dtype(),
                             structure=r.structure).to(_device(self.device))
         # dropout draws on the parameters' device (a CPU generator would copy every mask over)
@@ -226,8 +238,8 @@ class RGLMLanguageModel(Estimator):
                 next_eval += t.eval_every
         return ends
 
-    def fit(self, train: np.ndarray, *, progress: bool = True, run: Run | None = None,
-            valid: np.ndarray | None = None,
+    def fit(self, train: Tokens, *, progress: bool = True, run: Run | None = None,
+            valid: Tokens | np.ndarray | None = None,
             on_eval: Callable[[dict], None] | None = None) -> RGLMLanguageModel:
         """Truncated BPTT on ``train``; valid perplexity every ``train.eval_every`` tokens.
 
@@ -239,7 +251,9 @@ class RGLMLanguageModel(Estimator):
         once ``lr_decay`` has taken the learning rate below ``train.min_lr``.
 
         Args:
-            train, valid: int token ids, shape (n_tokens,).
+            train: the training :class:`~neurorec.data.tokens.Tokens`; the model learns its
+                ``vocab_size`` and ``eos_id`` (``vocab_size_``, ``eos_id_``).
+            valid: token ids (n_tokens,) or Tokens in the same vocabulary.
             run: with a checkpoint folder, the loop's ``checkpoint.pt`` there, written after
                 every valid check (parameters, optimiser, position, dropout generator, log,
                 best parameters); ``run.resume`` continues from it if it exists (bitwise on
@@ -257,17 +271,21 @@ class RGLMLanguageModel(Estimator):
             ``train_ids_``.
         """
         t = self.spec.train
-        self.init_net()
+        if not isinstance(train, Tokens):
+            raise DataError(f"rglm_lm: fit: train must be Tokens (ids with their vocabulary "
+                            f"size and <eos> id), got {type(train).__name__}")
+        self.init_net(train)
+        train = np.asarray(train.ids)
         net = self.net_
         if t.max_train_tokens is not None:
             train = train[: t.max_train_tokens]
         self.train_ids_ = train  # for rms dynamic evaluation's gradient statistics
-        data = batchify(np.concatenate([[self.eos_id], train]), t.batch_size).to(net.R.device)
+        data = batchify(np.concatenate([[self.eos_id_], train]), t.batch_size).to(net.R.device)
         n_steps_epoch = max(1, (data.shape[0] - 1 + t.bptt - 1) // t.bptt)
         ends = self.check_steps(len(train))
         total_steps = ends[-1]
         with torch.no_grad():  # start the readout at the training unigram log-frequencies
-            freq = np.bincount(train, minlength=self.vocab_size) + 0.5
+            freq = np.bincount(train, minlength=self.vocab_size_) + 0.5
             net.b.copy_(torch.as_tensor(np.log(freq / freq.sum())))
         params = [net.W0t, net.R, net.B, net.b]
         opt = (torch.optim.Adam(params, lr=t.lr) if t.optimizer == "adam"
@@ -306,7 +324,7 @@ class RGLMLanguageModel(Estimator):
             st["h"] = hs[-1]
             mask = self._dropout_mask(shape, reg.dropout)
             feats = hs * mask if mask is not None else hs
-            loss = F.cross_entropy(net.logits(feats).reshape(-1, self.vocab_size), y.reshape(-1))
+            loss = F.cross_entropy(net.logits(feats).reshape(-1, self.vocab_size_), y.reshape(-1))
             obj = loss + (reg.l2 * sum((p ** 2).sum() for p in params) if reg.l2 > 0 else 0.0)
             stepper.step(obj, where=f"step {step} (lower train.lr or recurrent.init_radius)")
             st["step"] = step + 1
@@ -388,11 +406,11 @@ class RGLMLanguageModel(Estimator):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def token_nll(self, ids: np.ndarray, chunk: int = 256) -> np.ndarray:
+    def token_nll(self, ids: Tokens | np.ndarray, chunk: int = 256) -> np.ndarray:
         """NLL (nats) of every token of ``ids`` given the ones before it (and a leading <eos>).
 
         Args:
-            ids: int token ids, shape (n,).
+            ids: int token ids, shape (n,), or Tokens in the model's vocabulary.
 
         Returns:
             float64 array, shape (n,).
@@ -401,8 +419,8 @@ class RGLMLanguageModel(Estimator):
         net = self.net_
         x_all, y_all = self._stream(ids)
         h = self._h0(1)
-        out = np.empty(len(ids))
-        for s in range(0, len(ids), chunk):
+        out = np.empty(len(y_all))
+        for s in range(0, len(y_all), chunk):
             x, y = x_all[s:s + chunk, None], y_all[s:s + chunk]
             hs = net.states(x, h)
             h = hs[-1]
@@ -410,43 +428,59 @@ class RGLMLanguageModel(Estimator):
             out[s:s + len(y)] = nll.double().cpu().numpy()
         return out
 
-    def perplexity(self, ids: np.ndarray) -> float:
+    def perplexity(self, ids: Tokens | np.ndarray) -> float:
         """``exp(mean NLL per token)``, every token (``<eos>`` included) predicted once."""
         return float(math.exp(self.token_nll(ids).mean()))
 
-    def score(self, ids: np.ndarray) -> float:
-        """The family's score: :meth:`perplexity` of ``ids`` (lower is better)."""
-        return self.perplexity(ids)
+    def score(self, data: Tokens | np.ndarray) -> float:
+        """The family's score: :meth:`perplexity` of ``data`` (lower is better); DataError
+        unless its ids and vocabulary are the model's (``vocab_size_``, ``eos_id_``)."""
+        return self.perplexity(data)
 
     @torch.no_grad()
-    def sample(self, n_tokens: int, seed: int, prompt: np.ndarray | None = None) -> np.ndarray:
-        """(n_tokens,) int64 token ids drawn ancestrally from the model, each from
+    def sample(self, n: int, *, seed: int, like: Tokens | np.ndarray | None = None
+               ) -> np.ndarray:
+        """(n,) int64 token ids drawn ancestrally from the model, each from
         ``softmax(B h_t + b)`` given the ones before it; the stream starts after one ``<eos>``
-        and then ``prompt`` (token ids, not returned). Draws on a CPU generator seeded with
-        ``seed``, so a seed gives the same tokens on every device."""
+        and then the prompt ``like`` (Tokens in the model's vocabulary or token ids, not
+        returned; None: no prompt). Draws on a CPU generator seeded with ``seed``, so a seed
+        gives the same tokens on every device."""
         self.check_fitted()
         net, dev = self.net_, self.net_.R.device
         gen = torch.Generator().manual_seed(seed)
-        context = np.concatenate([[self.eos_id], np.asarray(
-            [] if prompt is None else prompt, dtype=np.int64)]).astype(np.int64)
+        prompt = np.zeros(0, np.int64) if like is None else self._ids(like)
+        context = np.concatenate([[self.eos_id_], prompt]).astype(np.int64)
         h = net.states(torch.as_tensor(context, device=dev)[:, None], self._h0(1))[-1]
-        out = np.empty(n_tokens, dtype=np.int64)
-        for k in range(n_tokens):
+        out = np.empty(n, dtype=np.int64)
+        for k in range(n):
             p = torch.softmax(net.logits(h[0]).double().cpu(), 0)
             out[k] = int(torch.multinomial(p, 1, generator=gen))
             h = net.states(torch.as_tensor([[out[k]]], device=dev), h)[-1]
         return out
 
-    def _stream(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (the leading <eos>, then ``ids[:-1]``) and targets ``ids``, (n,) each, on the
-        parameters' device. DataError unless ``ids`` is 1-D with ids below ``vocab_size``."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size)):
-            raise DataError(f"ids: expected (n_tokens,) ids in [0, {self.vocab_size}), got shape "
+    def _ids(self, data: Tokens | np.ndarray) -> np.ndarray:
+        """(n,) the token ids of ``data``. DataError unless they are 1-D ids below
+        ``vocab_size_`` (Tokens: unless their vocabulary is the model's)."""
+        self.check_fitted()
+        if isinstance(data, Tokens):
+            if (data.vocab_size, data.eos_id) != (self.vocab_size_, self.eos_id_):
+                raise DataError(f"{data.source}: vocab_size: the model was fitted to "
+                                f"{self.vocab_size_} words (<eos> id {self.eos_id_}), the "
+                                f"tokens have {data.vocab_size} (<eos> id {data.eos_id})")
+            return np.asarray(data.ids)
+        ids = np.asarray(data)
+        if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size_)):
+            raise DataError(f"ids: expected (n_tokens,) ids in [0, {self.vocab_size_}), got shape "
                             f"{ids.shape}, range [{ids.min() if ids.size else 0}, "
                             f"{ids.max() if ids.size else 0}]")
+        return ids
+
+    def _stream(self, ids: Tokens | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (the leading <eos>, then ``ids[:-1]``) and targets ``ids``, (n,) each, on the
+        parameters' device (:meth:`_ids` checks them)."""
+        ids = self._ids(ids)
         dev = self.net_.R.device
-        return (torch.as_tensor(np.concatenate([[self.eos_id], ids[:-1]]), device=dev),
+        return (torch.as_tensor(np.concatenate([[self.eos_id_], ids[:-1]]), device=dev),
                 torch.as_tensor(np.asarray(ids), device=dev))
 
     def _segment_nll(self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor
