@@ -25,6 +25,7 @@ import importlib
 import inspect
 import pickle
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ import torch
 
 from neurorec.core.errors import DataError, NotFittedError
 from neurorec.families.base import CAPABILITIES, SCORES, Estimator, Example, Family
+from neurorec.fit.run import Run
 
 
 class Skip(Exception):
@@ -67,14 +69,25 @@ class _Run:
             self._cache["fitted"] = (model, model.score(self.data()[1]))
         return self._cache["fitted"]
 
+    def checkpoint_run(self) -> Run | None:
+        """For a family with the ``resume`` capability, the :class:`~neurorec.fit.run.Run`
+        (a temporary checkpoint folder) the second fit writes its checkpoints to; else None."""
+        if not self.family.supports("resume"):
+            return None
+        if "checkpoints" not in self._cache:
+            self._cache["checkpoints"] = tempfile.TemporaryDirectory(prefix="neurorec-check-")
+        return Run(checkpoint_dir=self._cache["checkpoints"].name)
+
     def second(self) -> dict[str, Any]:
         """A second model with the same seed, fitted on a pickled snapshot's twin of the
-        data: the snapshots before and after, its score and learned state."""
+        data: the snapshots before and after, its score and learned state. A family with
+        the ``resume`` capability checkpoints this fit (:meth:`checkpoint_run`), so the
+        same-seed check also says that checkpointing changes no number."""
         if "second" not in self._cache:
             train, test = self.data()
             before = (pickle.dumps(train), pickle.dumps(test))
             model = self.example.make(seed=0)
-            model.fit(train, progress=False)
+            model.fit(train, progress=False, run=self.checkpoint_run())
             score = model.score(test)
             self._cache["second"] = {
                 "model": model, "score": score, "state": _numbers(model.learned_state()),
@@ -82,8 +95,9 @@ class _Run:
         return self._cache["second"]
 
 
-#: keys of wall-clock measurements in a learned state (not compared between fits)
-_CLOCK = re.compile(r"seconds|time|per_s$|elapsed|wall")
+#: keys of wall-clock measurements in a learned state (not compared between fits), and
+#: where a resumed run says it resumed
+_CLOCK = re.compile(r"seconds|time|per_s$|elapsed|wall|resumed_from")
 
 
 def _numbers(value: Any) -> Any:
@@ -193,6 +207,28 @@ def check_constructor_signature(run: _Run) -> None:
         assert params[required].default is not inspect.Parameter.empty
     fit = inspect.signature(run.family.model.fit).parameters
     assert "progress" in fit, f"{run.family.kind}: fit takes no 'progress'"
+    assert "seed" not in fit, f"{run.family.kind}: fit takes a seed (the constructor's)"
+
+
+def check_fit_signature(run: _Run) -> None:
+    """``fit(data, *, progress, run=None, ...)``: one positional argument, the data; the
+    rest keyword-only with defaults (``progress``, ``run``, then the family's own options),
+    as :meth:`Estimator.fit` declares; ``score(data)``."""
+    kind = run.family.kind
+    params = list(inspect.signature(run.family.model.fit).parameters.values())[1:]
+    assert params and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, \
+        f"{kind}: fit's first argument must be the data, got {params[:1]}"
+    rest = params[1:]
+    bad = [p.name for p in rest if p.kind is not inspect.Parameter.KEYWORD_ONLY
+           or p.default is inspect.Parameter.empty]
+    assert not bad, f"{kind}: fit's {bad} must be keyword-only with defaults (fit(data, *, ...))"
+    names = [p.name for p in rest]
+    assert names[:2] == ["progress", "run"], \
+        f"{kind}: fit(data, *, progress, run, ...) expected, got fit(data, *, {names})"
+    assert rest[1].default is None, f"{kind}: fit's run must default to None"
+    score = [p for p in list(inspect.signature(run.family.model.score).parameters.values())[1:]
+             if p.default is inspect.Parameter.empty]
+    assert len(score) == 1, f"{kind}: score(data) expected, required {[p.name for p in score]}"
 
 
 def check_constructor_stores_settings_only(run: _Run) -> None:
@@ -291,6 +327,29 @@ def check_same_seed_same_numbers(run: _Run) -> None:
     _assert_same(_numbers(model.learned_state()), second["state"], run.family.kind)
 
 
+def check_resume_bitwise(run: _Run) -> None:
+    """A family with the ``resume`` capability: a fit resumed (``Run(resume=True)``) from the
+    checkpoints of a finished fit (the second fit, checkpointed) gives bitwise its numbers
+    and held-out score, and those of the reference fit without checkpoints."""
+    if not run.family.supports("resume"):
+        raise Skip(f"{run.family.kind} declares no resume capability")
+    kind = run.family.kind
+    second = run.second()
+    ckpt = run.checkpoint_run()
+    written = sorted(p.name for p in ckpt.checkpoint_dir.iterdir())
+    assert written, f"{kind}: fit(run=Run(checkpoint_dir=...)) wrote no checkpoint"
+    train, test = run.data()
+    resumed = run.example.make(seed=0)
+    resumed.fit(train, progress=False,
+                run=Run(checkpoint_dir=ckpt.checkpoint_dir, resume=True))
+    _assert_same(_numbers(resumed.learned_state()), second["state"], f"{kind}: resumed")
+    assert resumed.score(test) == second["score"], f"{kind}: resumed score differs"
+    reference, score = run.fitted()
+    _assert_same(second["state"], _numbers(reference.learned_state()),
+                 f"{kind}: checkpointed vs plain fit")
+    assert second["score"] == score, f"{kind}: checkpointing changed the score"
+
+
 def check_fit_twice(run: _Run) -> None:
     """Fitting a fitted model again starts afresh: the same score and state as its first
     fit (nothing carried over from the previous fit)."""
@@ -386,12 +445,13 @@ def check_brian2_agrees(run: _Run) -> None:
 #: every check, in the order they run (the fitting ones share three fits)
 CHECKS: tuple[Callable[[_Run], None], ...] = (
     check_lives_in_its_folder, check_declarations, check_commands_resolve,
-    check_constructor_signature,
+    check_constructor_signature, check_fit_signature,
     check_constructor_stores_settings_only, check_clone_from_options, check_not_fitted_error,
     check_unfitted_refusals, check_example_data_type, check_fit_returns_self,
     check_learned_attributes, check_score, check_fit_leaves_global_rng, check_data_not_mutated,
     check_same_seed_same_numbers, check_wrong_shape_data_error, check_save_load_round_trip,
     check_load_refusals, check_sample_reproducible, check_sample_shape, check_fit_twice,
+    check_resume_bitwise,
     check_brian2_backend, check_brian2_agrees,
 )
 

@@ -256,7 +256,6 @@ class CTRNNObs(Model):
         module.eval()
         with torch.no_grad():
             final = float(self._objective(module, t_all, train_idx))
-        grads = [p.grad.abs().max() for p in module.parameters() if p.grad is not None]
         val = dict(log.validation)
         history = [{"iter": row["iteration"], "objective": row["loss"]}
                    | ({"validation_nll": val[row["iteration"]]} if row["iteration"] in val else {})
@@ -268,7 +267,8 @@ class CTRNNObs(Model):
             converged=stopped, n_iter=len(log.history), n_evals=len(log.history),
             reason=(f"early stopping (best held-back NLL at step {log.best_iteration})"
                     if stopped else f"{tr.n_steps} steps"),
-            final_objective=final, max_abs_grad=float(max(grads)) if grads else 0.0,
+            final_objective=final,
+            max_abs_grad=log.history[-1]["max_abs_grad"] if log.history else 0.0,
             best_validation_nll=best["value"] if best is not None else None,
             fit_time_s=log.fit_time_s, history=history, optimizer="Adam")
         self.params_ = self._numpy_params()
@@ -298,7 +298,11 @@ class CTRNNObs(Model):
         def body(step: int) -> dict[str, float]:
             pick = torch.randperm(len(train_idx), generator=gen)[:tr.batch_size]
             loss = self._objective(module, t_all, train_idx[pick.to(self.device)])
-            return {"loss": stepper.step(loss, where=f"training step {step}")}
+            value = stepper.step(loss, where=f"training step {step}")
+            # the last step's (clipped) gradients, kept in the loop's log so that a resumed
+            # run reports what the uninterrupted one does
+            grads = [p.grad.abs().max() for p in module.parameters() if p.grad is not None]
+            return {"loss": value, "max_abs_grad": float(max(grads)) if grads else 0.0}
 
         def validate() -> float:
             with torch.no_grad():

@@ -14,7 +14,7 @@ from neurorec.families.glm.spec import GLMSpec, RGLMSpec
 _CAPS = ("binned_trials", "heldout_neurons", "brian2", "stimulus_filter")
 register_family("glm", GLMSpec, GLM, capabilities=_CAPS, example=glm_example,
                 memory_estimate=glm_fit_memory)
-register_family("rglm", RGLMSpec, RGLM, capabilities=(*_CAPS, "latent_dynamics"),
+register_family("rglm", RGLMSpec, RGLM, capabilities=(*_CAPS, "latent_dynamics", "resume"),
                 example=rglm_example, memory_estimate=glm_fit_memory)
 
 __all__ = ["GLM", "RGLM", "GLMSpec", "RGLMSpec"]

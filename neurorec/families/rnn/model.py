@@ -101,8 +101,8 @@ class SequenceRNN(Estimator):
         self.seed = seed
 
     # ---------------------------------------------------------------- training
-    def fit(self, x: np.ndarray | LabelledSequences, *, y: np.ndarray | None = None,
-            progress: bool = True, run: Run | None = None,
+    def fit(self, x: np.ndarray | LabelledSequences, *, progress: bool = True,
+            run: Run | None = None, y: np.ndarray | None = None,
             epochs: int | None = None) -> SequenceRNN:
         """Adam on cross-entropy through :func:`neurorec.fit.engine.run_loop` (one iteration
         an epoch of minibatches), drawing from the constructor's ``seed``; x (n, T, n_inputs)
