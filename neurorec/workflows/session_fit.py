@@ -33,6 +33,13 @@ from neurorec.fit.run import Run
 SESSION_MODELS = {"glm": "neurorec.families.glm.session:SessionGLM",
                   "rglm": "neurorec.families.glm.rglm:SessionRGLM"}
 
+#: what each session model is made of, declared (workflows never probe with hasattr):
+#: ``glm`` the attribute holding its fitted SessionGLM (None: the model is one), which
+#: ``save(directory)`` writes and whose partial dependence gives the tuning curves;
+#: ``n_parameters`` whether the model counts its parameters (``metrics["n_parameters"]``)
+SESSION_PARTS: dict[str, dict[str, Any]] = {"glm": {"glm": None, "n_parameters": True},
+                                            "rglm": {"glm": "glm_", "n_parameters": False}}
+
 #: covariate ridges tried by --cv on a session (per bin and neuron), strongest first
 RIDGE_GRID = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 
@@ -44,6 +51,12 @@ def session_model(spec: Any, seed: int = 0, **kw) -> Any:
                         f"(session models: {sorted(SESSION_MODELS)})")
     module, cls = SESSION_MODELS[spec.kind].split(":")
     return getattr(importlib.import_module(module), cls)(spec, seed=seed, **kw)
+
+
+def session_glm(kind: str, model: Any) -> Any:
+    """The fitted SessionGLM of a session model of ``kind`` (:data:`SESSION_PARTS`)."""
+    attr = SESSION_PARTS[kind]["glm"]
+    return model if attr is None else getattr(model, attr)
 
 
 def load_session_for(spec: Any, source: str, seed: int = 0) -> BinnedSession:
@@ -163,7 +176,7 @@ def session_metrics(spec: Any, model: Any, session: BinnedSession, rates: np.nda
     """``metrics.json`` of a session fit (the trials-mode keys, per evaluated bins)."""
     test, train, val = session.mask("test"), session.mask("train"), session.mask("val")
     y, r = session.counts[test][None], rates[test][None]
-    glm = getattr(model, "glm_", model)
+    glm = session_glm(spec.kind, model)
     metrics = {
         "model": spec.name, "kind": spec.kind, "observation": "poisson",
         "data": session.source, "data_mode": "session",
@@ -184,7 +197,7 @@ def session_metrics(spec: Any, model: Any, session: BinnedSession, rates: np.nda
                         "converged_units": int(np.sum(glm.converged_)),
                         "n_iter": int(np.max(glm.n_iter_))},
     }
-    if hasattr(model, "n_parameters"):
+    if SESSION_PARTS[spec.kind]["n_parameters"]:
         metrics["n_parameters"] = int(model.n_parameters())
     if val.any():
         metrics["val_bits_per_spike"] = bits_per_spike(session.counts[val][None],
@@ -207,10 +220,8 @@ def tuning_curves(result: SessionFitResult, n_bins_1d: int = 24,
     from neurorec.analysis.session_tuning import data_tuning_curves
 
     spec, session = result.spec, result.session
-    glm = getattr(result.model, "glm_", result.model)
+    glm = session_glm(spec.kind, result.model)
     out: dict[str, np.ndarray] = {}
-    if not hasattr(glm, "partial_dependence"):
-        return out
     for entry in spec.covariates:
         if entry.basis not in ("bspline", "cyclic_bspline", "tensor_bspline"):
             continue
@@ -251,11 +262,8 @@ def write_session_outputs(result: SessionFitResult, out: Path, overwrite: bool =
                  unit_ids=np.asarray(s.unit_ids).astype(str), bin_size_s=s.bin_size)
         if result.tuning:
             np.savez(tmp / "tuning_curves.npz", **result.tuning)
-        glm = getattr(result.model, "glm_", result.model)
-        if hasattr(result.model, "save"):
-            result.model.save(tmp)
-        elif hasattr(glm, "save"):
-            glm.save(tmp)
+        glm = session_glm(result.spec.kind, result.model)
+        glm.save(tmp)
         (tmp / "spec.yaml").write_text(dump_spec(result.spec))
         figs = []
         per = np.asarray(m["per_neuron_bits_per_spike"], float)
@@ -293,8 +301,9 @@ def write_session_outputs(result: SessionFitResult, out: Path, overwrite: bool =
     return Path(out) / "report.html"
 
 
-__all__ = ["RIDGE_GRID", "SESSION_MODELS", "SessionFitResult", "cross_validate_ridge",
-           "fit_session", "load_session_for", "session_metrics", "session_model",
+__all__ = ["RIDGE_GRID", "SESSION_MODELS", "SESSION_PARTS", "SessionFitResult",
+           "cross_validate_ridge", "fit_session", "load_session_for", "session_glm",
+           "session_metrics", "session_model",
            "tuning_curves", "with_ridge", "write_session_outputs"]
 
 
