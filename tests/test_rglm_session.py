@@ -160,3 +160,39 @@ def test_shipped_session_rglm_reuses_the_session_glm():
     assert rglm.kind == "rglm" and rglm.data == glm.data
     assert rglm.covariates == glm.covariates and rglm.history == glm.history
     assert rglm.penalty == glm.penalty and 1 <= rglm.recurrent.dim <= 4
+
+
+def test_heldout_units_spikes_never_reach_the_predictions():
+    """Co-smoothing on a session: after the fit, replacing the held-out units' spikes by
+    anything leaves every unit's predicted rate unchanged (their spikes feed neither the
+    latent nor their own history), while a held-in unit's spikes do change them; the
+    held-out units' W0 columns are 0."""
+    import dataclasses
+
+    from neurorec.datasets.open_field import simulate_open_field
+    from neurorec.families.glm.rglm import SessionRGLM
+
+    s = simulate_open_field(8, 90.0, trajectory="sargolini", seed=2, start_s=0.0)
+    import yaml
+
+    from neurorec.spec.load import validate_spec
+
+    raw = yaml.safe_load(open("models/session_rglm.yaml"))
+    raw["fit"].update(max_iter=5, dtype="float64")
+    raw["recurrent"]["alternations"] = 0
+    for entry, size in zip(raw["covariates"], ([4, 4], 4, 4), strict=True):
+        entry["n_basis"] = size
+    spec = validate_spec(raw, "<test>")
+    heldout = np.zeros(8, bool)
+    heldout[[1, 5]] = True
+    m = SessionRGLM(spec, heldout=heldout).fit(s)
+    assert np.all(m.latent_["W0"][:, heldout] == 0)
+    rates = m.predict_rate(s)
+    rng = np.random.default_rng(0)
+    other = s.counts.copy()
+    other[:, heldout] = rng.poisson(1.0, (s.n_bins, 2))
+    same = m.predict_rate(dataclasses.replace(s, counts=other))
+    np.testing.assert_array_equal(same, rates)
+    other = s.counts.copy()
+    other[:, 0] = rng.poisson(1.0, s.n_bins)
+    assert not np.allclose(m.predict_rate(dataclasses.replace(s, counts=other)), rates)

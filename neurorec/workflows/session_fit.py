@@ -32,6 +32,8 @@ from neurorec.fit.run import Run
 #: kind -> "module:class" of its session model (fit(session), predict_rate(session))
 SESSION_MODELS = {"glm": "neurorec.families.glm.session:SessionGLM",
                   "rglm": "neurorec.families.glm.rglm:SessionRGLM"}
+#: the session models that take ``heldout`` (co-smoothing: held-out units' spikes unread)
+SESSION_COSMOOTHING = frozenset({"glm", "rglm"})
 
 #: what each session model is made of, declared (workflows never probe with hasattr):
 #: ``glm`` the attribute holding its fitted SessionGLM (None: the model is one), which
@@ -138,9 +140,10 @@ def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool
     if heldout_neurons is not None:
         from neurorec.workflows import cosmoothing
 
-        if spec.kind != "glm":
-            raise DataError(f"--heldout-neurons: on a session only kind 'glm' supports "
-                            f"co-smoothing (got '{spec.kind}')")
+        if spec.kind not in SESSION_COSMOOTHING:
+            raise DataError(f"--heldout-neurons: on a session only kinds "
+                            f"{', '.join(sorted(SESSION_COSMOOTHING))} support co-smoothing "
+                            f"(got '{spec.kind}')")
         heldout = cosmoothing.heldout_mask(session.unit_ids, heldout_neurons, seed)
         kw["heldout"] = heldout
     model = session_model(spec, seed, **kw)

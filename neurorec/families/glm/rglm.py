@@ -305,6 +305,8 @@ class SessionProblem:
         residual: the state reads ``y_{t-1} - exp(offset_{t-1})`` (the fixed GLM's
             prediction error, a function of covariates and past spikes: still causal)
             instead of ``y_{t-1} - ȳ``.
+        inputs: (n_units,) 1.0 for the units whose past spikes feed the state, 0.0 for
+            held-out units (co-smoothing: their spikes are never read), or None (all).
     """
 
     counts: Tensor
@@ -315,6 +317,7 @@ class SessionProblem:
     design: object | None = None
     dtype: torch.dtype = torch.float64
     residual: bool = False
+    inputs: Tensor | None = None
 
     @property
     def n_units(self) -> int:
@@ -393,6 +396,8 @@ def _chunk_counts(prob: SessionProblem, start: int, stop: int,
         prev = block[:-1] - torch.exp(prob.offset[lo:stop - 1].to(dt))
     else:
         prev = block[:-1] - prob.y_mean.to(dt)
+    if prob.inputs is not None:  # held-out units' spikes never reach the state
+        prev = prev * prob.inputs.to(dt)
     if reset:
         prev = torch.cat([prev.new_zeros(1, prev.shape[1]), prev])
     return y, prev
@@ -559,9 +564,11 @@ def init_session_latent(prob: SessionProblem, dim: int, taus_s: tuple[float, flo
     gen = torch.Generator().manual_seed(seed)
     taus = np.geomspace(taus_s[0], taus_s[1], dim) if dim > 1 else np.array([taus_s[1]])
     lam = torch.as_tensor(np.exp(-bin_size / taus), dtype=torch.float64)
-    total = float(prob.y_mean.sum().clamp_min(1e-12))
+    fed = torch.ones(prob.n_units, dtype=torch.float64) if prob.inputs is None else \
+        prob.inputs.to(torch.float64)
+    total = float((prob.y_mean * fed).sum().clamp_min(1e-12))
     W0 = (1 - lam)[:, None] / total * (
-        1 + 0.01 * torch.randn(dim, prob.n_units, generator=gen, dtype=torch.float64))
+        1 + 0.01 * torch.randn(dim, prob.n_units, generator=gen, dtype=torch.float64)) * fed
     p = {"W0": W0, "R": torch.diag(lam), "B": torch.zeros(prob.n_units, dim, dtype=torch.float64),
          "b": torch.zeros(prob.n_units, dtype=torch.float64)}
     if n_design:
@@ -689,6 +696,11 @@ class SessionRGLM:
     so beyond the data (integer counts) and the GLM's drive (``fit.dtype``) memory is one
     chunk's temporaries plus ``n_bins × dim`` states. ``fit.dtype: float32`` streams the
     drive and the arithmetic in float32 (parameters, sums and L-BFGS stay float64).
+    ``recurrent.alternations``: the GLM's weights are refitted with the latent's drive as an
+    offset, then the latent again, that many times. ``heldout`` (n_units,) bool:
+    co-smoothing — a held-out unit's spikes never feed the state (its ``W0`` column is 0)
+    nor its own history; its rate is its covariates plus the readout of the latent that
+    the held-in units drive.
 
     Learned attributes: ``glm_`` (the fitted SessionGLM), ``latent_`` (``W0``, ``R``, ``B``,
     ``b`` [, ``V``] as numpy arrays), ``y_mean_``, ``report_``, ``fit_time_s_``.
@@ -697,9 +709,9 @@ class SessionRGLM:
     fitted_attribute = "latent_"
 
     def __init__(self, spec, seed: int = 0, chunk_bins: int = SESSION_CHUNK_BINS,
-                 residual: bool = True):
+                 residual: bool = True, heldout: np.ndarray | None = None):
         self.spec, self.seed, self.chunk_bins = spec, seed, chunk_bins
-        self.residual = residual
+        self.residual, self.heldout = residual, heldout
 
     @property
     def dtype(self) -> torch.dtype:
@@ -735,10 +747,13 @@ class SessionRGLM:
         if continuous:  # a new stretch only where the clock jumps by more than a bin
             jump = np.diff(np.asarray(session.time, float)) > 1.5 * session.bin_size
             segment = np.concatenate([[0], np.cumsum(jump)])
+        inputs = None if self.heldout is None else torch.as_tensor(
+            ~np.asarray(self.heldout, bool), dtype=torch.float64)
         return SessionProblem(counts, offset, weight,
                               session_chunks(segment, self.chunk_bins),
                               torch.as_tensor(self.y_mean_, dtype=torch.float64),
-                              self._design(session), self.dtype, residual=self.residual)
+                              self._design(session), self.dtype, residual=self.residual,
+                              inputs=inputs)
 
     def fit(self, session, *, progress: bool = False, run: Run | None = None,
             glm=None) -> SessionRGLM:
@@ -752,8 +767,11 @@ class SessionRGLM:
         train = session.mask("train")
         if not train.any():
             raise DataError(f"{session.source}: split: no 'train' bins to fit")
-        self.glm_ = glm if glm is not None else SessionGLM(self.spec, seed=self.seed).fit(
-            session, progress=progress)
+        if self.heldout is not None and len(self.heldout) != session.n_units:
+            raise DataError(f"{session.source}: units: the held-out mask has "
+                            f"{len(self.heldout)} units, the session {session.n_units}")
+        self.glm_ = glm if glm is not None else SessionGLM(
+            self.spec, seed=self.seed, heldout=self.heldout).fit(session, progress=progress)
         self.y_mean_ = session.counts[train].mean(axis=0)
         prob = self.problem(session, "train")
         rec = self.spec.recurrent
@@ -778,7 +796,7 @@ class SessionRGLM:
                       f"latent's drive", flush=True)
             latent_drive = self._latent_drive(prob)
             del prob
-            self.glm_ = SessionGLM(self.spec, seed=self.seed).fit(
+            self.glm_ = SessionGLM(self.spec, seed=self.seed, heldout=self.heldout).fit(
                 session, progress=progress, offset=latent_drive, start=self.glm_.coef_)
             del latent_drive
             prob = self.problem(session, "train")
