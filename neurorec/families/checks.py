@@ -34,7 +34,7 @@ import torch
 
 from neurorec.core.errors import DataError, NotFittedError
 from neurorec.families.base import CAPABILITIES, SCORES, Estimator, Example, Family
-from neurorec.fit.run import Run
+from neurorec.fit.run import FitLog, Run
 
 
 class Skip(Exception):
@@ -178,6 +178,33 @@ def check_declarations(run: _Run) -> None:
     assert family.score in SCORES, f"{family.kind}: score {family.score!r} unknown"
     types = family.data if isinstance(family.data, tuple) else (family.data,)
     assert types and all(isinstance(t, type) for t in types), f"{family.kind}: data {types}"
+
+
+def check_capability_members(run: _Run) -> None:
+    """What a capability promises is declared on the model, so workflows read it without
+    probing: ``heldout_neurons`` — ``heldout`` is a constructor setting; ``latent_dynamics``
+    — the fitted model's ``time_constants()`` gives ``(eigenvalues, tau)`` of one length,
+    tau finite or inf, in seconds; ``binned_trials`` — a fit leaves a ``fit_report_``
+    (:class:`~neurorec.fit.run.FitLog`: ``metrics.json``'s ``convergence``)."""
+    family, kind = run.family, run.family.kind
+    if family.supports("heldout_neurons"):
+        params = inspect.signature(family.model.__init__).parameters
+        assert "heldout" in params and params["heldout"].default is None, \
+            f"{kind}: heldout_neurons needs __init__(..., heldout=None)"
+    if not (family.supports("latent_dynamics") or family.supports("binned_trials")):
+        raise Skip(f"{kind} declares neither latent_dynamics nor binned_trials")
+    model, _ = run.fitted()
+    if family.supports("latent_dynamics"):
+        eig, tau = model.time_constants()
+        eig, tau = np.asarray(eig), np.asarray(tau)
+        assert eig.ndim == tau.ndim == 1 and len(eig) == len(tau) > 0, \
+            f"{kind}: time_constants() shapes {eig.shape}, {tau.shape}"
+        assert not np.isnan(tau).any() and (tau > 0).all(), f"{kind}: time constants {tau}"
+    if family.supports("binned_trials"):
+        assert isinstance(model.fit_report_, FitLog), \
+            f"{kind}: fit_report_ is a {type(model.fit_report_).__name__}, not a FitLog"
+        convergence = model.fit_report_.to_dict()
+        assert set(FitLog.SUMMARY) <= set(convergence), f"{kind}: {sorted(convergence)}"
 
 
 def check_commands_resolve(run: _Run) -> None:
@@ -422,6 +449,26 @@ def check_sample_shape(run: _Run) -> None:
     assert np.isfinite(draw).all()
 
 
+def check_sample_signature(run: _Run) -> None:
+    """A family that samples takes ``sample(n, *, seed, like=...)``: ``n`` (how many trials /
+    sequences / clips) first, ``seed`` keyword-only and without a default, ``like`` (the data
+    the draws take their conditions / lengths / prompt from) a keyword."""
+    if run.example.sample is None:
+        raise Skip(f"{run.family.kind}: no stochastic simulation")
+    params = inspect.signature(run.family.model.sample).parameters
+    names = [n for n in params if n != "self"]
+    assert names[:1] == ["n"], f"{run.family.kind}: sample's first argument is {names[:1]}"
+    seed = params.get("seed")
+    assert seed is not None and seed.kind is inspect.Parameter.KEYWORD_ONLY \
+        and seed.default is inspect.Parameter.empty, \
+        f"{run.family.kind}: sample's seed must be keyword-only and required"
+    assert "like" in params and params["like"].kind in (
+        inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD), \
+        f"{run.family.kind}: sample takes no 'like'"
+    assert set(names) == {"n", "seed", "like"}, \
+        f"{run.family.kind}: sample takes {names}, not (n, *, seed, like)"
+
+
 def check_brian2_backend(run: _Run) -> None:
     """A family declaring ``brian2`` has ``<package>.brian2.simulate_brian2``."""
     if not run.family.supports("brian2"):
@@ -445,12 +492,13 @@ def check_brian2_agrees(run: _Run) -> None:
 #: every check, in the order they run (the fitting ones share three fits)
 CHECKS: tuple[Callable[[_Run], None], ...] = (
     check_lives_in_its_folder, check_declarations, check_commands_resolve,
-    check_constructor_signature, check_fit_signature,
+    check_constructor_signature, check_fit_signature, check_capability_members,
     check_constructor_stores_settings_only, check_clone_from_options, check_not_fitted_error,
     check_unfitted_refusals, check_example_data_type, check_fit_returns_self,
     check_learned_attributes, check_score, check_fit_leaves_global_rng, check_data_not_mutated,
     check_same_seed_same_numbers, check_wrong_shape_data_error, check_save_load_round_trip,
-    check_load_refusals, check_sample_reproducible, check_sample_shape, check_fit_twice,
+    check_load_refusals, check_sample_signature, check_sample_reproducible,
+    check_sample_shape, check_fit_twice,
     check_resume_bitwise,
     check_brian2_backend, check_brian2_agrees,
 )
