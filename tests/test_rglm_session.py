@@ -196,3 +196,37 @@ def test_heldout_units_spikes_never_reach_the_predictions():
     other = s.counts.copy()
     other[:, 0] = rng.poisson(1.0, s.n_bins)
     assert not np.allclose(m.predict_rate(dataclasses.replace(s, counts=other)), rates)
+
+
+def test_session_rglm_resumes_each_stage_bitwise(tmp_path):
+    """With a Run's checkpoint folder, every stage (GLM chunks, latent, refit, latent) is
+    kept as it finishes; a run cut after the first latent (the later stages' files removed)
+    resumes to bitwise the numbers of the uninterrupted run, without refitting what it kept."""
+    import shutil
+
+    import yaml
+
+    from neurorec.datasets.open_field import simulate_open_field
+    from neurorec.families.glm.rglm import SessionRGLM
+    from neurorec.fit.run import Run
+    from neurorec.spec.load import validate_spec
+
+    s = simulate_open_field(6, 60.0, trajectory="sargolini", seed=4, start_s=0.0)
+    raw = yaml.safe_load(open("models/session_rglm.yaml"))
+    raw["fit"].update(max_iter=5)
+    for entry, size in zip(raw["covariates"], ([4, 4], 4, 4), strict=True):
+        entry["n_basis"] = size
+    spec = validate_spec(raw, "<test>")
+    assert spec.recurrent.alternations == 1
+    full = SessionRGLM(spec).fit(s, run=Run(checkpoint_dir=tmp_path))
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["glm_0", "glm_1", "latent_0.npz", "latent_1.npz"]
+    shutil.rmtree(tmp_path / "glm_1")
+    (tmp_path / "latent_1.npz").unlink()
+    stamp = (tmp_path / "latent_0.npz").stat().st_mtime_ns
+    resumed = SessionRGLM(spec).fit(s, run=Run(checkpoint_dir=tmp_path, resume=True))
+    assert (tmp_path / "latent_0.npz").stat().st_mtime_ns == stamp  # reloaded, not refitted
+    np.testing.assert_array_equal(resumed.glm_.coef_, full.glm_.coef_)
+    for key, value in full.latent_.items():
+        np.testing.assert_array_equal(resumed.latent_[key], value)
+    np.testing.assert_array_equal(resumed.predict_rate(s), full.predict_rate(s))

@@ -10,8 +10,9 @@ blocked folds with guard bands of the spec's longest filter) → the kind's sess
 ``--cv K``: the covariate ridges (every entry's ``ridge``, one value for all) are chosen by K
 blocked folds over the train bins (:func:`neurorec.data.session_splits.blocked_folds`, guard
 bands of the longest filter); ``--heldout-neurons``: co-smoothing (held-out units have no
-own-history term; scored on the test bins); ``--resume``: the GLM's finished unit chunks are
-kept in OUT.partial/ and not refitted.
+own-history term; scored on the test bins); ``--resume``: the GLM's finished unit chunks (and
+the R-GLM's finished stages: each GLM fit and each latent fit) are kept in OUT.partial/ and
+not refitted.
 """
 
 from __future__ import annotations

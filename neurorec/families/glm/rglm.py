@@ -682,6 +682,36 @@ SESSION_INIT_TAUS_S = (0.5, 30.0)
 SESSION_CHUNK_BINS = 4096
 
 
+def _stage_run(run: Run | None, name: str) -> Run | None:
+    """The run of one stage of :meth:`SessionRGLM.fit`: its own sub-folder of the run's
+    checkpoint folder (None without checkpoints)."""
+    if run is None or run.checkpoint_dir is None:
+        return None
+    return Run(checkpoint_dir=run.checkpoint_dir / name, resume=run.resume)
+
+
+def _latent_stage(run: Run | None, k: int, prob: SessionProblem, start: dict[str, Tensor],
+                  **options) -> tuple[dict[str, np.ndarray], dict]:
+    """``fit_session_latent(prob, start, **options)`` (the ``k``-th latent fit), kept as
+    ``latent_<k>.npz`` in the run's checkpoint folder; reloaded instead when the run resumes
+    and the file is there."""
+    import json
+
+    path = None if run is None or run.checkpoint_dir is None else \
+        run.checkpoint_dir / f"latent_{k}.npz"
+    if path is not None and run.resume and path.exists():
+        with np.load(path) as z:
+            return ({key[2:]: z[key] for key in z.files if key.startswith("p_")},
+                    json.loads(str(z["report"])))
+    params, report = fit_session_latent(prob, start, **options)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.tmp.npz")
+        np.savez(tmp, report=json.dumps(report), **{f"p_{key}": v for key, v in params.items()})
+        tmp.replace(path)
+    return params, report
+
+
 class SessionRGLM:
     """The R-GLM on a :class:`~neurorec.data.session.BinnedSession`: the session GLM
     (covariates in spline bases + spike history, :class:`~neurorec.families.glm.session.
@@ -759,8 +789,12 @@ class SessionRGLM:
             glm=None) -> SessionRGLM:
         """Fit the GLM (unless a fitted ``glm`` is given), then the latent, on ``train`` bins.
 
-        ``run`` is the contract's (:class:`~neurorec.fit.run.Run`): the session R-GLM keeps
-        no checkpoints, so a resumed run fits from the start (the same numbers)."""
+        ``run`` (:class:`~neurorec.fit.run.Run`): with a checkpoint folder every stage is
+        kept there as it finishes — the GLM's unit chunks (``glm_<k>/``, stage ``k`` = 0 for
+        the first fit, ``k`` for the ``k``-th alternation's refit) and each latent fit
+        (``latent_<k>.npz``); ``run.resume`` reloads the finished stages instead of
+        refitting them (every stage is deterministic, so the result is bitwise the one an
+        uninterrupted run gives)."""
         from neurorec.families.glm.session import SessionGLM
 
         t0 = time.perf_counter()
@@ -771,7 +805,8 @@ class SessionRGLM:
             raise DataError(f"{session.source}: units: the held-out mask has "
                             f"{len(self.heldout)} units, the session {session.n_units}")
         self.glm_ = glm if glm is not None else SessionGLM(
-            self.spec, seed=self.seed, heldout=self.heldout).fit(session, progress=progress)
+            self.spec, seed=self.seed, heldout=self.heldout).fit(
+                session, progress=progress, run=_stage_run(run, "glm_0"))
         self.y_mean_ = session.counts[train].mean(axis=0)
         prob = self.problem(session, "train")
         rec = self.spec.recurrent
@@ -785,9 +820,10 @@ class SessionRGLM:
             validation = dataclasses.replace(
                 prob, weight=torch.as_tensor(session.mask("val"), dtype=torch.float64))
         max_radius = 1.0 - 1e-5 if rec.max_radius is None else rec.max_radius
-        self.latent_, self.report_ = fit_session_latent(
-            prob, start, l2=l2, max_iter=self.spec.fit.max_iter, tol=self.spec.fit.tol,
-            validation=validation, progress=progress, max_radius=max_radius)
+        options = {"l2": l2, "max_iter": self.spec.fit.max_iter, "tol": self.spec.fit.tol,
+                   "progress": progress, "max_radius": max_radius}
+        self.latent_, self.report_ = _latent_stage(run, 0, prob, start,
+                                                   validation=validation, **options)
         for k in range(rec.alternations):
             # the GLM's weights again, beside the latent's drive (held fixed), then the latent
             # again from where it was (its states move: they read the new GLM's residuals)
@@ -797,15 +833,15 @@ class SessionRGLM:
             latent_drive = self._latent_drive(prob)
             del prob
             self.glm_ = SessionGLM(self.spec, seed=self.seed, heldout=self.heldout).fit(
-                session, progress=progress, offset=latent_drive, start=self.glm_.coef_)
+                session, progress=progress, offset=latent_drive, start=self.glm_.coef_,
+                run=_stage_run(run, f"glm_{k + 1}"))
             del latent_drive
             prob = self.problem(session, "train")
             start = newton_readout(prob, self._tensors(), l2)
             if validation is not None:
                 validation = dataclasses.replace(prob, weight=validation.weight)
-            self.latent_, self.report_ = fit_session_latent(
-                prob, start, l2=l2, max_iter=self.spec.fit.max_iter, tol=self.spec.fit.tol,
-                validation=validation, progress=progress, max_radius=max_radius)
+            self.latent_, self.report_ = _latent_stage(run, k + 1, prob, start,
+                                                       validation=validation, **options)
         self.bin_size_ = session.bin_size
         self.fit_time_s_ = time.perf_counter() - t0
         return self
