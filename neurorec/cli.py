@@ -134,13 +134,18 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     if getattr(getattr(spec, "data", None), "mode", "trials") == "session":
         from neurorec.workflows.resources import check_session_memory
 
+        if units_per_task is not None:
+            raise NeurorecError("--units-per-task: a session GLM's Dask tasks are its chunks "
+                                "of 32 units (the local fit's, so the numbers are the same)")
         # the memory preflight: from the file's metadata, before any binning or fitting
         check_session_memory(spec, data, echo=lambda line: click.echo(line, err=True))
         from neurorec.workflows.session_fit import run_fit_command
 
-        for line in run_fit_command(spec, data, out, seed=seed, overwrite=overwrite,
+        with _units_split(workers, scheduler, None):
+            lines = run_fit_command(spec, data, out, seed=seed, overwrite=overwrite,
                                     resume=resume, quiet=quiet,
-                                    heldout_neurons=heldout_neurons, cv=cv):
+                                    heldout_neurons=heldout_neurons, cv=cv)
+        for line in lines:
             click.echo(line)
         return
     recording = load_recording(data)  # a bad --data is refused before anything is created

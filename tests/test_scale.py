@@ -54,6 +54,65 @@ def test_dask_two_workers_bit_identical_to_local(v1_train):
         assert np.abs(whole[k] - local[k]).max() <= 1e-5 * scale, k
 
 
+def _chunk_solve(shared: np.ndarray, task: dict) -> np.ndarray:
+    """A map_chunks task: least squares of the shared matrix on the task's right-hand side."""
+    return np.linalg.lstsq(shared, task["b"], rcond=None)[0]
+
+
+def test_map_chunks_on_a_cluster_equals_the_loop_in_order():
+    """map_chunks: without a split, the plain loop; on a cluster (2 in-process workers, one
+    task in flight at a time so every later payload is drawn after an earlier result came
+    back) the same results, in the tasks' order, each reported once to on_result."""
+    from neurorec.fit.distributed import map_chunks
+
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(200, 6))
+    tasks = [{"b": rng.normal(size=(200, k))} for k in (1, 3, 2, 5)]
+    reference = [np.linalg.lstsq(A, t["b"], rcond=None)[0] for t in tasks]
+    seen: list[int] = []
+    local = map_chunks(_chunk_solve, iter(tasks), A, on_result=lambda i, r: seen.append(i))
+    assert seen == [0, 1, 2, 3]
+    with open_client(workers=2, processes=False) as client:
+        split = UnitSplit(client)
+        seen.clear()
+        with unit_split(split):
+            remote = map_chunks(_chunk_solve, (t for t in tasks), A, in_flight=1,
+                                on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == [0, 1, 2, 3] and split.tasks_run == [4]
+    for ref, x, y in zip(reference, local, remote, strict=True):
+        np.testing.assert_allclose(x, ref, rtol=0, atol=1e-12)
+        assert np.array_equal(x, y)
+
+
+def test_cli_session_fit_with_two_workers_equals_the_local_fit(tmp_path):
+    """`neurorec fit models/session_glm.yaml --data S.nwb --workers 2` (2 LocalCluster worker
+    processes, the session GLM's two chunks of units — 32 + 8 — one per worker) writes exactly
+    the coefficients of the local fit; --units-per-task is refused on a session (its tasks
+    are the GLM's own chunks)."""
+    from neurorec.cli import main
+    from neurorec.data.sessions_io import write_session_nwb
+    from neurorec.datasets.open_field import simulate_open_field
+    from neurorec.families.glm.session import SessionGLM
+    from neurorec.workflows.session_fit import load_session_for
+
+    path = tmp_path / "s.nwb"
+    write_session_nwb(simulate_open_field(40, 60.0, trajectory="sargolini", seed=8), path,
+                      seed=0)
+    spec = load_model_spec("models/session_glm.yaml", [])
+    local = SessionGLM(spec).fit(load_session_for(spec, str(path)))
+    out = tmp_path / "dask"
+    assert main(["fit", "models/session_glm.yaml", "--data", str(path), "--out", str(out),
+                 "--quiet", "--workers", "2"]) == 0
+    remote = np.load(out / "session_glm.npz")
+    assert local.coef_.shape[0] == 40 and local.converged_.all()
+    assert np.array_equal(local.coef_, remote["coef"])
+    assert np.array_equal(local.n_iter_, remote["n_iter"])
+    refused = tmp_path / "refused"
+    assert main(["fit", "models/session_glm.yaml", "--data", str(path), "--out", str(refused),
+                 "--workers", "2", "--units-per-task", "4"]) == 2
+    assert not refused.exists()
+
+
 # ---------------------------------------------------------------- memory preflight
 def _write_units_nwb(path, n_units: int, duration_s: float) -> None:
     """A trial-less NWB session with ``n_units`` units (a few spikes each) and epochs with a

@@ -17,6 +17,14 @@ batched Newton fit inside (the GLM's, the R-GLM's warm start) goes through
 :func:`fit_batched_glm_split`; outside such a block it is :func:`fit_batched_glm` unchanged.
 ``neurorec fit --workers N`` (a ``LocalCluster`` on 127.0.0.1) or ``--scheduler ADDR`` sets it
 up (:func:`open_client`).
+
+Sessions: the session GLM (:class:`~neurorec.families.glm.session.SessionGLM`) already fits
+its units in independent chunks (32 units, the row-sparse Newton of
+:mod:`neurorec.fit.sparse_newton`); :func:`map_chunks` sends those same chunks to the workers
+(the shared design scattered once), so the partition is the local fit's and only the BLAS
+thread count can change the bits: each chunk runs with ``UnitSplit.blas_threads`` BLAS
+threads (None: as many as the calling process has), and the cluster's coefficients equal the
+local fit's at that thread count exactly.
 """
 
 from __future__ import annotations
@@ -25,14 +33,15 @@ import contextlib
 import contextvars
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 
 from neurorec.fit.newton import NewtonResult, fit_batched_glm
 
-__all__ = ["UnitSplit", "current_split", "fit_batched_glm_split", "open_client",
+__all__ = ["UnitSplit", "current_split", "fit_batched_glm_split", "map_chunks", "open_client",
            "unit_chunks", "unit_split"]
 
 _CURRENT: contextvars.ContextVar[UnitSplit | None] = contextvars.ContextVar(
@@ -58,11 +67,15 @@ class UnitSplit:
             worker; in-process: one chunk).
         threads: torch threads each chunk runs with (here and on the workers): results are
             bit-identical only at equal thread counts.
+        blas_threads: BLAS (numpy) threads each :func:`map_chunks` task runs with on the
+            workers; None: the calling process's count when the tasks are sent (so the
+            cluster reproduces this process's local fit bit for bit).
     """
 
     client: object | None = None
     units_per_task: int | None = None
     threads: int = 1
+    blas_threads: int | None = None
     tasks_run: list[int] = field(default_factory=list)  # chunks per fit, for reports/tests
 
     def n_workers(self) -> int:
@@ -163,11 +176,99 @@ def fit_batched_glm_split(X: torch.Tensor, Y: torch.Tensor, **kwargs) -> NewtonR
         history=history)
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _blas_threads() -> int | None:
+    """This process's BLAS thread count (the largest of its BLAS libraries'), or None."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+def _run_task(fn: Callable[[Any, Any], R], shared: Any, task: Any,
+              blas_threads: int | None) -> R:
+    """``fn(shared, task)`` with ``blas_threads`` BLAS threads (restored afterwards)."""
+    if blas_threads is None:
+        return fn(shared, task)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        return fn(shared, task)
+
+
+def map_chunks(fn: Callable[[Any, T], R], tasks: Iterable[T], shared: Any = None,
+               on_result: Callable[[int, R], None] | None = None,
+               in_flight: int | None = None) -> list[R]:
+    """``[fn(shared, task) for task in tasks]``, on the current split's cluster if there is one.
+
+    Without a :func:`unit_split` block, or with a split whose ``client`` is None, this is the
+    plain loop in this process (nothing changed: no thread settings, no copies). With a
+    cluster, ``shared`` (e.g. a design every task reads) is scattered to every worker once,
+    the tasks are submitted as they are drawn from ``tasks`` (a generator builds each
+    payload only when it is sent: at most ``in_flight`` — default twice the workers — are
+    held at a time) and each runs with :attr:`UnitSplit.blas_threads` BLAS threads.
+
+    Args:
+        fn: a module-level function (pickled to the workers) of ``(shared, task)``.
+        tasks: the tasks' payloads, in order.
+        on_result: called here with ``(index, result)`` as each task finishes (in this
+            process: in order; on a cluster: in the order they finish), e.g. to checkpoint.
+    Returns:
+        The results in the order of ``tasks``.
+    """
+    split = current_split()
+    if split is None or split.client is None:
+        results = []
+        for i, task in enumerate(tasks):
+            results.append(fn(shared, task))
+            if on_result is not None:
+                on_result(i, results[-1])
+        if split is not None:
+            split.tasks_run.append(len(results))
+        return results
+    from distributed import as_completed
+
+    client = split.client
+    threads = split.blas_threads if split.blas_threads is not None else _blas_threads()
+    shared_remote = client.scatter([shared], broadcast=True)[0]
+    limit = in_flight or 2 * split.n_workers()
+    todo = enumerate(tasks)
+    index: dict[str, int] = {}
+    out: dict[int, R] = {}
+    running = as_completed()
+
+    def submit_next() -> bool:
+        nxt = next(todo, None)
+        if nxt is None:
+            return False
+        future = client.submit(_run_task, fn, shared_remote, nxt[1], threads, pure=False)
+        index[future.key] = nxt[0]
+        running.add(future)
+        return True
+
+    for _ in range(limit):
+        if not submit_next():
+            break
+    for future in running:
+        i = index.pop(future.key)
+        out[i] = future.result()
+        future.release()
+        if on_result is not None:
+            on_result(i, out[i])
+        submit_next()
+    split.tasks_run.append(len(out))
+    return [out[i] for i in range(len(out))]
+
+
 @contextlib.contextmanager
 def open_client(workers: int | None = None, scheduler: str | None = None,
-                timeout_s: float = 30.0) -> Iterator[object]:
+                timeout_s: float = 30.0, processes: bool = True) -> Iterator[object]:
     """A ``distributed.Client``: to the scheduler at ``scheduler``, or to a ``LocalCluster`` of
     ``workers`` single-threaded worker processes on 127.0.0.1 (no dashboard); closed on exit.
+    ``processes=False``: the workers are threads of this process (tests).
 
     Raises:
         OSError / TimeoutError: the scheduler does not answer within ``timeout_s``.
@@ -176,9 +277,9 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
 
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
-                               silence_logs=logging.CRITICAL)
+        where = {"host": "127.0.0.1"} if processes else {}  # threads: in-process transport
+        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=processes,
+                               dashboard_address=None, silence_logs=logging.CRITICAL, **where)
         client = Client(cluster)
     else:
         client = Client(scheduler, timeout=f"{timeout_s}s")

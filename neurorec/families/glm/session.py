@@ -37,8 +37,9 @@ from neurorec.core.splines import (
     row_kron,
 )
 from neurorec.data.session import BinnedSession
+from neurorec.fit.distributed import map_chunks
 from neurorec.fit.run import Run
-from neurorec.fit.sparse_newton import BlockDesign, fit_poisson
+from neurorec.fit.sparse_newton import BlockDesign, SparseNewtonResult, fit_poisson
 
 
 @dataclass
@@ -165,6 +166,31 @@ def history_features(counts: np.ndarray, segment: np.ndarray, n_basis: int,
     return lagged(counts, segment, n_lags, n_basis, first_lag=1)
 
 
+def fit_unit_chunk(shared: dict, task: dict) -> SparseNewtonResult:
+    """One chunk of units of :meth:`SessionGLM.fit` (a Dask task, or run in-process).
+
+    ``shared``: ``design`` (:class:`BlockDesign` on the train bins), ``train`` (n_bins,)
+    bool, ``segment`` (n_bins,), ``ridge`` (1 + P + K,), ``history`` (n_basis, duration s,
+    bin size s). ``task``: ``counts`` (n_bins, k) the chunk's counts on every bin (taken out
+    of ``task``, so only the training rows stay held), ``history`` (bool: own-history
+    columns), ``start`` (k, ≥ width) or None, ``offset`` (n_train, k) or None.
+    """
+    train, counts = shared["train"], task.pop("counts")
+    y = counts[train]
+    own = None
+    if task["history"]:
+        own = history_features(counts, shared["segment"], *shared["history"])[train]
+    del counts
+    width = shared["design"].n_cols + (0 if own is None else own.shape[2])
+    if task["start"] is None:
+        init = np.zeros((y.shape[1], width))
+        init[:, 0] = np.log(np.maximum(y.mean(axis=0), 1e-3 / max(len(y), 1)))
+    else:
+        init = np.array(task["start"][:, :width], dtype=float)
+    return fit_poisson(shared["design"], y, own, shared["ridge"][:width], init, tol=1e-10,
+                       offset=task["offset"])
+
+
 class SessionGLM:
     """A GLM fitted to a :class:`~neurorec.data.session.BinnedSession`.
 
@@ -233,6 +259,7 @@ class SessionGLM:
         ho = np.zeros(n_units, bool) if self.heldout is None else np.asarray(self.heldout, bool)
         chunks = [group[a:a + self.chunk] for group in (np.flatnonzero(~ho), np.flatnonzero(ho))
                   for a in range(0, len(group), self.chunk)]
+        todo = []  # (i, units) of the chunks to fit (the rest loaded from checkpoints)
         for i, units in enumerate(chunks):
             path = None if work_dir is None else work_dir / f"chunk_{i}.npz"
             if resume and path is not None and path.exists():
@@ -242,17 +269,23 @@ class SessionGLM:
                     coef[units], converged[units] = saved["coef"], saved["converged"]
                     n_iter[units] = saved["n_iter"]
                     continue
-            y = session.counts[train][:, units]
-            own = None if ho[units[0]] else self._history(session, units)
-            own = None if own is None else own[train]
-            width = design.n_cols if own is None else n_coef
-            init = np.zeros((len(units), width))
-            init[:, 0] = np.log(np.maximum(y.mean(axis=0), 1e-3 / max(len(y), 1)))
-            if start is not None:
-                init = np.array(start[units, :width], dtype=float)
-            off = None if offset is None else offset[np.ix_(np.flatnonzero(train), units)]
-            res = fit_poisson(design, y, own, ridge[:width], init, tol=1e-10, offset=off)
-            coef[units, :width] = res.coef
+            todo.append((i, units))
+        # the chunks are independent fits: here one after another, or on the workers of a
+        # Dask units split (neurorec.fit.distributed: the design sent once, bit for bit)
+        shared = {"design": design, "train": train, "segment": session.segment,
+                  "ridge": ridge, "history": (n_h, self.spec.history.duration,
+                                              session.bin_size)}
+        rows = np.flatnonzero(train)
+        payloads = ({"counts": session.counts[:, units],
+                     "history": bool(n_h) and not ho[units[0]],
+                     "start": None if start is None else start[units],
+                     "offset": None if offset is None else offset[np.ix_(rows, units)]}
+                    for _, units in todo)
+
+        def finished(k: int, res) -> None:
+            i, units = todo[k]
+            path = None if work_dir is None else work_dir / f"chunk_{i}.npz"
+            coef[units, :res.coef.shape[1]] = res.coef
             converged[units], n_iter[units] = res.converged, res.n_iter
             if path is not None:
                 tmp = path.with_suffix(".tmp.npz")
@@ -262,6 +295,8 @@ class SessionGLM:
             if progress:
                 print(f"  units {units[0]}..{units[-1]}: {int(res.n_iter.max())} Newton "
                       f"iterations, {res.wall_s:.1f} s", flush=True)
+
+        map_chunks(fit_unit_chunk, payloads, shared, on_result=finished)
         self.coef_, self.converged_, self.n_iter_ = coef, converged, n_iter
         self.bounds_, self.names_ = cov.bounds, cov.names
         self.slices_ = dict(cov.slices)
@@ -375,4 +410,4 @@ class SessionGLM:
 
 
 __all__ = ["CovariateDesign", "SessionGLM", "covariate_design", "entry_basis",
-           "history_features"]
+           "fit_unit_chunk", "history_features"]
