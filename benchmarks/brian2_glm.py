@@ -29,6 +29,7 @@ import time
 import numpy as np
 import torch
 
+from neurorec.data.recording import TrialLayout
 from neurorec.families import RGLM
 from neurorec.families.glm.brian2 import simulate_brian2
 from neurorec.families.glm.spec import RGLMSpec
@@ -96,6 +97,7 @@ def main() -> None:
 
     model = make_model(args.units, args.conditions, args.bins, args.dim, device=args.device)
     condition = np.arange(args.trials) % args.conditions
+    layout = TrialLayout(condition, args.bins)
     print(f"R-GLM: {args.units} units, {args.conditions} conditions, {args.bins} bins of 10 ms, "
           f"latent dim {args.dim}; {args.trials} trials; {args.threads} torch threads; torch "
           f"sampler on {args.device}")
@@ -104,7 +106,8 @@ def main() -> None:
     simulate_brian2(model, condition[:2], seed=0)
     print(f"brian2 first call (build + compile or cache load): {time.perf_counter() - start:.2f} s")
 
-    t_torch, y_torch = best_time(lambda: model.sample(condition, seed=1), args.repeats)
+    t_torch, y_torch = best_time(lambda: model.sample(len(condition), seed=1, like=layout),
+                                 args.repeats)
     t_brian, y_brian = best_time(lambda: simulate_brian2(model, condition, seed=2), args.repeats)
     print(f"torch sampler : {t_torch:8.3f} s   mean count/bin {y_torch.mean():.4f}")
     print(f"brian2 network: {t_brian:8.3f} s   mean count/bin {y_brian.mean():.4f}")

@@ -16,6 +16,7 @@ from test_models import make_data, set_fitted
 
 from neurorec.backends import simulate_brian2
 from neurorec.core.errors import DataError, DivergenceError
+from neurorec.data.recording import TrialLayout
 from neurorec.families import GLM, RGLM
 from neurorec.families.glm.brian2 import _brian2_settings, _run, drive_brian2
 from neurorec.families.glm.spec import GLMSpec, RGLMSpec
@@ -66,7 +67,7 @@ def samples():
     """The R-GLM, its condition labels, torch samples, Brian 2 samples and Brian's drive."""
     model = make_rglm()
     condition = np.repeat(np.arange(N_COND), N_PER_COND)
-    torch_counts = model.sample(condition, seed=1)
+    torch_counts = model.sample(len(condition), seed=1, like=TrialLayout(condition, model.n_bins_))
     with _brian2_settings():
         brian_counts, brian_drive = _run(model, condition, seed=2, record_drive=True)
     return model, condition, torch_counts, brian_counts, brian_drive
@@ -156,7 +157,7 @@ def test_statistics_tell_a_different_recurrence_apart(samples):
     _, condition, _, brian_counts, _ = samples
     weaker = make_rglm()
     weaker.params_["B"] = 0.5 * weaker.params_["B"]
-    other = weaker.sample(condition, seed=3)
+    other = weaker.sample(len(condition), seed=3, like=TrialLayout(condition, weaker.n_bins_))
     worst = max(np.abs(psth_z(brian_counts, other, condition)).max(),
                 np.abs(correlation_z(brian_counts, other, condition)).max())
     assert worst > 8.0
@@ -208,7 +209,7 @@ def test_in_bin_correlations_match_torch_sampler():
     mask = model._order_mask().numpy()
     model.params_["A"] = mask * rng.choice([-0.8, 0.8], size=(N_UNITS, N_UNITS))
     condition = np.repeat(np.arange(N_COND), 1000)
-    torch_counts = model.sample(condition, seed=1)
+    torch_counts = model.sample(len(condition), seed=1, like=TrialLayout(condition, model.n_bins_))
     brian_counts = simulate_brian2(model, condition, seed=2)
     n = torch_counts.shape[0] * torch_counts.shape[1]
     z = (np.arctanh(in_bin_correlations(brian_counts))
@@ -217,7 +218,7 @@ def test_in_bin_correlations_match_torch_sampler():
     assert np.abs(z).max() < 5.0
     assert np.abs(psth_z(brian_counts, torch_counts, condition)).max() < 5.0
     model.params_["A"] = np.zeros_like(model.params_["A"])
-    without = model.sample(condition, seed=3)
+    without = model.sample(len(condition), seed=3, like=TrialLayout(condition, model.n_bins_))
     z_without = (np.arctanh(in_bin_correlations(brian_counts))
                  - np.arctanh(in_bin_correlations(without))) / np.sqrt(2 / (n - 3))
     assert np.abs(z_without).max() > 8.0

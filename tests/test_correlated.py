@@ -62,7 +62,7 @@ def test_sampler_matches_exact_moments():
     A = np.array([[0.0, 0.0], [a, 0.0]])
     model = correlated_model("poisson", "exp", np.array([np.log(lam1), c2]), A, np.arange(2))
     n_trials = 4000
-    y = model.sample(np.zeros(n_trials, dtype=int), seed=3).reshape(-1, 2)
+    y = model.sample(n_trials, seed=3).reshape(-1, 2)  # one condition: all trials condition 0
     growth = np.exp(lam1 * (np.exp(a) - 1))
     for values, mean in ((y[:, 0], lam1), (y[:, 1], np.exp(c2) * growth),
                          (y[:, 0] * y[:, 1], lam1 * np.exp(c2 + a) * growth)):

@@ -40,6 +40,7 @@ if OTHER.startswith("cuda") and not torch.cuda.is_available():
 
 from neurorec.cli import main  # noqa: E402
 from neurorec.data import bin_trials, read_nwb  # noqa: E402
+from neurorec.data.recording import TrialLayout  # noqa: E402
 from neurorec.datasets import load  # noqa: E402
 from neurorec.families import GLM, RGLM, CTRNNObs  # noqa: E402
 from neurorec.families.conv_rnn.model import CodeRNN, ConvAutoencoder, ConvRNN  # noqa: E402
@@ -181,7 +182,8 @@ def test_samples_of_a_stimulus_glm_have_the_exact_rates(v1_small, observation, l
     condition = np.repeat(np.arange(cpu.n_conditions_), n_rep)
     for device in DEVICES:
         model = copy_fitted(cpu, device)
-        y = model.sample(condition, seed=3)  # (trial, bin, unit)
+        like = TrialLayout(condition, model.n_bins_)
+        y = model.sample(len(condition), seed=3, like=like)  # (trial, bin, unit)
         assert y.shape == (len(condition), cpu.n_bins_, cpu.n_units_)
         got = y.reshape(cpu.n_conditions_, n_rep, cpu.n_bins_, -1).sum(axis=(1, 2)).T
         mean = n_rep * p.sum(-1).numpy()
@@ -200,7 +202,9 @@ def test_closed_loop_samples_agree_in_distribution(v1_small):
     cpu = GLM(spec).fit(train_, progress=False)
     n_rep = 40
     condition = np.repeat(np.arange(cpu.n_conditions_), n_rep)
-    ys = [copy_fitted(cpu, d).sample(condition, seed=11).astype(float) for d in DEVICES]
+    like = TrialLayout(condition, cpu.n_bins_)
+    ys = [copy_fitted(cpu, d).sample(len(condition), seed=11, like=like).astype(float)
+          for d in DEVICES]
     per = [y.reshape(cpu.n_conditions_, n_rep, cpu.n_bins_, -1) for y in ys]
     # (a) trial totals per condition: n_rep values per (condition, unit)
     # (b) per bin, counts summed over conditions: n_rep values per (bin, unit)

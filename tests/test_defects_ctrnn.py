@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from neurorec.cli import main
+from neurorec.data.recording import TrialLayout
 from neurorec.families.ctrnn_obs.model import CTRNNObs
 from neurorec.fit.checkpoint import load_checkpoint
 
@@ -63,8 +64,10 @@ def test_export_nwb_of_a_ctrnn_obs_fit(obs_fit, tmp_path, capsys):
     assert isinstance(model, CTRNNObs)
     with np.load(obs_fit / "predictions.npz") as pred:
         rates, condition = pred["rates"], pred["condition"]
-    a = model.sample(condition, seed=4)
-    np.testing.assert_array_equal(a, load_fitted(obs_fit).sample(condition, seed=4))
+    like = TrialLayout(condition, model.n_bins_)
+    a = model.sample(len(condition), seed=4, like=like)
+    np.testing.assert_array_equal(a, load_fitted(obs_fit).sample(len(condition), seed=4,
+                                                                 like=like))
     assert a.shape == rates.shape
 
 

@@ -15,6 +15,7 @@ import torch
 
 from neurorec import backends
 from neurorec.core.errors import DataError
+from neurorec.data.recording import TrialLayout
 from neurorec.datasets import load
 from neurorec.families.glm.brian2 import _brian2_settings, _run, drive_brian2
 from neurorec.spec import load_model_spec
@@ -48,7 +49,7 @@ def test_the_stimulus_filter_is_a_real_term(fitted):
 def test_without_a_stimulus_brian2_refuses_like_torch(fitted):
     model, test = fitted.model, fitted.test
     with pytest.raises(DataError, match="stimulus"):
-        model.sample(test.condition, seed=0)
+        model.sample(len(test.condition), seed=0, like=TrialLayout(test.condition, test.n_bins))
     with pytest.raises(DataError, match="stimulus: a model with a stimulus filter"):
         backends.simulate_brian2(model, test.condition, seed=0)
     with pytest.raises(DataError, match=r"stimulus: .*got \(2, 10, 1\)"):
@@ -72,7 +73,8 @@ def test_closed_loop_drive_and_rates_match_torch(fitted):
     on_sample = model_drive(model, dataclasses.replace(repeated, counts=counts))
     np.testing.assert_allclose(drive, on_sample, rtol=0, atol=1e-12)
     # the same distribution as the torch sampler given the same stimulus
-    reference = model.sample(condition, seed=4, stimulus=stimulus)
+    reference = model.sample(len(condition), seed=4,
+                             like=TrialLayout(condition, model.n_bins_, stimulus))
     for s in range(len(test.condition)):
         rows = slice(s * REPEATS, (s + 1) * REPEATS)
         a = counts[rows, :, 0].reshape(REPEATS, -1, WINDOW).sum(axis=2)

@@ -24,6 +24,7 @@ from scipy import stats
 from neurorec.core import metrics
 from neurorec.core.bases import raised_cosine_log
 from neurorec.core.observations import make_observation
+from neurorec.data.recording import TrialLayout
 from neurorec.families.glm.conformance import v1_small
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.rglm import RGLM, Latent
@@ -97,7 +98,7 @@ def test_a_new_term_fits_and_equals_statsmodels(solver):
         ref = sm.GLM(y[:, i], X, family=sm.families.Poisson()).fit(tol=1e-12, maxiter=200)
         ours = [model.params_["bias"][i], model.params_["ramp"][i, 0]]
         np.testing.assert_allclose(ours, ref.params, rtol=1e-5, atol=1e-6)
-    sample = model.sample(train.condition[:3], n_bins=n_bins, seed=0)
+    sample = model.sample(3, seed=0, like=TrialLayout(train.condition, n_bins))
     assert sample.shape == (3, n_bins, n_units)
     assert model.n_parameters() == 2 * n_units
 

@@ -15,7 +15,7 @@ from scipy.special import expit
 
 from neurorec.core.errors import DataError, NotFittedError
 from neurorec.core.observations import Bernoulli, Poisson
-from neurorec.data.recording import BinnedTrials
+from neurorec.data.recording import BinnedTrials, TrialLayout
 from neurorec.families import GLM, RGLM
 from neurorec.families.glm.glm import history_features
 from neurorec.families.glm.rglm import linear_recurrence, time_constants
@@ -195,7 +195,7 @@ def test_sample_uses_the_fitted_drive_on_its_own_past(small_glm):
     condition = np.tile([0, 1], 10)
     recorder = RecordingObservation(model.obs)
     model.obs = recorder
-    counts = model.sample(condition, seed=3)
+    counts = model.sample(len(condition), seed=3, like=TrialLayout(condition, model.n_bins_))
     model.obs = recorder.obs
     used = torch.stack(recorder.drives, dim=1).numpy()  # (trial, bin, unit)
     assert counts.shape == used.shape == (20, 25, 4)
@@ -207,9 +207,10 @@ def test_sample_uses_the_fitted_drive_on_its_own_past(small_glm):
 def test_sample_seeds(small_glm):
     model, _ = small_glm
     condition = np.array([0, 1, 0, 1])
-    a = model.sample(condition, seed=7)
-    np.testing.assert_array_equal(a, model.sample(condition, seed=7))
-    assert not np.array_equal(a, model.sample(condition, seed=8))
+    like = TrialLayout(condition, model.n_bins_)
+    a = model.sample(len(condition), seed=7, like=like)
+    np.testing.assert_array_equal(a, model.sample(len(condition), seed=7, like=like))
+    assert not np.array_equal(a, model.sample(len(condition), seed=8, like=like))
     assert a.shape == (4, 25, 4)
     assert (a >= 0).all() and (a == np.round(a)).all()
 
@@ -225,7 +226,7 @@ def test_sample_mean_equals_rate_without_history(observation):
     model = set_fitted(GLM(spec), {"beta": -1.5 + rng.standard_normal((3, 2, 5))}, 30, 3, 2)
     n = 3000
     condition = np.repeat([0, 1], n)
-    samples = model.sample(condition, seed=11)
+    samples = model.sample(len(condition), seed=11, like=TrialLayout(condition, model.n_bins_))
     rates = model.predict_rate(make_data(np.zeros((2, 30, 3)), np.array([0, 1]), 2))
     for c in (0, 1):
         mean = samples[condition == c].mean(axis=0)
@@ -253,7 +254,7 @@ def recovery():
     h = np.array([-1.0, -0.5, -0.2]) + 0.2 * rng.standard_normal((N_UNITS, 3))
     truth = set_fitted(GLM(spec), {"beta": beta, "h": h}, N_BINS, N_UNITS, N_COND)
     condition = np.arange(N_TRAIN + N_TEST) % N_COND
-    counts = truth.sample(condition, seed=1)
+    counts = truth.sample(len(condition), seed=1, like=TrialLayout(condition, truth.n_bins_))
     train = make_data(counts[:N_TRAIN], condition[:N_TRAIN], N_COND, "train")
     test = make_data(counts[N_TRAIN:], condition[N_TRAIN:], N_COND, "test")
     fitted = GLM(spec, seed=0).fit(train, progress=False)

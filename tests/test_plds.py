@@ -9,7 +9,7 @@ import pytest
 from scipy.linalg import solve_discrete_lyapunov
 from scipy.optimize import minimize
 
-from neurorec.data.recording import BinnedTrials
+from neurorec.data.recording import BinnedTrials, TrialLayout
 from neurorec.families.plds import inference as inf
 from neurorec.families.plds.model import PLDS
 from neurorec.spec import validate_spec
@@ -159,8 +159,9 @@ def test_laplace_em_recovers_simulated_parameters():
     assert model.score(test) > truth.score(test) - 0.01
     assert model.score(test) > 0.05
     # seeded sampling
-    np.testing.assert_array_equal(model.sample(np.zeros(3), 20, seed=5),
-                                  model.sample(np.zeros(3), 20, seed=5))
+    layout = TrialLayout(np.zeros(3, int), 20)
+    np.testing.assert_array_equal(model.sample(3, seed=5, like=layout),
+                                  model.sample(3, seed=5, like=layout))
 
 
 def test_cosmoothing_mask_keeps_heldout_units_out_of_the_latent():

@@ -17,6 +17,7 @@ import torch
 
 from neurorec.core.bases import raised_cosine_linear
 from neurorec.core.errors import DataError, DivergenceError
+from neurorec.data.recording import TrialLayout
 from neurorec.families.glm.conformance import v1_small
 from neurorec.families.glm.glm import GLM
 from neurorec.families.glm.rglm import RGLM
@@ -105,9 +106,10 @@ def test_stimulus_input_reads_the_series_with_a_stimulus_filter():
             x = p["W0"] @ y_prev + p["R"] @ x + p["U"] @ series[b, t]
             want[b, t], y_prev = x, test.counts[b, t]
     np.testing.assert_allclose(model.hidden_state(test), want, rtol=0, atol=1e-12)
-    assert model.sample(test.condition, seed=0, stimulus=series).shape == test.counts.shape
+    like = TrialLayout(test.condition, test.n_bins, series)
+    assert model.sample(len(test.condition), seed=0, like=like).shape == test.counts.shape
     with pytest.raises(DataError, match="stimulus"):
-        model.sample(test.condition, seed=0)
+        model.sample(len(test.condition), seed=0, like=TrialLayout(test.condition, test.n_bins))
 
 
 @pytest.mark.slow  # compiles a Brian 2 network (≈ 1 min on 2 cores)
@@ -146,10 +148,11 @@ def test_stability_guard_on_a_model_built_to_run_away():
     Σ_d |B_id| s to a drive, so every sample stays under that closed-form ceiling."""
     condition = np.arange(8) % 2
     with pytest.raises(DivergenceError, match="simulation diverged"):
-        runaway_model().sample(condition, seed=0)
+        runaway = runaway_model()
+        runaway.sample(len(condition), seed=0, like=TrialLayout(condition, runaway.n_bins_))
     s = 1.0
     model = runaway_model(saturation=s)
-    counts = model.sample(condition, seed=0)
+    counts = model.sample(len(condition), seed=0, like=TrialLayout(condition, model.n_bins_))
     assert np.isfinite(counts).all()
     p = model.params_
     stim = np.einsum("ick,tk->ict", p["beta"], model.stimulus_basis(model.n_bins_)).max()
@@ -179,17 +182,18 @@ def test_runaway_safe_sampling_caps_the_model_built_to_run_away():
     model = runaway_model()
     condition = np.arange(8) % 2
     with pytest.raises(DivergenceError):
-        model.sample(condition, seed=0)
+        model.sample(len(condition), seed=0, like=TrialLayout(condition, model.n_bins_))
     model.spec = model.spec.model_copy(update={"sampling": SamplingSpec(max_rate_hz=200.0)})
-    counts = model.sample(condition, seed=0)
+    counts = model.sample(len(condition), seed=0, like=TrialLayout(condition, model.n_bins_))
     assert np.isfinite(counts).all() and 0 < model.last_sample_capped < 1
     cap = 200.0 * model.bin_size_
     # Poisson counts under a mean of at most `cap`: far above 30 × cap is impossible in practice
     assert counts.max() < 30 * cap
     calm, _ = hand_model(seed=1, stimulus_input=False, initial_state=False)
-    free = calm.sample(condition, seed=3)
+    like = TrialLayout(condition, calm.n_bins_)
+    free = calm.sample(len(condition), seed=3, like=like)
     calm.spec = calm.spec.model_copy(update={"sampling": SamplingSpec(max_rate_hz=10_000.0)})
-    np.testing.assert_array_equal(calm.sample(condition, seed=3), free)
+    np.testing.assert_array_equal(calm.sample(len(condition), seed=3, like=like), free)
     assert calm.last_sample_capped == 0.0
 
 
@@ -244,7 +248,7 @@ def test_brian2_caps_the_runaway_model_like_torch():
         simulate_brian2(model, condition[:4], seed=0)
     model.spec = model.spec.model_copy(update={"sampling": SamplingSpec(max_rate_hz=200.0)})
     brian = simulate_brian2(model, condition, seed=0)
-    torch_counts = model.sample(condition, seed=1)
+    torch_counts = model.sample(len(condition), seed=1, like=TrialLayout(condition, model.n_bins_))
     a, b = brian.mean(axis=(0, 2)), torch_counts.mean(axis=(0, 2))  # (n_bins,) per-bin means
     se = np.sqrt(brian.mean(axis=2).var(axis=0) / len(condition)
                  + torch_counts.mean(axis=2).var(axis=0) / len(condition))
@@ -278,7 +282,7 @@ def test_rate_ceiling_bounds_the_model_built_to_run_away():
     model = runaway_model()
     model.spec = model.spec.model_copy(update={"rate_ceiling_hz": 200.0})
     model._set_observation(model.bin_size_)
-    counts = model.sample(np.arange(8) % 2, seed=0)
+    counts = model.sample(8, seed=0, like=TrialLayout(np.arange(8) % 2, model.n_bins_))
     assert np.isfinite(counts).all() and counts.max() < 30 * 200.0 * model.bin_size_
     assert model.last_sample_capped == 0.0
 
@@ -311,7 +315,7 @@ def test_brian2_samples_the_rate_ceiling_like_torch():
     model._set_observation(model.bin_size_)
     condition = np.arange(200) % 2
     brian = simulate_brian2(model, condition, seed=0)
-    torch_counts = model.sample(condition, seed=1)
+    torch_counts = model.sample(len(condition), seed=1, like=TrialLayout(condition, model.n_bins_))
     a, b = brian.mean(axis=(0, 2)), torch_counts.mean(axis=(0, 2))
     se = np.sqrt(brian.mean(axis=2).var(axis=0) / len(condition)
                  + torch_counts.mean(axis=2).var(axis=0) / len(condition))

@@ -59,7 +59,9 @@ def test_save_load_keeps_score_curves_and_samples(tmp_path):
     assert loaded.seed == 1 and loaded.spec == model.spec
     assert loaded.score(test) == model.score(test)
     assert loaded.history_ == model.history_
-    for a, b in zip(loaded.sample(3, 4, seed=7), model.sample(3, 4, seed=7), strict=True):
+    clips = np.zeros((3, 4, 36))  # the draws take its frame count
+    for a, b in zip(loaded.sample(3, seed=7, like=clips), model.sample(3, seed=7, like=clips),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -79,7 +81,7 @@ def test_sample_follows_the_generative_model():
     W = rng.standard_normal((5, 8))
     model.W_, model.R_, model.b_ = W / np.linalg.norm(W, axis=0), np.zeros((8, 8)), \
         np.full(8, -1.0)
-    y, z = model.sample(400, 10, seed=3)
+    y, z = model.sample(400, seed=3, like=np.zeros((1, 10, 36)))
     assert y.shape == (400, 10, 5) and z.shape == (400, 10, 8)
     on = z != 0
     assert on.mean() == pytest.approx(1 / (1 + np.e), abs=0.01)  # σ(b), R = 0
@@ -88,15 +90,18 @@ def test_sample_follows_the_generative_model():
     assert resid.std() == pytest.approx(spec.tau_y, rel=0.02)
     # with self-excitation a unit that is on stays on more often
     model.R_ = 3.0 * np.eye(8)
-    _, z = model.sample(400, 10, seed=3)
+    _, z = model.sample(400, seed=3, like=np.zeros((1, 10, 36)))
     h = z != 0
     assert h[:, 1:][h[:, :-1]].mean() > h[:, 1:][~h[:, :-1]].mean() + 0.1
-    assert not np.array_equal(model.sample(2, 3, seed=3)[0], model.sample(2, 3, seed=4)[0])
+    three = np.zeros((2, 3, 36))
+    assert not np.array_equal(model.sample(2, seed=3, like=three)[0],
+                              model.sample(2, seed=4, like=three)[0])
 
 
 def test_not_fitted_and_foreign_checkpoints(tmp_path):
     train, test = tiny_movie()
-    for call in (lambda m: m.score(test), lambda m: m.sample(1, 2, 0), lambda m: m.save(tmp_path)):
+    for call in (lambda m: m.score(test), lambda m: m.sample(1, seed=0, like=test),
+                 lambda m: m.save(tmp_path)):
         with pytest.raises(NotFittedError, match="call fit"):
             call(SpikeSlabRNN(_spec()))
     old = tmp_path / "old"

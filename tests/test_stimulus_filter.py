@@ -16,7 +16,7 @@ from neurorec.core.bases import raised_cosine_log
 from neurorec.core.errors import DataError
 from neurorec.data.binning import bin_stimulus
 from neurorec.data.nwb import read_nwb, write_nwb
-from neurorec.data.recording import StimulusSeries
+from neurorec.data.recording import StimulusSeries, TrialLayout
 from neurorec.datasets import load
 from neurorec.spec import load_model_spec
 from neurorec.workflows.fit_outputs import write_fit_outputs
@@ -107,13 +107,14 @@ def test_samples_match_exact_rates_without_feedback(grasshopper):
     test = result.test
     n_rep, n_bins = 400, 150
     stimulus = np.repeat(test.stimulus[:1, :n_bins], n_rep, axis=0)
-    samples = result.model.sample(np.zeros(n_rep, int), n_bins, seed=1, stimulus=stimulus)
+    samples = result.model.sample(n_rep, seed=1,
+                                  like=TrialLayout(np.zeros(n_rep, int), n_bins, stimulus))
     rate = result.model.predict_rate(test)[0, :n_bins, 0]
     mean = samples[:, :, 0].mean(axis=0)
     chi2 = float(((mean - rate) ** 2 / (rate / n_rep)).sum())
     assert chi2 < stats.chi2.ppf(0.999, n_bins)
     with pytest.raises(DataError, match="stimulus filter"):
-        result.model.sample(np.zeros(2, int), n_bins, seed=1)
+        result.model.sample(2, seed=1, like=TrialLayout(np.zeros(2, int), n_bins))
 
 
 def test_fit_dir_simulates_with_its_stimulus_and_nwb_keeps_the_series(fitted, grasshopper,

@@ -59,6 +59,7 @@ def uncapped_diverges(fit_dir: Path) -> bool | None:
     """Whether the fitted model sampled without ``sampling.max_rate_hz`` diverges (None if
     the spec has no cap)."""
     from neurorec.core.errors import DivergenceError
+    from neurorec.data.recording import TrialLayout
     from neurorec.workflows.simulate import load_fitted
 
     model = load_fitted(fit_dir)
@@ -70,7 +71,8 @@ def uncapped_diverges(fit_dir: Path) -> bool | None:
     with np.load(fit_dir / "predictions.npz") as pred:
         condition = pred["condition"]
     try:
-        model.sample(condition, seed=0)
+        model.sample(len(condition), seed=0,
+                     like=TrialLayout(condition, model.n_bins_))
     except DivergenceError:
         return True
     return False

@@ -63,6 +63,7 @@ def _flat(prefix: str, value, out: dict) -> None:
 def fingerprint() -> dict[str, np.ndarray]:
     import torch
 
+    from neurorec.data.recording import TrialLayout
     from neurorec.families.base import model_for
     from neurorec.families.glm.conformance import v1_small
     from neurorec.spec.load import validate_spec
@@ -85,7 +86,7 @@ def fingerprint() -> dict[str, np.ndarray]:
         out[f"{name}.score"] = np.asarray(model.score(test))
         out[f"{name}.n_parameters"] = np.asarray(model.n_parameters())
         try:
-            out[f"{name}.sample"] = model.sample(test.condition[:4], n_bins=20, seed=1)
+            out[f"{name}.sample"] = model.sample(4, seed=1, like=TrialLayout(test.condition, 20))
         except Exception as exc:  # a configuration that cannot sample: recorded as such
             out[f"{name}.sample_error"] = np.asarray(type(exc).__name__)
     from neurorec import sklearn as sk

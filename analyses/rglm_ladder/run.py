@@ -57,6 +57,7 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
     from neurorec.analysis.decoding import logistic_decode, map_decode
     from neurorec.analysis.statistics import structure_agreement
     from neurorec.core.errors import DivergenceError
+    from neurorec.data.recording import TrialLayout
     from neurorec.families import family_of
     from neurorec.spec import load_model_spec
     from neurorec.workflows.pipeline import fit_and_evaluate
@@ -71,7 +72,8 @@ def run_one(dataset: str, spec_path: str, overrides: tuple[str, ...], seed: int,
            "fit_time_s": m["fit_time_s"], "seconds": 0.0}
     condition = np.tile(test.condition, SAMPLE_REPEATS)
     try:
-        samples = result.model.sample(condition, seed=seed + 1)
+        samples = result.model.sample(len(condition), seed=seed + 1,
+                                       like=TrialLayout(condition, result.model.n_bins_))
     except DivergenceError:
         # an exp-link fit with positive feedback can run away in closed loop: say so
         row["closed_loop_stable"] = False

@@ -38,6 +38,7 @@ def main() -> None:
 
     from neurorec.analysis.statistics import structure_agreement
     from neurorec.core.outputs import atomic_dir
+    from neurorec.data.recording import TrialLayout
     from neurorec.report.figures import structure_figure
     from neurorec.spec import load_model_spec
     from neurorec.workflows.pipeline import fit_and_evaluate
@@ -50,7 +51,8 @@ def main() -> None:
         result = fit_and_evaluate(spec, recording, seed=args.seed, progress=False)
         test = result.test
         condition = np.tile(test.condition, args.repeats)
-        counts = result.model.sample(condition, seed=args.seed + 1)
+        counts = result.model.sample(len(condition), seed=args.seed + 1,
+                                     like=TrialLayout(condition, result.model.n_bins_))
         samples[spec.name] = (counts, condition)
         numbers[spec.name] = {"bits_per_spike": result.metrics["bits_per_spike"],
                               **structure_agreement(test.counts, test.condition, counts,

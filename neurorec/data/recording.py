@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from neurorec.core.errors import DataError
+
 
 @dataclass(frozen=True)
 class StimulusSeries:
@@ -99,6 +101,10 @@ class BinnedTrials:
     def n_conditions(self) -> int:
         return len(self.condition_table)
 
+    @property
+    def n_bins(self) -> int:
+        return self.counts.shape[1]
+
     def subset(self, mask: np.ndarray) -> BinnedTrials:
         """Trials where ``mask`` (n_trials,) is True; conditions keep their indices."""
         return BinnedTrials(
@@ -113,6 +119,39 @@ class BinnedTrials:
             stimulus=None if self.stimulus is None else self.stimulus[mask],
             mask=None if self.mask is None else self.mask[mask],
         )
+
+
+@dataclass(frozen=True)
+class TrialLayout:
+    """Trials to simulate, without counts: what a spike-train model's
+    ``sample(n, *, seed, like=...)`` reads of ``like`` (as it reads a :class:`BinnedTrials`).
+
+    Attributes:
+        condition: (n_trials,) condition index of each trial.
+        n_bins: bins per trial.
+        stimulus: (n_trials, n_bins, n_channels) stimulus series, or None.
+    """
+
+    condition: np.ndarray
+    n_bins: int
+    stimulus: np.ndarray | None = None
+
+
+def sample_layout(n: int, like: BinnedTrials | TrialLayout | None, n_conditions: int,
+                  n_bins: int, source: str) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """``(condition (n,), n_bins, stimulus (n, n_bins, n_channels) or None)`` of ``n`` trials
+    drawn like ``like``: its first ``n`` trials' conditions and stimulus and its bins per trial
+    (DataError when it has fewer than ``n`` trials). ``like`` None: conditions
+    ``0, 1, …, n_conditions - 1`` in turn, ``n_bins`` bins (a fitted model's), no stimulus."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise DataError(f"{source}: sample: n must be a number of trials >= 0, got {n!r}")
+    if like is None:
+        return np.arange(n) % max(1, n_conditions), int(n_bins), None
+    condition = np.asarray(like.condition)
+    if len(condition) < n:
+        raise DataError(f"{source}: sample: like has {len(condition)} trials, {n} asked for")
+    stimulus = None if like.stimulus is None else np.asarray(like.stimulus)[:n]
+    return condition[:n], int(like.n_bins), stimulus
 
 
 def counts_to_spike_times(counts: np.ndarray, start_times: np.ndarray,

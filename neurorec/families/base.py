@@ -24,7 +24,7 @@ import torch
 from neurorec.core.errors import DataError, NotFittedError
 from neurorec.core.metrics import bits_per_spike, log_likelihood
 from neurorec.core.observations import Observation, make_observation
-from neurorec.data.recording import BinnedTrials
+from neurorec.data.recording import BinnedTrials, TrialLayout
 from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
 from neurorec.fit.run import FitLog, Run
 from neurorec.spec.base import Spec
@@ -327,11 +327,15 @@ class Model(Estimator):
         """(n_trials, n_bins, n_units) expected count per bin, given the observed past."""
 
     @abstractmethod
-    def sample(self, condition: np.ndarray, n_bins: int, seed: int) -> np.ndarray:
-        """(len(condition), n_bins, n_units) counts drawn ancestrally from the model.
+    def sample(self, n: int, *, seed: int,
+               like: BinnedTrials | TrialLayout | None = None) -> np.ndarray:
+        """(n, n_bins, n_units) counts drawn ancestrally from the model (every family that
+        can sample takes ``sample(n, *, seed, like=None)``: ``n`` trials / sequences / clips).
 
-        A model driven by a stimulus time series also takes ``stimulus`` (n_trials, n_bins,
-        n_channels), binned like its training data."""
+        ``like``: trials whose first ``n`` conditions, bins per trial and stimulus series
+        (a model driven by one) the draws take; None: conditions ``0, 1, …`` in turn over the
+        fitted ones and the fitted bins per trial
+        (:func:`~neurorec.data.recording.sample_layout`)."""
 
     @abstractmethod
     def n_parameters(self) -> int: ...

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from neurorec.core.errors import DataError, DivergenceError
-from neurorec.data.recording import Recording, counts_to_spike_times
+from neurorec.data.recording import Recording, TrialLayout, counts_to_spike_times
 from neurorec.families import Model, family_of
 from neurorec.families.base import SPEC_FILE, STATE_FILE
 from neurorec.spec import load_model_spec
@@ -68,8 +68,8 @@ def simulate_fit_dir(fit_dir: Path, seed: int = 0, overrides: Sequence[str] = ()
         condition, unit_ids = pred["condition"], pred["unit_ids"]
         stimulus = pred["stimulus"] if "stimulus" in pred.files else None
     try:
-        extra = {} if stimulus is None else {"stimulus": stimulus}
-        counts = model.sample(condition, seed=seed, **extra).astype(np.int64)
+        like = TrialLayout(condition, model.n_bins_, stimulus)
+        counts = model.sample(len(condition), seed=seed, like=like).astype(np.int64)
     except DivergenceError as err:
         what = err.lines[0].split(" (try ")[0]
         raise DataError(f"{fit_dir}: {what}; bound the samples with the spec field "

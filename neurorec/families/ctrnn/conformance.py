@@ -48,7 +48,7 @@ def constant_output_loss() -> float:
 
 def ctrnn_example() -> Example:
     def sample(model, seed: int) -> np.ndarray:
-        return model.simulate(perception_task(), n_trials=4, seed=seed)["rates"]
+        return model.sample(4, seed=seed, like=perception_task())
 
     def brian2(model) -> tuple[np.ndarray, np.ndarray]:
         """Noise-free rates of the trained network on random inputs: torch vs Brian 2."""

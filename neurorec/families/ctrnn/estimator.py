@@ -143,6 +143,12 @@ class TaskRNN(Estimator):
         trials = task.generate(n_trials, np.random.default_rng([seed, 3]))
         return activity(*run_network(self.network_, trials, seed), trials)
 
+    def sample(self, n: int, *, seed: int, like: Task | Spec) -> np.ndarray:
+        """(n, n_steps, n_units) firing rates of ``n`` trials of the task ``like`` (its trials
+        drawn from ``[seed, 3]``, the network's noise from ``seed``): the ``rates`` of
+        :meth:`simulate`, the family's uniform ``sample(n, *, seed, like)``."""
+        return self.simulate(like, n_trials=n, seed=seed)["rates"]
+
     def weights(self) -> dict[str, np.ndarray]:
         """The trained effective weights (see :meth:`CTRNN.weights`)."""
         self.check_fitted()

@@ -43,7 +43,7 @@ from neurorec.core.errors import DataError
 from neurorec.core.metrics import bits_per_spike
 from neurorec.core.rng import forked_global_rng
 from neurorec.data.binning import split_trials
-from neurorec.data.recording import BinnedTrials
+from neurorec.data.recording import BinnedTrials, TrialLayout, sample_layout
 from neurorec.data.session import BinnedSession
 from neurorec.data.session_inputs import CovariateScaler, segments, windows
 from neurorec.families.base import Model
@@ -473,12 +473,16 @@ class CTRNNObs(Model):
             _, rates = self.module_(self.inputs_[cond], cond, z)
         return rates.double().cpu().numpy()
 
-    def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0
-               ) -> np.ndarray:
-        """Counts drawn from the observation model around the deterministic network rates
-        (encoder input at the training mean, z = 0); ``n_bins`` at most the fitted length."""
+    def sample(self, n: int, *, seed: int,
+               like: BinnedTrials | TrialLayout | None = None) -> np.ndarray:
+        """(n, n_bins, n_units) counts drawn from the observation model around the
+        deterministic network rates (encoder input at the training mean, z = 0); conditions
+        and bins per trial (at most the fitted length) from ``like``'s first ``n`` trials, or
+        conditions ``0, 1, …`` in turn and ``n_bins_`` bins
+        (:func:`~neurorec.data.recording.sample_layout`)."""
         self.check_fitted()
-        n_bins = n_bins or self.n_bins_
+        condition, n_bins, _ = sample_layout(n, like, self.n_conditions_, self.n_bins_,
+                                             self.spec.name)
         if n_bins > self.n_bins_:
             raise DataError(f"{self.spec.name}: n_bins: the input is defined for "
                             f"{self.n_bins_} bins, got {n_bins}")

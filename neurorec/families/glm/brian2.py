@@ -383,7 +383,7 @@ def simulate_brian2(model: GLM, condition: np.ndarray, seed: int, n_bins: int | 
                     dt_substeps: int = 1, stimulus: np.ndarray | None = None) -> np.ndarray:
     """Sample a fitted GLM / R-GLM with Brian 2, one trial per entry of ``condition``.
 
-    The same distribution as ``model.sample(condition, n_bins, seed, stimulus)`` (not the
+    The same distribution as ``model.sample(n, seed=seed, like=...)`` (not the
     same draws:
     Brian's generator is numpy's, seeded with ``seed``; numpy's global state is restored).
 

@@ -8,7 +8,7 @@ from functools import cache
 import numpy as np
 
 from neurorec.data import bin_trials
-from neurorec.data.recording import BinnedTrials
+from neurorec.data.recording import BinnedTrials, TrialLayout
 from neurorec.datasets import load
 from neurorec.families.base import Example
 
@@ -28,7 +28,7 @@ def fewer_units(data: BinnedTrials) -> BinnedTrials:
 
 def sample_small(model, seed: int) -> np.ndarray:
     """(4, 20, 6) counts drawn for the first four held-out trials' conditions."""
-    return model.sample(v1_small()[1].condition[:4], n_bins=20, seed=seed)
+    return model.sample(4, seed=seed, like=TrialLayout(v1_small()[1].condition, 20))
 
 
 def binned_example(spec: dict, **fields) -> Example:

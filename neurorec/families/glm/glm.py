@@ -46,7 +46,7 @@ import torch
 from neurorec.core.errors import DataError, DivergenceError, SpecError
 from neurorec.core.observations import make_observation
 from neurorec.data.binning import split_trials
-from neurorec.data.recording import BinnedTrials
+from neurorec.data.recording import BinnedTrials, TrialLayout, sample_layout
 from neurorec.families.base import Model
 from neurorec.families.glm.spec import GLMSpec
 from neurorec.families.glm.terms import (
@@ -620,18 +620,24 @@ class GLM(Model):
         ctx = self.context()
         return int(n - sum(term.n_fixed(ctx, self.params_) for term in self.terms))
 
-    def sample(self, condition: np.ndarray, n_bins: int | None = None, seed: int = 0,
-               stimulus: np.ndarray | None = None) -> np.ndarray:
-        """Exact ancestral sample: bin by bin, and unit by unit (in ``unit_order_``) inside a bin
-        when observations are correlated; sampled spikes feed back through every term.
+    def sample(self, n: int, *, seed: int,
+               like: BinnedTrials | TrialLayout | None = None) -> np.ndarray:
+        """(n, n_bins, n_units) counts: an exact ancestral sample, bin by bin, and unit by unit
+        (in ``unit_order_``) inside a bin when observations are correlated; sampled spikes feed
+        back through every term.
 
-        ``stimulus`` (n_trials, n_bins, n_channels) drives a model with a stimulus filter
-        (binned like the training data's ``stimulus``); others ignore it. With
-        ``sampling.max_rate_hz`` expected counts are capped there (``last_sample_capped``: the
-        fraction of unit-bins capped); otherwise a rate above 10 kHz raises DivergenceError.
+        ``like`` (:class:`~neurorec.data.recording.BinnedTrials` or
+        :class:`~neurorec.data.recording.TrialLayout`): the ``n`` trials take its first ``n``
+        trials' conditions and stimulus series and its bins per trial (a model with a stimulus
+        filter needs its ``stimulus``, binned like the training data's); None: conditions
+        ``0, 1, …`` in turn over the fitted ones, ``n_bins_`` bins
+        (:func:`~neurorec.data.recording.sample_layout`). With ``sampling.max_rate_hz``
+        expected counts are capped there (``last_sample_capped``: the fraction of unit-bins
+        capped); otherwise a rate above 10 kHz raises DivergenceError.
         """
         p = self._fitted_tensors()
-        n_bins = n_bins or self.n_bins_
+        condition, n_bins, stimulus = sample_layout(n, like, self.n_conditions_, self.n_bins_,
+                                                    self.spec.name)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         cond = torch.as_tensor(np.asarray(condition), device=self.device)
         y = torch.zeros(len(cond), n_bins, self.n_units_, dtype=self.dtype, device=self.device)

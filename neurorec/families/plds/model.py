@@ -23,7 +23,7 @@ import numpy as np
 from neurorec.core.bases import raised_cosine_linear
 from neurorec.core.errors import DataError
 from neurorec.core.metrics import bits_per_spike
-from neurorec.data.recording import BinnedTrials
+from neurorec.data.recording import BinnedTrials, TrialLayout, sample_layout
 from neurorec.data.session import BinnedSession
 from neurorec.data.session_inputs import CovariateScaler, segments, windows
 from neurorec.families.base import Model
@@ -269,12 +269,15 @@ class PLDS(Model):
                                         max_iter=self.spec.fit.newton_iter)
         return post.mean
 
-    def sample(self, condition: np.ndarray, n_bins: int | None = None,
-               seed: int = 0) -> np.ndarray:
-        """(len(condition), n_bins, n_units) counts drawn ancestrally (latent, then spikes)
-        with ``numpy.random.default_rng(seed)``."""
+    def sample(self, n: int, *, seed: int,
+               like: BinnedTrials | TrialLayout | None = None) -> np.ndarray:
+        """(n, n_bins, n_units) counts drawn ancestrally (latent, then spikes) with
+        ``numpy.random.default_rng(seed)``; conditions and bins per trial from ``like``'s first
+        ``n`` trials, or conditions ``0, 1, …`` in turn and ``n_bins_`` bins
+        (:func:`~neurorec.data.recording.sample_layout`)."""
         self.check_fitted()
-        T = self.n_bins_ if n_bins is None else int(n_bins)
+        condition, T, _ = sample_layout(n, like, self.n_conditions_, self.n_bins_,
+                                        self.spec.name)
         p = self.params_
         u, eta, mu0 = self._chain(p, np.asarray(condition), T)
         _, counts = inf.sample_plds(p["A"], u, p["Q"], mu0, p["Q0"], p["C"], eta,

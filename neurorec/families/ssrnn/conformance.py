@@ -34,7 +34,7 @@ _SPEC = {"kind": "ssrnn", "n_units": 12, "prior_p": 0.1,
 
 def ssrnn_example() -> Example:
     def sample(model, seed: int) -> np.ndarray:
-        return model.sample(4, 6, seed)[0]
+        return model.sample(4, seed=seed, like=tiny_movie()[1][:, :6])[0]
 
     # chance: the reconstruction error of z = 0, the mean squared whitened pixel
     return Example(spec=_SPEC, data=tiny_movie, chance=float(np.mean(tiny_movie()[1] ** 2)),

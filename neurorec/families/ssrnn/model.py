@@ -417,14 +417,24 @@ class SpikeSlabRNN(Estimator):
         Y = self._flatten(clips).astype(np.float64)
         return float(np.mean((Y - z.astype(np.float64) @ self.W_.T.astype(np.float64)) ** 2))
 
-    def sample(self, n_clips: int, n_frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Clips drawn ancestrally from the generative model (``z_0 = 0`` before the first
+    def sample(self, n: int, *, seed: int, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` clips drawn ancestrally from the generative model (``z_0 = 0`` before the first
         frame), on CPU from a generator seeded by ``seed``.
 
+        Args:
+            like: clips (n_clips, n_frames, h, w) or (n_clips, n_frames, D) whose frame count
+                the draws take (the model has no clip length of its own, so it is required;
+                None is a DataError).
+
         Returns:
-            y (n_clips, n_frames, D) whitened patches and z (n_clips, n_frames, n_units).
+            y (n, n_frames, D) whitened patches and z (n, n_frames, n_units).
         """
         self.check_fitted()
+        if like is None or np.ndim(like) not in (3, 4):
+            raise DataError(f"{self.spec.name}: sample: like: clips (n_clips, n_frames, ...) "
+                            f"whose frame count the draws take, got "
+                            f"{None if like is None else np.shape(like)}")
+        n_clips, n_frames = int(n), int(np.shape(like)[1])
         gen = torch.Generator().manual_seed(seed)
         W, R, b = (self._tensor(a, "cpu") for a in (self.W_, self.R_, self.b_))
         n, D = W.shape[1], W.shape[0]
