@@ -25,7 +25,7 @@ from neurorec.core.metrics import (
 )
 from neurorec.families import GLM
 from neurorec.families.glm.spec import GLMSpec
-from neurorec.workflows.evaluate import forward_rates, glm_standard_errors
+from neurorec.workflows.evaluate import filter_bands, forward_rates, glm_standard_errors
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,6 +148,11 @@ def test_coupling_filter_bands_equal_statsmodels_covariance(v1_session0):
             pos = np.searchsorted(cols, np.arange(sl.start + j * k, sl.start + (j + 1) * k))
             ref = np.sqrt(np.einsum("lk,kq,lq->l", basis, cov[np.ix_(pos, pos)], basis))
             np.testing.assert_allclose(band[u, j], ref, rtol=1e-6)
+    # the report's bands: the fitted coupling filters with these standard errors
+    bands = filter_bands(model, se)
+    assert set(bands) == {"coupling"}
+    np.testing.assert_array_equal(bands["coupling"][0], model.coupling_filters())
+    assert bands["coupling"][1] is band
 
 
 # ------------------------------------------------------------------ forward prediction
