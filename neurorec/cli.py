@@ -113,12 +113,7 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
     """
     import shutil
 
-    from neurorec.core.outputs import _lock
-    from neurorec.fit import interrupt
-    from neurorec.fit.run import Run
     from neurorec.spec import load_model_spec
-    from neurorec.workflows.fit_outputs import write_fit_outputs
-    from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
 
     args.check_file(spec_path, "SPEC")
     if Path(data).is_dir():
@@ -148,6 +143,14 @@ def fit(spec_path: Path, data: str, out: Path, seed: int, device: str,
         for line in lines:
             click.echo(line)
         return
+    # imported here: a session's preflight refusal above needs none of them (issue 29: the
+    # whole refused command within 10 s)
+    from neurorec.core.outputs import _lock
+    from neurorec.fit import interrupt
+    from neurorec.fit.run import Run
+    from neurorec.workflows.fit_outputs import write_fit_outputs
+    from neurorec.workflows.pipeline import fit_and_evaluate, load_recording
+
     recording = load_recording(data)  # a bad --data is refused before anything is created
     _check_recording(spec, recording, heldout_neurons)
     work = out.with_name(f"{out.name}.partial")
