@@ -28,7 +28,8 @@ any other list, a new term included, without editing this file.
 
 Co-smoothing mode (``model.heldout`` a (n_units,) bool mask, set before ``fit``): held-out
 units are outputs only. Every predictor (history, coupling, in-bin ``A``, the R-GLM's
-``W0 y``) reads the counts through :meth:`GLM._inputs`, which zeroes the held-out columns, so
+``W0 y``) reads the counts through the terms' context (:meth:`~neurorec.families.glm.terms.
+TermContext.inputs`), which zeroes the held-out columns, so
 their spikes enter no unit's drive; their own history and the weights from them are fixed
 at zero. With ``heldout`` None (the default) nothing changes.
 """
