@@ -80,7 +80,7 @@ def fitted(tmp_path_factory):
 
 def latent_drive(model: SessionRGLM, session) -> np.ndarray:
     """The R-GLM's drive ``GLM + b + B x_t`` from its own streamed states (torch)."""
-    x = session_states(model.problem(session, continuous=True), model._tensors()).numpy()
+    x = session_states(model.problem(session), model._tensors()).numpy()
     return model.glm_.drive(session) + model.latent_["b"] + x @ model.latent_["B"].T
 
 

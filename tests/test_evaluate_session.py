@@ -95,3 +95,36 @@ def test_session_evaluate_refusals(session_fit, tmp_path, capsys):
         assert code == 2, (args, err)
         assert len(err) == 1 and expected in err[0], err
         assert not args[-1].exists()
+
+
+def test_session_rglm_predicts_with_the_states_it_was_fitted_with(session_fit):
+    """The one-step-ahead intensity `evaluate` tests is the fitted model's: on the train bins
+    ``SessionRGLM.predict_rate`` gives back the training objective (the latent restarts at 0
+    at each segment of the split, as in the fit). Before, the prediction carried the states
+    across the guard bands, a model the fit never saw: on the bundled 30-min open-field
+    session it under-predicted the test bins by 5 % (median unit) and 56 % of units were
+    inside the KS band, against 99 % of the rate and 76 % with the fit's states."""
+    import torch
+
+    from neurorec.families.glm.rglm import (
+        SessionRGLM,
+        session_latent_objective,
+        session_states,
+    )
+    from neurorec.spec import load_model_spec
+    from neurorec.workflows.session_fit import load_session_for
+
+    _, nwb, _ = session_fit
+    spec = load_model_spec("models/session_rglm.yaml", ["fit.dtype=float64", "fit.max_iter=5"])
+    session = load_session_for(spec, str(nwb))
+    assert len(np.unique(session.segment)) > 2
+    model = SessionRGLM(spec).fit(session)
+    train = session.mask("train")
+    rates = model.predict_rate(session)
+    y = session.counts[train].astype(float)
+    ours = float((rates[train] - y * np.log(rates[train])).sum())
+    prob = model.problem(session, "train")
+    p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in model.latent_.items()}
+    assert ours == pytest.approx(session_latent_objective(prob, p, grad=False), rel=1e-10)
+    np.testing.assert_array_equal(model.hidden_state(session),
+                                  session_states(prob, p).numpy())

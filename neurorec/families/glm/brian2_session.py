@@ -18,8 +18,8 @@ recorded counts) and draws from the same conditional distribution (closed loop):
 - the R-GLM latent is a second ``NeuronGroup`` of ``dim`` states updated once per bin by
   the exact map ``x_t = W0 e_{t-1} + R x_{t-1} [+ V z_t]`` with ``e_{t-1} = y_{t-1} −
   exp(η^GLM_{t-1})`` (the fixed GLM's prediction error, the model's default) or ``y_{t-1} −
-  ȳ``, restarted at 0 where the session's clock jumps (``keep_x``, as the model's
-  prediction does); ``W0 e``, ``R x`` and ``B x`` are summed variables of ``Synapses``;
+  ȳ``, restarted at 0 where each segment starts (``keep_x``, as the model's fit and
+  prediction do); ``W0 e``, ``R x`` and ``B x`` are summed variables of ``Synapses``;
   ``V z_t`` (``recurrent.stimulus_input``) is a ``TimedArray`` over (bin, state);
 - Poisson counts are drawn with Brian's ``poisson(λ)`` (any count per bin).
 
@@ -111,8 +111,7 @@ def session_inputs(model, session: BinnedSession) -> dict:
             kernel[np.asarray(glm.heldout, bool)] = 0.0
         out["kernel"] = kernel
     if latent is not None:
-        jump = np.diff(np.asarray(session.time, float)) > 1.5 * session.bin_size
-        out["keep_x"] = _starts(np.concatenate([[0], np.cumsum(jump)]))
+        out["keep_x"] = _starts(segment)  # the latent restarts with each segment, as fitted
         out["latent"] = latent
         out["y_mean"] = np.asarray(rglm.y_mean_, float)
         out["residual"] = bool(rglm.residual)
