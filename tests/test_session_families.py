@@ -178,3 +178,38 @@ def test_session_models_save_and_load_with_their_covariate_scaling(tmp_path):
         assert a.names == b.names == ("speed",)
         np.testing.assert_array_equal(a.mean, b.mean)
         np.testing.assert_array_equal(a.std, b.std)
+
+
+def test_cli_fits_plds_on_a_session_nwb_as_the_python_api_does(tmp_path):
+    """``neurorec fit`` with a PLDS spec of ``data.mode: session`` on a trial-less NWB: the
+    written rates are the family's own fit on the same loaded session (bitwise), scored on the
+    test bins; the model is saved and reloads to the same rates."""
+    import json
+
+    import yaml
+
+    from neurorec.cli import main
+    from neurorec.data.sessions_io import write_session_nwb
+    from neurorec.datasets.open_field import simulate_open_field
+    from neurorec.families.plds.model import PLDS
+    from neurorec.workflows.session_fit import load_session_for
+
+    nwb = tmp_path / "s.nwb"
+    write_session_nwb(simulate_open_field(n_units=6, duration_s=60.0, seed=5), nwb, seed=0)
+    raw = {"kind": "plds", "name": "session_plds", "data": {"mode": "session"},
+           "latent": {"dim": 2}, "fit": {"max_iter": 4}}
+    (tmp_path / "plds.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    assert main(["fit", str(tmp_path / "plds.yaml"), "--data", str(nwb), "--out", str(out),
+                 "--quiet"]) == 0
+    spec = validate_spec(raw, "<test>")
+    session = load_session_for(spec, str(nwb))
+    ref = model_for(spec, seed=0).fit(session, progress=False)
+    pred = np.load(out / "predictions.npz")
+    np.testing.assert_array_equal(pred["rates"], ref.predict_rate(session))
+    m = json.loads((out / "metrics.json").read_text())
+    test = session.mask("test")
+    assert m["kind"] == "plds" and m["convergence"]["n_iter"] == ref.fit_report_.n_iter
+    assert m["bits_per_spike"] == pytest.approx(
+        bits_per_spike(session.counts[test][None], pred["rates"][test][None]), abs=1e-12)
+    np.testing.assert_array_equal(PLDS.load(out).predict_rate(session), pred["rates"])

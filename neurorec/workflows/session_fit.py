@@ -32,16 +32,22 @@ from neurorec.fit.run import Run
 
 #: kind -> "module:class" of its session model (fit(session), predict_rate(session))
 SESSION_MODELS = {"glm": "neurorec.families.glm.session:SessionGLM",
-                  "rglm": "neurorec.families.glm.rglm:SessionRGLM"}
+                  "rglm": "neurorec.families.glm.rglm:SessionRGLM",
+                  # the families' own classes: fit(session) takes the covariates as inputs
+                  "plds": "neurorec.families.plds.model:PLDS",
+                  "ctrnn_obs": "neurorec.families.ctrnn_obs.model:CTRNNObs"}
 #: the session models that take ``heldout`` (co-smoothing: held-out units' spikes unread)
 SESSION_COSMOOTHING = frozenset({"glm", "rglm"})
 
 #: what each session model is made of, declared (workflows never probe with hasattr):
-#: ``glm`` the attribute holding its fitted SessionGLM (None: the model is one), which
-#: ``save(directory)`` writes and whose partial dependence gives the tuning curves;
-#: ``n_parameters`` whether the model counts its parameters (``metrics["n_parameters"]``)
+#: ``glm`` the attribute holding its fitted SessionGLM (None: the model is one; False: it
+#: has none — the model itself is saved, its convergence is its ``fit_report_`` and it has
+#: no partial dependence), which ``save(directory)`` writes and whose partial dependence
+#: gives the tuning curves; ``n_parameters`` whether the model counts its parameters
 SESSION_PARTS: dict[str, dict[str, Any]] = {"glm": {"glm": None, "n_parameters": True},
-                                            "rglm": {"glm": "glm_", "n_parameters": False}}
+                                            "rglm": {"glm": "glm_", "n_parameters": False},
+                                            "plds": {"glm": False, "n_parameters": True},
+                                            "ctrnn_obs": {"glm": False, "n_parameters": True}}
 
 #: covariate ridges tried by --cv on a session (per bin and neuron), strongest first
 RIDGE_GRID = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
@@ -57,8 +63,11 @@ def session_model(spec: Any, seed: int = 0, **kw) -> Any:
 
 
 def session_glm(kind: str, model: Any) -> Any:
-    """The fitted SessionGLM of a session model of ``kind`` (:data:`SESSION_PARTS`)."""
+    """The fitted SessionGLM of a session model of ``kind`` (:data:`SESSION_PARTS`); None
+    for a model without one (PLDS, ctrnn_obs)."""
     attr = SESSION_PARTS[kind]["glm"]
+    if attr is False:
+        return None
     return model if attr is None else getattr(model, attr)
 
 
@@ -196,11 +205,16 @@ def session_metrics(spec: Any, model: Any, session: BinnedSession, rates: np.nda
         "train_bits_per_spike": bits_per_spike(session.counts[train][None],
                                                rates[train][None]),
         "fit_time_s": fit_time, "seed": seed, "device": "cpu",
-        "convergence": {"reason": "newton" if spec.kind == "glm" else "see report_",
-                        "optimizer": "batched Newton (row-sparse design)",
-                        "converged_units": int(np.sum(glm.converged_)),
-                        "n_iter": int(np.max(glm.n_iter_))},
     }
+    if glm is not None:
+        metrics["convergence"] = {"reason": "newton" if spec.kind == "glm" else "see report_",
+                                  "optimizer": "batched Newton (row-sparse design)",
+                                  "converged_units": int(np.sum(glm.converged_)),
+                                  "n_iter": int(np.max(glm.n_iter_))}
+    else:  # the family's own engine: its FitLog
+        log = model.fit_report_
+        metrics["convergence"] = {"reason": log.reason, "optimizer": log.optimizer,
+                                  "converged": bool(log.converged), "n_iter": int(log.n_iter)}
     if SESSION_PARTS[spec.kind]["n_parameters"]:
         metrics["n_parameters"] = int(model.n_parameters())
     if val.any():
@@ -226,6 +240,8 @@ def tuning_curves(result: SessionFitResult, n_bins_1d: int = 24,
     spec, session = result.spec, result.session
     glm = session_glm(spec.kind, result.model)
     out: dict[str, np.ndarray] = {}
+    if glm is None:  # no covariate terms in spline bases: no partial dependence
+        return out
     for entry in spec.covariates:
         if entry.basis not in ("bspline", "cyclic_bspline", "tensor_bspline"):
             continue
@@ -267,11 +283,11 @@ def write_session_outputs(result: SessionFitResult, out: Path, overwrite: bool =
         if result.tuning:
             np.savez(tmp / "tuning_curves.npz", **result.tuning)
         glm = session_glm(result.spec.kind, result.model)
-        glm.save(tmp)
+        (result.model if glm is None else glm).save(tmp)
         (tmp / "spec.yaml").write_text(dump_spec(result.spec))
         figs = []
         per = np.asarray(m["per_neuron_bits_per_spike"], float)
-        for entry in result.spec.covariates:
+        for entry in result.spec.covariates if result.tuning else ():
             if f"{entry.name}_data" in result.tuning:
                 name = f"tuning_{entry.name}.png"
                 tuning_figure(result.tuning, entry.name, per, s.unit_ids, tmp / name)
