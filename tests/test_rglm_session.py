@@ -162,7 +162,7 @@ def test_shipped_session_rglm_reuses_the_session_glm():
     assert rglm.penalty == glm.penalty and 1 <= rglm.recurrent.dim <= 4
 
 
-def test_heldout_units_spikes_never_reach_the_predictions():
+def test_heldout_units_spikes_never_reach_the_predictions(tmp_path):
     """Co-smoothing on a session: after the fit, replacing the held-out units' spikes by
     anything leaves every unit's predicted rate unchanged (their spikes feed neither the
     latent nor their own history), while a held-in unit's spikes do change them; the
@@ -193,6 +193,8 @@ def test_heldout_units_spikes_never_reach_the_predictions():
     other[:, heldout] = rng.poisson(1.0, (s.n_bins, 2))
     same = m.predict_rate(dataclasses.replace(s, counts=other))
     np.testing.assert_array_equal(same, rates)
+    m.save(tmp_path)  # the latent and the mask are saved: the same predictions, bitwise
+    np.testing.assert_array_equal(SessionRGLM.load(tmp_path).predict_rate(s), rates)
     other = s.counts.copy()
     other[:, 0] = rng.poisson(1.0, s.n_bins)
     assert not np.allclose(m.predict_rate(dataclasses.replace(s, counts=other)), rates)

@@ -39,13 +39,18 @@ CAPABILITIES = frozenset({
     "resume",           # training resumes bitwise from its checkpoints
     "latent_dynamics",  # has a linear latent with eigenvalues / time constants (R-GLM)
     "task",             # trained on a task protocol (``neurorec train`` / ``simulate``)
+    "session_heldout",  # co-smoothing on a session: its session model takes ``heldout``
 })
 
 #: Commands a family may declare (``register_family(commands={name: "module:function"})``):
 #: ``train_task`` (``neurorec train --task``: ``(spec, task_spec, out, **options) -> metrics``),
 #: ``train_stimulus`` (``neurorec train --stimulus``: the same with a stimulus protocol),
-#: ``probe`` (``neurorec probe``: ``(fit_dir) -> ProbeTarget``).
-COMMANDS = frozenset({"train_task", "train_stimulus", "probe"})
+#: ``probe`` (``neurorec probe``: ``(fit_dir) -> ProbeTarget``),
+#: ``session_model`` (``neurorec fit`` with ``data.mode: session``: the class fitted to a
+#: :class:`~neurorec.data.session.BinnedSession`, ``cls(spec, seed=..., [heldout=...])`` with
+#: ``fit(session, *, progress, run)``, ``predict_rate(session)``, ``save(dir)``, and the class
+#: attributes ``session_glm`` / ``counts_parameters``, see :class:`Model`).
+COMMANDS = frozenset({"train_task", "train_stimulus", "probe", "session_model"})
 
 #: How each family's ``score`` is defined, and its direction: ``+1`` higher is better, ``-1``
 #: lower is better (a loss). :mod:`neurorec.families.checks` reads the direction.
@@ -300,6 +305,12 @@ class Model(Estimator):
     """
 
     kind: ClassVar[str]
+    #: a session model's fitted SessionGLM (its convergence, partial dependence, what is
+    #: saved): ``"self"`` (the model is one), an attribute name (``"glm_"``), or None (it
+    #: has none: its own ``fit_report_`` and ``save``)
+    session_glm: ClassVar[str | None] = None
+    #: whether ``n_parameters()`` counts the model's parameters (``metrics["n_parameters"]``)
+    counts_parameters: ClassVar[bool] = True
     #: what the fit did (``metrics.json``'s ``convergence``, ``fit_history.json``, the
     #: report's convergence figure); set by ``fit``
     fit_report_: FitLog

@@ -369,7 +369,7 @@ def session_evaluation(fit: LoadedFit, data: str | None, seed: int = 0) -> Evalu
     from its session loaded again), or the test bins of another session ``data`` with the
     same units (the session model reloaded and run on it). Circular covariates (the
     session's ``metadata["circular"]``, radians) are decoded as (cos, sin)."""
-    from neurorec.workflows.session_fit import SESSION_MODELS, load_session_for
+    from neurorec.workflows.session_fit import load_session_for, session_model_class
 
     with np.load(fit.fit_dir / "predictions.npz") as pred:
         own = {k: pred[k] for k in ("rates", "counts", "split", "segment", "unit_ids")}
@@ -386,14 +386,7 @@ def session_evaluation(fit: LoadedFit, data: str | None, seed: int = 0) -> Evalu
                             f"fit's predictions.npz")
         rates = own["rates"]
     else:
-        import importlib
-
-        module, cls = SESSION_MODELS[fit.spec.kind].split(":")
-        model_cls = getattr(importlib.import_module(module), cls)
-        if not hasattr(model_cls, "load"):
-            raise DataError(f"{fit.fit_dir}: kind: a session {fit.spec.kind} fit cannot be "
-                            "reloaded to score other data")
-        rates = model_cls.load(fit.fit_dir).predict_rate(session)
+        rates = session_model_class(fit.spec.kind).load(fit.fit_dir).predict_rate(session)
     return session_scores(session.counts, rates, np.asarray(session.split).astype(str),
                           np.asarray(session.segment), session_behaviour(session),
                           session.unit_ids, seed)

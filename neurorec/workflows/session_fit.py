@@ -3,8 +3,8 @@
 The path every session command takes: spec → :func:`neurorec.datasets.registry.
 session_for_spec` (NWB or a bundled session; held-out bins from the epochs' split column or
 blocked folds with guard bands of the spec's longest filter) → the kind's session model
-(:data:`SESSION_MODELS`) fitted on the ``train`` bins → NLB bits/spike on the ``test`` bins
-(and ``val`` when present) → ``metrics.json``, ``predictions.npz`` (bins × units),
+(the family's declared ``session_model``) fitted on the ``train`` bins → NLB bits/spike on
+the ``test`` bins (and ``val`` when present) → ``metrics.json``, ``predictions.npz`` (bins × units),
 ``tuning_curves.npz``, figures and ``report.html``.
 
 ``--cv K``: the covariate ridges (every entry's ``ridge``, one value for all) are chosen by K
@@ -17,7 +17,6 @@ not refitted.
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,45 +29,39 @@ from neurorec.core.metrics import bits_per_spike, log_likelihood, per_neuron_bit
 from neurorec.data.session import BinnedSession
 from neurorec.fit.run import Run
 
-#: kind -> "module:class" of its session model (fit(session), predict_rate(session))
-SESSION_MODELS = {"glm": "neurorec.families.glm.session:SessionGLM",
-                  "rglm": "neurorec.families.glm.rglm:SessionRGLM",
-                  # the families' own classes: fit(session) takes the covariates as inputs
-                  "plds": "neurorec.families.plds.model:PLDS",
-                  "ctrnn_obs": "neurorec.families.ctrnn_obs.model:CTRNNObs"}
-#: the session models that take ``heldout`` (co-smoothing: held-out units' spikes unread)
-SESSION_COSMOOTHING = frozenset({"glm", "rglm"})
-
-#: what each session model is made of, declared (workflows never probe with hasattr):
-#: ``glm`` the attribute holding its fitted SessionGLM (None: the model is one; False: it
-#: has none — the model itself is saved, its convergence is its ``fit_report_`` and it has
-#: no partial dependence), which ``save(directory)`` writes and whose partial dependence
-#: gives the tuning curves; ``n_parameters`` whether the model counts its parameters
-SESSION_PARTS: dict[str, dict[str, Any]] = {"glm": {"glm": None, "n_parameters": True},
-                                            "rglm": {"glm": "glm_", "n_parameters": False},
-                                            "plds": {"glm": False, "n_parameters": True},
-                                            "ctrnn_obs": {"glm": False, "n_parameters": True}}
-
 #: covariate ridges tried by --cv on a session (per bin and neuron), strongest first
 RIDGE_GRID = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 
 
+def session_model_class(kind: str) -> type:
+    """The class a family declares for fitting a session (its ``session_model`` command,
+    :data:`neurorec.families.base.COMMANDS`); DataError naming the kinds that have one."""
+    from neurorec.families import registered
+
+    family = registered().get(kind)
+    if family is None or "session_model" not in family.commands:
+        able = sorted(k for k, f in registered().items() if "session_model" in f.commands)
+        raise DataError(f"data.mode: kind '{kind}' cannot fit a session (session models: "
+                        f"{able})")
+    return family.command("session_model")
+
+
 def session_model(spec: Any, seed: int = 0, **kw) -> Any:
     """The session model of ``spec.kind`` (``neurorec.core.errors.DataError`` if none)."""
-    if spec.kind not in SESSION_MODELS:
-        raise DataError(f"{spec.name}: data.mode: kind '{spec.kind}' cannot fit a session "
-                        f"(session models: {sorted(SESSION_MODELS)})")
-    module, cls = SESSION_MODELS[spec.kind].split(":")
-    return getattr(importlib.import_module(module), cls)(spec, seed=seed, **kw)
+    try:
+        cls = session_model_class(spec.kind)
+    except DataError as err:
+        raise DataError(f"{spec.name}: {err.lines[0]}") from None
+    return cls(spec, seed=seed, **kw)
 
 
-def session_glm(kind: str, model: Any) -> Any:
-    """The fitted SessionGLM of a session model of ``kind`` (:data:`SESSION_PARTS`); None
+def session_glm(model: Any) -> Any:
+    """The fitted SessionGLM of a session model (its class's declared ``session_glm``); None
     for a model without one (PLDS, ctrnn_obs)."""
-    attr = SESSION_PARTS[kind]["glm"]
-    if attr is False:
+    attr = type(model).session_glm
+    if attr is None:
         return None
-    return model if attr is None else getattr(model, attr)
+    return model if attr == "self" else getattr(model, attr)
 
 
 def load_session_for(spec: Any, source: str, seed: int = 0) -> BinnedSession:
@@ -148,12 +141,13 @@ def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool
     heldout = None
     kw = {}
     if heldout_neurons is not None:
+        from neurorec.families import registered
         from neurorec.workflows import cosmoothing
 
-        if spec.kind not in SESSION_COSMOOTHING:
-            raise DataError(f"--heldout-neurons: on a session only kinds "
-                            f"{', '.join(sorted(SESSION_COSMOOTHING))} support co-smoothing "
-                            f"(got '{spec.kind}')")
+        able = sorted(k for k, f in registered().items() if "session_heldout" in f.capabilities)
+        if spec.kind not in able:
+            raise DataError(f"--heldout-neurons: on a session only kinds {', '.join(able)} "
+                            f"support co-smoothing (got '{spec.kind}')")
         heldout = cosmoothing.heldout_mask(session.unit_ids, heldout_neurons, seed)
         kw["heldout"] = heldout
     model = session_model(spec, seed, **kw)
@@ -189,7 +183,7 @@ def session_metrics(spec: Any, model: Any, session: BinnedSession, rates: np.nda
     """``metrics.json`` of a session fit (the trials-mode keys, per evaluated bins)."""
     test, train, val = session.mask("test"), session.mask("train"), session.mask("val")
     y, r = session.counts[test][None], rates[test][None]
-    glm = session_glm(spec.kind, model)
+    glm = session_glm(model)
     metrics = {
         "model": spec.name, "kind": spec.kind, "observation": "poisson",
         "data": session.source, "data_mode": "session",
@@ -207,7 +201,7 @@ def session_metrics(spec: Any, model: Any, session: BinnedSession, rates: np.nda
         "fit_time_s": fit_time, "seed": seed, "device": "cpu",
     }
     if glm is not None:
-        metrics["convergence"] = {"reason": "newton" if spec.kind == "glm" else "see report_",
+        metrics["convergence"] = {"reason": "newton" if glm is model else "see report_",
                                   "optimizer": "batched Newton (row-sparse design)",
                                   "converged_units": int(np.sum(glm.converged_)),
                                   "n_iter": int(np.max(glm.n_iter_))}
@@ -215,7 +209,7 @@ def session_metrics(spec: Any, model: Any, session: BinnedSession, rates: np.nda
         log = model.fit_report_
         metrics["convergence"] = {"reason": log.reason, "optimizer": log.optimizer,
                                   "converged": bool(log.converged), "n_iter": int(log.n_iter)}
-    if SESSION_PARTS[spec.kind]["n_parameters"]:
+    if type(model).counts_parameters:
         metrics["n_parameters"] = int(model.n_parameters())
     if val.any():
         metrics["val_bits_per_spike"] = bits_per_spike(session.counts[val][None],
@@ -238,7 +232,7 @@ def tuning_curves(result: SessionFitResult, n_bins_1d: int = 24,
     from neurorec.analysis.session_tuning import data_tuning_curves
 
     spec, session = result.spec, result.session
-    glm = session_glm(spec.kind, result.model)
+    glm = session_glm(result.model)
     out: dict[str, np.ndarray] = {}
     if glm is None:  # no covariate terms in spline bases: no partial dependence
         return out
@@ -282,8 +276,7 @@ def write_session_outputs(result: SessionFitResult, out: Path, overwrite: bool =
                  unit_ids=np.asarray(s.unit_ids).astype(str), bin_size_s=s.bin_size)
         if result.tuning:
             np.savez(tmp / "tuning_curves.npz", **result.tuning)
-        glm = session_glm(result.spec.kind, result.model)
-        (result.model if glm is None else glm).save(tmp)
+        result.model.save(tmp)
         (tmp / "spec.yaml").write_text(dump_spec(result.spec))
         figs = []
         per = np.asarray(m["per_neuron_bits_per_spike"], float)
@@ -321,7 +314,7 @@ def write_session_outputs(result: SessionFitResult, out: Path, overwrite: bool =
     return Path(out) / "report.html"
 
 
-__all__ = ["RIDGE_GRID", "SESSION_MODELS", "SESSION_PARTS", "SessionFitResult",
+__all__ = ["RIDGE_GRID", "SessionFitResult",
            "cross_validate_ridge", "fit_session", "load_session_for", "session_glm",
            "session_metrics", "session_model",
            "tuning_curves", "with_ridge", "write_session_outputs"]

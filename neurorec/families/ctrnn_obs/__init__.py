@@ -11,6 +11,7 @@ from neurorec.families.glm.resources import glm_fit_memory
 register_family("ctrnn_obs", CTRNNObsSpec, CTRNNObs,
                 capabilities=("binned_trials", "heldout_neurons", "resume"),
                 example=ctrnn_obs_example, memory_estimate=glm_fit_memory,
-                commands={"probe": "neurorec.workflows.probe:ctrnn_obs_target"})
+                commands={"probe": "neurorec.workflows.probe:ctrnn_obs_target",
+                          "session_model": "neurorec.families.ctrnn_obs.model:CTRNNObs"})
 
 __all__ = ["CTRNNObs", "CTRNNObsSpec"]

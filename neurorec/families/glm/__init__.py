@@ -11,10 +11,12 @@ from neurorec.families.glm.resources import glm_fit_memory
 from neurorec.families.glm.rglm import RGLM
 from neurorec.families.glm.spec import GLMSpec, RGLMSpec
 
-_CAPS = ("binned_trials", "heldout_neurons", "brian2", "stimulus_filter")
+_CAPS = ("binned_trials", "heldout_neurons", "brian2", "stimulus_filter", "session_heldout")
 register_family("glm", GLMSpec, GLM, capabilities=_CAPS, example=glm_example,
-                memory_estimate=glm_fit_memory)
+                memory_estimate=glm_fit_memory,
+                commands={"session_model": "neurorec.families.glm.session:SessionGLM"})
 register_family("rglm", RGLMSpec, RGLM, capabilities=(*_CAPS, "latent_dynamics", "resume"),
-                example=rglm_example, memory_estimate=glm_fit_memory)
+                example=rglm_example, memory_estimate=glm_fit_memory,
+                commands={"session_model": "neurorec.families.glm.rglm:SessionRGLM"})
 
 __all__ = ["GLM", "RGLM", "GLMSpec", "RGLMSpec"]

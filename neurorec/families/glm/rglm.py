@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -737,6 +738,9 @@ class SessionRGLM:
     """
 
     fitted_attribute = "latent_"
+    #: the session path's declarations (:class:`neurorec.families.base.Model`)
+    session_glm = "glm_"
+    counts_parameters = False
 
     def __init__(self, spec, seed: int = 0, chunk_bins: int = SESSION_CHUNK_BINS,
                  residual: bool = True, heldout: np.ndarray | None = None):
@@ -850,6 +854,43 @@ class SessionRGLM:
         self.bin_size_ = session.bin_size
         self.fit_time_s_ = time.perf_counter() - t0
         return self
+
+    def save(self, directory: Path) -> None:
+        """The GLM part (:meth:`SessionGLM.save`: ``session_glm.npz/.json``, ``spec.yaml``)
+        and the latent (``session_rglm.npz``: its parameters, ``y_mean_``, the held-out mask;
+        ``session_rglm.json``: bin size, settings, the fit's report)."""
+        import json
+
+        self.check_fitted()
+        directory = Path(directory)
+        self.glm_.save(directory)
+        held = {} if self.heldout is None else {"heldout": np.asarray(self.heldout, bool)}
+        np.savez(directory / "session_rglm.npz", y_mean=self.y_mean_, **held,
+                 **{f"p_{k}": v for k, v in self.latent_.items()})
+        (directory / "session_rglm.json").write_text(json.dumps(
+            {"bin_size": self.bin_size_, "residual": self.residual,
+             "chunk_bins": self.chunk_bins, "fit_time_s": self.fit_time_s_,
+             "report": self.report_}, indent=1))
+
+    @classmethod
+    def load(cls, directory: Path) -> SessionRGLM:
+        """The model :meth:`save` wrote (the same predictions, bitwise)."""
+        import json
+
+        from neurorec.families.glm.session import SessionGLM
+
+        directory = Path(directory)
+        meta = json.loads((directory / "session_rglm.json").read_text())
+        with np.load(directory / "session_rglm.npz") as z:
+            heldout = z["heldout"] if "heldout" in z.files else None
+            model = cls(SessionGLM.load(directory).spec, chunk_bins=meta["chunk_bins"],
+                        residual=meta["residual"], heldout=heldout)
+            model.latent_ = {k[2:]: z[k] for k in z.files if k.startswith("p_")}
+            model.y_mean_ = z["y_mean"]
+        model.glm_ = SessionGLM.load(directory)
+        model.bin_size_, model.fit_time_s_ = meta["bin_size"], meta["fit_time_s"]
+        model.report_ = meta["report"]
+        return model
 
     def _latent_drive(self, prob: SessionProblem) -> np.ndarray:
         """(n_bins, n_units) ``b + B x_t`` with the states of ``prob`` (float32 or float64 as

@@ -200,6 +200,9 @@ class SessionGLM:
     """
 
     fitted_attribute = "coef_"
+    #: the session path's declarations (:class:`neurorec.families.base.Model`)
+    session_glm = "self"
+    counts_parameters = True
 
     def __init__(self, spec: Any, seed: int = 0, heldout: np.ndarray | None = None,
                  chunk: int = 32):
@@ -382,8 +385,9 @@ class SessionGLM:
         self.check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        held = {} if self.heldout is None else {"heldout": np.asarray(self.heldout, bool)}
         np.savez(directory / "session_glm.npz", coef=self.coef_, converged=self.converged_,
-                 n_iter=self.n_iter_)
+                 n_iter=self.n_iter_, **held)
         meta = {"bounds": {k: list(v) for k, v in self.bounds_.items()}, "names": self.names_,
                 "slices": {k: [s.start, s.stop] for k, s in self.slices_.items()},
                 "n_units": self.n_units_, "bin_size": self.bin_size_,
@@ -396,8 +400,9 @@ class SessionGLM:
         from neurorec.spec.load import load_model_spec
 
         directory = Path(directory)
-        model = cls(load_model_spec(directory / "spec.yaml"))
         arrays = np.load(directory / "session_glm.npz")
+        model = cls(load_model_spec(directory / "spec.yaml"),
+                    heldout=arrays["heldout"] if "heldout" in arrays.files else None)
         meta = json.loads((directory / "session_glm.json").read_text())
         model.coef_, model.converged_ = arrays["coef"], arrays["converged"]
         model.n_iter_ = arrays["n_iter"]

@@ -11,6 +11,7 @@ from neurorec.families.plds.spec import PLDSSpec
 
 register_family("plds", PLDSSpec, PLDS,
                 capabilities=("binned_trials", "heldout_neurons", "latent_dynamics"),
-                example=plds_example)
+                example=plds_example,
+                commands={"session_model": "neurorec.families.plds.model:PLDS"})
 
 __all__ = ["PLDS", "PLDSSpec"]
