@@ -18,13 +18,21 @@ def _grid(n: int, extra: int = 1) -> tuple[int, int]:
     return int(np.ceil((n + extra) / cols)), cols
 
 
+def _adjust(fig: Figure, hspace: float, wspace: float) -> None:
+    """Margins fixed in inches (top 0.35, bottom 0.55, left 0.6), so that a tall grid of
+    many units has no band of white space above it."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(top=1 - 0.35 / height, bottom=0.55 / height, left=0.6 / width,
+                        right=1 - 0.15 / width, hspace=hspace, wspace=wspace)
+
+
 def ks_figure(results: list[UnitRescaling], unit_ids: list[str], path: Path) -> Path:
     """One KS plot per unit (model quantiles ``(k - ½)/n`` against the sorted rescaled
     intervals, the diagonal and the 95 % band ``± 1.36/√n``; red title: outside the band)
     and a summary panel (each unit's KS statistic over its band half-width; > 1 fails)."""
     n = len(results)
     rows, cols = _grid(n)
-    fig = Figure(figsize=(2.0 * cols, 2.0 * rows + 0.3))
+    fig = Figure(figsize=(2.0 * cols, 2.0 * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, uid, res in zip(axes, unit_ids, results, strict=False):
         m = res.n_intervals
@@ -50,7 +58,7 @@ def ks_figure(results: list[UnitRescaling], unit_ids: list[str], path: Path) -> 
         ax.set_visible(False)
     fig.supxlabel("model quantile", fontsize=8)
     fig.supylabel("rescaled interval quantile", fontsize=8)
-    fig.subplots_adjust(hspace=0.55, wspace=0.35)
+    _adjust(fig, hspace=0.55, wspace=0.35)
     fig.savefig(path, dpi=90)
     return path
 
@@ -60,7 +68,7 @@ def acf_figure(results: list[UnitRescaling], unit_ids: list[str], path: Path) ->
     95 % band ``± 1.96/√n``."""
     n = len(results)
     rows, cols = _grid(n, 0)
-    fig = Figure(figsize=(2.0 * cols, 1.6 * rows + 0.3))
+    fig = Figure(figsize=(2.0 * cols, 1.6 * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, uid, res in zip(axes, unit_ids, results, strict=False):
         lags = np.arange(1, len(res.acf) + 1)
@@ -74,7 +82,7 @@ def acf_figure(results: list[UnitRescaling], unit_ids: list[str], path: Path) ->
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.supxlabel("lag (intervals)", fontsize=8)
-    fig.subplots_adjust(hspace=0.55, wspace=0.35)
+    _adjust(fig, hspace=0.55, wspace=0.35)
     fig.savefig(path, dpi=90)
     return path
 
@@ -88,7 +96,7 @@ def filter_band_figure(filters: np.ndarray, se: np.ndarray, bin_size: float,
     """
     n = filters.shape[0]
     rows, cols = _grid(n, 0)
-    fig = Figure(figsize=(2.0 * cols, 1.6 * rows + 0.3))
+    fig = Figure(figsize=(2.0 * cols, 1.6 * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     lag_ms = (np.arange(filters.shape[1]) + 1) * bin_size * 1e3
     for u, ax in enumerate(axes[:n]):
@@ -101,7 +109,7 @@ def filter_band_figure(filters: np.ndarray, se: np.ndarray, bin_size: float,
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.supxlabel(f"lag (ms): {label} filter ± 2 s.e.", fontsize=8)
-    fig.subplots_adjust(hspace=0.55, wspace=0.35)
+    _adjust(fig, hspace=0.55, wspace=0.35)
     fig.savefig(path, dpi=90)
     return path
 
@@ -125,7 +133,7 @@ def coupling_band_figure(filters: np.ndarray, se: np.ndarray, bin_size: float,
              if np.isfinite(z.flat[p])][:n_show]
     pairs = [np.unravel_index(p, z.shape) for p in order]
     rows, cols = _grid(len(pairs))
-    fig = Figure(figsize=(2.0 * cols, 1.6 * rows + 0.3))
+    fig = Figure(figsize=(2.0 * cols, 1.6 * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     lag_ms = (np.arange(filters.shape[2]) + 1) * bin_size * 1e3
     for ax, (i, j) in zip(axes, pairs, strict=False):
@@ -143,7 +151,7 @@ def coupling_band_figure(filters: np.ndarray, se: np.ndarray, bin_size: float,
     for ax in axes[len(pairs) + 1:]:
         ax.set_visible(False)
     fig.supxlabel("lag (ms): coupling filter ± 2 s.e.", fontsize=8)
-    fig.subplots_adjust(hspace=0.6, wspace=0.4)
+    _adjust(fig, hspace=0.6, wspace=0.4)
     fig.savefig(path, dpi=90)
     return [(str(unit_ids[i]), str(unit_ids[j]), float(z[i, j])) for i, j in pairs]
 
