@@ -233,7 +233,7 @@ def test_fit_metrics_and_report_carry_the_evaluation(glm_fit, tmp_path, capsys):
     page = (glm_fit / "report.html").read_text()
     assert "Units outside the 95 % KS band" in page
     assert f"{len(fit['ks_failing_units'])} of {fit['ks_n_units_tested']} tested units" in page
-    for name in ("ks.png", "rescaled_acf.png", "history_se.png"):
+    for name in ("ks.png", "history_se.png"):
         assert (glm_fit / name).is_file() and name in page, name
 
 

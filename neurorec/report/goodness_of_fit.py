@@ -163,7 +163,7 @@ def _fmt(value: object) -> str:
 
 
 def goodness_of_fit_sections(m: dict, results: list[UnitRescaling], filters: dict | None,
-                             out: Path) -> list[tuple[str, str]]:
+                             out: Path, acf: bool = True) -> list[tuple[str, str]]:
     """The report sections of the evaluation (``neurorec evaluate`` and ``neurorec fit``):
     the units outside the 95 % KS band, the KS plots (one panel per unit and a summary
     panel), the rescaled intervals' autocorrelation, the per-unit KS table, and each fitted
@@ -173,6 +173,8 @@ def goodness_of_fit_sections(m: dict, results: list[UnitRescaling], filters: dic
         m: the evaluation's metrics (``ks``, ``ks_failing_units``, ``unit_ids``, ...).
         results: per-unit rescaling (:func:`neurorec.analysis.goodness_of_fit.time_rescaling`).
         filters: {``history`` | ``coupling``: (filters, s.e., bin size s)} or None.
+        acf: draw the rescaled intervals' autocorrelation (``neurorec fit`` does not: its
+            numbers are in ``metrics.json``, the figure in ``neurorec evaluate``'s report).
     """
     unit_ids = m["unit_ids"]
     failing = m.get("ks_failing_units", [])
@@ -184,13 +186,15 @@ def goodness_of_fit_sections(m: dict, results: list[UnitRescaling], filters: dic
                          f"{', '.join(failing) if failing else 'none'}.</p>"))
     if results:
         ks_figure(results, unit_ids, out / "ks.png")
-        acf_figure(results, unit_ids, out / "rescaled_acf.png")
         sections.append(("KS plots", html.figure("ks.png", "Time rescaling (discrete-time "
                          "correction, Haslinger, Pipa &amp; Brown 2010): rescaled intervals "
                          "against Uniform(0, 1) per unit with the 95 % band (dashed); red: "
                          "outside. Last panel: KS statistic / band half-width per unit.")))
-        sections.append(("Rescaled-interval autocorrelation", html.figure(
-            "rescaled_acf.png", "Autocorrelation of Φ⁻¹(z) at lags 1–10 with the 95 % band.")))
+        if acf:
+            acf_figure(results, unit_ids, out / "rescaled_acf.png")
+            sections.append(("Rescaled-interval autocorrelation", html.figure(
+                "rescaled_acf.png", "Autocorrelation of Φ⁻¹(z) at lags 1–10 with the 95 % "
+                                    "band.")))
         ks_rows = [(k["unit_id"], _fmt(k["statistic"]), _fmt(k["band"]),
                     {True: "yes", False: "NO", None: "too few"}[k["inside"]], k["n_intervals"])
                    for k in m["ks"]]

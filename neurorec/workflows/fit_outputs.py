@@ -121,7 +121,8 @@ def _report(result: FitResult, tmp: Path) -> None:
 
 def _goodness_of_fit(result: FitResult, tmp: Path) -> list[tuple[str, str]]:
     """The evaluation's sections (as ``neurorec evaluate`` draws them): the units outside
-    the KS band, KS plots, rescaled-interval autocorrelation, filters ± 2 s.e."""
+    the KS band, KS plots, the per-unit KS table, filters ± 2 s.e. (the autocorrelation
+    figure only in ``neurorec evaluate``'s report)."""
     from neurorec.report.goodness_of_fit import goodness_of_fit_sections
     from neurorec.workflows.evaluate import filter_bands
 
@@ -130,4 +131,5 @@ def _goodness_of_fit(result: FitResult, tmp: Path) -> list[tuple[str, str]]:
         return []
     m = {**ev.metrics, "unit_ids": [str(u) for u in result.test.unit_ids]}
     return goodness_of_fit_sections(m, ev.rescaled, filter_bands(result.model,
-                                                                 ev.standard_errors), tmp)
+                                                                 ev.standard_errors), tmp,
+                                    acf=False)

@@ -307,7 +307,7 @@ def write_session_outputs(result: SessionFitResult, out: Path, overwrite: bool =
 
             sections += goodness_of_fit_sections(
                 {**result.evaluation.metrics, "unit_ids": [str(u) for u in s.unit_ids]},
-                result.evaluation.rescaled, None, tmp)
+                result.evaluation.rescaled, None, tmp, acf=False)
         sections.append(("Resolved spec", html.pre(dump_spec(result.spec))))
         html.page(f"neurorec fit: {m['model']} ({m['kind']}, session)", sections,
                   tmp / "report.html")
