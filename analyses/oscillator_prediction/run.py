@@ -99,7 +99,7 @@ def run_split(stim, spec, args, d: Path, ckpt: Path) -> dict:
     movies = make_movies(stim)
     train, test = movies.subset(~movies.is_test), movies.subset(movies.is_test)
     t0 = time.perf_counter()
-    model = ConvRNN(spec, args.device, seed=args.seed).fit(
+    model = ConvRNN(spec, device=args.device, seed=args.seed).fit(
         train.frames, progress=not args.quiet and args.jobs <= 1,
         run=Run(checkpoint_dir=ckpt, resume=True),
         should_stop=budget.out_of_time if budget.stop_at is not None else None)

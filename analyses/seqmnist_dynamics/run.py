@@ -116,7 +116,7 @@ def network_job(spec, k: int, sub: np.ndarray, sub_cluster: np.ndarray, args) ->
     seed = args.seed + k
     t0 = time.perf_counter()
     ckpt = checkpoint_path(args.out, k)
-    model = SequenceRNN(spec, args.device, seed=seed)
+    model = SequenceRNN(spec, device=args.device, seed=seed)
     progress = not args.quiet and args.jobs <= 1
     for epoch in range(1, spec.fit.epochs + 1):  # one epoch a call: stop between epochs
         model.fit(data.x_train, y=data.y_train, progress=progress,

@@ -262,7 +262,7 @@ class Estimator(ABC):
         return out
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> Estimator:
+    def load(cls, directory: str | Path, *, device: str = "cpu") -> Estimator:
         """The fitted model that :meth:`save` wrote into ``directory``."""
         where = Path(directory)
         if not (where / STATE_FILE).is_file():

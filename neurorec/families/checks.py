@@ -223,15 +223,36 @@ def check_example_data_type(run: _Run) -> None:
             f"declares {run.family.data}"
 
 
+def _settings_after_spec(cls: type, kind: str, what: str, required: tuple[str, ...]) -> None:
+    """``cls.__init__(spec, *, <settings>)``: ``spec`` the one positional argument, every other
+    parameter keyword-only with a default, ``required`` among them."""
+    params = list(inspect.signature(cls.__init__).parameters.values())
+    names = [p.name for p in params]
+    assert names[:2] == ["self", "spec"] and params[1].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD), \
+        f"{kind}: {what}.__init__{tuple(names)}: the first argument must be the spec"
+    settings = params[2:]
+    positional = [p.name for p in settings if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    assert not positional, \
+        f"{kind}: {what}.__init__'s {positional} must be keyword-only (__init__(spec, *, ...))"
+    missing = [r for r in required if r not in names[2:]]
+    assert not missing, f"{kind}: {what}.__init__ takes no {missing}"
+    no_default = [p.name for p in settings if p.default is inspect.Parameter.empty]
+    assert not no_default, f"{kind}: {what}.__init__'s {no_default} have no default"
+
+
 def check_constructor_signature(run: _Run) -> None:
-    """``__init__(spec, *, device, seed, ...)``: every option has a default, and the seed
-    goes to the constructor, not to ``fit``."""
-    params = inspect.signature(run.family.model.__init__).parameters
-    names = list(params)
-    assert names[:2] == ["self", "spec"], f"{run.family.kind}: __init__{tuple(names)}"
-    for required in ("device", "seed"):
-        assert required in params, f"{run.family.kind}: __init__ takes no {required!r}"
-        assert params[required].default is not inspect.Parameter.empty
+    """``__init__(spec, *, device, seed, ...)``: the spec is the one positional argument;
+    ``device``, ``seed`` and every other setting are keyword-only with defaults (so
+    ``Model(spec, "cuda")`` is a TypeError, never a silently misread setting); the seed goes to
+    the constructor, not to ``fit``. The family's declared session model (command
+    ``session_model``, when it is not the model itself) takes ``(spec, *, seed, ...)`` too."""
+    kind = run.family.kind
+    _settings_after_spec(run.family.model, kind, run.family.model.__name__, ("device", "seed"))
+    if "session_model" in run.family.commands:
+        session = run.family.command("session_model")
+        if session is not run.family.model:
+            _settings_after_spec(session, kind, session.__name__, ("seed",))
     fit = inspect.signature(run.family.model.fit).parameters
     assert "progress" in fit, f"{run.family.kind}: fit takes no 'progress'"
     assert "seed" not in fit, f"{run.family.kind}: fit takes a seed (the constructor's)"

@@ -46,7 +46,7 @@ def session_model_class(kind: str) -> type:
     return family.command("session_model")
 
 
-def session_model(spec: Any, seed: int = 0, **kw) -> Any:
+def session_model(spec: Any, *, seed: int = 0, **kw) -> Any:
     """The session model of ``spec.kind`` (``neurorec.core.errors.DataError`` if none)."""
     try:
         cls = session_model_class(spec.kind)
@@ -103,7 +103,7 @@ def cross_validate_ridge(spec: Any, session: BinnedSession, k: int, seed: int = 
     for f, fold in enumerate(folds):
         rows = fold.mask("test")
         for g, ridge in enumerate(RIDGE_GRID):
-            model = session_model(with_ridge(spec, ridge), seed).fit(fold)
+            model = session_model(with_ridge(spec, ridge), seed=seed).fit(fold)
             rates = model.predict_rate(fold)
             scores[g, f] = log_likelihood(fold.counts[rows][None], rates[rows][None])
     mean = scores.mean(axis=1)
@@ -150,7 +150,7 @@ def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool
                             f"support co-smoothing (got '{spec.kind}')")
         heldout = cosmoothing.heldout_mask(session.unit_ids, heldout_neurons, seed)
         kw["heldout"] = heldout
-    model = session_model(spec, seed, **kw)
+    model = session_model(spec, seed=seed, **kw)
     model.fit(session, progress=progress, run=run)
     fit_time, fit_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     rates = model.predict_rate(session)

@@ -144,7 +144,7 @@ class ConvRNN(Estimator):
 
     fitted_attribute: ClassVar[str] = "rnn_"
 
-    def __init__(self, spec: ConvRNNSpec, device: str = "cpu", seed: int = 0):
+    def __init__(self, spec: ConvRNNSpec, *, device: str = "cpu", seed: int = 0):
         self.spec = spec
         self.device = device
         self.seed = seed

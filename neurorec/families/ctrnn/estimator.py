@@ -74,7 +74,7 @@ class TaskRNN(Estimator):
 
     fitted_attribute: ClassVar[str] = "network_"
 
-    def __init__(self, spec: CTRNNSpec, device: str = "cpu", seed: int = 0,
+    def __init__(self, spec: CTRNNSpec, *, device: str = "cpu", seed: int = 0,
                  dtype: str | None = None):
         self.spec = spec
         self.device = device

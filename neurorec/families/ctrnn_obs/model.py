@@ -146,7 +146,7 @@ class CTRNNObs(Model):
 
     fitted_attribute: ClassVar[str] = "module_"
 
-    def __init__(self, spec: CTRNNObsSpec, device: str = "cpu", seed: int = 0,
+    def __init__(self, spec: CTRNNObsSpec, *, device: str = "cpu", seed: int = 0,
                  heldout: np.ndarray | None = None):
         self.spec = spec
         self.device = torch.device(device)

@@ -101,7 +101,7 @@ class GLM(Model):
     #: path); None: the default start. L-BFGS fits start as usual.
     warm_start_params: dict[str, np.ndarray] | None = None
 
-    def __init__(self, spec: GLMSpec, device: str = "cpu", seed: int = 0,
+    def __init__(self, spec: GLMSpec, *, device: str = "cpu", seed: int = 0,
                  terms: list[Term] | None = None, heldout: np.ndarray | None = None):
         self.spec = spec
         self.device = torch.device(device)

@@ -742,7 +742,7 @@ class SessionRGLM:
     session_glm = "glm_"
     counts_parameters = False
 
-    def __init__(self, spec, seed: int = 0, chunk_bins: int = SESSION_CHUNK_BINS,
+    def __init__(self, spec, *, seed: int = 0, chunk_bins: int = SESSION_CHUNK_BINS,
                  residual: bool = True, heldout: np.ndarray | None = None):
         self.spec, self.seed, self.chunk_bins = spec, seed, chunk_bins
         self.residual, self.heldout = residual, heldout

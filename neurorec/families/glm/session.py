@@ -204,7 +204,7 @@ class SessionGLM:
     session_glm = "self"
     counts_parameters = True
 
-    def __init__(self, spec: Any, seed: int = 0, heldout: np.ndarray | None = None,
+    def __init__(self, spec: Any, *, seed: int = 0, heldout: np.ndarray | None = None,
                  chunk: int = 32):
         self.spec, self.seed, self.heldout, self.chunk = spec, seed, heldout, chunk
 

@@ -41,7 +41,7 @@ class PLDS(Model):
     """Poisson LDS; ``params_``: ``A, B, Q, mu0, Q0, C, d`` and, with a per-unit stimulus
     drive, ``beta`` (the weights ``D``, (n_units, n_conditions, n_basis)), numpy arrays."""
 
-    def __init__(self, spec: PLDSSpec, device: str = "cpu", seed: int = 0,
+    def __init__(self, spec: PLDSSpec, *, device: str = "cpu", seed: int = 0,
                  heldout: np.ndarray | None = None):
         self.spec = spec
         self.device = device

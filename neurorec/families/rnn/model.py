@@ -95,7 +95,7 @@ class SequenceRNN(Estimator):
 
     fitted_attribute: ClassVar[str] = "net_"
 
-    def __init__(self, spec: RNNSpec, device: str = "cpu", seed: int = 0):
+    def __init__(self, spec: RNNSpec, *, device: str = "cpu", seed: int = 0):
         self.spec = spec
         self.device = device
         self.seed = seed

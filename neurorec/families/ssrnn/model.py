@@ -241,7 +241,7 @@ class SpikeSlabRNN(Estimator):
     kind = "ssrnn"
     fitted_attribute: ClassVar[str] = "W_"
 
-    def __init__(self, spec, device: str = "cpu", seed: int = 0):
+    def __init__(self, spec, *, device: str = "cpu", seed: int = 0):
         self.spec = spec
         self.device = device
         self.seed = seed
@@ -453,7 +453,8 @@ class SpikeSlabRNN(Estimator):
         return int(self.W_.size + self.R_.size + self.b_.size)
 
     @classmethod
-    def from_checkpoint(cls, spec, checkpoint: str | Path, device: str = "cpu") -> SpikeSlabRNN:
+    def from_checkpoint(cls, spec, checkpoint: str | Path, *,
+                        device: str = "cpu") -> SpikeSlabRNN:
         """A model with the parameters and curves of a training checkpoint of :meth:`fit`."""
         saved = load_checkpoint(checkpoint)
         state = saved.get("state") if isinstance(saved, dict) else None
