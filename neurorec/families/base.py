@@ -106,7 +106,12 @@ class Family:
     """One registered kind: its spec schema, its model class and what it can do.
 
     ``example``: a zero-argument callable returning the family's :class:`Example` (lazy, so
-    registering a family loads no data).
+    registering a family loads no data). ``session_example``: the same for a family that
+    declares a ``session_model`` command — an :class:`Example` whose ``spec`` has
+    ``data.mode: session`` and whose ``data()`` gives ``(train, test)`` sessions
+    (:class:`~neurorec.data.session.BinnedSession`; they may be one session: its ``split``
+    marks the test bins), ``chance`` the bits/spike of each unit's mean training rate on
+    the test bins (the checks' ``session_*`` rows, :mod:`neurorec.families.checks`).
     """
 
     kind: str
@@ -124,6 +129,7 @@ class Family:
     #: the commands the family provides, by name (:data:`COMMANDS`), each a ``"module:function"``
     #: imported when used (so a family may name a workflow without importing it)
     commands: dict[str, str] = field(default_factory=dict)
+    session_example: Callable[[], Example] | None = None
 
     def command(self, name: str) -> Callable:
         """The function the family declares for command ``name``; KeyError (naming the kinds
@@ -161,15 +167,20 @@ def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "b
                     capabilities: Iterable[str] = (), description: str = "",
                     example: Callable[[], Example] | None = None,
                     memory_estimate: Callable | None = None,
-                    commands: dict[str, str] | None = None) -> Family:
+                    commands: dict[str, str] | None = None,
+                    session_example: Callable[[], Example] | None = None) -> Family:
     """Register ``model`` as the class that realises specs of ``kind`` (schema ``spec``),
-    fitted to and scored on ``data`` (a type or tuple of types)."""
+    fitted to and scored on ``data`` (a type or tuple of types). ``session_example``: the
+    :class:`Example` on a session of a family with a ``session_model`` command
+    (:attr:`Family.session_example`)."""
     caps = frozenset(capabilities)
     if unknown := caps - CAPABILITIES:
         raise ValueError(f"{kind}: unknown capabilities {sorted(unknown)}")
     commands = dict(commands or {})
     if unknown := set(commands) - COMMANDS:
         raise ValueError(f"{kind}: unknown commands {sorted(unknown)} (known: {sorted(COMMANDS)})")
+    if session_example is not None and "session_model" not in commands:
+        raise ValueError(f"{kind}: a session_example needs a 'session_model' command")
     if score not in SCORES:
         raise ValueError(f"{kind}: score {score!r} not in {sorted(SCORES)}")
     if kind in FAMILIES:
@@ -179,7 +190,7 @@ def register_family(kind: str, spec: type[Spec], model: type, *, score: str = "b
                          f"{spec.model_fields['kind'].default!r}")
     family = Family(kind, spec, model, score, data, caps,
                     description or (spec.__doc__ or "").strip(), example, memory_estimate,
-                    commands)
+                    commands, session_example)
     FAMILIES[kind] = family
     model.kind = kind
     if "binned_trials" in caps:

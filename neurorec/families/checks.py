@@ -16,6 +16,11 @@ written outside this package gets the same checks with one call::
 Every check runs on the family's :class:`~neurorec.families.base.Example` (small real data and
 a spec dict). Fits are shared between checks of one family: three fits in all (the reference
 fit, a second model with the same seed, and that model fitted again), so the suite stays fast.
+
+A family that declares a ``session_model`` command also runs the ``session_*`` checks on its
+``session_example`` (a small :class:`~neurorec.data.session.BinnedSession` and a spec with
+``data.mode: session``) with that class: three shared fits again, plus one co-smoothing fit
+with the ``session_heldout`` capability; the other families skip them.
 """
 
 from __future__ import annotations
@@ -510,6 +515,254 @@ def check_brian2_agrees(run: _Run) -> None:
     np.testing.assert_allclose(theirs, ours, rtol=0, atol=run.example.brian2_atol)
 
 
+# --------------------------------------------------------------------------- sessions
+class _Sessions:
+    """One family's session example (:attr:`Family.session_example`) fitted lazily with its
+    declared session model (command ``session_model``) and shared by the ``session_*``
+    checks: the reference fit (seed 0), a second model with the same seed (fitted, then
+    fitted again) and, with the ``session_heldout`` capability, one co-smoothing fit."""
+
+    def __init__(self, run: _Run):
+        family = run.family
+        if "session_model" not in family.commands:
+            raise Skip(f"{family.kind} declares no session_model")
+        if family.session_example is None:
+            raise AssertionError(f"{family.kind}: declares a session_model but registers no "
+                                 "session_example")
+        self.kind = family.kind
+        self.cls = family.command("session_model")
+        self.example = family.session_example()
+        self._cache: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, run: _Run) -> _Sessions:
+        if "sessions" not in run._cache:
+            run._cache["sessions"] = cls(run)
+        return run._cache["sessions"]
+
+    def data(self) -> tuple[Any, Any]:
+        return self.example.data()
+
+    def make(self, seed: int = 0, **options: Any) -> Any:
+        """An unfitted session model of the example's spec: ``cls(spec, seed=seed, ...)``."""
+        from neurorec.spec.load import validate_spec
+
+        spec = validate_spec(self.example.spec, "<session example>")
+        return self.cls(spec, seed=seed, **self.example.options(), **options)
+
+    def reference(self) -> dict[str, Any]:
+        """The reference fit (seed 0): the model, its rates on the test session and its
+        score."""
+        if "reference" not in self._cache:
+            train, test = self.data()
+            self._cache["before"] = (_session_arrays(train), _session_arrays(test))
+            model = self.make(seed=0)
+            returned = model.fit(train, progress=False)
+            self._cache["reference"] = {"model": model, "returned": returned,
+                                        "rates": model.predict_rate(test),
+                                        "score": model.score(test)}
+        return self._cache["reference"]
+
+    def second(self) -> dict[str, Any]:
+        """A second model with the same seed, fitted and then fitted again: the rates after
+        each fit, the global random state before and after its first fit, and the data's
+        arrays copied before the reference fit and read after all of them (and the
+        reference's ``predict_rate`` and ``score``)."""
+        if "second" not in self._cache:
+            self.reference()
+            train, test = self.data()
+            rng = _global_rng_state()
+            model = self.make(seed=0)
+            model.fit(train, progress=False)
+            rng_after = _global_rng_state()
+            rates = model.predict_rate(test)
+            model.fit(train, progress=False)
+            self._cache["second"] = {
+                "model": model, "rates": rates, "refit_rates": model.predict_rate(test),
+                "rng": (rng, rng_after), "before": self._cache["before"],
+                "after": (_session_arrays(train), _session_arrays(test))}
+        return self._cache["second"]
+
+
+def _session_arrays(session: Any) -> dict[str, Any]:
+    """Copies of a session's arrays (counts, time, covariates, split, segment, unit ids)."""
+    return {"counts": np.array(session.counts), "time": np.array(session.time),
+            "covariates": {k: np.array(v) for k, v in session.covariates.items()},
+            "split": np.array(session.split), "segment": np.array(session.segment),
+            "unit_ids": np.array(session.unit_ids), "bin_size": session.bin_size}
+
+
+def check_session_model_class(run: _Run) -> None:
+    """A family declaring ``session_model`` names a class with ``fit``, ``predict_rate``,
+    ``score``, ``save`` and ``load`` and the declarations the session workflow reads
+    (``session_glm``, ``counts_parameters``); its ``session_example`` has ``data.mode:
+    session``, sessions as data, and builds an instance of exactly that class."""
+    from neurorec.data.session import BinnedSession
+
+    s = _Sessions.of(run)
+    assert isinstance(s.cls, type), f"{s.kind}: session_model {s.cls!r} is not a class"
+    for method in ("fit", "predict_rate", "score", "save", "load"):
+        assert callable(getattr(s.cls, method, None)), f"{s.kind}: {s.cls.__name__}.{method}"
+    assert getattr(s.cls, "session_glm", None) is None or isinstance(s.cls.session_glm, str)
+    assert isinstance(getattr(s.cls, "counts_parameters", None), bool), \
+        f"{s.kind}: {s.cls.__name__}.counts_parameters is not declared"
+    assert s.example.spec.get("kind") == s.kind, f"{s.kind}: session example of another kind"
+    assert s.example.spec.get("data", {}).get("mode") == "session", \
+        f"{s.kind}: the session example's spec has no data.mode: session"
+    for name, d in zip(("train", "test"), s.data(), strict=True):
+        assert isinstance(d, BinnedSession), \
+            f"{s.kind}: session example {name} data is {type(d).__name__}"
+    assert type(s.make()) is s.cls
+
+
+def check_session_constructor_stores_settings_only(run: _Run) -> None:
+    """The session model's ``__init__`` stores its arguments under their own names (plus its
+    ``derived_settings``), learns nothing and draws nothing from the global generators."""
+    s = _Sessions.of(run)
+    before = _global_rng_state()
+    model = s.make(seed=3)
+    assert _global_rng_state() == before, f"{s.kind}: session __init__ drew random numbers"
+    params = set(inspect.signature(type(model).__init__).parameters) - {"self"}
+    extra = set(vars(model)) - params - set(getattr(model, "derived_settings", ()))
+    assert not extra, f"{s.kind}: {type(model).__name__}.__init__ set {sorted(extra)}"
+    assert model.seed == 3, f"{s.kind}: session seed not stored as given"
+    learned = [k for k in vars(model) if k.endswith("_") and not k.startswith("_")]
+    assert not learned, f"{s.kind}: session __init__ set learned attributes {learned}"
+
+
+def check_session_not_fitted_error(run: _Run) -> None:
+    """An unfitted session model's ``predict_rate``, ``score`` and ``save`` raise
+    NotFittedError ("call fit"), in one line."""
+    s = _Sessions.of(run)
+    model, test = s.make(), s.data()[1]
+    for what, call in (("predict_rate", lambda: model.predict_rate(test)),
+                       ("score", lambda: model.score(test))):
+        message = _refused(NotFittedError, s.kind, f"session {what} before fit", call)
+        assert "call fit" in message, f"{s.kind}: {message!r}"
+    with tempfile.TemporaryDirectory() as tmp:
+        _refused(NotFittedError, s.kind, "session save before fit", lambda: model.save(tmp))
+
+
+def check_session_fit_returns_self(run: _Run) -> None:
+    """The session model's ``fit`` returns the model itself."""
+    ref = _Sessions.of(run).reference()
+    assert ref["returned"] is ref["model"], f"{run.family.kind}: session fit must return self"
+
+
+def check_session_predict_rate(run: _Run) -> None:
+    """``predict_rate(session)`` is (n_bins, n_units) float expected counts, finite and > 0."""
+    s = _Sessions.of(run)
+    rates, test = s.reference()["rates"], s.data()[1]
+    assert isinstance(rates, np.ndarray) and rates.shape == (test.n_bins, test.n_units), \
+        f"{s.kind}: rates {getattr(rates, 'shape', type(rates))}, session " \
+        f"({test.n_bins}, {test.n_units})"
+    assert np.issubdtype(rates.dtype, np.floating), f"{s.kind}: rates of dtype {rates.dtype}"
+    assert np.isfinite(rates).all() and (rates > 0).all(), \
+        f"{s.kind}: rates not finite and positive (min {np.nanmin(rates)})"
+
+
+def check_session_score(run: _Run) -> None:
+    """``score(session)`` is the NLB bits/spike of ``predict_rate`` on the test bins (to
+    1e-9) and beats the example's trivial predictor (each unit's mean training rate)."""
+    from neurorec.core.metrics import bits_per_spike
+
+    s = _Sessions.of(run)
+    ref, test = s.reference(), s.data()[1]
+    score = ref["score"]
+    assert isinstance(score, float) and np.isfinite(score), f"{s.kind}: {score!r}"
+    rows = test.mask("test")
+    expected = bits_per_spike(test.counts[rows][None], ref["rates"][rows][None])
+    assert np.isclose(score, expected, rtol=1e-9, atol=1e-12), \
+        f"{s.kind}: score {score} != bits/spike of predict_rate on the test bins {expected}"
+    assert score > s.example.chance, \
+        f"{s.kind}: session score {score} not above chance {s.example.chance}"
+
+
+def check_session_data_not_mutated(run: _Run) -> None:
+    """``fit``, ``predict_rate`` and ``score`` leave the session's arrays (counts, time,
+    covariates, split, segment, unit ids) equal to copies taken before."""
+    second = _Sessions.of(run).second()
+    for i, name in enumerate(("train", "test")):
+        _assert_same(second["before"][i], second["after"][i],
+                     f"{run.family.kind}: session {name} changed")
+
+
+def check_session_fit_leaves_global_rng(run: _Run) -> None:
+    """Fitting a session draws only from seeded generators: the global torch and numpy
+    states are unchanged afterwards."""
+    before, after = _Sessions.of(run).second()["rng"]
+    assert before == after, f"{run.family.kind}: session fit used the global RNG"
+
+
+def check_session_same_seed_same_rates(run: _Run) -> None:
+    """Two session models built with the same seed predict bitwise the same rates."""
+    s = _Sessions.of(run)
+    np.testing.assert_array_equal(s.second()["rates"], s.reference()["rates"],
+                                  err_msg=f"{s.kind}: same seed, other rates")
+
+
+def check_session_fit_twice(run: _Run) -> None:
+    """Fitting a fitted session model again starts afresh: bitwise the rates of its first
+    fit."""
+    second = _Sessions.of(run).second()
+    np.testing.assert_array_equal(second["refit_rates"], second["rates"],
+                                  err_msg=f"{run.family.kind}: the second fit differs")
+
+
+def check_session_save_load_round_trip(run: _Run) -> None:
+    """``save`` / ``cls.load`` of a session model: the same class and bitwise the same
+    rates."""
+    s = _Sessions.of(run)
+    model = s.reference()["model"]
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        loaded = type(model).load(tmp)
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded.predict_rate(s.data()[1]), s.reference()["rates"],
+                                  err_msg=f"{s.kind}: reloaded session model's rates")
+
+
+def check_session_heldout_cosmoothing(run: _Run) -> None:
+    """A family with ``session_heldout``: the session model takes ``heldout=None``; fitted
+    with units 1 and the last held out, replacing those units' spikes by other counts leaves
+    every predicted rate bitwise unchanged, while replacing a held-in unit's spikes changes
+    them (the predictions do read the held-in spikes)."""
+    import dataclasses
+
+    if not run.family.supports("session_heldout"):
+        raise Skip(f"{run.family.kind} declares no session_heldout capability")
+    s = _Sessions.of(run)
+    params = inspect.signature(s.cls.__init__).parameters
+    assert "heldout" in params and params["heldout"].default is None, \
+        f"{s.kind}: session_heldout needs {s.cls.__name__}(..., heldout=None)"
+    train, test = s.data()
+    heldout = np.zeros(train.n_units, bool)
+    heldout[[1, -1]] = True
+    model = s.make(seed=0, heldout=heldout).fit(train, progress=False)
+    rates = model.predict_rate(test)
+    rng = np.random.default_rng(0)
+    other = np.array(test.counts)
+    other[:, heldout] = rng.poisson(1.0, (test.n_bins, int(heldout.sum())))
+    np.testing.assert_array_equal(
+        model.predict_rate(dataclasses.replace(test, counts=other)), rates,
+        err_msg=f"{s.kind}: a held-out unit's spikes changed the predictions")
+    other = np.array(test.counts)
+    other[:, 0] = rng.poisson(1.0, test.n_bins)
+    assert not np.array_equal(model.predict_rate(dataclasses.replace(test, counts=other)),
+                              rates), f"{s.kind}: the predictions ignore held-in spikes"
+
+
+#: the session checks (families declaring ``session_model``; the rest skip them), sharing
+#: three fits of the session example (four with ``session_heldout``)
+SESSION_CHECKS: tuple[Callable[[_Run], None], ...] = (
+    check_session_model_class, check_session_constructor_stores_settings_only,
+    check_session_not_fitted_error, check_session_fit_returns_self, check_session_predict_rate,
+    check_session_score, check_session_data_not_mutated, check_session_fit_leaves_global_rng,
+    check_session_same_seed_same_rates, check_session_fit_twice,
+    check_session_save_load_round_trip, check_session_heldout_cosmoothing,
+)
+
+
 #: every check, in the order they run (the fitting ones share three fits)
 CHECKS: tuple[Callable[[_Run], None], ...] = (
     check_lives_in_its_folder, check_declarations, check_commands_resolve,
@@ -522,6 +775,7 @@ CHECKS: tuple[Callable[[_Run], None], ...] = (
     check_sample_shape, check_fit_twice,
     check_resume_bitwise,
     check_brian2_backend, check_brian2_agrees,
+    *SESSION_CHECKS,
 )
 
 

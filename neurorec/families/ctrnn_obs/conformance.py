@@ -14,3 +14,14 @@ def ctrnn_obs_example() -> Example:
                            "input": {"onset": "200 ms"},
                            "training": {"n_steps": 15, "batch_size": 16, "validate_every": 5,
                                         "patience": 3}})
+
+
+def ctrnn_obs_session_example() -> Example:
+    """A tiny network on the shared small open-field session (covariates as input
+    channels, windows of 100 bins)."""
+    from neurorec.families.glm.conformance import session_example
+
+    return session_example({"kind": "ctrnn_obs",
+                            "network": {"n_units": 8, "tau": "20 ms", "dt": "10 ms"},
+                            "training": {"n_steps": 40, "batch_size": 8, "validate_every": 10,
+                                         "patience": 3, "learning_rate": 0.03}})

@@ -918,10 +918,12 @@ class SessionRGLM:
         """Expected counts per bin given the observed past spikes of the bin's segment (the
         states restart at 0 at each segment, as in the fit): (n_bins or rows.sum(),
         n_units)."""
+        self.check_fitted()
         return session_latent_rates(self.problem(session), self._tensors(), rows)
 
     def hidden_state(self, session) -> np.ndarray:
         """(n_bins, dim) latent states given the observed past spikes of the bin's segment."""
+        self.check_fitted()
         return session_states(self.problem(session), self._tensors()).numpy()
 
     def score(self, session, split: str = "test") -> float:

@@ -11,3 +11,11 @@ def plds_example() -> Example:
     return binned_example({"kind": "plds", "data": {"bin_size": "10 ms"},
                            "stimulus": {"n_basis": 6}, "latent": {"dim": 2},
                            "fit": {"max_iter": 2, "m_step_iter": 5}})
+
+
+def plds_session_example() -> Example:
+    """Laplace EM on the shared small open-field session (covariates as inputs)."""
+    from neurorec.families.glm.conformance import session_example
+
+    return session_example({"kind": "plds", "latent": {"dim": 2},
+                            "fit": {"max_iter": 4, "m_step_iter": 10}})
