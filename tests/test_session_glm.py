@@ -242,3 +242,34 @@ def test_cv_on_a_session_uses_blocked_folds_with_guard_bands():
     rows = fold.mask("test")
     ll = log_likelihood(fold.counts[rows][None], model.predict_rate(fold)[rows][None])
     assert cv["fold_heldout_ll"][0][0] == pytest.approx(ll, rel=1e-12)
+
+
+def test_session_glm_standard_errors_equal_statsmodels_bse_and_the_dense_information():
+    """The session GLM's standard errors: without covariates (bias + own history, no ridge)
+    equal statsmodels' ``bse``; with spline covariates and their ridges equal the dense
+    ``sqrt(diag((Z' diag(mu) Z + 2 n Λ)^-1))`` computed from the dense design."""
+    import statsmodels.api as sm
+
+    session, _ = _session(n_bins=6000, n_units=3, seed=2)
+    train = session.mask("train")
+    plain = SessionGLM(validate_spec({**SPEC, "covariates": [], "penalty": {"l2": 0.0}},
+                                     "<test>")).fit(session)
+    se = plain.standard_errors(session)
+    own = plain._history(session, np.arange(3))[train]
+    for u in range(3):
+        Z = np.hstack([np.ones((int(train.sum()), 1)), own[:, u]])
+        ref = sm.GLM(session.counts[train, u], Z, family=sm.families.Poisson()).fit(tol=1e-13)
+        np.testing.assert_allclose(plain.coef_[u], ref.params, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(se["coef"][u], ref.bse, rtol=1e-5)
+    m = SessionGLM(validate_spec(SPEC, "<test>")).fit(session)
+    se = m.standard_errors(session)
+    blocks, cov = m._design(session, m.bounds_)
+    X = np.hstack([b.toarray() for b in blocks])[train]
+    own = m._history(session, np.arange(3))[train]
+    lam = 2 * len(X) * np.concatenate([[0.0], cov.ridge, np.full(3, m.spec.penalty.l2)])
+    for u in range(3):
+        Z = np.hstack([X, own[:, u]])
+        info = (Z * np.exp(Z @ m.coef_[u])[:, None]).T @ Z + np.diag(lam)
+        np.testing.assert_allclose(se["coef"][u], np.sqrt(np.diag(np.linalg.inv(info))),
+                                   rtol=1e-9)
+    assert se["position"].shape == (3, 36) and se["history"].shape == (3, 3)

@@ -187,6 +187,45 @@ class SparseNewtonResult:
     history: list[float] = field(default_factory=list)
 
 
+def _hessian(design: BlockDesign, ha: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
+    """(units, P + K, P + K) Hessian of the Poisson NLL (exp link) in the coefficients:
+    ``Z_u' diag(mu_u) Z_u`` with ``Z_u`` the shared design beside unit ``u``'s own features
+    ``ha`` (units, K, rows; None: K = 0), rows in the design's pattern order."""
+    n_units, n_rows = mu.shape
+    p = design.n_cols
+    n_own = 0 if ha is None else ha.shape[1]
+    hess = np.zeros((n_units, p + n_own, p + n_own))
+    hess[:, :p, :p] = design.sorted_gram(mu)
+    if n_own:
+        wo = ha * mu[:, None, :]
+        cross = design.sorted_tdot(wo.reshape(-1, n_rows)).reshape(n_units, n_own, p)
+        hess[:, p:, :p] = cross
+        hess[:, :p, p:] = cross.transpose(0, 2, 1)
+        hess[:, p:, p:] = np.einsum("ukn,uln->ukl", wo, ha)
+    return hess
+
+
+def poisson_information(design: BlockDesign, coef: np.ndarray, own: np.ndarray | None = None,
+                        offset: np.ndarray | None = None) -> np.ndarray:
+    """Observed Fisher information of each unit's Poisson log-likelihood (no penalty) at
+    ``coef``: (n_units, P + K, P + K), the Hessian Newton uses (:func:`fit_poisson`).
+
+    Args:
+        design: the shared design (n_rows rows, P columns); coef: (n_units, P + K);
+        own: (n_rows, n_units, K) per-unit features or None; offset: (n_rows, n_units) or None.
+    """
+    perm = design.perm
+    p = design.n_cols
+    eta = design.sorted_dot(coef[:, :p])
+    hk = None
+    if own is not None:
+        hk = np.ascontiguousarray(own[perm].transpose(1, 2, 0))
+        eta += np.einsum("ukn,uk->un", hk, coef[:, p:])
+    if offset is not None:
+        eta += np.ascontiguousarray(offset[perm].T, dtype=np.float64)
+    return _hessian(design, hk, np.exp(eta))
+
+
 def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None = None,
                 ridge: np.ndarray | None = None, init: np.ndarray | None = None,
                 tol: float = 1e-10, max_iter: int = 50,
@@ -246,16 +285,10 @@ def fit_poisson(design: BlockDesign, counts: np.ndarray, own: np.ndarray | None 
         r = mu - y
         grad = np.empty((len(active), n_coef))
         grad[:, :p] = design.sorted_tdot(r)
-        hess = np.zeros((len(active), n_coef, n_coef))
-        hess[:, :p, :p] = design.sorted_gram(mu)
+        ha = hk[active] if n_own else None  # (units, K, rows)
         if n_own:
-            ha = hk[active]  # (units, K, rows)
             grad[:, p:] = np.einsum("ukn,un->uk", ha, r)
-            wo = ha * mu[:, None, :]
-            cross = design.sorted_tdot(wo.reshape(-1, n_rows)).reshape(len(active), n_own, p)
-            hess[:, p:, :p] = cross
-            hess[:, :p, p:] = cross.transpose(0, 2, 1)
-            hess[:, p:, p:] = np.einsum("ukn,uln->ukl", wo, ha)
+        hess = _hessian(design, ha, mu)
         grad += 2 * lam[None] * ca
         hess[:, diag, diag] += 2 * lam[None]
         try:

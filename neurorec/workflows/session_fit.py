@@ -173,6 +173,16 @@ def fit_session(spec: Any, session: BinnedSession, seed: int = 0, progress: bool
                                 session.unit_ids, seed)
     for key, value in evaluation.metrics.items():
         metrics.setdefault(key, value)
+    if session_glm(model) is model:  # a GLM: its coefficients' standard errors
+        se = model.standard_errors(session)
+        metrics["standard_errors"] = {k: np.asarray(v).tolist() for k, v in se.items()}
+        metrics["standard_errors_note"] = (
+            "observed information of the penalised training objective (Z'WZ + 2nΛ)^-1, "
+            "Λ the fit's ridges; NaN where not fitted or singular")
+    else:
+        metrics["standard_errors"] = None
+        metrics["standard_errors_note"] = (f"{spec.kind}: standard errors are computed for "
+                                           "the session GLM")
     result = SessionFitResult(spec, model, session, rates, metrics, evaluation=evaluation)
     result.tuning = tuning_curves(result)
     return result
