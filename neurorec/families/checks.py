@@ -288,15 +288,23 @@ def check_constructor_stores_settings_only(run: _Run) -> None:
     """``__init__`` stores its arguments under their own names (plus what the class declares
     in ``derived_settings``), learns nothing, reads no data and draws nothing from the global
     random generators."""
+    _assert_stores_settings_only(lambda: run.example.make(seed=3), run.family.kind)
+
+
+def _assert_stores_settings_only(make: Callable[[], Any], where: str) -> None:
+    """``make()`` (a constructor call with ``seed=3``) draws nothing from the global
+    generators, sets only its parameters (and the class's ``derived_settings``), stores the
+    seed as given and sets no learned attribute."""
     before = _global_rng_state()
-    model = run.example.make(seed=3)
-    assert _global_rng_state() == before, f"{run.family.kind}: __init__ drew random numbers"
+    model = make()
+    assert _global_rng_state() == before, f"{where}: __init__ drew random numbers"
     params = set(inspect.signature(type(model).__init__).parameters) - {"self"}
     extra = set(vars(model)) - params - set(getattr(model, "derived_settings", ()))
-    assert not extra, f"{run.family.kind}: __init__ set {sorted(extra)} (not settings)"
-    assert model.seed == 3, f"{run.family.kind}: seed not stored as given"
+    assert not extra, f"{where}: {type(model).__name__}.__init__ set {sorted(extra)} " \
+                      "(not settings)"
+    assert model.seed == 3, f"{where}: seed not stored as given"
     learned = [k for k in vars(model) if k.endswith("_") and not k.startswith("_")]
-    assert not learned, f"{run.family.kind}: __init__ set learned attributes {learned}"
+    assert not learned, f"{where}: __init__ set learned attributes {learned}"
 
 
 def check_clone_from_options(run: _Run) -> None:
@@ -619,15 +627,7 @@ def check_session_constructor_stores_settings_only(run: _Run) -> None:
     """The session model's ``__init__`` stores its arguments under their own names (plus its
     ``derived_settings``), learns nothing and draws nothing from the global generators."""
     s = _Sessions.of(run)
-    before = _global_rng_state()
-    model = s.make(seed=3)
-    assert _global_rng_state() == before, f"{s.kind}: session __init__ drew random numbers"
-    params = set(inspect.signature(type(model).__init__).parameters) - {"self"}
-    extra = set(vars(model)) - params - set(getattr(model, "derived_settings", ()))
-    assert not extra, f"{s.kind}: {type(model).__name__}.__init__ set {sorted(extra)}"
-    assert model.seed == 3, f"{s.kind}: session seed not stored as given"
-    learned = [k for k in vars(model) if k.endswith("_") and not k.startswith("_")]
-    assert not learned, f"{s.kind}: session __init__ set learned attributes {learned}"
+    _assert_stores_settings_only(lambda: s.make(seed=3), f"{s.kind} (session model)")
 
 
 def check_session_not_fitted_error(run: _Run) -> None:
