@@ -222,12 +222,12 @@ def test_session_rglm_resumes_each_stage_bitwise(tmp_path):
     assert spec.recurrent.alternations == 1
     full = SessionRGLM(spec).fit(s, run=Run(checkpoint_dir=tmp_path))
     kept = sorted(p.name for p in tmp_path.iterdir())
-    assert kept == ["glm_0", "glm_1", "latent_0.npz", "latent_1.npz"]
+    assert kept == ["glm_0", "glm_1", "latent_0.pt", "latent_1.pt"]
     shutil.rmtree(tmp_path / "glm_1")
-    (tmp_path / "latent_1.npz").unlink()
-    stamp = (tmp_path / "latent_0.npz").stat().st_mtime_ns
+    (tmp_path / "latent_1.pt").unlink()
+    stamp = (tmp_path / "latent_0.pt").stat().st_mtime_ns
     resumed = SessionRGLM(spec).fit(s, run=Run(checkpoint_dir=tmp_path, resume=True))
-    assert (tmp_path / "latent_0.npz").stat().st_mtime_ns == stamp  # reloaded, not refitted
+    assert (tmp_path / "latent_0.pt").stat().st_mtime_ns == stamp  # reloaded, not refitted
     np.testing.assert_array_equal(resumed.glm_.coef_, full.glm_.coef_)
     for key, value in full.latent_.items():
         np.testing.assert_array_equal(resumed.latent_[key], value)

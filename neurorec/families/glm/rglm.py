@@ -693,23 +693,18 @@ def _stage_run(run: Run | None, name: str) -> Run | None:
 
 def _latent_stage(run: Run | None, k: int, prob: SessionProblem, start: dict[str, Tensor],
                   **options) -> tuple[dict[str, np.ndarray], dict]:
-    """``fit_session_latent(prob, start, **options)`` (the ``k``-th latent fit), kept as
-    ``latent_<k>.npz`` in the run's checkpoint folder; reloaded instead when the run resumes
-    and the file is there."""
-    import json
+    """``fit_session_latent(prob, start, **options)`` (the ``k``-th latent fit), kept as the
+    checkpoint ``latent_<k>.pt`` in the run's folder (:func:`neurorec.fit.checkpoint.
+    save_checkpoint`); reloaded instead when the run resumes and the file is there."""
+    from neurorec.fit.checkpoint import load_checkpoint, save_checkpoint
 
-    path = None if run is None or run.checkpoint_dir is None else \
-        run.checkpoint_dir / f"latent_{k}.npz"
-    if path is not None and run.resume and path.exists():
-        with np.load(path) as z:
-            return ({key[2:]: z[key] for key in z.files if key.startswith("p_")},
-                    json.loads(str(z["report"])))
+    path = None if run is None else run.path(f"latent_{k}.pt")
+    if run is not None and run.resumes(path):
+        state = load_checkpoint(path)
+        return state["params"], state["report"]
     params, report = fit_session_latent(prob, start, **options)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.tmp.npz")
-        np.savez(tmp, report=json.dumps(report), **{f"p_{key}": v for key, v in params.items()})
-        tmp.replace(path)
+        save_checkpoint(path, {"params": params, "report": report})
     return params, report
 
 
@@ -801,7 +796,7 @@ class SessionRGLM:
         ``run`` (:class:`~neurorec.fit.run.Run`): with a checkpoint folder every stage is
         kept there as it finishes — the GLM's unit chunks (``glm_<k>/``, stage ``k`` = 0 for
         the first fit, ``k`` for the ``k``-th alternation's refit) and each latent fit
-        (``latent_<k>.npz``); ``run.resume`` reloads the finished stages instead of
+        (``latent_<k>.pt``); ``run.resume`` reloads the finished stages instead of
         refitting them (every stage is deterministic, so the result is bitwise the one an
         uninterrupted run gives)."""
         from neurorec.families.glm.session import SessionGLM
@@ -881,13 +876,14 @@ class SessionRGLM:
 
         directory = Path(directory)
         meta = json.loads((directory / "session_rglm.json").read_text())
+        glm = SessionGLM.load(directory)
         with np.load(directory / "session_rglm.npz") as z:
             heldout = z["heldout"] if "heldout" in z.files else None
-            model = cls(SessionGLM.load(directory).spec, chunk_bins=meta["chunk_bins"],
-                        residual=meta["residual"], heldout=heldout)
+            model = cls(glm.spec, chunk_bins=meta["chunk_bins"], residual=meta["residual"],
+                        heldout=heldout)
             model.latent_ = {k[2:]: z[k] for k in z.files if k.startswith("p_")}
             model.y_mean_ = z["y_mean"]
-        model.glm_ = SessionGLM.load(directory)
+        model.glm_ = glm
         model.bin_size_, model.fit_time_s_ = meta["bin_size"], meta["fit_time_s"]
         model.report_ = meta["report"]
         return model
