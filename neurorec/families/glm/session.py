@@ -232,6 +232,23 @@ class SessionGLM:
             h[:, self.heldout[units]] = 0.0
         return h
 
+    def _ridge(self, cov: CovariateDesign) -> np.ndarray:
+        """(1 + P + K,) ridge per coefficient, per bin: the bias unpenalised, each covariate
+        column its entry's ``ridge``, the history weights ``penalty.l2``."""
+        return np.concatenate([[0.0], cov.ridge, np.full(self.n_history, self.spec.penalty.l2)])
+
+    def _heldout_mask(self, n_units: int) -> np.ndarray:
+        return np.zeros(n_units, bool) if self.heldout is None else np.asarray(self.heldout,
+                                                                                 bool)
+
+    def _unit_chunks(self, n_units: int) -> list[np.ndarray]:
+        """The units fitted together, ``chunk`` at a time: held-in units, then held-out units
+        (co-smoothing: they have no own-history term, so their chunks are fitted without
+        those columns and their history weights stay 0)."""
+        ho = self._heldout_mask(n_units)
+        return [group[a:a + self.chunk] for group in (np.flatnonzero(~ho), np.flatnonzero(ho))
+                for a in range(0, len(group), self.chunk)]
+
     # ------------------------------------------------------------------ fit
     def fit(self, session: BinnedSession, *, progress: bool = False, run: Run | None = None,
             offset: np.ndarray | None = None, start: np.ndarray | None = None) -> SessionGLM:
@@ -255,18 +272,15 @@ class SessionGLM:
         design = BlockDesign([b.take(train) for b in blocks])
         n_units, n_h = session.n_units, self.n_history
         n_coef = design.n_cols + n_h
-        ridge = np.concatenate([[0.0], cov.ridge, np.full(n_h, self.spec.penalty.l2)])
+        ridge = self._ridge(cov)
         coef = np.zeros((n_units, n_coef))
         converged = np.zeros(n_units, bool)
         n_iter = np.zeros(n_units, np.int64)
         if work_dir is not None:
             work_dir = Path(work_dir)
             work_dir.mkdir(parents=True, exist_ok=True)
-        # held-out units (co-smoothing) have no own-history term: their own chunks, fitted
-        # without those columns (their history weights stay 0)
-        ho = np.zeros(n_units, bool) if self.heldout is None else np.asarray(self.heldout, bool)
-        chunks = [group[a:a + self.chunk] for group in (np.flatnonzero(~ho), np.flatnonzero(ho))
-                  for a in range(0, len(group), self.chunk)]
+        ho = self._heldout_mask(n_units)
+        chunks = self._unit_chunks(n_units)
         todo = []  # (i, units) of the chunks to fit (the rest loaded from checkpoints)
         for i, units in enumerate(chunks):
             path = None if work_dir is None else work_dir / f"chunk_{i}.npz"
@@ -376,24 +390,18 @@ class SessionGLM:
         # a covariance: ~1e-4 relative there)
         design = BlockDesign([b.take(train) for b in blocks], dtype=np.float64)
         p = design.n_cols
-        lam = 2 * int(train.sum()) * np.concatenate(
-            [[0.0], cov.ridge, np.full(self.n_history, self.spec.penalty.l2)])
-        ho = np.zeros(session.n_units, bool) if self.heldout is None else \
-            np.asarray(self.heldout, bool)
+        lam = 2 * int(train.sum()) * self._ridge(cov)
+        ho = self._heldout_mask(session.n_units)
         se = np.full(self.coef_.shape, np.nan)
-        for a in range(0, session.n_units, self.chunk):
-            units = np.arange(a, min(a + self.chunk, session.n_units))
-            for group in (units[~ho[units]], units[ho[units]]):
-                if not len(group):
-                    continue
-                own = None if ho[group[0]] else self._history(session, group)
-                own = None if own is None else own[train]
-                width = p if own is None else self.coef_.shape[1]
-                info = poisson_information(design, self.coef_[group, :width], own)
-                info[:, np.arange(width), np.arange(width)] += lam[:width]
-                for u, h in zip(group, info, strict=True):
-                    if np.linalg.cond(h) < 1e12:
-                        se[u, :width] = np.sqrt(np.diag(np.linalg.inv(h)))
+        for units in self._unit_chunks(session.n_units):
+            own = None if ho[units[0]] else self._history(session, units)
+            own = None if own is None else own[train]
+            width = p if own is None else self.coef_.shape[1]
+            info = poisson_information(design, self.coef_[units, :width], own)
+            info[:, np.arange(width), np.arange(width)] += lam[:width]
+            for u, h in zip(units, info, strict=True):
+                if np.linalg.cond(h) < 1e12:
+                    se[u, :width] = np.sqrt(np.diag(np.linalg.inv(h)))
         out = {"coef": se, "bias": se[:, 0]}
         for name, sl in self.slices_.items():
             out[name] = se[:, sl]
