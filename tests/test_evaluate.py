@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import select_units
+from test_cli_args import refused, run
 
 from neurorec.cli import main
 from neurorec.core.metrics import (
@@ -173,13 +174,6 @@ def test_forward_rates_without_feedback_are_the_one_step_rates(v1_session0):
 # ------------------------------------------------------------------ the command
 
 
-def run(capsys, *args) -> tuple[int, str, list[str]]:
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err.splitlines()
-
-
 @pytest.fixture(scope="module")
 def glm_fit(tmp_path_factory, small_nwb):
     """A GLM with softplus history (stable in closed loop) on the 4-unit V1 NWB."""
@@ -281,11 +275,9 @@ def test_evaluate_refusals(glm_fit, small_nwb, tmp_path, capsys):
         ((glm_fit, "--data", other, "--out", tmp_path / "o3"), "units:"),
         ((wrong_kind, "--out", tmp_path / "o4"), "kind"),
     ]
-    for args, expected in cases:
-        code, _, err = run(capsys, "evaluate", *args)
-        assert code == 2, (args, err)
-        assert len(err) == 1 and expected in err[0], err
-        assert not args[-1].exists()
+    for args, expected in cases:  # exit 2, one line, nothing written under tmp_path
+        line = refused(capsys, tmp_path, "evaluate", *args)
+        assert expected in line, (args, line)
 
 
 def test_inverse_cdf_equals_scipy():

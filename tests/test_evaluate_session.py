@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from test_cli_args import refused, run
 
 from neurorec.cli import main
 
@@ -33,13 +34,6 @@ def session_fit(tmp_path_factory):
     assert main(["fit", "models/session_glm.yaml", "--data", str(nwb), "--out", str(out),
                  "--quiet"]) == 0
     return out, nwb, root
-
-
-def run(capsys, *args) -> tuple[int, str, list[str]]:
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err.splitlines()
 
 
 def test_session_fit_carries_the_evaluation(session_fit, tmp_path, capsys):
@@ -90,11 +84,9 @@ def test_session_evaluate_refusals(session_fit, tmp_path, capsys):
         ((fit_dir, "--data", tmp_path / "none.nwb", "--out", tmp_path / "o2"), "not found"),
         ((no_rates, "--out", tmp_path / "o3"), "predictions.npz: not found"),
     ]
-    for args, expected in cases:
-        code, _, err = run(capsys, "evaluate", *args)
-        assert code == 2, (args, err)
-        assert len(err) == 1 and expected in err[0], err
-        assert not args[-1].exists()
+    for args, expected in cases:  # exit 2, one line, nothing written under tmp_path
+        line = refused(capsys, tmp_path, "evaluate", *args)
+        assert expected in line, (args, line)
 
 
 def test_session_rglm_predicts_with_the_states_it_was_fitted_with(session_fit):
